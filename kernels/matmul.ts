@@ -1,0 +1,258 @@
+// Matrix multiply: C = op(A) * op(B), op an optional transpose, batched over leading axes.
+// Binding contract for a variant's shader: A, B (read), C (read_write), uniform
+// { M, N, K, stride_a, stride_b, stride_c } (element strides between batch matrices, 0 = broadcast);
+// batch index = workgroup_id.z; overrides WG_X, WG_Y, TRANS_A, TRANS_B; tile sizes as `const NAME: u32`
+// lines (specialised by rewriting) or overrides. A variant says which shapes it supports: exact-fit
+// variants need multiples of their tile, the checked one runs anything and is the fallback.
+import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
+import { specialise } from "../src/gpu/specialise.ts";
+import { getTuned, putTuned } from "../src/gpu/tune-cache.ts";
+import { wgsl } from "../src/gpu/wgsl.ts";
+import { checkedShader, exactShader, type RegblockTile } from "./matmul-codegen.ts";
+import { defineOp, type Variant } from "./registry.ts";
+import { transpose } from "./transpose.ts";
+
+export interface MatmulProblem {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export type MatmulTile = Record<string, number>;
+
+export interface MatmulVariant extends Variant {
+  /** Candidate tiles for the autotuner; the first is the default before tuning. */
+  tiles: MatmulTile[];
+  /** The specialised shader for a tile and problem: WGSL source plus override constants. */
+  shader(tile: MatmulTile, p: MatmulProblem): { code: string; constants: Record<string, number> };
+  supports(p: MatmulProblem, tile: MatmulTile): boolean;
+  workgroups(p: MatmulProblem, tile: MatmulTile): [number, number, number];
+}
+
+export const matmulOp = defineOp<MatmulVariant>("matmul", "C = op(A) op(B), batched; register-blocked");
+
+const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+const memo = <T>(f: (key: string) => T) => {
+  const cache = new Map<string, T>();
+  return (key: string) => {
+    let v = cache.get(key);
+    if (v === undefined) cache.set(key, (v = f(key)));
+    return v;
+  };
+};
+const regblockTile = (t: MatmulTile): RegblockTile => ({ TM: t.TM, TV: t.TV, WG_X: t.WG_X });
+const exactCode = memo((k) => exactShader(JSON.parse(k)));
+const checkedCode = memo((k) => checkedShader(JSON.parse(k)));
+const plainNN = (p: MatmulProblem) => !p.transA && !p.transB;
+
+// Tiles, largest first: 64x32 and 32x32 win on llvmpipe (45 and 40 GFLOP/s at 1024^2, kernels/README.md);
+// the small ones suit real GPUs, where many invocations per core hide latency instead.
+const REGBLOCK_TILES = [
+  { TM: 64, TV: 8, WG_X: 8 },
+  { TM: 32, TV: 8, WG_X: 8 },
+  { TM: 16, TV: 4, WG_X: 8 },
+  { TM: 8, TV: 2, WG_X: 32 },
+  { TM: 4, TV: 1, WG_X: 64 },
+];
+
+matmulOp.register({
+  name: "regblock",
+  file: "kernels/matmul-codegen.ts (exactShader)",
+  code: exactShader(regblockTile(REGBLOCK_TILES[1])),
+  description: "exact fit: M % TM, N % (4 TV WG_X), K % 4 all zero; no transposes; vec4 loads, fully unrolled",
+  tiles: REGBLOCK_TILES,
+  shader: (t) => ({ code: exactCode(JSON.stringify({ TM: t.TM, TV: t.TV })), constants: { WG_X: t.WG_X } }),
+  supports: (p, t) => plainNN(p) && p.M % t.TM === 0 && p.N % (4 * t.TV * t.WG_X) === 0 && p.K % 4 === 0,
+  workgroups: (p, t) => [p.N / (4 * t.TV * t.WG_X), p.M / t.TM, p.batch],
+});
+
+matmulOp.register({
+  name: "regblock-checked",
+  file: "kernels/matmul-codegen.ts (checkedShader)",
+  code: checkedShader(regblockTile(REGBLOCK_TILES[1])),
+  description: "any M, N, K; no transposes; vec4 loads with funnel shifts and masked tails",
+  tiles: REGBLOCK_TILES.slice(1),
+  shader: (t) => ({ code: checkedCode(JSON.stringify({ TM: t.TM, TV: t.TV })), constants: { WG_X: t.WG_X } }),
+  supports: plainNN,
+  workgroups: (p, t) => [ceilDiv(p.N, 4 * t.TV * t.WG_X), ceilDiv(p.M, t.TM), p.batch],
+});
+
+const SCALAR_CODE = await wgsl("matmul_checked.wgsl");
+const scalarCode = memo((k) => specialise(SCALAR_CODE, JSON.parse(k)));
+matmulOp.register({
+  name: "scalar",
+  file: "wgsl/matmul_checked.wgsl",
+  code: SCALAR_CODE,
+  description: "any shape and transpose, scalar loads, TM x TN block per invocation; the universal fallback",
+  tiles: [
+    { TM: 4, TN: 4, WG_X: 8, WG_Y: 8 },
+    { TM: 8, TN: 8, WG_X: 8, WG_Y: 4 },
+  ],
+  shader: (t, p) => ({
+    code: scalarCode(JSON.stringify({ TM: t.TM, TN: t.TN })),
+    constants: { WG_X: t.WG_X, WG_Y: t.WG_Y, TRANS_A: +p.transA, TRANS_B: +p.transB },
+  }),
+  supports: () => true,
+  workgroups: (p, t) => [ceilDiv(p.N, t.TN * t.WG_X), ceilDiv(p.M, t.TM * t.WG_Y), p.batch],
+});
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  out?: Tensor;
+  /** Run this variant instead of the active one (tests and benchmarks). */
+  variant?: MatmulVariant;
+  tile?: MatmulTile;
+}
+
+function batchOf(shape: readonly number[]): number {
+  return shape.slice(0, -2).reduce((a, b) => a * b, 1);
+}
+
+/** The matrix problem for tensors a, b (2-D, or batched with equal or broadcast (1) leading sizes). */
+export function matmulProblem(aShape: readonly number[], bShape: readonly number[], transA = false, transB = false): MatmulProblem & { outShape: number[] } {
+  if (aShape.length < 2 || bShape.length < 2) throw new Error(`matmul needs matrices, got [${aShape}] and [${bShape}]`);
+  const [ar, ac] = aShape.slice(-2);
+  const [br, bc] = bShape.slice(-2);
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const Kb = transB ? bc : br;
+  const N = transB ? br : bc;
+  if (K !== Kb) throw new Error(`matmul: inner sizes differ, [${aShape}]${transA ? "ᵀ" : ""} x [${bShape}]${transB ? "ᵀ" : ""}`);
+  const ba = batchOf(aShape);
+  const bb = batchOf(bShape);
+  if (ba !== bb && ba !== 1 && bb !== 1) throw new Error(`matmul: batch sizes ${ba} and ${bb} do not broadcast`);
+  const lead = (ba >= bb ? aShape : bShape).slice(0, -2);
+  return { M, N, K, batch: Math.max(ba, bb), transA, transB, outShape: [...lead, M, N] };
+}
+
+/** Tiles chosen by `autotuneMatmul`, per variant, for this process's adapter. */
+const tuned = new Map<string, MatmulTile>();
+export const tileFor = (v: MatmulVariant): MatmulTile => tuned.get(v.name) ?? v.tiles[0];
+
+/** Pick the variant for a problem: the active one if it supports the shape, else the first that does. */
+export function chooseVariant(p: MatmulProblem): MatmulVariant {
+  const active = matmulOp.active;
+  if (active.supports(p, tileFor(active))) return active;
+  const v = matmulOp.variants.find((x) => x.supports(p, tileFor(x)));
+  if (!v) throw new Error(`no matmul variant supports ${JSON.stringify(p)}`);
+  return v;
+}
+
+/** From this many multiply-adds, a transposed operand is worth copying so a fast NN variant can run. */
+const TRANSPOSE_COPY_FROM = 1 << 18;
+
+export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const p = matmulProblem(a.shape, b.shape, opts.transA, opts.transB);
+  if (!opts.variant && (p.transA || p.transB) && p.M * p.N * p.K >= TRANSPOSE_COPY_FROM) {
+    const nn = { ...p, transA: false, transB: false };
+    if (chooseVariant(p) !== chooseVariant(nn)) {
+      // Transposes cost O(size) against the product's O(M N K): copy, then run the fast kernel.
+      const at = p.transA ? transpose(rt, a) : a;
+      const bt = p.transB ? transpose(rt, b) : b;
+      const out = matmul(rt, at, bt, { out: opts.out });
+      if (at !== a) at.release();
+      if (bt !== b) bt.release();
+      return out;
+    }
+  }
+  const v = opts.variant ?? chooseVariant(p);
+  const tile = opts.tile ?? tileFor(v);
+  if (!v.supports(p, tile)) throw new Error(`matmul variant "${v.name}" does not support ${JSON.stringify(p)} with tile ${JSON.stringify(tile)}`);
+  const out = opts.out ?? rt.empty(p.outShape, "f32");
+  if (out.size !== p.batch * p.M * p.N) throw new Error(`matmul: out has ${out.size} elements, expected [${p.outShape}]`);
+  const { code, constants } = v.shader(tile, p);
+  rt.dispatch({
+    label: `matmul/${v.name}`,
+    code,
+    constants,
+    buffers: { A: a, B: b, C: out },
+    uniforms: {
+      M: p.M,
+      N: p.N,
+      K: p.K,
+      stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
+      stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
+      stride_c: p.M * p.N,
+    },
+    workgroups: v.workgroups(p, tile),
+  });
+  return out;
+}
+
+/**
+ * Time every candidate tile of every variant on a square problem and keep the fastest per variant.
+ * Results are cached per adapter (and shader source) on disk, so this costs seconds once per machine.
+ */
+export async function autotuneMatmul(rt: Runtime, opts: { size?: number; reps?: number; force?: boolean; log?: (s: string) => void } = {}): Promise<Map<string, MatmulTile>> {
+  const size = opts.size ?? 512;
+  const reps = opts.reps ?? 3;
+  const a = rt.upload(new Float32Array(size * size).fill(0.5), [size, size]);
+  const b = rt.upload(new Float32Array(size * size).fill(0.25), [size, size]);
+  for (const v of matmulOp.variants) {
+    const key = `matmul|${rt.adapterName}|${v.name}|${size}|${hash(v.code)}`;
+    const cached = opts.force ? undefined : await getTuned(key);
+    if (cached) {
+      tuned.set(v.name, cached);
+      continue;
+    }
+    let best: { tile: MatmulTile; ms: number } | undefined;
+    for (const tile of v.tiles) {
+      const p = matmulProblem(a.shape, b.shape);
+      if (!v.supports(p, tile)) continue;
+      const run = () => matmul(rt, a, b, { variant: v, tile }).release();
+      run(); // compile + warm
+      await rt.sync();
+      const t0 = performance.now();
+      for (let r = 0; r < reps; r++) run();
+      await rt.sync();
+      const ms = (performance.now() - t0) / reps;
+      opts.log?.(`autotune ${v.name} ${JSON.stringify(tile)}: ${ms.toFixed(2)} ms (${((2 * size ** 3) / ms / 1e6).toFixed(1)} GFLOP/s)`);
+      if (!best || ms < best.ms) best = { tile, ms };
+    }
+    if (best) {
+      tuned.set(v.name, best.tile);
+      await putTuned(key, best.tile);
+    }
+  }
+  a.release();
+  b.release();
+  return tuned;
+}
+
+function hash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16);
+}
+
+// ---------------------------------------------------------------- CPU twin (float64)
+
+export function matmulRef(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  p: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean; broadcastA?: boolean; broadcastB?: boolean },
+): Float64Array {
+  const { M, N, K } = p;
+  const batch = p.batch ?? 1;
+  const out = new Float64Array(batch * M * N);
+  for (let bt = 0; bt < batch; bt++) {
+    const ao = p.broadcastA ? 0 : bt * M * K;
+    const bo = p.broadcastB ? 0 : bt * K * N;
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const av = p.transA ? a[ao + k * M + i] : a[ao + i * K + k];
+          const bv = p.transB ? b[bo + j * K + k] : b[bo + k * N + j];
+          s += av * bv;
+        }
+        out[bt * M * N + i * N + j] = s;
+      }
+    }
+  }
+  return out;
+}

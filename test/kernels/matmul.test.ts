@@ -1,0 +1,98 @@
+import { describe, expect, it } from "vitest";
+import { matmul, matmulOp, matmulProblem, matmulRef, type MatmulTile, type MatmulVariant } from "../../kernels/matmul.ts";
+import { assertClose } from "../support/check.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
+
+// f32 accumulation of K products of values in [-1, 1): error grows like sqrt(K) * eps; we allow 2e-5
+// relative to max(|C|, sqrt(K)), the typical size of an entry.
+const RTOL = 2e-5;
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  batchA?: number;
+  batchB?: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+async function check(v: MatmulVariant, tile: MatmulTile, c: Case, rand: () => number): Promise<number> {
+  const rt = await testRuntime();
+  const ba = c.batchA ?? 1;
+  const bb = c.batchB ?? 1;
+  const aShape = c.transA ? [c.K, c.M] : [c.M, c.K];
+  const bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
+  const aData = randomF32(rand, ba * c.M * c.K);
+  const bData = randomF32(rand, bb * c.K * c.N);
+  const a = rt.upload(aData, ba > 1 ? [ba, ...aShape] : aShape);
+  const b = rt.upload(bData, bb > 1 ? [bb, ...bShape] : bShape);
+  const out = matmul(rt, a, b, { transA: c.transA, transB: c.transB, variant: v, tile });
+  const got = await rt.read(out);
+  const want = matmulRef(aData, bData, { ...c, batch: Math.max(ba, bb), broadcastA: ba === 1, broadcastB: bb === 1 });
+  [a, b, out].forEach((t) => t.release());
+  return assertClose(got, want, { rtol: RTOL, scale: Math.sqrt(c.K) }, `${v.name} ${JSON.stringify(c)} tile ${JSON.stringify(tile)}`);
+}
+
+/** Shapes a variant must handle: anything for checked ones; multiples of the tile for exact-fit ones. */
+function casesFor(v: MatmulVariant, tile: MatmulTile, rand: () => number): Case[] {
+  const odd: Case[] = [
+    { M: 1, N: 1, K: 1 },
+    { M: 7, N: 13, K: 5 },
+    { M: 31, N: 17, K: 29, transA: true },
+    { M: 33, N: 65, K: 17, transB: true },
+    { M: 19, N: 23, K: 11, transA: true, transB: true },
+    { M: randInt(2, 90), N: randInt(2, 90), K: randInt(2, 90), batchA: 3, batchB: 3 },
+    { M: 37, N: 41, K: 43, batchA: 2, batchB: 1 },
+    { M: 5, N: 97, K: 61, batchA: 1, batchB: 4, transB: true },
+    { M: 130, N: 67, K: 257 },
+  ];
+  function randInt(lo: number, hi: number) {
+    return lo + Math.floor(rand() * (hi - lo + 1));
+  }
+  const cases = odd.filter((c) => v.supports({ ...c, batch: Math.max(c.batchA ?? 1, c.batchB ?? 1), transA: !!c.transA, transB: !!c.transB }, tile));
+  // Multiples of the tile, for exact-fit variants (and as extra coverage for checked ones).
+  const tm = (tile.TM ?? 1) * (tile.WG_Y ?? 1);
+  const tn = (tile.TN ?? 4 * tile.TV) * (tile.WG_X ?? 1);
+  const tk = 4;
+  for (const [m, n, k] of [[1, 1, 1], [2, 3, 5], [3, 1, 7]]) {
+    for (const c of [{ M: m * tm, N: n * tn, K: k * tk }, { M: m * tm, N: n * tn, K: k * tk, batchA: 2, batchB: 2 }] as Case[]) {
+      const p = matmulProblem(c.batchA ? [2, c.M, c.K] : [c.M, c.K], c.batchB ? [2, c.K, c.N] : [c.K, c.N]);
+      if (v.supports(p, tile)) cases.push(c);
+    }
+  }
+  return cases;
+}
+
+describe("matmul", () => {
+  for (const v of matmulOp.variants) {
+    for (const tile of v.tiles) {
+      it(`${v.name} ${JSON.stringify(tile)} matches the float64 twin`, async () => {
+        const rand = mulberry32(testSeed(`matmul ${v.name} ${JSON.stringify(tile)}`));
+        const cases = casesFor(v, tile, rand);
+        expect(cases.length).toBeGreaterThan(2);
+        for (const c of cases) expect(await check(v, tile, c, rand)).toBeLessThanOrEqual(RTOL);
+      });
+    }
+  }
+
+  it("rejects mismatched inner sizes with a clear message", async () => {
+    const rt = await testRuntime();
+    const a = rt.upload(new Float32Array(6), [2, 3]);
+    const b = rt.upload(new Float32Array(8), [4, 2]);
+    expect(() => matmul(rt, a, b)).toThrow(/inner sizes differ/);
+    a.release();
+    b.release();
+  });
+
+  it("the default path (active variant, with fallback) handles a random odd shape", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("matmul default path"));
+    const [M, N, K] = [randInt(rand, 1, 150), randInt(rand, 1, 150), randInt(rand, 1, 150)];
+    const aData = randomF32(rand, M * K);
+    const bData = randomF32(rand, K * N);
+    const out = matmul(rt, rt.upload(aData, [M, K]), rt.upload(bData, [K, N]));
+    assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K }), { rtol: RTOL, scale: Math.sqrt(K) });
+  });
+});

@@ -1,0 +1,31 @@
+// Seeded test data. Every test prints its seed; rerun one with TEST_SEED=<seed>.
+export function testSeed(name: string): number {
+  const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
+  const fixed = g.Deno ? g.Deno.env.get("TEST_SEED") : g.process?.env.TEST_SEED;
+  const seed = fixed ? Number(fixed) : (Math.random() * 2 ** 32) >>> 0;
+  console.log(`[seed] ${name}: ${seed} (rerun with TEST_SEED=${seed})`);
+  return seed;
+}
+
+/** mulberry32: small, fast, seeded. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform in [lo, hi), rounded to f32 so the CPU twin sees exactly what the GPU sees. */
+export function randomF32(rand: () => number, n: number, lo = -1, hi = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * rand();
+  return out;
+}
+
+export function randInt(rand: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(rand() * (hi - lo + 1));
+}
