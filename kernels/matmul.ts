@@ -80,11 +80,11 @@ matmulOp.register({
   workgroups: (p, t) => [ceilDiv(p.N, 4 * t.TV * t.WG_X), ceilDiv(p.M, t.TM), p.batch],
 });
 
-const SCALAR_CODE = await wgsl("matmul_checked.wgsl");
+const SCALAR_CODE = await wgsl("matmul_scalar.wgsl");
 const scalarCode = memo((k) => specialise(SCALAR_CODE, JSON.parse(k)));
 matmulOp.register({
   name: "scalar",
-  file: "wgsl/matmul_checked.wgsl",
+  file: "wgsl/matmul_scalar.wgsl",
   code: SCALAR_CODE,
   description: "any shape and transpose, scalar loads, TM x TN block per invocation; the universal fallback",
   tiles: [
@@ -188,8 +188,8 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
  * Results are cached per adapter (and shader source) on disk, so this costs seconds once per machine.
  */
 export async function autotuneMatmul(rt: Runtime, opts: { size?: number; reps?: number; force?: boolean; log?: (s: string) => void } = {}): Promise<Map<string, MatmulTile>> {
-  const size = opts.size ?? 512;
-  const reps = opts.reps ?? 3;
+  const size = opts.size ?? 1024; // large enough to fill two CPU cores with 64x32 tiles
+  const reps = opts.reps ?? 5;
   const a = rt.upload(new Float32Array(size * size).fill(0.5), [size, size]);
   const b = rt.upload(new Float32Array(size * size).fill(0.25), [size, size]);
   for (const v of matmulOp.variants) {
@@ -206,10 +206,14 @@ export async function autotuneMatmul(rt: Runtime, opts: { size?: number; reps?: 
       const run = () => matmul(rt, a, b, { variant: v, tile }).release();
       run(); // compile + warm
       await rt.sync();
-      const t0 = performance.now();
-      for (let r = 0; r < reps; r++) run();
-      await rt.sync();
-      const ms = (performance.now() - t0) / reps;
+      const samples: number[] = [];
+      for (let r = 0; r < reps; r++) {
+        const t0 = performance.now();
+        run();
+        await rt.sync();
+        samples.push(performance.now() - t0);
+      }
+      const ms = samples.sort((x, y) => x - y)[samples.length >> 1]; // median: the machine may be busy
       opts.log?.(`autotune ${v.name} ${JSON.stringify(tile)}: ${ms.toFixed(2)} ms (${((2 * size ** 3) / ms / 1e6).toFixed(1)} GFLOP/s)`);
       if (!best || ms < best.ms) best = { tile, ms };
     }

@@ -103,6 +103,7 @@ export class Runtime {
   #uniformCursor = 0; // bytes used across chunks in this batch
   #poisonSource?: GPUBuffer;
   #errors: string[] = [];
+  #retired: GPUBuffer[] = [];
 
   constructor(acquired: AcquiredDevice) {
     this.device = acquired.device;
@@ -160,7 +161,8 @@ export class Runtime {
 
   #poison(buffer: GPUBuffer): void {
     if (!this.#poisonSource || this.#poisonSource.size < buffer.size) {
-      this.#poisonSource?.destroy();
+      // Recorded copies may still read the old source: destroy it only after the next submit.
+      if (this.#poisonSource) this.#retired.push(this.#poisonSource);
       this.#poisonSource = this.device.createBuffer({
         size: buffer.size,
         usage: GPUBufferUsage.COPY_SRC,
@@ -313,6 +315,7 @@ export class Runtime {
       this.device.queue.writeBuffer(this.#uniformChunks[i].buffer, 0, this.#uniformChunks[i].staging, 0, n);
     }
     this.device.queue.submit([this.#encoder.finish()]);
+    for (const b of this.#retired.splice(0)) b.destroy(); // submitted work keeps what it uses alive
     this.#encoder = undefined;
     this.#uniformCursor = 0;
     this.#pending = 0;

@@ -54,7 +54,7 @@ function casesFor(v: MatmulVariant, tile: MatmulTile, rand: () => number): Case[
   const cases = odd.filter((c) => v.supports({ ...c, batch: Math.max(c.batchA ?? 1, c.batchB ?? 1), transA: !!c.transA, transB: !!c.transB }, tile));
   // Multiples of the tile, for exact-fit variants (and as extra coverage for checked ones).
   const tm = (tile.TM ?? 1) * (tile.WG_Y ?? 1);
-  const tn = (tile.TN ?? 4 * tile.TV) * (tile.WG_X ?? 1);
+  const tn = (tile.TN ?? (tile.TV ? 4 * tile.TV : 1)) * (tile.WG_X ?? 1);
   const tk = 4;
   for (const [m, n, k] of [[1, 1, 1], [2, 3, 5], [3, 1, 7]]) {
     for (const c of [{ M: m * tm, N: n * tn, K: k * tk }, { M: m * tm, N: n * tn, K: k * tk, batchA: 2, batchB: 2 }] as Case[]) {

@@ -1,0 +1,21 @@
+// npm run bench -- NAME [--json] [--sizes 256,512]: runs bench/NAME.ts, prints a table (or JSON rows).
+import { printReport } from "../../bench/harness.ts";
+
+const BENCHES = ["matmul"] as const; // each is bench/NAME.ts exporting run(args): BenchReport
+
+export async function runBench(argv: string[]): Promise<void> {
+  const name = argv.find((a) => !a.startsWith("--"));
+  const json = argv.includes("--json");
+  const sizesArg = argv[argv.indexOf("--sizes") + 1];
+  if (!name || !(BENCHES as readonly string[]).includes(name)) {
+    console.error(`usage: npm run bench -- NAME [--json] [--sizes a,b,c]\nbenchmarks: ${BENCHES.join(", ")}`);
+    (globalThis as { Deno?: { exit(c: number): never } }).Deno?.exit(2);
+    return;
+  }
+  const mod = await import(`../../bench/${name}.ts`);
+  const log = json ? undefined : (s: string) => console.error(s); // progress on stderr keeps --json clean
+  const report = await mod.run({ sizes: argv.includes("--sizes") ? sizesArg.split(",").map(Number) : undefined, log });
+  printReport(`bench ${name}`, report, json);
+}
+
+if (import.meta.main) await runBench((globalThis as unknown as { Deno: { args: string[] } }).Deno.args);
