@@ -1,6 +1,6 @@
 // Softmax cross-entropy (with optional label smoothing) and the margin output function, on class-major
 // logits [K, B]. Both return per-example values and d(value * gradScale)/dlogits.
-// Binding contract: logits (read f32), labels (read u32), value, dlogits (read_write f32);
+// Binding contract: logits (read f32), labels (read u32), value, dlogits, correct (read_write f32);
 // uniform { K, B, eps, grad_scale, offset }; entries `cross_entropy` and `margin`; override WG.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
@@ -14,17 +14,25 @@ export interface LossOptions {
   eps?: number;
   /** Multiplies dlogits (1/B gives the gradient of the mean loss). */
   gradScale?: number;
-  /** Write values into this buffer at `offset` instead of a new [B] tensor. */
-  into?: { value: Tensor; offset: number };
+  /** Write values and correctness into these buffers at `offset` instead of new [B] tensors. */
+  into?: { value: Tensor; correct: Tensor; offset: number };
 }
 
-function run(rt: Runtime, entry: "cross_entropy" | "margin", logits: Tensor, labels: Tensor, o: LossOptions): { value: Tensor; dlogits: Tensor } {
+export interface LossResult {
+  value: Tensor;
+  dlogits: Tensor;
+  /** 1 where the argmax of the logits is the label, else 0. */
+  correct: Tensor;
+}
+
+function run(rt: Runtime, entry: "cross_entropy" | "margin", logits: Tensor, labels: Tensor, o: LossOptions): LossResult {
   if (logits.shape.length !== 2) throw new Error(`${entry}: logits must be [classes, batch], got [${logits.shape}]`);
   const [K, B] = logits.shape;
   if (labels.size !== B || labels.dtype !== "u32") throw new Error(`${entry}: labels must be u32 [${B}], got ${labels.dtype} [${labels.shape}]`);
   const value = o.into?.value ?? rt.empty([B]);
+  const correct = o.into?.correct ?? rt.empty([B]);
   const offset = o.into?.offset ?? 0;
-  if (offset + B > value.size) throw new Error(`${entry}: ${B} values at offset ${offset} overflow a buffer of ${value.size}`);
+  if (offset + B > value.size || offset + B > correct.size) throw new Error(`${entry}: ${B} values at offset ${offset} overflow a buffer of ${value.size}`);
   const dlogits = rt.empty([K, B]);
   const v = lossOp.active;
   rt.dispatch({
@@ -32,11 +40,11 @@ function run(rt: Runtime, entry: "cross_entropy" | "margin", logits: Tensor, lab
     code: v.code,
     entryPoint: entry,
     constants: { WG: 64 },
-    buffers: { logits, labels, value, dlogits },
+    buffers: { logits, labels, value, dlogits, correct },
     uniforms: { K, B, eps: o.eps ?? 0, grad_scale: o.gradScale ?? 1, offset },
     workgroups: [Math.ceil(B / 64)],
   });
-  return { value, dlogits };
+  return { value, dlogits, correct };
 }
 
 export const crossEntropy = (rt: Runtime, logits: Tensor, labels: Tensor, o: LossOptions = {}) => run(rt, "cross_entropy", logits, labels, o);

@@ -18,4 +18,4 @@ export async function runBench(argv: string[]): Promise<void> {
   printReport(`bench ${name}`, report, json);
 }
 
-if (import.meta.main) await runBench((globalThis as unknown as { Deno: { args: string[] } }).Deno.args);
+if ((import.meta as { main?: boolean }).main) await runBench((globalThis as unknown as { Deno: { args: string[] } }).Deno.args);

@@ -71,7 +71,7 @@ async function nodeGpu(): Promise<GPU> {
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
   try {
     const specifier = "webgpu"; // a variable, so browser bundlers leave this Node-only import alone
-    mod = (await import(specifier)) as typeof mod;
+    mod = (await import(/* @vite-ignore */ specifier)) as typeof mod;
   } catch (e) {
     throw new Error(`Node needs the \`webgpu\` npm package (Dawn): npm install webgpu. (${(e as Error).message})`);
   }

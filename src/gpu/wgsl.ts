@@ -1,5 +1,6 @@
 // Loads a shader from wgsl/ the same way in Node, Deno and browsers (where wgsl/ is served beside the code).
-const WGSL_DIR = new URL("../../wgsl/", import.meta.url);
+// @vite-ignore: Vite would rewrite this at build time and drop the trailing slash; browsers resolve it fine.
+const WGSL_DIR = new URL(/* @vite-ignore */ "../../wgsl/", import.meta.url);
 
 export async function loadText(url: URL): Promise<string> {
   if (url.protocol === "file:" && !(globalThis as { Deno?: unknown }).Deno) {

@@ -20,7 +20,14 @@ describe("loss", () => {
         const labels = rt.upload(y, [B]);
         const ce = crossEntropy(rt, logits, labels, { eps, gradScale: 1 / B });
         const mg = margin(rt, logits, labels);
-        const [cv, cg, mv, mgr] = await rt.readMany([ce.value, ce.dlogits, mg.value, mg.dlogits]);
+        const [cv, cg, mv, mgr, cc, mc] = await rt.readMany([ce.value, ce.dlogits, mg.value, mg.dlogits, ce.correct, mg.correct]);
+        const correct = Array.from({ length: B }, (_, i) => {
+          let best = 0;
+          for (let c = 1; c < K; c++) if (z[c * B + i] > z[best * B + i]) best = c;
+          return best === y[i] ? 1 : 0;
+        });
+        expect(Array.from(cc)).toEqual(correct);
+        expect(Array.from(mc)).toEqual(correct);
         const ceRef = crossEntropyRef(z, y, K, B, eps, 1 / B);
         const mRef = marginRef(z, y, K, B);
         assertClose(cv, ceRef.value, { rtol: RTOL }, `cross-entropy K=${K} B=${B}`);

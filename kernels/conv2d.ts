@@ -1,0 +1,255 @@
+// 2-D convolution on CNHW activations as one GEMM: Y[O, N*OH*OW] = W[O, C*KH*KW] · cols[C*KH*KW, N*OH*OW]
+// (+ bias[O] per row), with OH = floor((H + 2 pad - KH) / stride) + 1 (likewise OW).
+// Layout: x is [C, N, H, W] (channel-major, then batch), y is [O, N, OH, OW], w is [O, C*KH*KW] with
+// columns ordered (c, ki, kj) (a PyTorch [O, C, KH, KW] weight, flattened, is the same memory).
+// Binding contract of a variant's shader (wgsl/im2col.wgsl): x, dcols, bias (read); cols, dx, y
+// (read_write) f32; uniform { C, N, H, W, OH, OW, rows, P }; overrides WG, KH, KW, STRIDE, PAD;
+// entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW), `col2im` (y-grid = channel, x-grid walks
+// N*H*W; a gather, every dx element written once) and `add_row_bias` (in place on y, y-grid = row).
+// Backward: dw = dy · colsᵀ, db = row sums of dy, dx = col2im(wᵀ · dy). The GEMMs are `matmul`.
+import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
+import { wgsl } from "../src/gpu/wgsl.ts";
+import { matmul } from "./matmul.ts";
+import { sum } from "./reduce.ts";
+import { defineOp, type Variant } from "./registry.ts";
+
+export interface Conv2dVariant extends Variant {
+  workgroupSize: number;
+}
+
+export const conv2dOp = defineOp<Conv2dVariant>("conv2d", "im2col, col2im and per-row bias add for CNHW convolution");
+conv2dOp.register({ name: "default", file: "wgsl/im2col.wgsl", code: await wgsl("im2col.wgsl"), workgroupSize: 256 });
+
+export interface ConvGeom {
+  kh: number;
+  kw: number;
+  stride: number;
+  pad: number;
+}
+
+export interface ConvShapes {
+  C: number;
+  N: number;
+  H: number;
+  W: number;
+  O: number;
+}
+
+/** Output height and width; throws when the kernel does not fit the padded input. */
+export function convOutSize(H: number, W: number, g: ConvGeom): { OH: number; OW: number } {
+  for (const [k, v] of Object.entries(g)) {
+    if (!Number.isInteger(v) || v < (k === "pad" ? 0 : 1)) throw new Error(`conv2d: bad geometry ${k}=${v}`);
+  }
+  const OH = Math.floor((H + 2 * g.pad - g.kh) / g.stride) + 1;
+  const OW = Math.floor((W + 2 * g.pad - g.kw) / g.stride) + 1;
+  if (OH < 1 || OW < 1) throw new Error(`conv2d: a ${g.kh}x${g.kw} kernel does not fit a ${H}x${W} input with pad ${g.pad}`);
+  return { OH, OW };
+}
+
+function dims4(t: { shape: readonly number[] }, what: string): [number, number, number, number] {
+  if (t.shape.length !== 4) throw new Error(`${what}: expected [C, N, H, W], got [${t.shape}]`);
+  return t.shape as [number, number, number, number];
+}
+
+/** Grid for a kernel whose y (folded into z past 65535) is a row and whose x walks a row of length P. */
+function rowGrid(rows: number, P: number, wg: number): [number, number, number] {
+  const x = Math.max(1, Math.min(Math.ceil(P / wg), 65535));
+  return rows <= 65535 ? [x, rows, 1] : [x, 65535, Math.ceil(rows / 65535)];
+}
+
+const geomConstants = (g: ConvGeom, wg: number) => ({ WG: wg, KH: g.kh, KW: g.kw, STRIDE: g.stride, PAD: g.pad });
+
+/** cols[C*kh*kw, N*OH*OW] from x[C, N, H, W], zero padded. */
+export function im2col(rt: Runtime, x: Tensor, g: ConvGeom): Tensor {
+  const [C, N, H, W] = dims4(x, "im2col");
+  const { OH, OW } = convOutSize(H, W, g);
+  const v = conv2dOp.active;
+  const rows = C * g.kh * g.kw;
+  const P = N * OH * OW;
+  const cols = rt.empty([rows, P], "f32");
+  rt.dispatch({
+    label: `conv2d.im2col/${v.name}`,
+    code: v.code,
+    entryPoint: "im2col",
+    constants: geomConstants(g, v.workgroupSize),
+    buffers: { x, cols },
+    uniforms: { C, N, H, W, OH, OW, rows, P },
+    workgroups: rowGrid(rows, P, v.workgroupSize),
+  });
+  return cols;
+}
+
+/** The adjoint of im2col: dx[C, N, H, W] where each element sums the dcols entries that read it. */
+export function col2im(rt: Runtime, dcols: Tensor, xShape: readonly number[], g: ConvGeom): Tensor {
+  if (xShape.length !== 4) throw new Error(`col2im: expected xShape [C, N, H, W], got [${xShape}]`);
+  const [C, N, H, W] = xShape;
+  const { OH, OW } = convOutSize(H, W, g);
+  const rows = C * g.kh * g.kw;
+  if (dcols.size !== rows * N * OH * OW) throw new Error(`col2im: dcols [${dcols.shape}] is not [${rows}, ${N * OH * OW}]`);
+  const v = conv2dOp.active;
+  const dx = rt.empty([C, N, H, W], "f32");
+  const P = N * H * W;
+  rt.dispatch({
+    label: `conv2d.col2im/${v.name}`,
+    code: v.code,
+    entryPoint: "col2im",
+    constants: geomConstants(g, v.workgroupSize),
+    buffers: { dcols, dx },
+    uniforms: { C, N, H, W, OH, OW, rows: C, P },
+    workgroups: rowGrid(C, P, v.workgroupSize),
+  });
+  return dx;
+}
+
+/** y[o, :] += bias[o] in place, for y viewed as [O, P]. */
+export function addRowBias(rt: Runtime, y: Tensor, bias: Tensor): Tensor {
+  const O = y.shape[0];
+  if (bias.size !== O) throw new Error(`add_row_bias: bias has ${bias.size} elements for ${O} rows`);
+  const v = conv2dOp.active;
+  const P = y.size / O;
+  rt.dispatch({
+    label: `conv2d.add_row_bias/${v.name}`,
+    code: v.code,
+    entryPoint: "add_row_bias",
+    constants: { WG: v.workgroupSize },
+    buffers: { bias, y },
+    uniforms: { C: 0, N: 0, H: 0, W: 0, OH: 0, OW: 0, rows: O, P },
+    workgroups: rowGrid(O, P, v.workgroupSize),
+  });
+  return y;
+}
+
+function weightRows(w: Tensor, C: number, g: ConvGeom): { O: number; w2: Tensor } {
+  const K = C * g.kh * g.kw;
+  const O = w.shape[0];
+  if (w.size !== O * K) throw new Error(`conv2d: weight [${w.shape}] is not [O, ${C}*${g.kh}*${g.kw}]`);
+  return { O, w2: w.shape.length === 2 ? w : w.reshape([O, K]) };
+}
+
+/** y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. */
+export function conv2dForward(rt: Runtime, x: Tensor, w: Tensor, bias: Tensor | undefined, g: ConvGeom): Tensor {
+  const [C, N, H, W] = dims4(x, "conv2d");
+  const { OH, OW } = convOutSize(H, W, g);
+  const { O, w2 } = weightRows(w, C, g);
+  const cols = im2col(rt, x, g);
+  const y = matmul(rt, w2, cols); // [O, N*OH*OW]
+  cols.release();
+  if (bias) addRowBias(rt, y, bias);
+  return y.reshape([O, N, OH, OW]);
+}
+
+export interface ConvGrads {
+  dw: Tensor; // [O, C*kh*kw]
+  db: Tensor; // [O]
+  dx?: Tensor; // [C, N, H, W], when needDx
+}
+
+/**
+ * Gradients of conv2dForward given dy[O, N, OH, OW]. `cols` (im2col(x) from the forward pass) may be
+ * passed to skip recomputing it; it is not released here.
+ */
+export function conv2dBackward(
+  rt: Runtime,
+  x: Tensor,
+  w: Tensor,
+  dy: Tensor,
+  g: ConvGeom,
+  opts: { needDx?: boolean; cols?: Tensor } = {},
+): ConvGrads {
+  const [C, N, H, W] = dims4(x, "conv2d backward");
+  const { OH, OW } = convOutSize(H, W, g);
+  const { O, w2 } = weightRows(w, C, g);
+  const P = N * OH * OW;
+  if (dy.size !== O * P) throw new Error(`conv2d backward: dy [${dy.shape}] is not [${O}, ${N}, ${OH}, ${OW}]`);
+  const dy2 = dy.reshape([O, P]);
+  const cols = opts.cols ?? im2col(rt, x, g);
+  const dw = matmul(rt, dy2, cols, { transB: true }); // [O, C*kh*kw]
+  if (!opts.cols) cols.release();
+  const db = sum(rt, dy2, 1);
+  let dx: Tensor | undefined;
+  if (opts.needDx ?? true) {
+    const dcols = matmul(rt, w2, dy2, { transA: true }); // [C*kh*kw, P]
+    dx = col2im(rt, dcols, [C, N, H, W], g);
+    dcols.release();
+  }
+  return { dw, db, dx };
+}
+
+// ---------------------------------------------------------------- CPU twins (float64), from the definition
+
+type Arr = ArrayLike<number>;
+
+export function im2colRef(x: Arr, s: Omit<ConvShapes, "O">, g: ConvGeom): Float64Array {
+  const { C, N, H, W } = s;
+  const { OH, OW } = convOutSize(H, W, g);
+  const P = N * OH * OW;
+  const out = new Float64Array(C * g.kh * g.kw * P);
+  for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
+    const row = (c * g.kh + ki) * g.kw + kj;
+    for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+      const h = oh * g.stride + ki - g.pad;
+      const w = ow * g.stride + kj - g.pad;
+      const inside = h >= 0 && h < H && w >= 0 && w < W;
+      out[row * P + (n * OH + oh) * OW + ow] = inside ? x[((c * N + n) * H + h) * W + w] : 0;
+    }
+  }
+  return out;
+}
+
+/** The adjoint of im2colRef (a scatter-add, the opposite formulation to the GPU's gather). */
+export function col2imRef(dcols: Arr, s: Omit<ConvShapes, "O">, g: ConvGeom): Float64Array {
+  const { C, N, H, W } = s;
+  const { OH, OW } = convOutSize(H, W, g);
+  const P = N * OH * OW;
+  const dx = new Float64Array(C * N * H * W);
+  for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
+    const row = (c * g.kh + ki) * g.kw + kj;
+    for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+      const h = oh * g.stride + ki - g.pad;
+      const w = ow * g.stride + kj - g.pad;
+      if (h >= 0 && h < H && w >= 0 && w < W) dx[((c * N + n) * H + h) * W + w] += dcols[row * P + (n * OH + oh) * OW + ow];
+    }
+  }
+  return dx;
+}
+
+/** y[o, n, oh, ow] = b[o] + sum_{c, ki, kj} w[o, c, ki, kj] x[c, n, oh*stride + ki - pad, ow*stride + kj - pad]. */
+export function conv2dRef(x: Arr, w: Arr, b: Arr | undefined, s: ConvShapes, g: ConvGeom): Float64Array {
+  const { C, N, H, W, O } = s;
+  const { OH, OW } = convOutSize(H, W, g);
+  const y = new Float64Array(O * N * OH * OW);
+  for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+    let acc = b ? b[o] : 0;
+    for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
+      const h = oh * g.stride + ki - g.pad;
+      const ww = ow * g.stride + kj - g.pad;
+      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+      acc += w[((o * C + c) * g.kh + ki) * g.kw + kj] * x[((c * N + n) * H + h) * W + ww];
+    }
+    y[((o * N + n) * OH + oh) * OW + ow] = acc;
+  }
+  return y;
+}
+
+/** Gradients of conv2dRef with respect to x, w and b, given dy[O, N, OH, OW]. */
+export function conv2dBackwardRef(x: Arr, w: Arr, dy: Arr, s: ConvShapes, g: ConvGeom): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
+  const { C, N, H, W, O } = s;
+  const { OH, OW } = convOutSize(H, W, g);
+  const dx = new Float64Array(C * N * H * W);
+  const dw = new Float64Array(O * C * g.kh * g.kw);
+  const db = new Float64Array(O);
+  for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+    const d = dy[((o * N + n) * OH + oh) * OW + ow];
+    db[o] += d;
+    for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
+      const h = oh * g.stride + ki - g.pad;
+      const ww = ow * g.stride + kj - g.pad;
+      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+      const wi = ((o * C + c) * g.kh + ki) * g.kw + kj;
+      const xi = ((c * N + n) * H + h) * W + ww;
+      dw[wi] += d * x[xi];
+      dx[xi] += d * w[wi];
+    }
+  }
+  return { dx, dw, db };
+}

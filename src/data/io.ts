@@ -1,0 +1,139 @@
+// Minimal file access that works in Node (node:fs/promises) and Deno (Deno.*), so the data and
+// checkpoint code stays runtime-agnostic. Node's module is imported lazily, so nothing here pulls
+// in node: specifiers when running under Deno (or a bundler for the browser).
+import { gunzipSync } from "fflate";
+
+interface DenoFs {
+  readFile(path: string): Promise<Uint8Array>;
+  writeFile(path: string, data: Uint8Array): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  remove(path: string, opts?: { recursive?: boolean }): Promise<void>;
+  mkdir(path: string, opts?: { recursive?: boolean }): Promise<void>;
+  stat(path: string): Promise<{ isFile: boolean; isDirectory: boolean; size: number }>;
+  readDir(path: string): AsyncIterable<{ name: string; isFile: boolean; isDirectory: boolean }>;
+}
+const deno = (globalThis as { Deno?: DenoFs }).Deno;
+const nodeFs = () => import("node:fs/promises");
+
+export interface DirEntry { name: string; isFile: boolean; isDirectory: boolean }
+export type PathKind = "file" | "dir" | null;
+
+export async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    if (deno) return await deno.readFile(path);
+    const b = await (await nodeFs()).readFile(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  } catch (e) {
+    throw new Error(`${path}: cannot read (${(e as Error).message})`);
+  }
+}
+
+export async function readText(path: string): Promise<string> {
+  return new TextDecoder().decode(await readBytes(path));
+}
+
+/** Writes to a temporary sibling and renames it into place, so readers never see a partial file. */
+export async function writeBytesAtomic(path: string, data: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    if (deno) {
+      await deno.writeFile(tmp, data);
+      await deno.rename(tmp, path);
+    } else {
+      const fs = await nodeFs();
+      await fs.writeFile(tmp, data);
+      await fs.rename(tmp, path);
+    }
+  } catch (e) {
+    await removePath(tmp).catch(() => {});
+    throw new Error(`${path}: cannot write (${(e as Error).message})`);
+  }
+}
+
+export async function pathKind(path: string): Promise<PathKind> {
+  try {
+    if (deno) {
+      const s = await deno.stat(path);
+      return s.isDirectory ? "dir" : s.isFile ? "file" : null;
+    }
+    const s = await (await nodeFs()).stat(path);
+    return s.isDirectory() ? "dir" : s.isFile() ? "file" : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function listDir(path: string): Promise<DirEntry[]> {
+  try {
+    if (deno) {
+      const out: DirEntry[] = [];
+      for await (const e of deno.readDir(path)) out.push({ name: e.name, isFile: e.isFile, isDirectory: e.isDirectory });
+      return out;
+    }
+    const ents = await (await nodeFs()).readdir(path, { withFileTypes: true });
+    return ents.map((e) => ({ name: e.name, isFile: e.isFile(), isDirectory: e.isDirectory() }));
+  } catch (e) {
+    throw new Error(`${path}: cannot list directory (${(e as Error).message})`);
+  }
+}
+
+export async function makeDir(path: string): Promise<void> {
+  if (deno) await deno.mkdir(path, { recursive: true });
+  else await (await nodeFs()).mkdir(path, { recursive: true });
+}
+
+export async function removePath(path: string): Promise<void> {
+  if (deno) await deno.remove(path, { recursive: true });
+  else await (await nodeFs()).rm(path, { recursive: true, force: true });
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+export function baseName(path: string): string {
+  const p = path.replace(/\/+$/, "");
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+export const isGzip = (b: Uint8Array): boolean => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+export function crc32(data: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 255] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+/**
+ * gunzip a single-member gzip file and check its trailer. fflate sizes the output from the trailer's
+ * ISIZE and does not check the CRC, so a truncated or bit-flipped file could otherwise decode to
+ * plausible-looking garbage; `label` names the file in errors.
+ */
+export function gunzipChecked(data: Uint8Array, label: string): Uint8Array {
+  if (!isGzip(data)) throw new Error(`${label}: not a gzip file (bad magic bytes)`);
+  if (data.length < 18) throw new Error(`${label}: corrupt gzip: only ${data.length} bytes`);
+  const tail = data.length - 8;
+  const crc = (data[tail] | (data[tail + 1] << 8) | (data[tail + 2] << 16) | (data[tail + 3] << 24)) >>> 0;
+  const size = (data[tail + 4] | (data[tail + 5] << 8) | (data[tail + 6] << 16) | (data[tail + 7] << 24)) >>> 0;
+  // Deflate cannot expand more than ~1032x; a larger ISIZE means the trailer is not a trailer.
+  if (size > data.length * 1032 + 1024) throw new Error(`${label}: corrupt or truncated gzip (trailer size ${size} is implausible)`);
+  let out: Uint8Array;
+  try {
+    out = gunzipSync(data);
+  } catch (e) {
+    throw new Error(`${label}: corrupt or truncated gzip (${(e as Error).message})`);
+  }
+  if (out.length !== size) throw new Error(`${label}: corrupt or truncated gzip (decoded ${out.length} bytes, trailer says ${size})`);
+  if (crc32(out) !== crc) throw new Error(`${label}: corrupt gzip (CRC-32 mismatch)`);
+  return out;
+}

@@ -1,0 +1,144 @@
+import { describe, expect, it } from "vitest";
+import * as cv from "../../kernels/conv2d.ts";
+import { assertClose, assertEqualArrays } from "../support/check.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
+
+// GPU vs float64 twin: every output is a dot product of at most K terms in [-1, 1) (K = C*kh*kw forward
+// and for dx, N*OH*OW for dw and db); f32 accumulation error stays below ~sqrt(K) * 2^-23 * sqrt(K) in
+// the worst case, so measured against max(|want|, sqrt(K)) it is well under 1e-5.
+const RTOL = 1e-5;
+// Finite differences of the float64 twins: conv is linear in x, w and b, so central differences with
+// h = 1e-6 are exact up to rounding (~1e-10 relative); errors are measured against max(|analytic|, 1e-3).
+const FD_H = 1e-6;
+const FD_RTOL = 1e-5;
+
+const GEOMS: cv.ConvGeom[] = [
+  { kh: 3, kw: 3, stride: 1, pad: 1 },
+  { kh: 3, kw: 3, stride: 2, pad: 1 },
+  { kh: 3, kw: 3, stride: 1, pad: 0 },
+  { kh: 3, kw: 3, stride: 2, pad: 0 },
+  { kh: 1, kw: 1, stride: 1, pad: 0 },
+  { kh: 1, kw: 1, stride: 2, pad: 0 },
+  { kh: 1, kw: 1, stride: 1, pad: 1 },
+];
+const show = (g: cv.ConvGeom) => `${g.kh}x${g.kw}/s${g.stride}/p${g.pad}`;
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+describe("conv2d", () => {
+  for (const v of cv.conv2dOp.variants) {
+    it(`${v.name}: im2col, col2im, forward and backward match the float64 twins`, async () => {
+      cv.conv2dOp.use(v.name);
+      const rt = await testRuntime();
+      const rand = mulberry32(testSeed(`conv2d ${v.name}`));
+      const shapesList: cv.ConvShapes[] = [
+        { C: 3, N: 2, H: 7, W: 5, O: 4 },
+        // big enough that matmul copies transposed operands and takes its fast paths
+        { C: 8, N: 3, H: 12, W: 10, O: 16 },
+        { C: randInt(rand, 1, 5), N: randInt(rand, 1, 3), H: randInt(rand, 3, 9), W: randInt(rand, 3, 9), O: randInt(rand, 1, 6) },
+      ];
+      for (const s of shapesList) {
+        for (const g of GEOMS) {
+          const what = `[C=${s.C} N=${s.N} H=${s.H} W=${s.W} O=${s.O}] ${show(g)}`;
+          const { OH, OW } = cv.convOutSize(s.H, s.W, g);
+          const K = s.C * g.kh * g.kw;
+          const P = s.N * OH * OW;
+          const xData = randomF32(rand, s.C * s.N * s.H * s.W);
+          const wData = randomF32(rand, s.O * K);
+          const bData = randomF32(rand, s.O);
+          const dyData = randomF32(rand, s.O * P);
+          const dcolsData = randomF32(rand, K * P);
+          const x = rt.upload(xData, [s.C, s.N, s.H, s.W]);
+          const w = rt.upload(wData, [s.O, K]);
+          const b = rt.upload(bData, [s.O]);
+          const dy = rt.upload(dyData, [s.O, s.N, OH, OW]);
+          const dcols = rt.upload(dcolsData, [K, P]);
+
+          const cols = cv.im2col(rt, x, g);
+          const dx0 = cv.col2im(rt, dcols, x.shape, g);
+          const y = cv.conv2dForward(rt, x, w, b, g);
+          const yNoBias = cv.conv2dForward(rt, x, w, undefined, g);
+          const grads = cv.conv2dBackward(rt, x, w, dy, g, { needDx: true });
+          const noDx = cv.conv2dBackward(rt, x, w, dy, g, { needDx: false });
+          expect(noDx.dx).toBe(undefined);
+          expect(y.shape).toEqual([s.O, s.N, OH, OW]);
+          expect(grads.dw.shape).toEqual([s.O, K]);
+          const [gCols, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([cols, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw]);
+
+          assertEqualArrays(gCols, cv.im2colRef(xData, s, g), `im2col ${what}`); // a copy: exact
+          assertClose(gDx0, cv.col2imRef(dcolsData, s, g), { rtol: RTOL, scale: 1 }, `col2im ${what}`);
+          const sk = Math.sqrt(K);
+          assertClose(gY, cv.conv2dRef(xData, wData, bData, s, g), { rtol: RTOL, scale: sk }, `forward ${what}`);
+          assertClose(gYnb, cv.conv2dRef(xData, wData, undefined, s, g), { rtol: RTOL, scale: sk }, `forward, no bias ${what}`);
+          const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
+          assertClose(gDw, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw ${what}`);
+          assertClose(gDw2, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw (needDx false) ${what}`);
+          assertClose(gDb, want.db, { rtol: RTOL, scale: Math.sqrt(P) }, `db ${what}`);
+          assertClose(gDx, want.dx, { rtol: RTOL, scale: Math.sqrt(s.O * g.kh * g.kw) }, `dx ${what}`);
+
+          [x, w, b, dy, dcols, cols, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((t) => t.release());
+        }
+      }
+    });
+  }
+
+  it("backward can reuse the forward's cols", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("conv2d reuse cols"));
+    const s = { C: 2, N: 2, H: 6, W: 5, O: 3 };
+    const g = { kh: 3, kw: 3, stride: 2, pad: 1 };
+    const { OH, OW } = cv.convOutSize(s.H, s.W, g);
+    const xData = randomF32(rand, s.C * s.N * s.H * s.W);
+    const wData = randomF32(rand, s.O * s.C * 9);
+    const dyData = randomF32(rand, s.O * s.N * OH * OW);
+    const x = rt.upload(xData, [s.C, s.N, s.H, s.W]);
+    const cols = cv.im2col(rt, x, g);
+    const grads = cv.conv2dBackward(rt, x, rt.upload(wData, [s.O, s.C * 9]), rt.upload(dyData, [s.O, s.N, OH, OW]), g, { cols });
+    expect(cols.released).toBe(false);
+    const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
+    const [dw, dx] = await rt.readMany([grads.dw, grads.dx!]);
+    assertClose(dw, want.dw, { rtol: RTOL, scale: Math.sqrt(s.N * OH * OW) }, "dw");
+    assertClose(dx, want.dx, { rtol: RTOL, scale: 3 }, "dx");
+  });
+
+  it("the backward twin matches finite differences of the forward twin", () => {
+    const rand = mulberry32(testSeed("conv2d finite differences"));
+    const s = { C: 3, N: 2, H: 7, W: 5, O: 4 };
+    for (const g of GEOMS) {
+      const { OH, OW } = cv.convOutSize(s.H, s.W, g);
+      const x = Float64Array.from(randomF32(rand, s.C * s.N * s.H * s.W));
+      const w = Float64Array.from(randomF32(rand, s.O * s.C * g.kh * g.kw));
+      const b = Float64Array.from(randomF32(rand, s.O));
+      const r = Float64Array.from(randomF32(rand, s.O * s.N * OH * OW)); // loss = <r, y>, so dy = r
+      const loss = () => dot(r, cv.conv2dRef(x, w, b, s, g));
+      const an = cv.conv2dBackwardRef(x, w, r, s, g);
+      for (const [name, param, grad] of [["x", x, an.dx], ["w", w, an.dw], ["b", b, an.db]] as const) {
+        for (let t = 0; t < 6; t++) {
+          const j = randInt(rand, 0, param.length - 1);
+          const keep = param[j];
+          param[j] = keep + FD_H;
+          const up = loss();
+          param[j] = keep - FD_H;
+          const down = loss();
+          param[j] = keep;
+          const fd = (up - down) / (2 * FD_H);
+          const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
+          if (!(err < FD_RTOL)) throw new Error(`d loss / d ${name}[${j}] at ${show(g)}: finite difference ${fd}, twin ${grad[j]}`);
+        }
+      }
+    }
+  });
+
+  it("rejects geometry that does not fit and mismatched weights", async () => {
+    const rt = await testRuntime();
+    const x = rt.upload(new Float32Array(2 * 1 * 2 * 2), [2, 1, 2, 2]);
+    expect(() => cv.im2col(rt, x, { kh: 3, kw: 3, stride: 1, pad: 0 })).toThrow(/does not fit/);
+    expect(() => cv.im2col(rt, x, { kh: 3, kw: 3, stride: 0, pad: 1 })).toThrow(/bad geometry/);
+    expect(() => cv.conv2dForward(rt, x, rt.upload(new Float32Array(5), [1, 5]), undefined, { kh: 1, kw: 1, stride: 1, pad: 0 })).toThrow(/weight/);
+    x.release();
+  });
+});
