@@ -11,8 +11,8 @@ if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    // Kernel tests need a GPU adapter: they run in Chromium (vitest.browser.config.ts) and in Deno.
-    exclude: ["test/kernels/**", "**/node_modules/**"],
+    // Kernel and model tests need a GPU adapter: they run in Chromium (vitest.browser.config.ts) and Deno.
+    exclude: ["test/kernels/**", "test/nn/**", "**/node_modules/**"],
     // Dawn crashes in forked workers at teardown; worker threads are fine. One software GPU on two
     // cores: run files one at a time in one worker so they share the device.
     pool: "forks",

@@ -4,9 +4,11 @@
 // columns ordered (c, ki, kj) (a PyTorch [O, C, KH, KW] weight, flattened, is the same memory).
 // Binding contract of a variant's shader (wgsl/im2col.wgsl): x, dcols, bias (read); cols, dx, y
 // (read_write) f32; uniform { C, N, H, W, OH, OW, rows, P }; overrides WG, KH, KW, STRIDE, PAD;
-// entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW), `col2im` (y-grid = channel, x-grid walks
+// entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW), `im2col_t` (colsT[P, C*KH*KW], flat
+// grid-stride x-grid; `rows` = C*KH*KW), `col2im` (y-grid = channel, x-grid walks
 // N*H*W; a gather, every dx element written once) and `add_row_bias` (in place on y, y-grid = row).
-// Backward: dw = dy · colsᵀ, db = row sums of dy, dx = col2im(wᵀ · dy). The GEMMs are `matmul`.
+// Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
+// are `matmul`, db is reduce's `sum`. Temporaries (cols, colsT, dcols) are released before returning.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { matmul } from "./matmul.ts";
@@ -15,10 +17,12 @@ import { defineOp, type Variant } from "./registry.ts";
 
 export interface Conv2dVariant extends Variant {
   workgroupSize: number;
+  /** Elements of a row each invocation walks (grid-stride): sizes the x-grid. */
+  itemsPerInvocation: number;
 }
 
 export const conv2dOp = defineOp<Conv2dVariant>("conv2d", "im2col, col2im and per-row bias add for CNHW convolution");
-conv2dOp.register({ name: "default", file: "wgsl/im2col.wgsl", code: await wgsl("im2col.wgsl"), workgroupSize: 256 });
+conv2dOp.register({ name: "default", file: "wgsl/im2col.wgsl", code: await wgsl("im2col.wgsl"), workgroupSize: 256, itemsPerInvocation: 16 });
 
 export interface ConvGeom {
   kh: number;
@@ -52,8 +56,8 @@ function dims4(t: { shape: readonly number[] }, what: string): [number, number, 
 }
 
 /** Grid for a kernel whose y (folded into z past 65535) is a row and whose x walks a row of length P. */
-function rowGrid(rows: number, P: number, wg: number): [number, number, number] {
-  const x = Math.max(1, Math.min(Math.ceil(P / wg), 65535));
+function rowGrid(rows: number, P: number, v: Conv2dVariant): [number, number, number] {
+  const x = Math.max(1, Math.min(Math.ceil(P / (v.workgroupSize * v.itemsPerInvocation)), 65535));
   return rows <= 65535 ? [x, rows, 1] : [x, 65535, Math.ceil(rows / 65535)];
 }
 
@@ -74,9 +78,30 @@ export function im2col(rt: Runtime, x: Tensor, g: ConvGeom): Tensor {
     constants: geomConstants(g, v.workgroupSize),
     buffers: { x, cols },
     uniforms: { C, N, H, W, OH, OW, rows, P },
-    workgroups: rowGrid(rows, P, v.workgroupSize),
+    workgroups: rowGrid(rows, P, v),
   });
   return cols;
+}
+
+/** colsT[N*OH*OW, C*kh*kw], the transpose of im2col(x), written directly. */
+export function im2colT(rt: Runtime, x: Tensor, g: ConvGeom): Tensor {
+  const [C, N, H, W] = dims4(x, "im2colT");
+  const { OH, OW } = convOutSize(H, W, g);
+  const v = conv2dOp.active;
+  const rows = C * g.kh * g.kw;
+  const P = N * OH * OW;
+  const colsT = rt.empty([P, rows], "f32");
+  const groups = Math.max(1, Math.min(Math.ceil((rows * P) / (v.workgroupSize * v.itemsPerInvocation)), 65535));
+  rt.dispatch({
+    label: `conv2d.im2col_t/${v.name}`,
+    code: v.code,
+    entryPoint: "im2col_t",
+    constants: geomConstants(g, v.workgroupSize),
+    buffers: { x, cols: colsT },
+    uniforms: { C, N, H, W, OH, OW, rows, P },
+    workgroups: [groups, 1, 1],
+  });
+  return colsT;
 }
 
 /** The adjoint of im2col: dx[C, N, H, W] where each element sums the dcols entries that read it. */
@@ -96,7 +121,7 @@ export function col2im(rt: Runtime, dcols: Tensor, xShape: readonly number[], g:
     constants: geomConstants(g, v.workgroupSize),
     buffers: { dcols, dx },
     uniforms: { C, N, H, W, OH, OW, rows: C, P },
-    workgroups: rowGrid(C, P, v.workgroupSize),
+    workgroups: rowGrid(C, P, v),
   });
   return dx;
 }
@@ -114,7 +139,7 @@ export function addRowBias(rt: Runtime, y: Tensor, bias: Tensor): Tensor {
     constants: { WG: v.workgroupSize },
     buffers: { bias, y },
     uniforms: { C: 0, N: 0, H: 0, W: 0, OH: 0, OW: 0, rows: O, P },
-    workgroups: rowGrid(O, P, v.workgroupSize),
+    workgroups: rowGrid(O, P, v),
   });
   return y;
 }
@@ -145,8 +170,10 @@ export interface ConvGrads {
 }
 
 /**
- * Gradients of conv2dForward given dy[O, N, OH, OW]. `cols` (im2col(x) from the forward pass) may be
- * passed to skip recomputing it; it is not released here.
+ * Gradients of conv2dForward given dy[O, N, OH, OW]. Without `opts.cols` the im2col is recomputed in
+ * transposed form (im2colT) so dw = dy · colsT is an NN GEMM; `cols` (im2col(x) from the forward pass)
+ * may be passed instead (dw = dy · colsᵀ, which matmul may serve with a transposed copy); it is not
+ * released here. needDx defaults to true.
  */
 export function conv2dBackward(
   rt: Runtime,
@@ -162,9 +189,15 @@ export function conv2dBackward(
   const P = N * OH * OW;
   if (dy.size !== O * P) throw new Error(`conv2d backward: dy [${dy.shape}] is not [${O}, ${N}, ${OH}, ${OW}]`);
   const dy2 = dy.reshape([O, P]);
-  const cols = opts.cols ?? im2col(rt, x, g);
-  const dw = matmul(rt, dy2, cols, { transB: true }); // [O, C*kh*kw]
-  if (!opts.cols) cols.release();
+  let dw: Tensor; // [O, C*kh*kw]
+  if (opts.cols) {
+    dw = matmul(rt, dy2, opts.cols, { transB: true });
+  } else {
+    // Writing colsT directly makes dw a plain NN GEMM: no transposed copy of the large operand.
+    const colsT = im2colT(rt, x, g);
+    dw = matmul(rt, dy2, colsT);
+    colsT.release();
+  }
   const db = sum(rt, dy2, 1);
   let dx: Tensor | undefined;
   if (opts.needDx ?? true) {

@@ -8,8 +8,8 @@ import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { specialise } from "../src/gpu/specialise.ts";
 import { getTuned, putTuned } from "../src/gpu/tune-cache.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
-import { checkedShader, exactShader, type RegblockTile } from "./matmul-codegen.ts";
-import { defineOp, type Variant } from "./registry.ts";
+import { checkedShader, exactShader, type RegblockTile, splitKShader } from "./matmul-codegen.ts";
+import { defineOp, grid1d, type Variant } from "./registry.ts";
 import { transpose } from "./transpose.ts";
 
 export interface MatmulProblem {
@@ -30,6 +30,9 @@ export interface MatmulVariant extends Variant {
   shader(tile: MatmulTile, p: MatmulProblem): { code: string; constants: Record<string, number> };
   supports(p: MatmulProblem, tile: MatmulTile): boolean;
   workgroups(p: MatmulProblem, tile: MatmulTile): [number, number, number];
+  /** Multi-dispatch variants: record the whole product into `out` (called instead of the single
+   * `shader`/`workgroups` dispatch; `shader` and `workgroups` then describe its main pass). */
+  run?(rt: Runtime, a: Tensor, b: Tensor, out: Tensor, p: MatmulProblem, tile: MatmulTile): void;
 }
 
 export const matmulOp = defineOp<MatmulVariant>("matmul", "C = op(A) op(B), batched; register-blocked");
@@ -99,6 +102,76 @@ matmulOp.register({
   workgroups: (p, t) => [ceilDiv(p.N, t.TN * t.WG_X), ceilDiv(p.M, t.TM * t.WG_Y), p.batch],
 });
 
+// ---------------------------------------------------------------- split-K A·Bᵀ (weight gradients)
+
+const SPLITK_TILES = [
+  { TM: 8, TN: 4, WG: 8 },
+  { TM: 4, TN: 4, WG: 8 },
+  { TM: 8, TN: 8, WG: 8 },
+];
+/** Aim for this many workgroups (M-blocks x N-blocks x batch x K-splits)... */
+const SPLITK_TARGET_WGS = 64;
+/** ...but give every invocation at least this many vec4 steps along K. */
+const SPLITK_MIN_STEPS = 32;
+
+/** K-splits S and vec4 steps per invocation for a problem. */
+export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk: number } {
+  const nkb = Math.max(1, ceilDiv(p.K, 4));
+  const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN) * p.batch;
+  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / (t.WG * SPLITK_MIN_STEPS)), Math.floor(65535 / p.batch));
+  const chunk = ceilDiv(nkb, Math.max(1, want) * t.WG);
+  return { S: ceilDiv(nkb, chunk * t.WG), chunk };
+}
+
+const splitKCode = memo((k) => splitKShader(JSON.parse(k)));
+const splitKTileCode = (t: MatmulTile, p: MatmulProblem) =>
+  splitKCode(JSON.stringify({ TM: t.TM, TN: t.TN, WG: t.WG, ALIGNED: p.K % 4 === 0 ? 1 : 0 }));
+const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
+
+export const splitKVariant = matmulOp.register({
+  name: "splitk-nt",
+  file: "kernels/matmul-codegen.ts (splitKShader)",
+  code: splitKShader({ ...SPLITK_TILES[0], ALIGNED: 0 }),
+  description: "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per workgroup, K split over lanes and workgroups, vec4 loads along K, second pass sums the splits",
+  tiles: SPLITK_TILES,
+  shader: (t, p) => ({ code: splitKTileCode(t, p), constants: {} }),
+  supports: (p) => p.transB && !p.transA,
+  workgroups: splitKWorkgroups,
+  run(rt, a, b, out, p, t) {
+    const { S, chunk } = splitKPlan(p, t);
+    const code = splitKTileCode(t, p);
+    const uniforms = {
+      M: p.M,
+      N: p.N,
+      K: p.K,
+      stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
+      stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
+      stride_c: p.M * p.N,
+      S,
+      chunk,
+      total: p.batch * p.M * p.N,
+    };
+    const partial = S > 1 ? rt.empty([p.batch, S, p.M, p.N]) : out;
+    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms, workgroups: splitKWorkgroups(p, t) });
+    if (S > 1) {
+      rt.dispatch({
+        label: "matmul/splitk-nt.reduce",
+        code,
+        entryPoint: "reduce",
+        buffers: { P: partial, C: out },
+        uniforms,
+        workgroups: grid1d(uniforms.total, 64),
+      });
+      partial.release();
+    }
+  },
+});
+
+/** Where split-K A·Bᵀ beats copying Bᵀ and running regblock-checked (measured on llvmpipe, README). */
+function splitKWins(p: MatmulProblem): boolean {
+  return p.transB && !p.transA && p.K >= 8 * Math.max(p.M, p.N);
+}
+
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
@@ -137,6 +210,7 @@ export const tileFor = (v: MatmulVariant): MatmulTile => tuned.get(v.name) ?? v.
 export function chooseVariant(p: MatmulProblem): MatmulVariant {
   const active = matmulOp.active;
   if (active.supports(p, tileFor(active))) return active;
+  if (splitKWins(p)) return splitKVariant;
   const v = matmulOp.variants.find((x) => x.supports(p, tileFor(x)));
   if (!v) throw new Error(`no matmul variant supports ${JSON.stringify(p)}`);
   return v;
@@ -149,7 +223,8 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
   const p = matmulProblem(a.shape, b.shape, opts.transA, opts.transB);
   if (!opts.variant && (p.transA || p.transB) && p.M * p.N * p.K >= TRANSPOSE_COPY_FROM) {
     const nn = { ...p, transA: false, transB: false };
-    if (chooseVariant(p) !== chooseVariant(nn)) {
+    const v = chooseVariant(p);
+    if (v !== splitKVariant && v !== chooseVariant(nn)) {
       // Transposes cost O(size) against the product's O(M N K): copy, then run the fast kernel.
       const at = p.transA ? transpose(rt, a) : a;
       const bt = p.transB ? transpose(rt, b) : b;
@@ -164,6 +239,10 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
   if (!v.supports(p, tile)) throw new Error(`matmul variant "${v.name}" does not support ${JSON.stringify(p)} with tile ${JSON.stringify(tile)}`);
   const out = opts.out ?? rt.empty(p.outShape, "f32");
   if (out.size !== p.batch * p.M * p.N) throw new Error(`matmul: out has ${out.size} elements, expected [${p.outShape}]`);
+  if (v.run) {
+    v.run(rt, a, b, out, p, tile);
+    return out;
+  }
   const { code, constants } = v.shader(tile, p);
   rt.dispatch({
     label: `matmul/${v.name}`,

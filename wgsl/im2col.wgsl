@@ -5,7 +5,10 @@
 // Geometry (KH, KW, STRIDE, PAD) is specialised through overrides: divisions by them compile to
 // shifts/multiplies. Grids: x walks the long axis P = N*OH*OW (or N*H*W) with a grid-stride loop,
 // y (+ z * 65535 when folded) is the row: a cols row for im2col, a channel for col2im, an output
-// row for add_row_bias, so nothing divides the flat index by the row length.
+// row for add_row_bias, so nothing divides the flat index by the row length. im2col_t (cols transposed)
+// walks a flat 1-D grid. Positions are decomposed into (n, oh, ow)-style digits once per invocation
+// and then advanced with carries: per-element integer division by a runtime value is slow on CPUs
+// (llvmpipe) and not free on GPUs.
 struct Params {
   C: u32, N: u32, H: u32, W: u32,
   OH: u32, OW: u32,
@@ -29,6 +32,25 @@ override PAD: u32 = 1;
 
 fn row_of(wid: vec3u) -> u32 { return wid.y + wid.z * 65535u; }
 
+// A position p along a row of [N, A, B] (p = (n*A + a)*B + b), walked by a fixed step without
+// dividing per element: the step is decomposed once and added with carries.
+struct Pos { n: u32, a: u32, b: u32, }
+
+fn decompose(p: u32, A: u32, B: u32) -> Pos {
+  let plane = A * B;
+  let n = p / plane;
+  let r = p - n * plane;
+  let a = r / B;
+  return Pos(n, a, r - a * B);
+}
+
+fn advance(q: Pos, step: Pos, A: u32, B: u32) -> Pos {
+  var r = Pos(q.n + step.n, q.a + step.a, q.b + step.b);
+  if (r.b >= B) { r.b -= B; r.a += 1u; }
+  if (r.a >= A) { r.a -= A; r.n += 1u; }
+  return r;
+}
+
 @compute @workgroup_size(WG)
 fn im2col(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
   let row = row_of(wid);
@@ -37,22 +59,70 @@ fn im2col(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
   let k = row - c * (KH * KW);
   let ki = k / KW;
   let kj = k - ki * KW;
-  let plane = params.OH * params.OW;
   let H = i32(params.H);
   let W = i32(params.W);
   let base = row * params.P;
-  for (var p = wid.x * WG + lid; p < params.P; p += nwg.x * WG) {
-    let n = p / plane;
-    let r = p - n * plane;
-    let oh = r / params.OW;
-    let ow = r - oh * params.OW;
-    let h = i32(oh * STRIDE + ki) - i32(PAD);
-    let w = i32(ow * STRIDE + kj) - i32(PAD);
+  let x_base = c * params.N * params.H * params.W;
+  let stride = nwg.x * WG;
+  let step = decompose(stride, params.OH, params.OW);
+  var p = wid.x * WG + lid;
+  var q = decompose(p, params.OH, params.OW);
+  for (; p < params.P; p += stride) {
+    let h = i32(q.a * STRIDE + ki) - i32(PAD);
+    let w = i32(q.b * STRIDE + kj) - i32(PAD);
     var v = 0.0;
     if (h >= 0 && h < H && w >= 0 && w < W) {
-      v = x[((c * params.N + n) * params.H + u32(h)) * params.W + u32(w)];
+      v = x[x_base + (q.n * params.H + u32(h)) * params.W + u32(w)];
     }
     cols[base + p] = v;
+    q = advance(q, step, params.OH, params.OW);
+  }
+}
+
+// The transpose of im2col, colsT[P, C*KH*KW], written directly (dw = dy · colsT is then a plain NN
+// GEMM). Flat grid-stride walk over i = p*K + k, with p = (n*OH + oh)*OW + ow and k = (c*KH + ki)*KW + kj
+// kept as six mixed-radix digits advanced with carries.
+struct Digits { n: u32, oh: u32, ow: u32, c: u32, ki: u32, kj: u32, }
+
+fn digits(i: u32) -> Digits {
+  let K = params.C * KH * KW;
+  let p = i / K;
+  let k = i - p * K;
+  let q = decompose(p, params.OH, params.OW);
+  let c = k / (KH * KW);
+  let r = k - c * (KH * KW);
+  let ki = r / KW;
+  return Digits(q.n, q.a, q.b, c, ki, r - ki * KW);
+}
+
+fn advance_digits(d: Digits, s: Digits) -> Digits {
+  var r = Digits(d.n + s.n, d.oh + s.oh, d.ow + s.ow, d.c + s.c, d.ki + s.ki, d.kj + s.kj);
+  if (r.kj >= KW) { r.kj -= KW; r.ki += 1u; }
+  if (r.ki >= KH) { r.ki -= KH; r.c += 1u; }
+  if (r.c >= params.C) { r.c -= params.C; r.ow += 1u; }
+  if (r.ow >= params.OW) { r.ow -= params.OW; r.oh += 1u; }
+  if (r.oh >= params.OH) { r.oh -= params.OH; r.n += 1u; }
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn im2col_t(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let total = params.rows * params.P;
+  let H = i32(params.H);
+  let W = i32(params.W);
+  let stride = nwg.x * WG;
+  let step = digits(stride);
+  var i = wid.x * WG + lid;
+  var d = digits(i);
+  for (; i < total; i += stride) {
+    let h = i32(d.oh * STRIDE + d.ki) - i32(PAD);
+    let w = i32(d.ow * STRIDE + d.kj) - i32(PAD);
+    var v = 0.0;
+    if (h >= 0 && h < H && w >= 0 && w < W) {
+      v = x[((d.c * params.N + d.n) * params.H + u32(h)) * params.W + u32(w)];
+    }
+    cols[i] = v;
+    d = advance_digits(d, step);
   }
 }
 
@@ -60,13 +130,14 @@ fn im2col(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
   let c = row_of(wid);
   if (c >= params.rows) { return; }
-  let plane = params.H * params.W;
   let P_out = params.N * params.OH * params.OW;
-  for (var p = wid.x * WG + lid; p < params.P; p += nwg.x * WG) {
-    let n = p / plane;
-    let r = p - n * plane;
-    let h = r / params.W;
-    let w = r - h * params.W;
+  let stride = nwg.x * WG;
+  let step = decompose(stride, params.H, params.W);
+  var p = wid.x * WG + lid;
+  var q = decompose(p, params.H, params.W);
+  for (; p < params.P; p += stride) {
+    let h = q.a;
+    let w = q.b;
     var acc = 0.0;
     for (var ki = 0u; ki < KH; ki++) {
       // oh * STRIDE = h + PAD - ki must be a non-negative multiple of STRIDE below OH * STRIDE.
@@ -82,10 +153,11 @@ fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
         let ow = sw / STRIDE;
         if (ow * STRIDE != sw || ow >= params.OW) { continue; }
         let row = (c * KH + ki) * KW + kj;
-        acc += dcols[row * P_out + (n * params.OH + oh) * params.OW + ow];
+        acc += dcols[row * P_out + (q.n * params.OH + oh) * params.OW + ow];
       }
     }
     dx[c * params.P + p] = acc;
+    q = advance(q, step, params.H, params.W);
   }
 }
 

@@ -17,13 +17,17 @@ type AnyTyped = Float32Array | Uint32Array | Int32Array;
 
 /** A tensor lives on the device. Reading it back is explicit: `rt.read(t)`. */
 export class Tensor<D extends DType = DType> {
-  #released = false;
+  // Shared by a tensor and its reshaped views: the buffer goes back to the pool when it drops to 0.
+  readonly #owner: { refs: number };
   constructor(
     readonly rt: Runtime,
     readonly buffer: GPUBuffer,
     readonly shape: readonly number[],
     readonly dtype: D,
-  ) {}
+    owner?: { refs: number },
+  ) {
+    this.#owner = owner ?? { refs: 1 };
+  }
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
   }
@@ -31,19 +35,25 @@ export class Tensor<D extends DType = DType> {
     return this.size * 4;
   }
   get released(): boolean {
-    return this.#released;
+    return this.#owner.refs <= 0;
   }
-  /** Same buffer, new shape (no copy). The view must not outlive the original. */
+  /** Same buffer, new shape (no copy). The view shares this tensor's reference count. */
   reshape(shape: readonly number[]): Tensor<D> {
     const size = shape.reduce((a, b) => a * b, 1);
     if (size !== this.size) throw new Error(`reshape: [${this.shape}] has ${this.size} elements, [${shape}] ${size}`);
-    return new Tensor(this.rt, this.buffer, shape, this.dtype);
+    return new Tensor(this.rt, this.buffer, [...shape], this.dtype, this.#owner);
   }
-  /** Return the buffer to the pool. Later dispatches may reuse it at once: order is kept by the encoder. */
+  /** Keep the tensor alive for one more `release()` (a layer saving its input for backward). */
+  retain(): this {
+    if (this.released) throw new Error("retain: tensor was already released");
+    this.#owner.refs++;
+    return this;
+  }
+  /** Drop a reference; the last one returns the buffer to the pool. Later dispatches may reuse it at
+   * once: the encoder keeps order. */
   release(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.rt.recycle(this.buffer);
+    if (this.#owner.refs <= 0) return;
+    if (--this.#owner.refs === 0) this.rt.recycle(this.buffer);
   }
 }
 

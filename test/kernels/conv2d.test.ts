@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import * as cv from "../../kernels/conv2d.ts";
+import { transposeRef } from "../../kernels/transpose.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
@@ -59,6 +60,7 @@ describe("conv2d", () => {
           const dcols = rt.upload(dcolsData, [K, P]);
 
           const cols = cv.im2col(rt, x, g);
+          const colsT = cv.im2colT(rt, x, g);
           const dx0 = cv.col2im(rt, dcols, x.shape, g);
           const y = cv.conv2dForward(rt, x, w, b, g);
           const yNoBias = cv.conv2dForward(rt, x, w, undefined, g);
@@ -67,9 +69,11 @@ describe("conv2d", () => {
           expect(noDx.dx).toBe(undefined);
           expect(y.shape).toEqual([s.O, s.N, OH, OW]);
           expect(grads.dw.shape).toEqual([s.O, K]);
-          const [gCols, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([cols, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw]);
+          const [gCols, gColsT, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw]);
 
-          assertEqualArrays(gCols, cv.im2colRef(xData, s, g), `im2col ${what}`); // a copy: exact
+          const wantCols = cv.im2colRef(xData, s, g);
+          assertEqualArrays(gCols, wantCols, `im2col ${what}`); // a copy: exact
+          assertEqualArrays(gColsT, transposeRef(wantCols, 1, K, P), `im2colT ${what}`);
           assertClose(gDx0, cv.col2imRef(dcolsData, s, g), { rtol: RTOL, scale: 1 }, `col2im ${what}`);
           const sk = Math.sqrt(K);
           assertClose(gY, cv.conv2dRef(xData, wData, bData, s, g), { rtol: RTOL, scale: sk }, `forward ${what}`);
@@ -80,7 +84,7 @@ describe("conv2d", () => {
           assertClose(gDb, want.db, { rtol: RTOL, scale: Math.sqrt(P) }, `db ${what}`);
           assertClose(gDx, want.dx, { rtol: RTOL, scale: Math.sqrt(s.O * g.kh * g.kw) }, `dx ${what}`);
 
-          [x, w, b, dy, dcols, cols, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((t) => t.release());
+          [x, w, b, dy, dcols, cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((t) => t.release());
         }
       }
     });

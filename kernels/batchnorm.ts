@@ -1,0 +1,167 @@
+// Batch norm on CNHW activations x[C, N, H, W] (any shape whose first axis is C): statistics per
+// channel over its contiguous row of L = N*H*W elements. PyTorch conventions: biased batch variance
+// normalises; running_mean/var (updated in place in training) use momentum m (default 0.1) as
+// running = (1 - m) running + m batch, with the unbiased batch variance for running_var; eps 1e-5.
+// Training saves mean and invstd = 1/sqrt(var + eps) per channel for the backward pass.
+// Binding contract of a variant's shader (wgsl/batchnorm.wgsl): x, gamma, beta, dy (read); y,
+// save_mean, save_invstd, run_mean, run_var, dx, dgamma, dbeta (read_write) f32; uniform
+// { C, L, eps, momentum, unbias }; override WG (power of two); entries train_fwd and bwd (one workgroup
+// per channel: y-grid, folded into z past 65535) and eval_fwd (y-grid = channel, x-grid walks the row).
+import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
+import { wgsl } from "../src/gpu/wgsl.ts";
+import { defineOp, type Variant } from "./registry.ts";
+
+export interface BatchNormVariant extends Variant {
+  workgroupSize: number;
+}
+
+export const batchNormOp = defineOp<BatchNormVariant>("batchnorm", "batch norm over CNHW: training and eval forward, backward");
+batchNormOp.register({ name: "default", file: "wgsl/batchnorm.wgsl", code: await wgsl("batchnorm.wgsl"), workgroupSize: 256 });
+
+export interface BatchNormState {
+  /** [C], updated in place by batchNormTrain. */
+  runningMean: Tensor;
+  /** [C], updated in place by batchNormTrain. */
+  runningVar: Tensor;
+}
+
+export interface BatchNormOptions {
+  eps?: number;
+  momentum?: number;
+}
+
+export interface BatchNormSaved {
+  mean: Tensor; // [C]
+  invstd: Tensor; // [C]
+}
+
+function channels(x: Tensor, ...perChannel: Tensor[]): { C: number; L: number } {
+  const C = x.shape[0];
+  if (x.shape.length < 2 || !C) throw new Error(`batchnorm: expected [C, N, H, W], got [${x.shape}]`);
+  for (const t of perChannel) if (t.size !== C) throw new Error(`batchnorm: a per-channel tensor has shape [${t.shape}], expected [${C}]`);
+  return { C, L: x.size / C };
+}
+
+const channelGrid = (C: number, x = 1): [number, number, number] => (C <= 65535 ? [x, C, 1] : [x, 65535, Math.ceil(C / 65535)]);
+
+/** Training forward: y, plus the saved batch statistics; running stats updated in place. */
+export function batchNormTrain(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, opts: BatchNormOptions = {}): { y: Tensor } & BatchNormSaved {
+  const { C, L } = channels(x, gamma, beta, state.runningMean, state.runningVar);
+  if (L < 2) throw new Error(`batchnorm: training needs more than one value per channel, got ${L}`);
+  const v = batchNormOp.active;
+  const y = rt.empty(x.shape, "f32");
+  const mean = rt.empty([C], "f32");
+  const invstd = rt.empty([C], "f32");
+  rt.dispatch({
+    label: `batchnorm.train_fwd/${v.name}`,
+    code: v.code,
+    entryPoint: "train_fwd",
+    constants: { WG: v.workgroupSize },
+    buffers: { x, gamma, beta, y, save_mean: mean, save_invstd: invstd, run_mean: state.runningMean, run_var: state.runningVar },
+    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1) },
+    workgroups: channelGrid(C),
+  });
+  return { y, mean, invstd };
+}
+
+/** Eval forward with the running statistics. */
+export function batchNormEval(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, opts: BatchNormOptions = {}): Tensor {
+  const { C, L } = channels(x, gamma, beta, state.runningMean, state.runningVar);
+  const v = batchNormOp.active;
+  const y = rt.empty(x.shape, "f32");
+  rt.dispatch({
+    label: `batchnorm.eval_fwd/${v.name}`,
+    code: v.code,
+    entryPoint: "eval_fwd",
+    constants: { WG: v.workgroupSize },
+    buffers: { x, gamma, beta, y, run_mean: state.runningMean, run_var: state.runningVar },
+    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: 0, unbias: 1 },
+    workgroups: channelGrid(C, Math.max(1, Math.min(Math.ceil(L / v.workgroupSize), 65535))),
+  });
+  return y;
+}
+
+/** Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics. */
+export function batchNormBackward(rt: Runtime, x: Tensor, dy: Tensor, gamma: Tensor, saved: BatchNormSaved): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const { C, L } = channels(x, gamma, saved.mean, saved.invstd);
+  if (dy.size !== x.size) throw new Error(`batchnorm backward: dy [${dy.shape}] does not match x [${x.shape}]`);
+  const v = batchNormOp.active;
+  const dx = rt.empty(x.shape, "f32");
+  const dgamma = rt.empty([C], "f32");
+  const dbeta = rt.empty([C], "f32");
+  rt.dispatch({
+    label: `batchnorm.bwd/${v.name}`,
+    code: v.code,
+    entryPoint: "bwd",
+    constants: { WG: v.workgroupSize },
+    buffers: { x, dy, gamma, save_mean: saved.mean, save_invstd: saved.invstd, dx, dgamma, dbeta },
+    uniforms: { C, L, eps: 0, momentum: 0, unbias: 1 },
+    workgroups: channelGrid(C),
+  });
+  return { dx, dgamma, dbeta };
+}
+
+// ---------------------------------------------------------------- CPU twins (float64)
+
+type Arr = ArrayLike<number>;
+
+function stats(x: Arr, C: number, L: number, eps: number): { mean: Float64Array; variance: Float64Array; invstd: Float64Array } {
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let j = 0; j < L; j++) s += x[c * L + j];
+    mean[c] = s / L;
+    let q = 0;
+    for (let j = 0; j < L; j++) q += (x[c * L + j] - mean[c]) ** 2;
+    variance[c] = q / L;
+  }
+  return { mean, variance, invstd: variance.map((v) => 1 / Math.sqrt(v + eps)) };
+}
+
+export function batchNormTrainRef(
+  x: Arr, gamma: Arr, beta: Arr, runningMean: Arr, runningVar: Arr, C: number, L: number, opts: BatchNormOptions = {},
+): { y: Float64Array; mean: Float64Array; invstd: Float64Array; runningMean: Float64Array; runningVar: Float64Array } {
+  const eps = opts.eps ?? 1e-5;
+  const m = opts.momentum ?? 0.1;
+  const { mean, variance, invstd } = stats(x, C, L, eps);
+  const y = Float64Array.from(x, (v, i) => {
+    const c = Math.floor(i / L);
+    return gamma[c] * (v - mean[c]) * invstd[c] + beta[c];
+  });
+  return {
+    y,
+    mean,
+    invstd,
+    runningMean: Float64Array.from(runningMean, (r, c) => (1 - m) * r + m * mean[c]),
+    runningVar: Float64Array.from(runningVar, (r, c) => (1 - m) * r + (m * variance[c] * L) / (L - 1)),
+  };
+}
+
+export function batchNormEvalRef(x: Arr, gamma: Arr, beta: Arr, runningMean: Arr, runningVar: Arr, C: number, L: number, eps = 1e-5): Float64Array {
+  return Float64Array.from(x, (v, i) => {
+    const c = Math.floor(i / L);
+    return (gamma[c] * (v - runningMean[c])) / Math.sqrt(runningVar[c] + eps) + beta[c];
+  });
+}
+
+/** Gradients of batchNormTrainRef's y, recomputing the batch statistics from x. */
+export function batchNormBackwardRef(x: Arr, dy: Arr, gamma: Arr, C: number, L: number, eps = 1e-5): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
+  const { mean, invstd } = stats(x, C, L, eps);
+  const dgamma = new Float64Array(C);
+  const dbeta = new Float64Array(C);
+  const dx = new Float64Array(x.length);
+  for (let c = 0; c < C; c++) {
+    for (let j = 0; j < L; j++) {
+      const i = c * L + j;
+      dbeta[c] += dy[i];
+      dgamma[c] += dy[i] * (x[i] - mean[c]) * invstd[c];
+    }
+    for (let j = 0; j < L; j++) {
+      const i = c * L + j;
+      const xhat = (x[i] - mean[c]) * invstd[c];
+      dx[i] = (gamma[c] * invstd[c] / L) * (L * dy[i] - dbeta[c] - xhat * dgamma[c]);
+    }
+  }
+  return { dx, dgamma, dbeta };
+}

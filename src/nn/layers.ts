@@ -1,0 +1,426 @@
+// Layers: each runs forward and backward with the WGSL kernels, and has a float64 CPU twin built from the
+// kernels' twins. Activations are CNHW ([C, N, H, W]; features are [F, N]) so every conv and dense layer
+// is one GEMM with the batch in the GEMM's long dimension.
+//
+// Ownership: forward returns a new tensor and, in training mode, retains what backward needs; backward
+// returns the input gradient, writes each parameter's `grad`, and releases what forward kept.
+import { conv2dBackward, conv2dBackwardRef, conv2dForward, conv2dRef, addRowBias, convOutSize, type ConvGeom } from "../../kernels/conv2d.ts";
+import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
+import { matmul, matmulRef } from "../../kernels/matmul.ts";
+import {
+  globalAvgPool, globalAvgPoolBackward, globalAvgPoolBackwardRef, globalAvgPoolRef,
+  globalMaxPool, globalMaxPoolBackward, globalMaxPoolBackwardRef, globalMaxPoolRef,
+  maxPool2x2, maxPool2x2Backward, maxPool2x2BackwardRef, maxPool2x2Ref,
+} from "../../kernels/pool.ts";
+import { batchNormBackward, batchNormBackwardRef, batchNormEval, batchNormEvalRef, batchNormTrain, batchNormTrainRef } from "../../kernels/batchnorm.ts";
+import { sum } from "../../kernels/reduce.ts";
+import { transpose, transposeRef } from "../../kernels/transpose.ts";
+import type { Runtime, Tensor } from "../gpu/runtime.ts";
+
+export interface Param {
+  name: string;
+  shape: number[];
+  /** Device value and, after backward, gradient. */
+  value: Tensor;
+  grad?: Tensor;
+  /** Optimiser state. */
+  velocity?: Tensor;
+  /** CPU-twin value and gradient (float64), when the twin is in use. */
+  host?: Float64Array;
+  hostGrad?: Float64Array;
+  /** Running statistics are state, not trained: no gradient, no weight decay. */
+  trainable: boolean;
+}
+
+/** Host arrays for the CPU twin: a shape and float64 data. */
+export interface HostTensor {
+  shape: number[];
+  data: Float64Array;
+}
+
+export abstract class Layer {
+  params: Param[] = [];
+  abstract outShape(inShape: readonly number[]): number[];
+  abstract forward(rt: Runtime, x: Tensor, train: boolean): Tensor;
+  /** Gradient with respect to the input; undefined when `needDx` is false (the first layer). */
+  abstract backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined;
+  abstract forwardRef(x: HostTensor, train: boolean): HostTensor;
+  abstract backwardRef(dy: HostTensor): HostTensor;
+  /** Every parameter, including those of nested layers. */
+  allParams(): Param[] {
+    return this.params;
+  }
+}
+
+function setGrad(rt: Runtime, p: Param, g: Tensor): void {
+  p.grad?.release();
+  p.grad = g;
+}
+
+const take = <T>(v: T | undefined, what: string): T => {
+  if (v === undefined) throw new Error(`${what}: backward without a training-mode forward`);
+  return v;
+};
+
+// ---------------------------------------------------------------- conv
+
+export class Conv2d extends Layer {
+  #x?: Tensor;
+  #xRef?: HostTensor;
+  readonly weight: Param;
+  readonly bias?: Param;
+  constructor(readonly cin: number, readonly cout: number, readonly geom: ConvGeom, weight: Param, bias?: Param) {
+    super();
+    this.weight = weight;
+    this.bias = bias;
+    this.params = bias ? [weight, bias] : [weight];
+  }
+  outShape([, n, h, w]: readonly number[]): number[] {
+    const { OH, OW } = convOutSize(h, w, this.geom);
+    return [this.cout, n, OH, OW];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    if (train) this.#x = x.retain();
+    return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
+  }
+  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+    const x = take(this.#x, "conv2d");
+    const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx });
+    setGrad(rt, this.weight, g.dw);
+    if (this.bias) setGrad(rt, this.bias, g.db);
+    else g.db.release();
+    x.release();
+    this.#x = undefined;
+    return g.dx;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    if (train) this.#xRef = x;
+    const [C, N, H, W] = x.shape;
+    const shape = this.outShape(x.shape);
+    return { shape, data: conv2dRef(x.data, this.weight.host!, this.bias?.host, { C, N, H, W, O: this.cout }, this.geom) };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "conv2d twin");
+    const [C, N, H, W] = x.shape;
+    const g = conv2dBackwardRef(x.data, this.weight.host!, dy.data, { C, N, H, W, O: this.cout }, this.geom);
+    this.weight.hostGrad = g.dw;
+    if (this.bias) this.bias.hostGrad = g.db;
+    return { shape: x.shape, data: g.dx };
+  }
+}
+
+// ---------------------------------------------------------------- dense: y[O, N] = W[O, F] x[F, N] + b
+
+export class Dense extends Layer {
+  #x?: Tensor;
+  #xRef?: HostTensor;
+  constructor(readonly fin: number, readonly fout: number, readonly weight: Param, readonly bias?: Param) {
+    super();
+    this.params = bias ? [weight, bias] : [weight];
+  }
+  outShape([, n]: readonly number[]): number[] {
+    return [this.fout, n];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    if (x.shape.length !== 2 || x.shape[0] !== this.fin) throw new Error(`dense: input [${x.shape}] is not [${this.fin}, N]`);
+    if (train) this.#x = x.retain();
+    const y = matmul(rt, this.weight.value, x);
+    if (this.bias) addRowBias(rt, y, this.bias.value);
+    return y;
+  }
+  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+    const x = take(this.#x, "dense");
+    setGrad(rt, this.weight, matmul(rt, dy, x, { transB: true }));
+    if (this.bias) setGrad(rt, this.bias, sum(rt, dy, 1));
+    x.release();
+    this.#x = undefined;
+    return needDx ? matmul(rt, this.weight.value, dy, { transA: true }) : undefined;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    if (train) this.#xRef = x;
+    const N = x.shape[1];
+    const y = matmulRef(this.weight.host!, x.data, { M: this.fout, N, K: this.fin });
+    if (this.bias) for (let o = 0; o < this.fout; o++) for (let n = 0; n < N; n++) y[o * N + n] += this.bias.host![o];
+    return { shape: [this.fout, N], data: y };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "dense twin");
+    const N = x.shape[1];
+    this.weight.hostGrad = matmulRef(dy.data, x.data, { M: this.fout, N: this.fin, K: N, transB: true });
+    if (this.bias) {
+      const db = new Float64Array(this.fout);
+      for (let o = 0; o < this.fout; o++) for (let n = 0; n < N; n++) db[o] += dy.data[o * N + n];
+      this.bias.hostGrad = db;
+    }
+    return { shape: x.shape, data: matmulRef(this.weight.host!, dy.data, { M: this.fin, N, K: this.fout, transA: true }) };
+  }
+}
+
+// ---------------------------------------------------------------- batch norm (per channel over N, H, W)
+
+export class BatchNorm extends Layer {
+  #saved?: { x: Tensor; mean: Tensor; invstd: Tensor };
+  #xRef?: HostTensor;
+  constructor(readonly channels: number, readonly gamma: Param, readonly beta: Param, readonly runningMean: Param, readonly runningVar: Param, readonly momentum = 0.1, readonly eps = 1e-5) {
+    super();
+    this.params = [gamma, beta, runningMean, runningVar];
+  }
+  outShape(s: readonly number[]): number[] {
+    return [...s];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
+    const opts = { momentum: this.momentum, eps: this.eps };
+    if (!train) return batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
+    const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
+    this.#saved = { x: x.retain(), mean: r.mean, invstd: r.invstd };
+    return r.y;
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const s = take(this.#saved, "batchnorm");
+    const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s);
+    setGrad(rt, this.gamma, g.dgamma);
+    setGrad(rt, this.beta, g.dbeta);
+    s.x.release();
+    s.mean.release();
+    s.invstd.release();
+    this.#saved = undefined;
+    return g.dx;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    const C = this.channels;
+    const L = x.data.length / C;
+    const [g, b, rm, rv] = [this.gamma, this.beta, this.runningMean, this.runningVar].map((p) => p.host!);
+    if (!train) return { shape: x.shape, data: batchNormEvalRef(x.data, g, b, rm, rv, C, L, this.eps) };
+    const r = batchNormTrainRef(x.data, g, b, rm, rv, C, L, { momentum: this.momentum, eps: this.eps });
+    this.runningMean.host = r.runningMean;
+    this.runningVar.host = r.runningVar;
+    this.#xRef = x;
+    return { shape: x.shape, data: r.y };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "batchnorm twin");
+    const g = batchNormBackwardRef(x.data, dy.data, this.gamma.host!, this.channels, x.data.length / this.channels, this.eps);
+    this.gamma.hostGrad = g.dgamma;
+    this.beta.hostGrad = g.dbeta;
+    return { shape: x.shape, data: g.dx };
+  }
+}
+
+// ---------------------------------------------------------------- relu, scale
+
+export class Relu extends Layer {
+  #x?: Tensor;
+  #xRef?: HostTensor;
+  outShape(s: readonly number[]): number[] {
+    return [...s];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    if (train) this.#x = x.retain();
+    return relu(rt, x);
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const x = take(this.#x, "relu");
+    const dx = reluGrad(rt, dy, x);
+    x.release();
+    this.#x = undefined;
+    return dx;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    if (train) this.#xRef = x;
+    return { shape: x.shape, data: x.data.map((v) => Math.max(v, 0)) };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "relu twin");
+    return { shape: x.shape, data: dy.data.map((g, i) => (x.data[i] > 0 ? g : 0)) };
+  }
+}
+
+export class Scale extends Layer {
+  constructor(readonly factor: number) {
+    super();
+  }
+  outShape(s: readonly number[]): number[] {
+    return [...s];
+  }
+  forward(rt: Runtime, x: Tensor): Tensor {
+    return scale(rt, x, this.factor);
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    return scale(rt, dy, this.factor);
+  }
+  forwardRef(x: HostTensor): HostTensor {
+    return { shape: x.shape, data: x.data.map((v) => v * this.factor) };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    return { shape: dy.shape, data: dy.data.map((v) => v * this.factor) };
+  }
+}
+
+// ---------------------------------------------------------------- pooling
+
+export class MaxPool2 extends Layer {
+  #saved?: { idx: Tensor; shape: readonly number[] };
+  #xRef?: HostTensor;
+  outShape([c, n, h, w]: readonly number[]): number[] {
+    return [c, n, Math.floor(h / 2), Math.floor(w / 2)];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    const { y, idx } = maxPool2x2(rt, x);
+    if (train) this.#saved = { idx, shape: x.shape };
+    else idx.release();
+    return y;
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const s = take(this.#saved, "maxpool");
+    const dx = maxPool2x2Backward(rt, dy, s.idx, s.shape);
+    s.idx.release();
+    this.#saved = undefined;
+    return dx;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    if (train) this.#xRef = x;
+    return { shape: this.outShape(x.shape), data: maxPool2x2Ref(x.data, x.shape).y };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "maxpool twin");
+    return { shape: x.shape, data: maxPool2x2BackwardRef(x.data, dy.data, x.shape) };
+  }
+}
+
+/** Global max or average pool over H, W: [C, N, H, W] -> [C, N]. */
+export class GlobalPool extends Layer {
+  #saved?: { idx?: Tensor; shape: readonly number[] };
+  #xRef?: HostTensor;
+  constructor(readonly kind: "max" | "avg") {
+    super();
+  }
+  outShape([c, n]: readonly number[]): number[] {
+    return [c, n];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    if (this.kind === "avg") {
+      if (train) this.#saved = { shape: x.shape };
+      return globalAvgPool(rt, x);
+    }
+    const { y, idx } = globalMaxPool(rt, x);
+    if (train) this.#saved = { idx, shape: x.shape };
+    else idx.release();
+    return y;
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const s = take(this.#saved, "global pool");
+    this.#saved = undefined;
+    if (this.kind === "avg") return globalAvgPoolBackward(rt, dy, s.shape);
+    const dx = globalMaxPoolBackward(rt, dy, s.idx!, s.shape);
+    s.idx!.release();
+    return dx;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    if (train) this.#xRef = x;
+    const data = this.kind === "avg" ? globalAvgPoolRef(x.data, x.shape) : globalMaxPoolRef(x.data, x.shape).y;
+    return { shape: this.outShape(x.shape), data };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const x = take(this.#xRef, "global pool twin");
+    const data = this.kind === "avg" ? globalAvgPoolBackwardRef(dy.data, x.shape) : globalMaxPoolBackwardRef(x.data, dy.data, x.shape);
+    return { shape: x.shape, data };
+  }
+}
+
+/** [C, N, H, W] -> [C*H*W, N] (a per-channel transpose; free when H = W = 1). */
+export class Flatten extends Layer {
+  #shape?: readonly number[];
+  outShape([c, n, h = 1, w = 1]: readonly number[]): number[] {
+    return [c * h * w, n];
+  }
+  forward(rt: Runtime, x: Tensor): Tensor {
+    this.#shape = x.shape;
+    const [c, n, h = 1, w = 1] = x.shape;
+    if (h * w === 1) return x.retain().reshape([c, n]);
+    return transpose(rt, x.reshape([c, n, h * w])).reshape([c * h * w, n]);
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const shape = take(this.#shape, "flatten");
+    const [c, n, h = 1, w = 1] = shape;
+    if (h * w === 1) return dy.retain().reshape(shape);
+    return transpose(rt, dy.reshape([c, h * w, n])).reshape(shape);
+  }
+  forwardRef(x: HostTensor): HostTensor {
+    this.#shape = x.shape;
+    const [c, n, h = 1, w = 1] = x.shape;
+    return { shape: [c * h * w, n], data: transposeRef(x.data, c, n, h * w) };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const shape = take(this.#shape, "flatten twin");
+    const [c, n, h = 1, w = 1] = shape;
+    return { shape: [...shape], data: transposeRef(dy.data, c, h * w, n) };
+  }
+}
+
+// ---------------------------------------------------------------- composition
+
+export class Sequential extends Layer {
+  constructor(readonly layers: Layer[]) {
+    super();
+  }
+  override allParams(): Param[] {
+    return this.layers.flatMap((l) => l.allParams());
+  }
+  outShape(s: readonly number[]): number[] {
+    return this.layers.reduce<number[]>((acc, l) => l.outShape(acc), [...s]);
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    let h = x;
+    for (const layer of this.layers) {
+      const out = layer.forward(rt, h, train);
+      if (h !== x) h.release();
+      h = out;
+    }
+    return h;
+  }
+  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+    let g: Tensor | undefined = dy;
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const gi: Tensor | undefined = this.layers[i].backward(rt, g!, i > 0 || needDx);
+      if (g !== dy) g!.release();
+      g = gi;
+    }
+    return g;
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    return this.layers.reduce((h, l) => l.forwardRef(h, train), x);
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    return this.layers.reduceRight((g, l) => l.backwardRef(g), dy);
+  }
+}
+
+/** y = x + block(x). */
+export class Residual extends Layer {
+  constructor(readonly block: Layer) {
+    super();
+  }
+  override allParams(): Param[] {
+    return this.block.allParams();
+  }
+  outShape(s: readonly number[]): number[] {
+    return [...s];
+  }
+  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+    const fx = this.block.forward(rt, x, train);
+    return axpy(rt, 1, x, fx, fx); // fx += x, in place
+  }
+  backward(rt: Runtime, dy: Tensor): Tensor {
+    const dfx = this.block.backward(rt, dy, true)!;
+    return axpy(rt, 1, dy, dfx, dfx); // dfx += dy, in place
+  }
+  forwardRef(x: HostTensor, train: boolean): HostTensor {
+    const fx = this.block.forwardRef(x, train);
+    return { shape: x.shape, data: fx.data.map((v, i) => v + x.data[i]) };
+  }
+  backwardRef(dy: HostTensor): HostTensor {
+    const dfx = this.block.backwardRef(dy);
+    return { shape: dy.shape, data: dfx.data.map((v, i) => v + dy.data[i]) };
+  }
+}

@@ -1,0 +1,133 @@
+import { describe, expect, it } from "vitest";
+import * as bn from "../../kernels/batchnorm.ts";
+import { assertClose } from "../support/check.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
+
+// Inputs sit on an offset (x in [2, 4)) so a one-pass E[x^2] - E[x]^2 variance would lose digits; with
+// two passes f32 errors of the statistics stay ~1e-6 of max(|want|, 1). y and dx are conditioned by
+// gamma * invstd: rounding x - mean by ulp(x) moves y by gamma * invstd * ulp(x), which for a channel of
+// two near-equal values (L = 2, std ~1e-2) is ~1e-5. So y and dx errors are measured against
+// max(|want|, S), S = max(1, max_c gamma_c invstd_c). Channel sums (dgamma, dbeta) of L terms are
+// measured against max(|want|, sqrt(L)).
+const RTOL = 1e-5;
+// Finite differences of the float64 twins, central, h = 1e-6: truncation ~h^2 and rounding ~1e-16/h of
+// the O(10) loss stay under 1e-5 of max(|analytic|, 1e-3).
+const FD_H = 1e-6;
+const FD_RTOL = 1e-5;
+
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+describe("batchnorm", () => {
+  for (const v of bn.batchNormOp.variants) {
+    it(`${v.name}: training forward, running stats, eval forward and backward match the float64 twins`, async () => {
+      bn.batchNormOp.use(v.name);
+      const rt = await testRuntime();
+      const rand = mulberry32(testSeed(`batchnorm ${v.name}`));
+      const shapes = [[3, 2, 7, 5], [2, 4, 16, 9], [4, 2, 1, 1], [randInt(rand, 1, 5), randInt(rand, 1, 4), randInt(rand, 1, 9), randInt(rand, 2, 9)]];
+      for (const shape of shapes) {
+        const C = shape[0];
+        const L = size(shape) / C;
+        const what = `[${shape}]`;
+        const xData = randomF32(rand, size(shape), 2, 4);
+        const gData = randomF32(rand, C, 0.5, 1.5);
+        const bData = randomF32(rand, C);
+        const rmData = randomF32(rand, C);
+        const rvData = randomF32(rand, C, 0.5, 1.5);
+        const dyData = randomF32(rand, size(shape));
+        const x = rt.upload(xData, shape);
+        const gamma = rt.upload(gData, [C]);
+        const beta = rt.upload(bData, [C]);
+        const dy = rt.upload(dyData, shape);
+        const state = { runningMean: rt.upload(rmData, [C]), runningVar: rt.upload(rvData, [C]) };
+
+        const fwd = bn.batchNormTrain(rt, x, gamma, beta, state);
+        const yEval = bn.batchNormEval(rt, x, gamma, beta, state); // after the update: uses the new running stats
+        const grads = bn.batchNormBackward(rt, x, dy, gamma, fwd);
+        const [y, mean, invstd, rm, rv, ye, dx, dgamma, dbeta] = await rt.readMany([
+          fwd.y, fwd.mean, fwd.invstd, state.runningMean, state.runningVar, yEval, grads.dx, grads.dgamma, grads.dbeta,
+        ]);
+
+        const want = bn.batchNormTrainRef(xData, gData, bData, rmData, rvData, C, L);
+        const S = Math.max(1, ...Array.from(gData, (g, c) => g * want.invstd[c]));
+        assertClose(y, want.y, { rtol: RTOL, scale: S }, `train y ${what}`);
+        assertClose(mean, want.mean, { rtol: RTOL, scale: 1 }, `saved mean ${what}`);
+        assertClose(invstd, want.invstd, { rtol: RTOL, scale: 1 }, `saved invstd ${what}`);
+        assertClose(rm, want.runningMean, { rtol: RTOL, scale: 1 }, `running mean ${what}`);
+        assertClose(rv, want.runningVar, { rtol: RTOL, scale: 1 }, `running var ${what}`);
+        const wantEval = bn.batchNormEvalRef(xData, gData, bData, want.runningMean, want.runningVar, C, L);
+        assertClose(ye, wantEval, { rtol: RTOL, scale: 1 }, `eval y ${what}`);
+        const wantGrad = bn.batchNormBackwardRef(xData, dyData, gData, C, L);
+        assertClose(dx, wantGrad.dx, { rtol: RTOL, scale: S }, `dx ${what}`);
+        assertClose(dgamma, wantGrad.dgamma, { rtol: RTOL, scale: Math.sqrt(L) }, `dgamma ${what}`);
+        assertClose(dbeta, wantGrad.dbeta, { rtol: RTOL, scale: Math.sqrt(L) }, `dbeta ${what}`);
+        [x, gamma, beta, dy, state.runningMean, state.runningVar, fwd.y, fwd.mean, fwd.invstd, yEval, grads.dx, grads.dgamma, grads.dbeta].forEach((t) => t.release());
+      }
+    });
+  }
+
+  it("running stats follow the momentum rule over several steps", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("batchnorm momentum"));
+    const shape = [2, 3, 4, 5];
+    const C = 2;
+    const L = 60;
+    const state = { runningMean: rt.upload([0, 0], [C]), runningVar: rt.upload([1, 1], [C]) };
+    let rm: ArrayLike<number> = [0, 0];
+    let rv: ArrayLike<number> = [1, 1];
+    const ones = rt.upload([1, 1], [C]);
+    const zeros = rt.upload([0, 0], [C]);
+    for (let step = 0; step < 3; step++) {
+      const xData = randomF32(rand, size(shape), -2, 5);
+      const out = bn.batchNormTrain(rt, rt.upload(xData, shape), ones, zeros, state, { momentum: 0.3 });
+      const want = bn.batchNormTrainRef(xData, [1, 1], [0, 0], rm, rv, C, L, { momentum: 0.3 });
+      rm = want.runningMean;
+      rv = want.runningVar;
+      [out.y, out.mean, out.invstd].forEach((t) => t.release());
+    }
+    const [gm, gv] = await rt.readMany([state.runningMean, state.runningVar]);
+    assertClose(gm, rm, { rtol: RTOL, scale: 1 }, "running mean");
+    assertClose(gv, rv, { rtol: RTOL, scale: 1 }, "running var");
+  });
+
+  it("refuses training with one value per channel", async () => {
+    const rt = await testRuntime();
+    const one = rt.upload([1], [1]);
+    const state = { runningMean: rt.upload([0], [1]), runningVar: rt.upload([1], [1]) };
+    expect(() => bn.batchNormTrain(rt, rt.upload([1], [1, 1, 1, 1]), one, one, state)).toThrow(/more than one value/);
+  });
+
+  it("the backward twin matches finite differences of the forward twin", () => {
+    const rand = mulberry32(testSeed("batchnorm finite differences"));
+    for (const shape of [[3, 2, 7, 5], [2, 1, 1, 3]]) {
+      const C = shape[0];
+      const L = size(shape) / C;
+      const x = Float64Array.from(randomF32(rand, size(shape), 2, 4));
+      const gamma = Float64Array.from(randomF32(rand, C, 0.5, 1.5));
+      const beta = Float64Array.from(randomF32(rand, C));
+      const r = Float64Array.from(randomF32(rand, size(shape))); // loss = <r, y>, so dy = r
+      const zero = new Float64Array(C);
+      const loss = () => dot(r, bn.batchNormTrainRef(x, gamma, beta, zero, zero, C, L).y);
+      const an = bn.batchNormBackwardRef(x, r, gamma, C, L);
+      for (const [name, param, grad] of [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]] as const) {
+        for (let t = 0; t < 8; t++) {
+          const j = randInt(rand, 0, param.length - 1);
+          const keep = param[j];
+          param[j] = keep + FD_H;
+          const up = loss();
+          param[j] = keep - FD_H;
+          const down = loss();
+          param[j] = keep;
+          const fd = (up - down) / (2 * FD_H);
+          const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
+          if (!(err < FD_RTOL)) throw new Error(`[${shape}] d loss / d ${name}[${j}]: finite difference ${fd}, twin ${grad[j]} (rel. error ${err})`);
+        }
+      }
+    }
+  });
+});

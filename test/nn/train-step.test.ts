@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import { crossEntropy, crossEntropyRef } from "../../kernels/loss.ts";
+import { sgdStep, sgdStepRef } from "../../kernels/sgd.ts";
+import { fill } from "../../kernels/fill.ts";
+import { buildModel, type ModelConfig } from "../../src/nn/models.ts";
+import { assertClose } from "../support/check.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
+
+// One SGD step on the device against the float64 twin. Values are O(1); parameters after the step are
+// compared relative to max(|want|, 1). f32 forward/backward through a few layers stays within 1e-4.
+const RTOL = 1e-4;
+
+const MODELS: [string, ModelConfig, number][] = [
+  ["mlp", { kind: "mlp", input: [3, 5, 7], classes: 10, hidden: [17, 9] }, 6],
+  ["small-cnn", { kind: "small-cnn", input: [3, 9, 8], classes: 10, widths: [4, 6, 5] }, 5],
+  ["small-cnn without batch norm", { kind: "small-cnn", input: [1, 8, 8], classes: 3, widths: [3, 5], batchNorm: false }, 4],
+  ["resnet9", { kind: "resnet9", input: [3, 16, 16], classes: 10, widths: [4, 6, 8, 5] }, 3],
+];
+
+describe("one training step matches the CPU twin", () => {
+  for (const [name, config, B] of MODELS) {
+    it(name, async () => {
+      const rt = await testRuntime();
+      const seed = testSeed(`train step ${name}`);
+      const rand = mulberry32(seed);
+      const model = buildModel(rt, config, seed);
+      const [c, h, w] = model.input;
+      const xData = randomF32(rand, c * B * h * w, -2, 2);
+      const labels = Uint32Array.from({ length: B }, () => randInt(rand, 0, model.classes - 1));
+      const hyper = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov: true };
+      const eps = 0.1;
+
+      // Device
+      const x = rt.upload(xData, [c, B, h, w]);
+      const logits = model.net.forward(rt, x, true);
+      const loss = crossEntropy(rt, logits, rt.upload(labels, [B], "u32"), { eps, gradScale: 1 / B });
+      model.net.backward(rt, loss.dlogits, false);
+      const trainable = model.params.filter((p) => p.trainable);
+      for (const p of trainable) {
+        p.velocity = fill(rt, rt.empty(p.shape), 0);
+        sgdStep(rt, p.value, p.grad!, p.velocity, hyper);
+      }
+
+      // Twin
+      const out = model.net.forwardRef({ shape: [c, B, h, w], data: Float64Array.from(xData) }, true);
+      const ref = crossEntropyRef(out.data, labels, model.classes, B, eps, 1 / B);
+      model.net.backwardRef({ shape: out.shape, data: ref.dlogits });
+      for (const p of trainable) sgdStepRef(p.host!, p.hostGrad!, new Float64Array(p.host!.length), hyper);
+
+      const got = await rt.readMany([loss.value, logits, ...model.params.map((p) => p.value)]);
+      assertClose(got[0], ref.value, { rtol: RTOL }, `${name}: loss`);
+      assertClose(got[1], out.data, { rtol: RTOL }, `${name}: logits`);
+      model.params.forEach((p, i) => assertClose(got[2 + i], p.host!, { rtol: RTOL }, `${name}: ${p.name} after one step`));
+      expect(trainable.length).toBeGreaterThan(2);
+    });
+  }
+});

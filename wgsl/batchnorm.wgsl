@@ -1,0 +1,115 @@
+// Batch norm over CNHW activations: channel c is the contiguous row x[c*L .. (c+1)*L), L = N*H*W.
+// train_fwd and bwd: one workgroup per channel (y-grid, folded into z past 65535), each invocation
+// accumulating a strided slice of the row sequentially, then a tree over the workgroup. Statistics
+// are two-pass (mean, then the mean of squared deviations) so a large mean costs no f32 accuracy.
+// eval_fwd is elementwise: y-grid = channel, x-grid walks the row.
+struct Params {
+  C: u32,
+  L: u32,
+  eps: f32,
+  momentum: f32,
+  unbias: f32, // L / (L - 1): biased batch variance -> unbiased, for the running variance
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> save_invstd: array<f32>;
+@group(0) @binding(6) var<storage, read_write> run_mean: array<f32>;
+@group(0) @binding(7) var<storage, read_write> run_var: array<f32>;
+@group(0) @binding(8) var<storage, read> dy: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(12) var<uniform> params: Params;
+
+override WG: u32 = 256; // a power of two
+
+var<workgroup> scratch: array<vec2f, WG>;
+
+fn channel_of(wid: vec3u) -> u32 { return wid.y + wid.z * 65535u; }
+
+// Sum of v over the workgroup (both lanes), broadcast to every invocation.
+fn reduce2(lid: u32, v: vec2f) -> vec2f {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { scratch[lid] = scratch[lid] + scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = scratch[0];
+  workgroupBarrier();
+  return r;
+}
+
+// Batch statistics, y = gamma (x - mean) invstd + beta, saved mean/invstd, running stats updated in place.
+@compute @workgroup_size(WG)
+fn train_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = channel_of(wid);
+  if (c >= params.C) { return; } // uniform across the workgroup: barriers stay uniform
+  let L = params.L;
+  let base = c * L;
+  var s = 0.0;
+  for (var j = lid; j < L; j += WG) { s += x[base + j]; }
+  let mean = reduce2(lid, vec2f(s, 0.0)).x / f32(L);
+  var q = 0.0;
+  for (var j = lid; j < L; j += WG) {
+    let d = x[base + j] - mean;
+    q += d * d;
+  }
+  let variance = reduce2(lid, vec2f(q, 0.0)).x / f32(L);
+  let invstd = inverseSqrt(variance + params.eps);
+  let a = gamma[c] * invstd;
+  let b = beta[c];
+  for (var j = lid; j < L; j += WG) { y[base + j] = (x[base + j] - mean) * a + b; }
+  if (lid == 0u) {
+    save_mean[c] = mean;
+    save_invstd[c] = invstd;
+    let m = params.momentum;
+    run_mean[c] = (1.0 - m) * run_mean[c] + m * mean;
+    run_var[c] = (1.0 - m) * run_var[c] + m * variance * params.unbias;
+  }
+}
+
+// y = gamma (x - running_mean) / sqrt(running_var + eps) + beta.
+@compute @workgroup_size(WG)
+fn eval_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let c = channel_of(wid);
+  if (c >= params.C) { return; }
+  let a = gamma[c] * inverseSqrt(run_var[c] + params.eps);
+  let mean = run_mean[c];
+  let b = beta[c];
+  let base = c * params.L;
+  for (var j = wid.x * WG + lid; j < params.L; j += nwg.x * WG) { y[base + j] = (x[base + j] - mean) * a + b; }
+}
+
+// dbeta = sum dy, dgamma = sum dy xhat, dx = gamma invstd / L (L dy - dbeta - xhat dgamma),
+// xhat = (x - mean) invstd, from the saved batch statistics.
+@compute @workgroup_size(WG)
+fn bwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = channel_of(wid);
+  if (c >= params.C) { return; }
+  let L = params.L;
+  let base = c * L;
+  let mean = save_mean[c];
+  let invstd = save_invstd[c];
+  var acc = vec2f(0.0);
+  for (var j = lid; j < L; j += WG) {
+    let g = dy[base + j];
+    acc += vec2f(g, g * (x[base + j] - mean));
+  }
+  let sums = reduce2(lid, acc);
+  let db = sums.x;
+  let dg = sums.y * invstd;
+  let k = gamma[c] * invstd / f32(L);
+  for (var j = lid; j < L; j += WG) {
+    let xhat = (x[base + j] - mean) * invstd;
+    dx[base + j] = k * (f32(L) * dy[base + j] - db - xhat * dg);
+  }
+  if (lid == 0u) {
+    dgamma[c] = dg;
+    dbeta[c] = db;
+  }
+}
