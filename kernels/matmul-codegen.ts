@@ -170,7 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let nfull = K / 4u;
   let t0 = min((split * ${WG}u + lid) * params.chunk, nkb);
   let t1 = min(t0 + params.chunk, nkb);
-  let nmain = min(t1, nfull) - t0;
+  let nmain = max(min(t1, nfull), t0) - t0;
   let abase = bt * params.stride_a + 4u * t0;
   let bbase = bt * params.stride_b + 4u * t0;
 `;

@@ -47,6 +47,13 @@ function casesFor(v: MatmulVariant, tile: MatmulTile, rand: () => number): Case[
     { M: 37, N: 41, K: 43, batchA: 2, batchB: 1 },
     { M: 5, N: 97, K: 61, batchA: 1, batchB: 4, transB: true },
     { M: 130, N: 67, K: 257 },
+    // A·Bᵀ with long K (weight gradients): split-K territory, odd M, N, K and tails of every length.
+    { M: 7, N: 27, K: 1031, transB: true },
+    { M: 32, N: 27, K: 4099, transB: true },
+    { M: 10, N: 128, K: 128, transB: true },
+    { M: 16, N: 9, K: 2050, transB: true },
+    { M: 3, N: 5, K: 4096, batchA: 2, batchB: 2, transB: true },
+    { M: 9, N: 33, K: 601, batchA: 1, batchB: 3, transB: true },
   ];
   function randInt(lo: number, hi: number) {
     return lo + Math.floor(rand() * (hi - lo + 1));
@@ -57,8 +64,10 @@ function casesFor(v: MatmulVariant, tile: MatmulTile, rand: () => number): Case[
   const tn = (tile.TN ?? (tile.TV ? 4 * tile.TV : 1)) * (tile.WG_X ?? 1);
   const tk = 4;
   for (const [m, n, k] of [[1, 1, 1], [2, 3, 5], [3, 1, 7]]) {
-    for (const c of [{ M: m * tm, N: n * tn, K: k * tk }, { M: m * tm, N: n * tn, K: k * tk, batchA: 2, batchB: 2 }] as Case[]) {
-      const p = matmulProblem(c.batchA ? [2, c.M, c.K] : [c.M, c.K], c.batchB ? [2, c.K, c.N] : [c.K, c.N]);
+    const base = [{ M: m * tm, N: n * tn, K: k * tk }, { M: m * tm, N: n * tn, K: k * tk, batchA: 2, batchB: 2 }] as Case[];
+    for (const c of [...base, ...base.map((c) => ({ ...c, transB: true }))]) {
+      const bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
+      const p = matmulProblem(c.batchA ? [2, c.M, c.K] : [c.M, c.K], c.batchB ? [2, ...bShape] : bShape, false, !!c.transB);
       if (v.supports(p, tile)) cases.push(c);
     }
   }
