@@ -35,7 +35,7 @@ export async function run(args: { log?: (s: string) => void; models?: string[] }
   tf.registerBackend("webgpu", () => new WebGPUBackend(rt.device), 10);
   await tf.setBackend("webgpu");
   const rows = [];
-  const cfg = { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [32, 64, 128] } as const;
+  const cfg: Extract<ModelConfig, { kind: "small-cnn" }> = { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [32, 64, 128] };
   const n = B * 8;
   const images = Uint8Array.from({ length: n * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256));
   const labels = Uint32Array.from({ length: n }, () => Math.floor(Math.random() * 10));

@@ -105,9 +105,9 @@ matmulOp.register({
 // ---------------------------------------------------------------- split-K A·Bᵀ (weight gradients)
 
 const SPLITK_TILES = [
-  { TM: 8, TN: 4, WG: 8 },
-  { TM: 4, TN: 4, WG: 8 },
-  { TM: 8, TN: 8, WG: 8 },
+  { TM: 32, TN: 4, WG: 8 },
+  { TM: 16, TN: 4, WG: 8 },
+  { TM: 8, TN: 2, WG: 32 },
 ];
 /** Aim for this many workgroups (M-blocks x N-blocks x batch x K-splits)... */
 const SPLITK_TARGET_WGS = 64;
@@ -117,22 +117,22 @@ const SPLITK_MIN_STEPS = 32;
 /** K-splits S and vec4 steps per invocation for a problem. */
 export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk: number } {
   const nkb = Math.max(1, ceilDiv(p.K, 4));
-  const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN) * p.batch;
-  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / (t.WG * SPLITK_MIN_STEPS)), Math.floor(65535 / p.batch));
-  const chunk = ceilDiv(nkb, Math.max(1, want) * t.WG);
-  return { S: ceilDiv(nkb, chunk * t.WG), chunk };
+  const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN * t.WG) * p.batch;
+  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / SPLITK_MIN_STEPS), Math.floor(65535 / p.batch));
+  const chunk = ceilDiv(nkb, Math.max(1, want));
+  return { S: ceilDiv(nkb, chunk), chunk };
 }
 
 const splitKCode = memo((k) => splitKShader(JSON.parse(k)));
 const splitKTileCode = (t: MatmulTile, p: MatmulProblem) =>
   splitKCode(JSON.stringify({ TM: t.TM, TN: t.TN, WG: t.WG, ALIGNED: p.K % 4 === 0 ? 1 : 0 }));
-const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
+const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN * t.WG), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
 
 export const splitKVariant = matmulOp.register({
   name: "splitk-nt",
   file: "kernels/matmul-codegen.ts (splitKShader)",
   code: splitKShader({ ...SPLITK_TILES[0], ALIGNED: 0 }),
-  description: "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per workgroup, K split over lanes and workgroups, vec4 loads along K, second pass sums the splits",
+  description: "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads along K (A's uniform), second pass sums the splits",
   tiles: SPLITK_TILES,
   shader: (t, p) => ({ code: splitKTileCode(t, p), constants: {} }),
   supports: (p) => p.transB && !p.transA,
