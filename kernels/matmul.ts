@@ -117,16 +117,16 @@ const SPLITK_MIN_STEPS = 32;
 /** K-splits S and vec4 steps per invocation for a problem. */
 export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk: number } {
   const nkb = Math.max(1, ceilDiv(p.K, 4));
-  const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN * t.WG) * p.batch;
-  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / SPLITK_MIN_STEPS), Math.floor(65535 / p.batch));
-  const chunk = ceilDiv(nkb, Math.max(1, want));
-  return { S: ceilDiv(nkb, chunk), chunk };
+  const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN) * p.batch;
+  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / (t.WG * SPLITK_MIN_STEPS)), Math.floor(65535 / p.batch));
+  const chunk = ceilDiv(nkb, Math.max(1, want) * t.WG);
+  return { S: ceilDiv(nkb, chunk * t.WG), chunk };
 }
 
 const splitKCode = memo((k) => splitKShader(JSON.parse(k)));
 const splitKTileCode = (t: MatmulTile, p: MatmulProblem) =>
   splitKCode(JSON.stringify({ TM: t.TM, TN: t.TN, WG: t.WG, ALIGNED: p.K % 4 === 0 ? 1 : 0 }));
-const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN * t.WG), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
+const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
 
 export const splitKVariant = matmulOp.register({
   name: "splitk-nt",

@@ -4,7 +4,8 @@
 //
 // Ownership: forward returns a new tensor and, in training mode, retains what backward needs; backward
 // returns the input gradient, writes each parameter's `grad`, and releases what forward kept.
-import { conv2dBackward, conv2dBackwardRef, conv2dForward, conv2dRef, addRowBias, convOutSize, type ConvGeom } from "../../kernels/conv2d.ts";
+import { addRowBias, col2im, conv2dBackward, conv2dBackwardRef, conv2dForward, conv2dRef, convOutSize, type ConvGeom } from "../../kernels/conv2d.ts";
+import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
 import { matmul, matmulRef } from "../../kernels/matmul.ts";
 import {
@@ -38,13 +39,29 @@ export interface HostTensor {
   data: Float64Array;
 }
 
+/**
+ * train: batch statistics, keep what backward needs. eval: running statistics, keep nothing.
+ * grad: eval numerics but keep what backward needs (per-example gradients for attribution).
+ */
+export type Mode = "train" | "eval" | "grad";
+
+/** Sees each weight layer's input and output gradient during backward (TRAK featurisation). */
+export type Tap = (layer: Conv2d | Dense, input: Tensor, dy: Tensor) => void;
+
+export interface BackwardOptions {
+  needDx: boolean;
+  tap?: Tap;
+  /** Skip the summed parameter gradients (a tap may be all the caller wants). Default true. */
+  paramGrads?: boolean;
+}
+
 export abstract class Layer {
   params: Param[] = [];
   abstract outShape(inShape: readonly number[]): number[];
-  abstract forward(rt: Runtime, x: Tensor, train: boolean): Tensor;
+  abstract forward(rt: Runtime, x: Tensor, mode: Mode): Tensor;
   /** Gradient with respect to the input; undefined when `needDx` is false (the first layer). */
-  abstract backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined;
-  abstract forwardRef(x: HostTensor, train: boolean): HostTensor;
+  abstract backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined;
+  abstract forwardRef(x: HostTensor, mode: Mode): HostTensor;
   abstract backwardRef(dy: HostTensor): HostTensor;
   /** Every parameter, including those of nested layers. */
   allParams(): Param[] {
@@ -79,22 +96,29 @@ export class Conv2d extends Layer {
     const { OH, OW } = convOutSize(h, w, this.geom);
     return [this.cout, n, OH, OW];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
-    if (train) this.#x = x.retain();
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
+    if (mode !== "eval") this.#x = x.retain();
     return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
   }
-  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+  backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     const x = take(this.#x, "conv2d");
-    const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx });
-    setGrad(rt, this.weight, g.dw);
-    if (this.bias) setGrad(rt, this.bias, g.db);
-    else g.db.release();
+    opts.tap?.(this, x, dy);
+    let dx: Tensor | undefined;
+    if (opts.paramGrads ?? true) {
+      const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx: opts.needDx });
+      setGrad(rt, this.weight, g.dw);
+      if (this.bias) setGrad(rt, this.bias, g.db);
+      else g.db.release();
+      dx = g.dx;
+    } else if (opts.needDx) {
+      dx = conv2dInputGrad(rt, x.shape, this.weight.value, dy, this.geom);
+    }
     x.release();
     this.#x = undefined;
-    return g.dx;
+    return dx;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    if (train) this.#xRef = x;
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    if (mode !== "eval") this.#xRef = x;
     const [C, N, H, W] = x.shape;
     const shape = this.outShape(x.shape);
     return { shape, data: conv2dRef(x.data, this.weight.host!, this.bias?.host, { C, N, H, W, O: this.cout }, this.geom) };
@@ -121,23 +145,26 @@ export class Dense extends Layer {
   outShape([, n]: readonly number[]): number[] {
     return [this.fout, n];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (x.shape.length !== 2 || x.shape[0] !== this.fin) throw new Error(`dense: input [${x.shape}] is not [${this.fin}, N]`);
-    if (train) this.#x = x.retain();
+    if (mode !== "eval") this.#x = x.retain();
     const y = matmul(rt, this.weight.value, x);
     if (this.bias) addRowBias(rt, y, this.bias.value);
     return y;
   }
-  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+  backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     const x = take(this.#x, "dense");
-    setGrad(rt, this.weight, matmul(rt, dy, x, { transB: true }));
-    if (this.bias) setGrad(rt, this.bias, sum(rt, dy, 1));
+    opts.tap?.(this, x, dy);
+    if (opts.paramGrads ?? true) {
+      setGrad(rt, this.weight, matmul(rt, dy, x, { transB: true }));
+      if (this.bias) setGrad(rt, this.bias, sum(rt, dy, 1));
+    }
     x.release();
     this.#x = undefined;
-    return needDx ? matmul(rt, this.weight.value, dy, { transA: true }) : undefined;
+    return opts.needDx ? matmul(rt, this.weight.value, dy, { transA: true }) : undefined;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    if (train) this.#xRef = x;
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    if (mode !== "eval") this.#xRef = x;
     const N = x.shape[1];
     const y = matmulRef(this.weight.host!, x.data, { M: this.fout, N, K: this.fin });
     if (this.bias) for (let o = 0; o < this.fout; o++) for (let n = 0; n < N; n++) y[o * N + n] += this.bias.host![o];
@@ -160,7 +187,9 @@ export class Dense extends Layer {
 
 export class BatchNorm extends Layer {
   #saved?: { x: Tensor; mean: Tensor; invstd: Tensor };
+  #gradMode = false;
   #xRef?: HostTensor;
+  #refMode: Mode = "train";
   constructor(readonly channels: number, readonly gamma: Param, readonly beta: Param, readonly runningMean: Param, readonly runningVar: Param, readonly momentum = 0.1, readonly eps = 1e-5) {
     super();
     this.params = [gamma, beta, runningMean, runningVar];
@@ -168,15 +197,25 @@ export class BatchNorm extends Layer {
   outShape(s: readonly number[]): number[] {
     return [...s];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
     const opts = { momentum: this.momentum, eps: this.eps };
-    if (!train) return batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
+    this.#gradMode = mode === "grad";
+    if (mode !== "train") return batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
     const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
     this.#saved = { x: x.retain(), mean: r.mean, invstd: r.invstd };
     return r.y;
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
+    if (this.#gradMode) {
+      // Running statistics make batch norm a per-channel affine map: dx = dy * gamma / sqrt(var + eps),
+      // which is the eval forward applied to dy with zero mean and zero shift. (Its own gamma and beta
+      // gradients are not computed in this mode.)
+      const zeros = fill(rt, rt.empty([this.channels]), 0);
+      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, { runningMean: zeros, runningVar: this.runningVar.value }, { eps: this.eps });
+      zeros.release();
+      return dx;
+    }
     const s = take(this.#saved, "batchnorm");
     const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s);
     setGrad(rt, this.gamma, g.dgamma);
@@ -187,11 +226,13 @@ export class BatchNorm extends Layer {
     this.#saved = undefined;
     return g.dx;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
     const C = this.channels;
     const L = x.data.length / C;
     const [g, b, rm, rv] = [this.gamma, this.beta, this.runningMean, this.runningVar].map((p) => p.host!);
-    if (!train) return { shape: x.shape, data: batchNormEvalRef(x.data, g, b, rm, rv, C, L, this.eps) };
+    this.#refMode = mode;
+    if (mode === "grad") this.#xRef = x;
+    if (mode !== "train") return { shape: x.shape, data: batchNormEvalRef(x.data, g, b, rm, rv, C, L, this.eps) };
     const r = batchNormTrainRef(x.data, g, b, rm, rv, C, L, { momentum: this.momentum, eps: this.eps });
     this.runningMean.host = r.runningMean;
     this.runningVar.host = r.runningVar;
@@ -200,6 +241,11 @@ export class BatchNorm extends Layer {
   }
   backwardRef(dy: HostTensor): HostTensor {
     const x = take(this.#xRef, "batchnorm twin");
+    if (this.#refMode === "grad") {
+      const L = x.data.length / this.channels;
+      const [g, rv] = [this.gamma.host!, this.runningVar.host!];
+      return { shape: x.shape, data: dy.data.map((v, i) => (v * g[Math.floor(i / L)]) / Math.sqrt(rv[Math.floor(i / L)] + this.eps)) };
+    }
     const g = batchNormBackwardRef(x.data, dy.data, this.gamma.host!, this.channels, x.data.length / this.channels, this.eps);
     this.gamma.hostGrad = g.dgamma;
     this.beta.hostGrad = g.dbeta;
@@ -215,8 +261,8 @@ export class Relu extends Layer {
   outShape(s: readonly number[]): number[] {
     return [...s];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
-    if (train) this.#x = x.retain();
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
+    if (mode !== "eval") this.#x = x.retain();
     return relu(rt, x);
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
@@ -226,8 +272,8 @@ export class Relu extends Layer {
     this.#x = undefined;
     return dx;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    if (train) this.#xRef = x;
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    if (mode !== "eval") this.#xRef = x;
     return { shape: x.shape, data: x.data.map((v) => Math.max(v, 0)) };
   }
   backwardRef(dy: HostTensor): HostTensor {
@@ -265,9 +311,9 @@ export class MaxPool2 extends Layer {
   outShape([c, n, h, w]: readonly number[]): number[] {
     return [c, n, Math.floor(h / 2), Math.floor(w / 2)];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     const { y, idx } = maxPool2x2(rt, x);
-    if (train) this.#saved = { idx, shape: x.shape };
+    if (mode !== "eval") this.#saved = { idx, shape: x.shape };
     else idx.release();
     return y;
   }
@@ -278,8 +324,8 @@ export class MaxPool2 extends Layer {
     this.#saved = undefined;
     return dx;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    if (train) this.#xRef = x;
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    if (mode !== "eval") this.#xRef = x;
     return { shape: this.outShape(x.shape), data: maxPool2x2Ref(x.data, x.shape).y };
   }
   backwardRef(dy: HostTensor): HostTensor {
@@ -298,13 +344,13 @@ export class GlobalPool extends Layer {
   outShape([c, n]: readonly number[]): number[] {
     return [c, n];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (this.kind === "avg") {
-      if (train) this.#saved = { shape: x.shape };
+      if (mode !== "eval") this.#saved = { shape: x.shape };
       return globalAvgPool(rt, x);
     }
     const { y, idx } = globalMaxPool(rt, x);
-    if (train) this.#saved = { idx, shape: x.shape };
+    if (mode !== "eval") this.#saved = { idx, shape: x.shape };
     else idx.release();
     return y;
   }
@@ -316,8 +362,8 @@ export class GlobalPool extends Layer {
     s.idx!.release();
     return dx;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    if (train) this.#xRef = x;
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    if (mode !== "eval") this.#xRef = x;
     const data = this.kind === "avg" ? globalAvgPoolRef(x.data, x.shape) : globalMaxPoolRef(x.data, x.shape).y;
     return { shape: this.outShape(x.shape), data };
   }
@@ -370,26 +416,26 @@ export class Sequential extends Layer {
   outShape(s: readonly number[]): number[] {
     return this.layers.reduce<number[]>((acc, l) => l.outShape(acc), [...s]);
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     let h = x;
     for (const layer of this.layers) {
-      const out = layer.forward(rt, h, train);
+      const out = layer.forward(rt, h, mode);
       if (h !== x) h.release();
       h = out;
     }
     return h;
   }
-  backward(rt: Runtime, dy: Tensor, needDx: boolean): Tensor | undefined {
+  backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     let g: Tensor | undefined = dy;
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const gi: Tensor | undefined = this.layers[i].backward(rt, g!, i > 0 || needDx);
+      const gi: Tensor | undefined = this.layers[i].backward(rt, g!, { ...opts, needDx: i > 0 || opts.needDx });
       if (g !== dy) g!.release();
       g = gi;
     }
     return g;
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    return this.layers.reduce((h, l) => l.forwardRef(h, train), x);
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    return this.layers.reduce((h, l) => l.forwardRef(h, mode), x);
   }
   backwardRef(dy: HostTensor): HostTensor {
     return this.layers.reduceRight((g, l) => l.backwardRef(g), dy);
@@ -407,20 +453,29 @@ export class Residual extends Layer {
   outShape(s: readonly number[]): number[] {
     return [...s];
   }
-  forward(rt: Runtime, x: Tensor, train: boolean): Tensor {
-    const fx = this.block.forward(rt, x, train);
+  forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
+    const fx = this.block.forward(rt, x, mode);
     return axpy(rt, 1, x, fx, fx); // fx += x, in place
   }
-  backward(rt: Runtime, dy: Tensor): Tensor {
-    const dfx = this.block.backward(rt, dy, true)!;
+  backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor {
+    const dfx = this.block.backward(rt, dy, { ...opts, needDx: true })!;
     return axpy(rt, 1, dy, dfx, dfx); // dfx += dy, in place
   }
-  forwardRef(x: HostTensor, train: boolean): HostTensor {
-    const fx = this.block.forwardRef(x, train);
+  forwardRef(x: HostTensor, mode: Mode): HostTensor {
+    const fx = this.block.forwardRef(x, mode);
     return { shape: x.shape, data: fx.data.map((v, i) => v + x.data[i]) };
   }
   backwardRef(dy: HostTensor): HostTensor {
     const dfx = this.block.backwardRef(dy);
     return { shape: dy.shape, data: dfx.data.map((v, i) => v + dy.data[i]) };
   }
+}
+
+/** dx of a convolution alone (no weight gradient): col2im(Wᵀ dy). */
+function conv2dInputGrad(rt: Runtime, xShape: readonly number[], w: Tensor, dy: Tensor, geom: ConvGeom): Tensor {
+  const P = dy.size / dy.shape[0];
+  const dcols = matmul(rt, w, dy.reshape([dy.shape[0], P]), { transA: true });
+  const dx = col2im(rt, dcols, xShape, geom);
+  dcols.release();
+  return dx;
 }

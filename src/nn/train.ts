@@ -101,9 +101,9 @@ export async function trainModel(rt: Runtime, model: Model, ds: DeviceDataset, r
       const { x, y } = assembleBatch(rt, ds, {
         order, start: b * B, size: B, mean: r.mean, std: r.std, pad: r.cropPad, flip: r.flip, seed: r.seed, stream: epoch,
       });
-      const logits = model.net.forward(rt, x, true);
+      const logits = model.net.forward(rt, x, "train");
       const loss = crossEntropy(rt, logits, y, { eps: r.labelSmoothing, gradScale: 1 / B, into: { value: losses, correct, offset: b * B } });
-      model.net.backward(rt, loss.dlogits, false);
+      model.net.backward(rt, loss.dlogits, { needDx: false });
       const lr = learningRate(r, step, totalSteps);
       for (const p of trainable) {
         sgdStep(rt, p.value, p.grad!, p.velocity!, { lr, momentum: r.momentum, weightDecay: r.weightDecay, nesterov: r.nesterov });
@@ -158,7 +158,7 @@ export async function evaluate(rt: Runtime, model: Model, ds: DeviceDataset, opt
   for (let start = 0; start < n; start += B) {
     const size = Math.min(B, n - start);
     const { x, y } = assembleBatch(rt, ds, { order, start, size, mean: opts.mean ?? r.mean, std: opts.std ?? r.std, pad: 0, flip: false, seed: 0, stream: 0 });
-    const logits = model.net.forward(rt, x, false);
+    const logits = model.net.forward(rt, x, "eval");
     const m = margin(rt, logits, y, { into: { value: margins, correct, offset: start } });
     const ce = crossEntropy(rt, logits, y, { into: { value: losses, correct: scratch, offset: start } });
     [x, y, logits, m.dlogits, ce.dlogits].forEach((t: Tensor) => t.release());

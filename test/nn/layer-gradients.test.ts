@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BatchNorm, Conv2d, Dense, Flatten, GlobalPool, type Layer, MaxPool2, type Param, Relu, Residual, Scale, Sequential } from "../../src/nn/layers.ts";
+import { type Mode, BatchNorm, Conv2d, Dense, Flatten, GlobalPool, type Layer, MaxPool2, type Param, Relu, Residual, Scale, Sequential } from "../../src/nn/layers.ts";
 import type { Runtime } from "../../src/gpu/runtime.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
@@ -15,13 +15,13 @@ function param(rt: Runtime, rand: () => number, name: string, shape: number[], t
   return { name, shape, value: rt.upload(Float32Array.from(host), shape), host, trainable };
 }
 
-function check(layer: Layer, inShape: number[], rand: () => number): number {
+function check(layer: Layer, inShape: number[], rand: () => number, mode: Mode = "train"): number {
   const n = inShape.reduce((a, b) => a * b, 1);
   const x = Float64Array.from({ length: n }, () => rand() * 4 - 2);
-  const y0 = layer.forwardRef({ shape: inShape, data: x }, true);
+  const y0 = layer.forwardRef({ shape: inShape, data: x }, mode);
   const r = Float64Array.from(y0.data, () => rand() * 2 - 1);
   const dx = layer.backwardRef({ shape: y0.shape, data: r }).data;
-  const f = () => layer.forwardRef({ shape: inShape, data: x }, true).data.reduce((s, v, i) => s + v * r[i], 0);
+  const f = () => layer.forwardRef({ shape: inShape, data: x }, mode).data.reduce((s, v, i) => s + v * r[i], 0);
   let worst = 0;
   const probe = (arr: Float64Array, j: number, analytic: number) => {
     const keep = arr[j];
@@ -37,7 +37,7 @@ function check(layer: Layer, inShape: number[], rand: () => number): number {
     const j = Math.floor(rand() * n);
     probe(x, j, dx[j]);
   }
-  for (const p of layer.allParams().filter((q) => q.trainable)) {
+  for (const p of layer.allParams().filter((q) => q.trainable && mode === "train")) {
     const g = p.hostGrad!;
     for (let t = 0; t < 6; t++) {
       const j = Math.floor(rand() * p.host!.length);
@@ -61,6 +61,13 @@ describe("layer gradients (float64 twins) match finite differences", () => {
     ["flatten", () => new Flatten(), [3, 2, 2, 3]],
     ["residual(conv, relu)", (rt, r) => new Residual(new Sequential([new Conv2d(2, 2, { kh: 3, kw: 3, stride: 1, pad: 1 }, param(rt, r, "w", [2, 18])), new Relu()])), [2, 2, 4, 3]],
   ];
+  it("batch norm in grad mode (running statistics, as attribution uses it)", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("gradient batch norm grad mode"));
+    const bn = new BatchNorm(3, param(rt, rand, "g", [3]), param(rt, rand, "b", [3]), param(rt, rand, "m", [3], false), param(rt, rand, "v", [3], false));
+    bn.runningVar.host = bn.runningVar.host!.map((v) => 0.5 + Math.abs(v));
+    expect(check(bn, [3, 2, 3, 3], rand, "grad")).toBeLessThan(TOL);
+  });
   for (const [name, make, shape] of cases) {
     it(name, async () => {
       const rt = await testRuntime();

@@ -33,9 +33,9 @@ describe("one training step matches the CPU twin", () => {
 
       // Device
       const x = rt.upload(xData, [c, B, h, w]);
-      const logits = model.net.forward(rt, x, true);
+      const logits = model.net.forward(rt, x, "train");
       const loss = crossEntropy(rt, logits, rt.upload(labels, [B], "u32"), { eps, gradScale: 1 / B });
-      model.net.backward(rt, loss.dlogits, false);
+      model.net.backward(rt, loss.dlogits, { needDx: false });
       const trainable = model.params.filter((p) => p.trainable);
       for (const p of trainable) {
         p.velocity = fill(rt, rt.empty(p.shape), 0);
@@ -43,7 +43,7 @@ describe("one training step matches the CPU twin", () => {
       }
 
       // Twin
-      const out = model.net.forwardRef({ shape: [c, B, h, w], data: Float64Array.from(xData) }, true);
+      const out = model.net.forwardRef({ shape: [c, B, h, w], data: Float64Array.from(xData) }, "train");
       const ref = crossEntropyRef(out.data, labels, model.classes, B, eps, 1 / B);
       model.net.backwardRef({ shape: out.shape, data: ref.dlogits });
       for (const p of trainable) sgdStepRef(p.host!, p.hostGrad!, new Float64Array(p.host!.length), hyper);
