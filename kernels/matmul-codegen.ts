@@ -155,7 +155,6 @@ struct Params { M: u32, N: u32, K: u32, stride_a: u32, stride_b: u32, stride_c: 
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<storage, read_write> P: array<f32>;
 
-var<workgroup> red: array<f32, ${WG * R}>;
 ${al ? "" : `
 fn fsh(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
   var r = select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u);
@@ -219,20 +218,11 @@ ${al ? `  let w0 = min(split * ${WG}u * params.chunk, nkb);
   if (!al) {
     s += `  if (t0 + nmain < t1) {\n    let rem = K & 3u;\n    let km = vec4<bool>(true, rem > 1u, rem > 2u, false);\n${body("nmain", true)}  }\n`;
   }
-  s += `  let pbase = wid.z * M * N;\n`;
-  for (let g = 0; g < T; g += R) {
-    // Round g: outputs g..g+R of the block, through workgroup memory.
-    if (g > 0) s += `  workgroupBarrier();\n`;
-    for (let o = g; o < Math.min(T, g + R); o++) s += `  red[lid * ${R}u + ${o - g}u] = acc${Math.floor(o / TN)}_${o % TN};\n`;
-    s += `  workgroupBarrier();
-  for (var o = lid; o < ${Math.min(T, g + R) - g}u; o += ${WG}u) {
-    var v = 0.0;
-    for (var l = 0u; l < ${WG}u; l++) { v += red[l * ${R}u + o]; }
-    let r = row0 + (o + ${g}u) / ${TN}u;
-    let c = col0 + (o + ${g}u) % ${TN}u;
-    if (r < M && c < N) { P[pbase + r * N + c] = v; }
-  }
-`;
+  s += `  let pbase = (wid.z * ${WG}u + lid) * M * N;\n`;
+  for (let r = 0; r < TM; r++) {
+    s += `  if (row0 + ${r}u < M) {\n    let pr = pbase + (row0 + ${r}u) * N + col0;\n`;
+    for (let c = 0; c < TN; c++) s += `    if (col0 + ${c}u < N) { P[pr + ${c}u] = acc${r}_${c}; }\n`;
+    s += `  }\n`;
   }
   s += `}
 

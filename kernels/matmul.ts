@@ -110,7 +110,7 @@ const SPLITK_TILES = [
   { TM: 8, TN: 2, WG: 32 },
 ];
 /** Aim for this many workgroups (M-blocks x N-blocks x batch x K-splits)... */
-const SPLITK_TARGET_WGS = 64;
+const SPLITK_TARGET_WGS = Number(Deno.env.get("SKT") ?? 64);
 /** ...but give every invocation at least this many vec4 steps along K. */
 const SPLITK_MIN_STEPS = 32;
 
@@ -151,9 +151,10 @@ export const splitKVariant = matmulOp.register({
       chunk,
       total: p.batch * p.M * p.N,
     };
-    const partial = S > 1 ? rt.empty([p.batch, S, p.M, p.N]) : out;
-    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms, workgroups: splitKWorkgroups(p, t) });
-    if (S > 1) {
+    const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
+    uniforms.S = S * t.WG;
+    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms: { ...uniforms, S }, workgroups: splitKWorkgroups(p, t) });
+    {
       rt.dispatch({
         label: "matmul/splitk-nt.reduce",
         code,
