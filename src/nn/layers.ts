@@ -211,9 +211,13 @@ export class BatchNorm extends Layer {
       // Running statistics make batch norm a per-channel affine map: dx = dy * gamma / sqrt(var + eps),
       // which is the eval forward applied to dy with zero mean and zero shift. (Its own gamma and beta
       // gradients are not computed in this mode.)
+      // Two zero buffers: the shader binds beta read-only and run_mean read_write, and one buffer
+      // cannot take both usages in a dispatch.
       const zeros = fill(rt, rt.empty([this.channels]), 0);
-      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, { runningMean: zeros, runningVar: this.runningVar.value }, { eps: this.eps });
+      const zeroMean = fill(rt, rt.empty([this.channels]), 0);
+      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, { runningMean: zeroMean, runningVar: this.runningVar.value }, { eps: this.eps });
       zeros.release();
+      zeroMean.release();
       return dx;
     }
     const s = take(this.#saved, "batchnorm");
