@@ -6,6 +6,7 @@ import { assembleBatch, type DeviceDataset } from "../../kernels/batch.ts";
 import { crossEntropy, margin } from "../../kernels/loss.ts";
 import { sgdStep } from "../../kernels/sgd.ts";
 import { fill } from "../../kernels/fill.ts";
+import { mulberry32 } from "../data/dataset.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import type { Model } from "./models.ts";
 
@@ -57,14 +58,7 @@ export interface TrainOptions {
 /** Fisher-Yates with a seeded mulberry32: the epoch's order is a function of (seed, epoch). */
 export function epochOrder(indices: ArrayLike<number>, seed: number, epoch: number): Uint32Array {
   const order = Uint32Array.from(indices);
-  let a = (seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32((seed ^ Math.imul(epoch + 1, 0x9e3779b9)) >>> 0);
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];

@@ -1,3 +1,6 @@
+import { mulberry32 } from "../../src/data/dataset.ts";
+export { mulberry32 };
+
 // Seeded test data. Every test prints its seed; rerun one with TEST_SEED=<seed>.
 export function testSeed(name: string): number {
   const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
@@ -5,18 +8,6 @@ export function testSeed(name: string): number {
   const seed = fixed ? Number(fixed) : (Math.random() * 2 ** 32) >>> 0;
   console.log(`[seed] ${name}: ${seed} (rerun with TEST_SEED=${seed})`);
   return seed;
-}
-
-/** mulberry32: small, fast, seeded. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Uniform in [lo, hi), rounded to f32 so the CPU twin sees exactly what the GPU sees. */
