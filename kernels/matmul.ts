@@ -104,13 +104,14 @@ matmulOp.register({
 
 // ---------------------------------------------------------------- split-K A·Bᵀ (weight gradients)
 
+// 32x32 outputs per invocation: few loads per FMA even though lanes split K, not C (kernels/README.md).
 const SPLITK_TILES = [
-  { TM: 32, TN: 4, WG: 8 },
-  { TM: 16, TN: 4, WG: 8 },
-  { TM: 8, TN: 2, WG: 32 },
+  { TM: 32, TN: 32, WG: 8 },
+  { TM: 16, TN: 16, WG: 8 },
+  { TM: 8, TN: 8, WG: 16 },
 ];
 /** Aim for this many workgroups (M-blocks x N-blocks x batch x K-splits)... */
-const SPLITK_TARGET_WGS = Number(Deno.env.get("SKT") ?? 64);
+const SPLITK_TARGET_WGS = 64;
 /** ...but give every invocation at least this many vec4 steps along K. */
 const SPLITK_MIN_STEPS = 32;
 
@@ -151,26 +152,23 @@ export const splitKVariant = matmulOp.register({
       chunk,
       total: p.batch * p.M * p.N,
     };
+    // One partial block of C per invocation: no workgroup barrier (a barrier with a large register
+    // tile live across it cost llvmpipe ~0.2 ms per workgroup), then a second pass sums them.
     const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
-    uniforms.S = S * t.WG;
-    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms: { ...uniforms, S }, workgroups: splitKWorkgroups(p, t) });
-    {
-      rt.dispatch({
-        label: "matmul/splitk-nt.reduce",
-        code,
-        entryPoint: "reduce",
-        buffers: { P: partial, C: out },
-        uniforms,
-        workgroups: grid1d(uniforms.total, 64),
-      });
-      partial.release();
-    }
+    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms, workgroups: splitKWorkgroups(p, t) });
+    rt.dispatch({ label: "matmul/splitk-nt.reduce", code, entryPoint: "reduce", buffers: { P: partial, C: out }, uniforms, workgroups: grid1d(uniforms.total, 64) });
+    partial.release();
   },
 });
 
-/** Where split-K A·Bᵀ beats copying Bᵀ and running regblock-checked (measured on llvmpipe, README). */
-function splitKWins(p: MatmulProblem): boolean {
-  return p.transB && !p.transA && p.K >= 8 * Math.max(p.M, p.N);
+/**
+ * Where split-K A·Bᵀ beats copying Bᵀ (O(N K), ~15-25 ns an element on llvmpipe) and running the NN
+ * kernel (~1.3x split-K's FLOP rate at 512²): few rows (M < 256), B much taller than A (N >= 4M: the
+ * copy dominates), or a very long K. Measured on llvmpipe (kernels/README.md): 1.1-6x faster there,
+ * within 6% slower on square 256²-512² products with K <= 8 M, which keep the copy path.
+ */
+export function splitKWins(p: MatmulProblem): boolean {
+  return p.transB && !p.transA && (p.M < 256 || p.N >= 4 * p.M || p.K >= 16 * Math.max(p.M, p.N));
 }
 
 export interface MatmulOptions {

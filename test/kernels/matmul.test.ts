@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { matmul, matmulOp, matmulProblem, matmulRef, type MatmulTile, type MatmulVariant } from "../../kernels/matmul.ts";
+import { chooseVariant, matmul, matmulOp, matmulProblem, matmulRef, type MatmulTile, type MatmulVariant } from "../../kernels/matmul.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
@@ -103,5 +103,22 @@ describe("matmul", () => {
     const bData = randomF32(rand, K * N);
     const out = matmul(rt, rt.upload(aData, [M, K]), rt.upload(bData, [K, N]));
     assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K }), { rtol: RTOL, scale: Math.sqrt(K) });
+  });
+
+  it("A·Bᵀ with a long K (weight gradient) runs split-K on the default path, without a transpose copy", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("matmul splitk default path"));
+    const [M, N, K] = [32, 27, 4099];
+    expect(chooseVariant(matmulProblem([M, K], [N, K], false, true)).name).toBe("splitk-nt");
+    expect(chooseVariant(matmulProblem([512, 4096], [512, 4096], false, true)).name === "splitk-nt").toBe(false);
+    const aData = randomF32(rand, M * K);
+    const bData = randomF32(rand, N * K);
+    const a = rt.upload(aData, [M, K]);
+    const b = rt.upload(bData, [N, K]);
+    const before = rt.stats.dispatches;
+    const out = matmul(rt, a, b, { transB: true });
+    expect(rt.stats.dispatches - before).toBe(2); // main pass + reduce; no transpose
+    assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K, transB: true }), { rtol: RTOL, scale: Math.sqrt(K) });
+    [a, b, out].forEach((t) => t.release());
   });
 });
