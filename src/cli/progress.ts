@@ -4,7 +4,13 @@ declare const Deno: { stderr: { writeSync(b: Uint8Array): number; isTerminal(): 
 const enc = new TextEncoder();
 const tty = typeof Deno !== "undefined" && Deno.stderr.isTerminal();
 
+let lastLine = 0;
+
 export function progressBar(label: string, done: number, total: number, extra = ""): void {
+  // Off a terminal (CI logs), print at most one line every 5 s per bar, plus the final one.
+  const now = Date.now();
+  if (!tty && done < total && now - lastLine < 5000) return;
+  lastLine = now;
   const width = 30;
   const frac = total > 0 ? Math.min(1, done / total) : 0;
   const filled = Math.round(frac * width);

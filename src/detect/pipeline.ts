@@ -1,0 +1,289 @@
+// The detection pipeline: data (+ attack) -> train the ensemble -> TRAK factors -> maximum-sum submatrix
+// scores (+ spectral score) -> baselines -> flag -> remove and retrain -> evaluate -> summary. Every
+// stage's output is cached on disk under a key that hashes the settings it depends on, so a rerun with
+// one changed setting redoes only what that setting touches.
+import { z } from "zod";
+import { applyTrigger, ATTACKS, type AttackName, poison } from "../attacks/index.ts";
+import { uploadDataset, type DeviceDataset } from "../../kernels/batch.ts";
+import { autotuneMatmul } from "../../kernels/matmul.ts";
+import { buildAttribution, type Attribution } from "../attribution/trak.ts";
+import { featurize, type Features } from "../attribution/featurize.ts";
+import { loadCifar10 } from "../data/cifar.ts";
+import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
+import { joinPath, makeDir, pathKind, readText, writeBytesAtomic } from "../data/io.ts";
+import type { Runtime } from "../gpu/runtime.ts";
+import { loadModel, saveModel } from "../nn/checkpoint.ts";
+import { buildModel, type Model, ModelConfig } from "../nn/models.ts";
+import { evaluate, Recipe, trainModel } from "../nn/train.ts";
+import { activationClustering, penultimate, spectralSignatures } from "./baselines.ts";
+import { Factors } from "./factors.ts";
+import { detectionMetrics, type DetectionMetrics, rocCurve, standoutBudget, topK } from "./metrics.ts";
+import { denseCpuBackend, maxSumSearch } from "./search.ts";
+import { factorBackend } from "./search-gpu.ts";
+import { spectralDense, spectralFactors } from "./spectral.ts";
+
+export const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
+
+export const DetectConfig = z.object({
+  data: z.string().default(DEFAULT_DATA),
+  /** Training examples drawn (seeded) from the training split; the full test split is always used. */
+  train: z.number().int().positive().default(4000),
+  seed: z.number().int().default(0),
+  attack: z.enum(["none", ...ATTACKS]).default("badnets"),
+  attackConfig: z.record(z.string(), z.unknown()).default({ rate: 0.05 }),
+  model: ModelConfig.prefault({ kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [16, 32, 64] }),
+  recipe: Recipe.prefault({ epochs: 4, batchSize: 128, lr: 0.1 }),
+  /** Models in the TRAK ensemble. */
+  models: z.number().int().min(1).default(2),
+  k: z.number().int().positive().default(256),
+  projection: z.enum(["dense", "factored"]).default("factored"),
+  restarts: z.number().int().positive().default(10),
+  /** auto: a dense matrix on the host while n <= 4096 (faster on CPU adapters), else the factors. */
+  searchBackend: z.enum(["auto", "factors", "dense"]).default("auto"),
+  /** Examples removed: "auto" flags those whose score stands out (median + 6 MAD); or a count. */
+  budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto"),
+  /** Also remove and retrain for each baseline (one more training run each). */
+  retrainBaselines: z.boolean().default(false),
+  cache: z.string().default(".cache/detect"),
+  out: z.string().default("report"),
+});
+export type DetectConfig = z.input<typeof DetectConfig>;
+type Cfg = z.output<typeof DetectConfig>;
+
+export interface Outcome {
+  clean_acc: number;
+  asr: number | null;
+}
+
+export interface DetectorRow extends DetectionMetrics {
+  name: string;
+  after?: Outcome;
+}
+
+export interface Summary {
+  auroc: number | null;
+  precision_at_budget: number | null;
+  recall_at_budget: number | null;
+  tpr_at_5fpr: number | null;
+  flagged: number[];
+  asr_before: number | null;
+  asr_after: number | null;
+  clean_acc_before: number;
+  clean_acc_after: number;
+  seconds: number;
+  baselines: Record<string, Omit<DetectorRow, "name">>;
+  spectral_score: DetectionMetrics | null;
+  stage_seconds: Record<string, number>;
+  config: Cfg;
+  adapter: string;
+  n: number;
+  poisoned: number[] | null;
+}
+
+export interface StageProgress {
+  stage: string;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+export interface DetectResult {
+  summary: Summary;
+  /** For the report. */
+  scores: Float64Array;
+  spectral: Float64Array;
+  baselineScores: Record<string, Float64Array>;
+  train: Dataset;
+  poisonedSet: Set<number> | null;
+}
+
+/** Stable short hash of a JSON-able value (FNV-1a over the canonical JSON). */
+export function keyOf(v: unknown): string {
+  const s = JSON.stringify(v, (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+  let h = 0x811c9dc5, h2 = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h2 = Math.imul(h2 ^ s.charCodeAt(i), 0x5bd1e995);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+}
+
+async function cachedJson<T>(dir: string, key: string, make: () => Promise<T>): Promise<{ value: T; hit: boolean }> {
+  const path = joinPath(dir, `${key}.json`);
+  if ((await pathKind(path)) === "file") return { value: JSON.parse(await readText(path)) as T, hit: true };
+  const value = await make();
+  await writeBytesAtomic(path, new TextEncoder().encode(JSON.stringify(value)));
+  return { value, hit: false };
+}
+
+async function cachedModel(rt: Runtime, dir: string, key: string, make: () => Promise<Model>, meta: Record<string, unknown>): Promise<Model> {
+  const path = joinPath(dir, `${key}.safetensors`);
+  if ((await pathKind(path)) === "file") return (await loadModel(rt, path)).model;
+  const m = await make();
+  await saveModel(rt, m, path, meta);
+  return m;
+}
+
+export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (p: StageProgress) => void = () => {}): Promise<DetectResult> {
+  const cfg = DetectConfig.parse(config);
+  const t0 = performance.now();
+  const stageSeconds: Record<string, number> = {};
+  let mark = performance.now();
+  const stage = (name: string) => {
+    const now = performance.now();
+    stageSeconds[name] = (stageSeconds[name] ?? 0) + (now - mark) / 1000;
+    mark = now;
+  };
+  await makeDir(cfg.cache);
+  await autotuneMatmul(rt);
+
+  // 1. data and attack
+  onProgress({ stage: "data", done: 0, total: 1 });
+  const full = await loadCifar10(cfg.data, { split: "train" });
+  const clean = seededSubset(full, Math.min(cfg.train, full.n), cfg.seed);
+  const test = await loadCifar10(cfg.data, { split: "test" });
+  let train = clean;
+  let poisoned: number[] | null = null;
+  if (cfg.attack !== "none") {
+    const r = await poison(cfg.attack, clean, cfg.attackConfig as never);
+    train = r.poisoned;
+    poisoned = r.manifest.indices;
+  }
+  const dataKey = keyOf({ data: cfg.data, train: cfg.train, seed: cfg.seed, attack: cfg.attack, attackConfig: cfg.attackConfig });
+  const deviceTrain = uploadDataset(rt, train.images, train.labels, train.n, train.c, train.h, train.w);
+  const deviceTest = uploadDataset(rt, test.images, test.labels, test.n, test.c, test.h, test.w);
+  onProgress({ stage: "data", done: 1, total: 1, detail: `${train.n} training examples, ${poisoned?.length ?? 0} poisoned` });
+  stage("data");
+
+  // 2. the ensemble
+  const trainOne = (ds: DeviceDataset, seed: number, indices: ArrayLike<number> | undefined, label: string) => async () => {
+    const model = buildModel(rt, cfg.model, seed);
+    await trainModel(rt, model, ds, { ...cfg.recipe, seed }, {
+      indices,
+      onProgress: (p) => onProgress({ stage: label, done: p.epoch * p.batches + p.batch, total: p.epochs * p.batches, detail: `${p.imagesPerSecond.toFixed(0)} img/s` }),
+    });
+    return model;
+  };
+  const models: Model[] = [];
+  for (let m = 0; m < cfg.models; m++) {
+    const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, m });
+    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, cfg.seed * 1000 + m, undefined, `train model ${m + 1}/${cfg.models}`), { dataKey, m }));
+  }
+  stage("train");
+
+  // 3. attribution (TRAK factors) and 4. scores
+  const scoreKey = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts });
+  const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {
+    const feats: Features[] = [];
+    for (let m = 0; m < models.length; m++) {
+      feats.push(await featurize(rt, models[m], deviceTrain, {
+        k: cfg.k, projection: cfg.projection, seed: cfg.seed, modelIndex: m,
+        onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
+      }));
+    }
+    const { attribution } = await buildAttribution(rt, feats);
+    feats.forEach((f) => f.phi.release());
+    stage("attribute");
+    const result = await scoreAttribution(rt, attribution, cfg, onProgress);
+    attribution.U.release();
+    attribution.V.release();
+    return result;
+  });
+  stage("search");
+  const scores = Float64Array.from(scored.search);
+  const spectral = Float64Array.from(scored.spectral);
+
+  // 5. baselines on the first model's penultimate activations
+  const rows = await penultimate(rt, models[0], deviceTrain);
+  const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
+  const baselines = {
+    "spectral signatures": spectralSignatures(rows, train.labels, expectedRate, cfg.seed),
+    "activation clustering": activationClustering(rows, train.labels, cfg.seed),
+  };
+  stage("baselines");
+
+  // 6. flag, remove, retrain, evaluate
+  const budget = cfg.budget === "auto" ? standoutBudget(scores, { max: Math.ceil(train.n / 5) }) : Math.min(cfg.budget, train.n);
+  const flagged = topK(scores, budget);
+  const outcome = async (model: Model): Promise<Outcome> => {
+    const ev = await evaluate(rt, model, deviceTest);
+    return { clean_acc: ev.accuracy, asr: cfg.attack === "none" ? null : await attackSuccess(rt, model, test, cfg) };
+  };
+  onProgress({ stage: "evaluate", done: 0, total: 1 });
+  const before = await outcome(models[0]);
+  stage("evaluate");
+  const retrained = async (remove: readonly number[], label: string) => {
+    const drop = new Set(remove);
+    const keep = Uint32Array.from({ length: train.n }, (_, i) => i).filter((i) => !drop.has(i));
+    const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, removed: [...drop].sort((a, b) => a - b) });
+    const m = await cachedModel(rt, cfg.cache, `retrain-${key}`, trainOne(deviceTrain, cfg.seed * 1000, keep, label), { dataKey, removed: drop.size });
+    return outcome(m);
+  };
+  const after = await retrained(flagged, "retrain without flagged");
+  stage("retrain");
+
+  const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: train.n }, (_, i) => s.has(i)); })() : null;
+  const baselineRows: Record<string, Omit<DetectorRow, "name">> = {};
+  for (const [name, b] of Object.entries(baselines)) {
+    const metrics = truth ? detectionMetrics(b.scores, truth, b.flagged) : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
+    baselineRows[name] = { ...metrics, ...(cfg.retrainBaselines ? { after: await retrained(b.flagged, `retrain without ${name}`) } : {}) };
+  }
+  stage("retrain");
+  const ours = truth ? detectionMetrics(scores, truth, flagged) : null;
+  const summary: Summary = {
+    auroc: ours?.auroc ?? null,
+    precision_at_budget: ours?.precision_at_budget ?? null,
+    recall_at_budget: ours?.recall_at_budget ?? null,
+    tpr_at_5fpr: ours?.tpr_at_5fpr ?? null,
+    flagged,
+    asr_before: before.asr,
+    asr_after: after.asr,
+    clean_acc_before: before.clean_acc,
+    clean_acc_after: after.clean_acc,
+    seconds: (performance.now() - t0) / 1000,
+    baselines: baselineRows,
+    spectral_score: truth ? detectionMetrics(spectral, truth, topK(spectral, budget)) : null,
+    stage_seconds: stageSeconds,
+    config: cfg,
+    adapter: rt.adapterName,
+    n: train.n,
+    poisoned,
+  };
+  return { summary, scores, spectral, baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])), train, poisonedSet: poisoned ? new Set(poisoned) : null };
+}
+
+/**
+ * Search backend by size: the low-rank factors never build A, and are the only option at scale; but on a
+ * CPU adapter their gemvs stream all of U and V per swap (~3 GB/s on llvmpipe), so while the dense
+ * n x n matrix is small (n <= denseUpTo, 64 MiB at 4096) it is built once and searched on the host.
+ */
+async function scoreAttribution(rt: Runtime, a: Attribution, cfg: Cfg, onProgress: (p: StageProgress) => void): Promise<{ search: number[]; spectral: number[]; backend: string }> {
+  const n = a.n;
+  const dense = cfg.searchBackend === "dense" || (cfg.searchBackend === "auto" && n <= 4096);
+  const factors = dense ? undefined : new Factors(rt, [{ U: a.U, V: a.V, offset: 0, rows: n }]);
+  let A: Float32Array | undefined;
+  if (dense) {
+    A = await a.readBlock(0, n, 0, n);
+    for (let i = 0; i < n; i++) A[i * n + i] = 0; // A's diagonal is zero by definition (DESIGN.md)
+  }
+  const backend = A ? denseCpuBackend(A, n) : factorBackend(rt, factors!);
+  const result = await maxSumSearch(backend, {
+    restarts: cfg.restarts,
+    seed: cfg.seed,
+    onProgress: (p) => onProgress({ stage: "search", done: p.sizeIndex * p.restarts + p.restart + 1, total: p.sizes * p.restarts, detail: `size ${p.size}` }),
+  });
+  backend.dispose();
+  const spectral = A ? spectralDense(A, n, { seed: cfg.seed }) : await spectralFactors(rt, factors!, { seed: cfg.seed });
+  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: A ? "dense (host)" : "factors (device)" };
+}
+
+async function attackSuccess(rt: Runtime, model: Model, test: Dataset, cfg: Cfg): Promise<number> {
+  const target = (cfg.attackConfig as { targetClass?: number }).targetClass ?? 0;
+  const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => test.labels[i] !== target);
+  const triggered = applyTrigger(cfg.attack as AttackName, cfg.attackConfig as never, subset(test, others));
+  triggered.labels.fill(target); // "correct" now means "classified as the target"
+  const ev = await evaluate(rt, model, uploadDataset(rt, triggered.images, triggered.labels, triggered.n, triggered.c, triggered.h, triggered.w));
+  return ev.accuracy;
+}
+
+export { rocCurve };
