@@ -1,5 +1,5 @@
 // npm run detect [-- --attack badnets|blended|sig|wanet|label-consistent|none --rate 0.05 --train 4000
-//                  --models 2 --epochs 4 --k 256 --projection factored|dense --budget auto|N --seed 0
+//                  --models 2 --epochs 4 --lr 0.05 --batch 64 --augment --k 256 --projection factored|dense --budget auto|N --seed 0
 //                  --data PATH --out report --cache .cache/detect --retrain-baselines]
 // With no arguments: the embedded default (CIFAR-10 subset, small CNN, BadNets at 5%), sized for a CPU.
 import { parseArgs } from "node:util";
@@ -17,6 +17,9 @@ const { values: a } = parseArgs({
     train: { type: "string" },
     models: { type: "string" },
     epochs: { type: "string" },
+    lr: { type: "string" },
+    batch: { type: "string" },
+    augment: { type: "boolean" },
     k: { type: "string" },
     projection: { type: "string" },
     restarts: { type: "string" },
@@ -52,7 +55,13 @@ const config: DetectConfig = {
   ...(a.seed && { seed: int("seed", a.seed) }),
   ...(a["search-backend"] && { searchBackend: a["search-backend"] as "auto" | "dense" | "factors" }),
   ...(a["retrain-baselines"] && { retrainBaselines: true }),
-  ...(a.epochs && { recipe: { ...defaults.recipe, epochs: Number(a.epochs) } }),
+  recipe: {
+    ...defaults.recipe,
+    ...(a.epochs && { epochs: Number(a.epochs) }),
+    ...(a.lr && { lr: Number(a.lr) }),
+    ...(a.batch && { batchSize: int("batch", a.batch) }),
+    ...(a.augment && { cropPad: 4, flip: true }),
+  },
 };
 const parsed = Schema.safeParse(config);
 if (!parsed.success) {

@@ -62,15 +62,24 @@ export function detectionMetrics(scores: ArrayLike<number>, positive: ArrayLike<
 }
 
 /**
- * The default budget: examples whose score stands out. Scores are compared with a robust scale of the
- * bulk (median and MAD); everything above median + 6 MAD is flagged, at least `min` and at most `max`.
- * With clean data the bulk dominates and few examples pass; a planted block forms a separate mode.
+ * The default budget: the examples whose score stands out. Sort scores in decreasing order and cut at
+ * the largest relative drop s_k / s_{k+1} among ranks min..max (default 1% to 20% of n). A planted
+ * block's members share high scores and are followed by a cliff; clean data has no cliff, and the cut
+ * then falls wherever the largest (small) drop is, which the report shows.
  */
-export function standoutBudget(scores: ArrayLike<number>, opts: { min?: number; max?: number; k?: number } = {}): number {
-  const s = Array.from(scores).sort((a, b) => a - b);
-  const med = s[s.length >> 1];
-  const mad = Array.from(s, (v) => Math.abs(v - med)).sort((a, b) => a - b)[s.length >> 1] || 1e-12;
-  const cut = med + (opts.k ?? 6) * mad;
-  const above = s.filter((v) => v > cut).length;
-  return Math.max(opts.min ?? 1, Math.min(opts.max ?? Math.ceil(s.length / 5), above));
+export function standoutBudget(scores: ArrayLike<number>, opts: { min?: number; max?: number } = {}): number {
+  const s = Array.from(scores).sort((a, b) => b - a);
+  const n = s.length;
+  const lo = Math.max(1, opts.min ?? Math.ceil(n / 100));
+  const hi = Math.min(n - 1, opts.max ?? Math.ceil(n / 5));
+  const floor = Math.max(1e-12, Math.abs(s[0]) * 1e-6);
+  let best = lo, bestRatio = -Infinity;
+  for (let k = lo; k <= hi; k++) {
+    const ratio = Math.log(Math.max(s[k - 1], floor)) - Math.log(Math.max(s[k], floor));
+    if (ratio > bestRatio) {
+      bestRatio = ratio;
+      best = k;
+    }
+  }
+  return best;
 }

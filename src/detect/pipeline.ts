@@ -32,7 +32,9 @@ export const DetectConfig = z.object({
   attack: z.enum(["none", ...ATTACKS]).default("badnets"),
   attackConfig: z.record(z.string(), z.unknown()).default({ rate: 0.05 }),
   model: ModelConfig.prefault({ kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [16, 32, 64] }),
-  recipe: Recipe.prefault({ epochs: 4, batchSize: 128, lr: 0.1 }),
+  // No crop or flip by default: they move and mirror a corner patch, and short CPU runs then fail to
+  // learn the backdoor at all (nothing to detect). GPU-sized runs can turn them on.
+  recipe: Recipe.prefault({ epochs: 4, batchSize: 64, lr: 0.05, cropPad: 0, flip: false }),
   /** Models in the TRAK ensemble. */
   models: z.number().int().min(1).default(2),
   k: z.number().int().positive().default(256),
