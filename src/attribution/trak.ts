@@ -17,6 +17,11 @@ export interface KernelOptions {
   lambdaScale?: number;
   /** Divide each K_m by its mean absolute entry (reference TRAK's ensemble rescaling). Default false. */
   normalize?: boolean;
+  /**
+   * Weight each training example's column by Qbar = 1 - p (TRAK's default). Off gives A[i][j] = phi_i K phi_j:
+   * a backdoor the model fits perfectly has Q ~ 0 on its poisons, which would hide them. Default true.
+   */
+  qWeight?: boolean;
 }
 
 /** Cholesky factor L (lower, row-major) of a symmetric positive definite k x k matrix, in float64. */
@@ -231,7 +236,8 @@ export async function buildAttribution(rt: Runtime, feats: readonly Features[], 
   for (const f of feats) mk.push(await modelKernel(rt, f.phi, o));
   const kernels = mk.map((m) => rt.upload(Float32Array.from(m.K), [k, k]));
   const qbar = new Float32Array(n);
-  for (const f of feats) for (let i = 0; i < n; i++) qbar[i] += f.q[i] / M;
+  if (o.qWeight === false) qbar.fill(1);
+  else for (const f of feats) for (let i = 0; i < n; i++) qbar[i] += f.q[i] / M;
   const q = rt.upload(qbar, [n]);
   const U = assembleU(rt, feats.map((f) => f.phi), kernels, k);
   const V = rt.empty([n, M * k]);

@@ -28,6 +28,8 @@ export const DetectConfig = z.object({
   data: z.string().default(DEFAULT_DATA),
   /** Training examples drawn (seeded) from the training split; the full test split is always used. */
   train: z.number().int().positive().default(4000),
+  /** Test images for clean accuracy and ASR (seeded subset; default the whole test split). */
+  test: z.number().int().positive().optional(),
   seed: z.number().int().default(0),
   attack: z.enum(["none", ...ATTACKS]).default("badnets"),
   attackConfig: z.record(z.string(), z.unknown()).default({ rate: 0.05 }),
@@ -39,10 +41,16 @@ export const DetectConfig = z.object({
   models: z.number().int().min(1).default(2),
   k: z.number().int().positive().default(256),
   projection: z.enum(["dense", "factored"]).default("factored"),
+  /** Weight attributions by Qbar = 1 - p, as TRAK does (see KernelOptions.qWeight). */
+  qWeight: z.boolean().default(false),
   restarts: z.number().int().positive().default(10),
   /** auto: a dense matrix on the host while n <= 4096 (faster on CPU adapters), else the factors. */
   searchBackend: z.enum(["auto", "factors", "dense"]).default("auto"),
-  /** Examples removed: "auto" flags those whose score stands out (median + 6 MAD); or a count. */
+  /**
+   * Examples removed: "auto" takes the group above the largest drop in the sorted scores and removes
+   * 2.5 times that many (poisons left behind keep a backdoor alive; a few clean examples cost little);
+   * or a count.
+   */
   budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto"),
   /** Also remove and retrain for each baseline (one more training run each). */
   retrainBaselines: z.boolean().default(false),
@@ -143,7 +151,8 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   onProgress({ stage: "data", done: 0, total: 1 });
   const full = await loadCifar10(cfg.data, { split: "train" });
   const clean = seededSubset(full, Math.min(cfg.train, full.n), cfg.seed);
-  const test = await loadCifar10(cfg.data, { split: "test" });
+  const fullTest = await loadCifar10(cfg.data, { split: "test" });
+  const test = cfg.test && cfg.test < fullTest.n ? seededSubset(fullTest, cfg.test, cfg.seed + 1) : fullTest;
   let train = clean;
   let poisoned: number[] | null = null;
   if (cfg.attack !== "none") {
@@ -174,7 +183,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   stage("train");
 
   // 3. attribution (TRAK factors) and 4. scores
-  const scoreKey = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts });
+  const scoreKey = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts, qWeight: cfg.qWeight, search: cfg.searchBackend });
   const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {
     const feats: Features[] = [];
     for (let m = 0; m < models.length; m++) {
@@ -183,7 +192,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
         onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
       }));
     }
-    const { attribution } = await buildAttribution(rt, feats);
+    const { attribution } = await buildAttribution(rt, feats, { qWeight: cfg.qWeight });
     feats.forEach((f) => f.phi.release());
     stage("attribute");
     const result = await scoreAttribution(rt, attribution, cfg, onProgress);
@@ -205,7 +214,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   stage("baselines");
 
   // 6. flag, remove, retrain, evaluate
-  const budget = cfg.budget === "auto" ? standoutBudget(scores, { max: Math.ceil(train.n / 5) }) : Math.min(cfg.budget, train.n);
+  const budget = cfg.budget === "auto" ? Math.min(Math.ceil(train.n / 5), Math.ceil(2.5 * standoutBudget(scores))) : Math.min(cfg.budget, train.n);
   const flagged = topK(scores, budget);
   const outcome = async (model: Model): Promise<Outcome> => {
     const ev = await evaluate(rt, model, deviceTest);

@@ -1,0 +1,30 @@
+// Deno only (reads CIFAR-10 from disk): the whole detect pipeline, small, on the CPU adapter.
+import { describe, expect, it } from "vitest";
+declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void> };
+import { runDetect } from "../../src/detect/pipeline.ts";
+import { renderReport } from "../../src/detect/report.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { testSeed } from "../support/rng.ts";
+
+describe("detect end to end", () => {
+  it("ranks BadNets poisons of a CIFAR-10 subset far above clean examples", async () => {
+    const rt = await testRuntime();
+    rt.poisonOutputs = false; // speed: kernel tests check every element
+    const seed = testSeed("detect e2e") % 1000;
+    const cache = await Deno.makeTempDir();
+    const r = await runDetect(rt, { train: 2000, test: 2000, seed, cache, models: 2, restarts: 6 });
+    const s = r.summary;
+    console.log(`detect e2e: auroc ${s.auroc?.toFixed(3)}, recall@budget ${s.recall_at_budget?.toFixed(2)}, ASR ${s.asr_before?.toFixed(2)} -> ${s.asr_after?.toFixed(2)}, ` +
+      `clean ${s.clean_acc_before.toFixed(3)} -> ${s.clean_acc_after.toFixed(3)}, ${s.seconds.toFixed(0)} s`);
+    expect(s.poisoned!.length).toBe(100);
+    expect(s.asr_before!).toBeGreaterThan(0.5); // the backdoor was learned, so there is something to find
+    expect(s.auroc!).toBeGreaterThan(0.85);
+    expect(s.asr_after!).toBeLessThan(s.asr_before!);
+    const html = renderReport(r);
+    expect(html).toMatch(/<svg/);
+    expect(html).toMatch(/data:image\/png;base64,/);
+    expect(html).not.toMatch(/https?:\/\//); // self-contained
+    await Deno.remove(cache, { recursive: true });
+    rt.poisonOutputs = true;
+  });
+});
