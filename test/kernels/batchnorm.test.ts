@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import * as bn from "../../kernels/batchnorm.ts";
 import { assertClose } from "../support/check.ts";
+import { dot, fdCheck } from "../support/fd.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
@@ -17,11 +18,6 @@ const FD_H = 1e-6;
 const FD_RTOL = 1e-5;
 
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
 
 /**
  * x in [2, 4), redrawn per channel until its std is at least 0.05. Normalising amplifies the ulp(x)
@@ -134,20 +130,7 @@ describe("batchnorm", () => {
       const zero = new Float64Array(C);
       const loss = () => dot(r, bn.batchNormTrainRef(x, gamma, beta, zero, zero, C, L).y);
       const an = bn.batchNormBackwardRef(x, r, gamma, C, L);
-      for (const [name, param, grad] of [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]] as const) {
-        for (let t = 0; t < 8; t++) {
-          const j = randInt(rand, 0, param.length - 1);
-          const keep = param[j];
-          param[j] = keep + FD_H;
-          const up = loss();
-          param[j] = keep - FD_H;
-          const down = loss();
-          param[j] = keep;
-          const fd = (up - down) / (2 * FD_H);
-          const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
-          if (!(err < FD_RTOL)) throw new Error(`[${shape}] d loss / d ${name}[${j}]: finite difference ${fd}, twin ${grad[j]} (rel. error ${err})`);
-        }
-      }
+      fdCheck(rand, loss, [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]], `[${shape}]`, { h: FD_H, rtol: FD_RTOL });
     }
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import * as cv from "../../kernels/conv2d.ts";
 import { transposeRef } from "../../kernels/transpose.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
+import { dot, fdCheck } from "../support/fd.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
@@ -24,11 +25,6 @@ const GEOMS: cv.ConvGeom[] = [
   { kh: 1, kw: 1, stride: 1, pad: 1 },
 ];
 const show = (g: cv.ConvGeom) => `${g.kh}x${g.kw}/s${g.stride}/p${g.pad}`;
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
 
 describe("conv2d", () => {
   for (const v of cv.conv2dOp.variants) {
@@ -120,20 +116,7 @@ describe("conv2d", () => {
       const r = Float64Array.from(randomF32(rand, s.O * s.N * OH * OW)); // loss = <r, y>, so dy = r
       const loss = () => dot(r, cv.conv2dRef(x, w, b, s, g));
       const an = cv.conv2dBackwardRef(x, w, r, s, g);
-      for (const [name, param, grad] of [["x", x, an.dx], ["w", w, an.dw], ["b", b, an.db]] as const) {
-        for (let t = 0; t < 6; t++) {
-          const j = randInt(rand, 0, param.length - 1);
-          const keep = param[j];
-          param[j] = keep + FD_H;
-          const up = loss();
-          param[j] = keep - FD_H;
-          const down = loss();
-          param[j] = keep;
-          const fd = (up - down) / (2 * FD_H);
-          const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
-          if (!(err < FD_RTOL)) throw new Error(`d loss / d ${name}[${j}] at ${show(g)}: finite difference ${fd}, twin ${grad[j]}`);
-        }
-      }
+      fdCheck(rand, loss, [["x", x, an.dx], ["w", w, an.dw], ["b", b, an.db]], show(g), { h: FD_H, rtol: FD_RTOL, probes: 6 });
     }
   });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import * as pl from "../../kernels/pool.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
+import { dot, fdCheck } from "../support/fd.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
@@ -14,26 +15,7 @@ const FD_H = 1e-6;
 const FD_RTOL = 1e-5;
 
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
 
-function fdCheck(rand: () => number, x: Float64Array, loss: () => number, grad: ArrayLike<number>, what: string): void {
-  for (let t = 0; t < 8; t++) {
-    const j = randInt(rand, 0, x.length - 1);
-    const keep = x[j];
-    x[j] = keep + FD_H;
-    const up = loss();
-    x[j] = keep - FD_H;
-    const down = loss();
-    x[j] = keep;
-    const fd = (up - down) / (2 * FD_H);
-    const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
-    if (!(err < FD_RTOL)) throw new Error(`${what}: d loss / d x[${j}]: finite difference ${fd}, twin ${grad[j]}`);
-  }
-}
 
 describe("pool", () => {
   for (const v of pl.poolOp.variants) {
@@ -108,12 +90,12 @@ describe("pool", () => {
       const [C, N, H, W] = shape;
       const x = Float64Array.from(randomF32(rand, size(shape)));
       const rMax = Float64Array.from(randomF32(rand, C * N * (H >> 1) * (W >> 1)));
-      fdCheck(rand, x, () => dot(rMax, pl.maxPool2x2Ref(x, shape).y), pl.maxPool2x2BackwardRef(x, rMax, shape), `maxpool [${shape}]`);
+      fdCheck(rand, () => dot(rMax, pl.maxPool2x2Ref(x, shape).y), [["x", x, pl.maxPool2x2BackwardRef(x, rMax, shape)]], `maxpool [${shape}]`, { h: FD_H, rtol: FD_RTOL });
       const r = Float64Array.from(randomF32(rand, C * N));
-      fdCheck(rand, x, () => dot(r, pl.globalAvgPoolRef(x, shape)), pl.globalAvgPoolBackwardRef(r, shape), `global avg [${shape}]`);
+      fdCheck(rand, () => dot(r, pl.globalAvgPoolRef(x, shape)), [["x", x, pl.globalAvgPoolBackwardRef(r, shape)]], `global avg [${shape}]`, { h: FD_H, rtol: FD_RTOL });
       // Random entries are mostly not a plane's maximum (zero gradient): also probe each maximum.
       const gmax = pl.globalMaxPoolBackwardRef(x, r, shape);
-      fdCheck(rand, x, () => dot(r, pl.globalMaxPoolRef(x, shape).y), gmax, `global max [${shape}]`);
+      fdCheck(rand, () => dot(r, pl.globalMaxPoolRef(x, shape).y), [["x", x, gmax]], `global max [${shape}]`, { h: FD_H, rtol: FD_RTOL });
       const { idx } = pl.globalMaxPoolRef(x, shape);
       for (let p = 0; p < C * N; p++) {
         const j = p * H * W + idx[p];
