@@ -104,7 +104,9 @@ export class Runtime {
 
   #pool = new Map<number, GPUBuffer[]>();
   #defs = new Map<string, ShaderDataDefinitions>();
-  #pipelines = new Map<string, CompiledPipeline>();
+  // Keyed by source, then entry point + constants: a dispatch looks a source up by the same string object
+  // (V8 caches its hash) instead of hashing a freshly concatenated 100 KB key every time.
+  #pipelines = new Map<string, Map<string, CompiledPipeline>>();
   #encoder?: GPUCommandEncoder;
   #pass?: GPUComputePassEncoder;
   #pending = 0;
@@ -213,8 +215,10 @@ export class Runtime {
   }
 
   pipeline(code: string, entryPoint: string | undefined, constants: Record<string, number> | undefined, label = "kernel"): CompiledPipeline {
-    const key = `${entryPoint ?? ""}|${JSON.stringify(constants ?? {})}|${code}`;
-    const hit = this.#pipelines.get(key);
+    let bySource = this.#pipelines.get(code);
+    if (!bySource) this.#pipelines.set(code, (bySource = new Map()));
+    const key = `${entryPoint ?? ""}|${JSON.stringify(constants ?? {})}`;
+    const hit = bySource.get(key);
     if (hit) return hit;
     const defs = this.defs(code);
     const entry = entryPoint ?? Object.keys(defs.entryPoints)[0];
@@ -246,7 +250,7 @@ export class Runtime {
       uniform = { group: def.group, binding: def.binding, view: makeStructuredView(def), size: def.size };
     }
     const compiled = { pipeline, pipelineLayout, layouts, storageBindings, uniform };
-    this.#pipelines.set(key, compiled);
+    bySource.set(key, compiled);
     this.stats.pipelines++;
     return compiled;
   }
