@@ -142,12 +142,7 @@ export const splitKVariant = matmulOp.register({
     const { S, chunk } = splitKPlan(p, t);
     const code = splitKTileCode(t, p);
     const uniforms = {
-      M: p.M,
-      N: p.N,
-      K: p.K,
-      stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
-      stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
-      stride_c: p.M * p.N,
+      ...contractUniforms(p, a, b),
       S,
       chunk,
       total: p.batch * p.M * p.N,
@@ -182,6 +177,18 @@ export interface MatmulOptions {
 
 function batchOf(shape: readonly number[]): number {
   return shape.slice(0, -2).reduce((a, b) => a * b, 1);
+}
+
+/** The uniform struct every matmul variant shares: sizes and element strides between batch matrices. */
+function contractUniforms(p: MatmulProblem, a: Tensor, b: Tensor) {
+  return {
+    M: p.M,
+    N: p.N,
+    K: p.K,
+    stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
+    stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
+    stride_c: p.M * p.N,
+  };
 }
 
 /** The matrix problem for tensors a, b (2-D, or batched with equal or broadcast (1) leading sizes). */
@@ -248,14 +255,7 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
     code,
     constants,
     buffers: { A: a, B: b, C: out },
-    uniforms: {
-      M: p.M,
-      N: p.N,
-      K: p.K,
-      stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
-      stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
-      stride_c: p.M * p.N,
-    },
+    uniforms: contractUniforms(p, a, b),
     workgroups: v.workgroups(p, tile),
   });
   return out;
