@@ -167,9 +167,9 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   stage("data");
 
   // 2. the ensemble
-  const trainOne = (ds: DeviceDataset, seed: number, indices: ArrayLike<number> | undefined, label: string) => async () => {
+  const trainOne = (ds: DeviceDataset, seed: number, indices: ArrayLike<number> | undefined, label: string, epochs = cfg.recipe.epochs) => async () => {
     const model = buildModel(rt, cfg.model, seed);
-    await trainModel(rt, model, ds, { ...cfg.recipe, seed }, {
+    await trainModel(rt, model, ds, { ...cfg.recipe, epochs, seed }, {
       indices,
       onProgress: (p) => onProgress({ stage: label, done: p.epoch * p.batches + p.batch, total: p.epochs * p.batches, detail: `${p.imagesPerSecond.toFixed(0)} img/s` }),
     });
@@ -226,8 +226,10 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   const retrained = async (remove: readonly number[], label: string) => {
     const drop = new Set(remove);
     const keep = Uint32Array.from({ length: train.n }, (_, i) => i).filter((i) => !drop.has(i));
-    const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, removed: [...drop].sort((a, b) => a - b) });
-    const m = await cachedModel(rt, cfg.cache, `retrain-${key}`, trainOne(deviceTrain, cfg.seed * 1000, keep, label), { dataKey, removed: drop.size });
+    // Same number of SGD steps as the model it replaces: removal should cost data, not training time.
+    const epochs = (cfg.recipe.epochs * train.n) / keep.length;
+    const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, epochs, removed: [...drop].sort((a, b) => a - b) });
+    const m = await cachedModel(rt, cfg.cache, `retrain-${key}`, trainOne(deviceTrain, cfg.seed * 1000, keep, label, epochs), { dataKey, removed: drop.size });
     return outcome(m);
   };
   const after = await retrained(flagged, "retrain without flagged");

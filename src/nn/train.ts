@@ -79,7 +79,10 @@ export async function trainModel(rt: Runtime, model: Model, ds: DeviceDataset, r
   const B = Math.min(r.batchSize, indices.length);
   const batches = Math.floor(indices.length / B); // the last partial batch is dropped, as is usual
   if (batches < 1) throw new Error(`train: ${indices.length} examples do not fill one batch of ${B}`);
-  const totalSteps = Math.ceil(r.epochs) * batches;
+  // A fractional last epoch (epochs = 2.5) runs that fraction of its batches; the schedule ends there.
+  const batchesIn = (epoch: number) => Math.min(batches, Math.round((r.epochs - epoch) * batches));
+  let totalSteps = 0;
+  for (let e = 0; e < Math.ceil(r.epochs); e++) totalSteps += batchesIn(e);
   const trainable = model.params.filter((p) => p.trainable);
   for (const p of trainable) p.velocity ??= fill(rt, rt.empty(p.shape), 0);
   const stats: EpochStats[] = [];
@@ -89,8 +92,7 @@ export async function trainModel(rt: Runtime, model: Model, ds: DeviceDataset, r
     const order = rt.upload(epochOrder(indices, r.seed, epoch), [indices.length], "u32");
     const losses = rt.empty([batches * B]);
     const correct = rt.empty([batches * B]);
-    // A fractional last epoch (epochs = 2.5) runs that fraction of its batches.
-    const epochBatches = Math.min(batches, Math.round((r.epochs - epoch) * batches));
+    const epochBatches = batchesIn(epoch);
     for (let b = 0; b < epochBatches; b++, step++) {
       const { x, y } = assembleBatch(rt, ds, {
         order, start: b * B, size: B, mean: r.mean, std: r.std, pad: r.cropPad, flip: r.flip, seed: r.seed, stream: epoch,
