@@ -1,0 +1,91 @@
+// The plug-in interface between the coordinator (server/) and the job kinds (server/jobs/).
+// Changes after the first commit are additive only and are listed here:
+//   (none yet)
+import type { z } from "zod";
+
+export type DType = "f32" | "u32" | "i32" | "u8";
+
+/** Shape fully known at plan time; u8 blobs (e.g. a checkpoint) may use shape [-1] = any length up to maxBytes. */
+export interface ArraySpec {
+  dtype: DType;
+  shape: number[];
+}
+
+export interface ArrayValue {
+  dtype: DType;
+  shape: number[];
+  data: Float32Array | Uint32Array | Int32Array | Uint8Array;
+}
+
+export interface ShardPlan {
+  /** Unique within the job, e.g. "train/0", "featurize/0/0-500". */
+  key: string;
+  /** Executor name on the worker: "train" | "featurize" | "datamodel-train" | test kinds. */
+  kind: string;
+  /** JSON the executor needs (recipe, seeds, ranges, dataset description). */
+  payload: unknown;
+  /** Keys whose accepted results this shard needs as inputs. */
+  deps: string[];
+  /** What a result must contain (validated before storing). */
+  outputs: Record<string, ArraySpec>;
+  /** Cap for [-1]-shaped u8 outputs. */
+  maxBytes?: number;
+  /** true: replicate & compare (quorum 2); false: spot-check (validate). */
+  deterministic: boolean;
+}
+
+/** Accepted results of a shard's dependencies (or of every shard, in finish). */
+export interface Inputs {
+  get(depKey: string, name: string): Promise<ArrayValue>;
+}
+
+export interface JobKind<Spec = unknown> {
+  /** "trak" | "datamodels" | ... */
+  name: string;
+  /** Validates the job-creation body. */
+  spec: z.ZodType<Spec>;
+  /** All shards up front (deps express ordering). */
+  plan(spec: Spec): ShardPlan[];
+  /** Deterministic shards: do two results agree within tolerance? */
+  agree(shard: ShardPlan, a: Record<string, ArrayValue>, b: Record<string, ArrayValue>): boolean;
+  /** Nondeterministic shards: spot check (e.g. re-evaluate a random sample of claimed margins on the
+   *  submitted checkpoint with the float64 CPU twin). Return a reason string when invalid. */
+  spotCheck(
+    spec: Spec,
+    shard: ShardPlan,
+    result: Record<string, ArrayValue>,
+    inputs: Inputs,
+    seed: number,
+  ): Promise<string | null>;
+  /** All shards accepted: compute the final scores/report. Writes files under outDir; returns JSON summary. */
+  finish(
+    spec: Spec,
+    inputs: Inputs,
+    outDir: string,
+    onProgress?: (msg: string) => void,
+  ): Promise<Record<string, unknown>>;
+}
+
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, u32: 4, i32: 4, u8: 1 };
+
+/** Registry of job kinds by name. */
+export type JobKindRegistry = Map<string, JobKind<any>>;
+
+/** Helper so a kind's Spec type is inferred from its zod schema. */
+export function defineJobKind<Spec>(kind: JobKind<Spec>): JobKind<Spec> {
+  return kind;
+}
+
+/** What a worker runs for one shard kind (src/volunteer/loop.ts re-exports it). */
+export interface ExecutorContext {
+  /** Fraction done in [0, 1]. */
+  onProgress(frac: number): void;
+  /** Aborted when the worker stops or the lease is lost. */
+  signal?: AbortSignal;
+}
+export type Executor = (
+  payload: any,
+  inputs: Inputs,
+  ctx: ExecutorContext,
+) => Promise<Record<string, ArrayValue>>;
