@@ -3,13 +3,14 @@
 // stage's output is cached on disk under a key that hashes the settings it depends on, so a rerun with
 // one changed setting redoes only what that setting touches.
 import { z } from "zod";
-import { applyTrigger, ATTACKS, type AttackName, poison } from "../attacks/index.ts";
+import { applyTrigger, ATTACKS, type AttackName } from "../attacks/index.ts";
 import { uploadDataset, type DeviceDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { buildAttribution, type Attribution } from "../attribution/trak.ts";
 import { featurize, type Features } from "../attribution/featurize.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
+import { buildTrainingSet, ensembleSeed } from "./training-set.ts";
 import { joinPath, makeDir, pathKind, readText, writeBytesAtomic } from "../data/io.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import { loadModel, saveModel } from "../nn/checkpoint.ts";
@@ -58,7 +59,7 @@ export const DetectConfig = z.object({
   out: z.string().default("report"),
 });
 export type DetectConfig = z.input<typeof DetectConfig>;
-type Cfg = z.output<typeof DetectConfig>;
+export type Cfg = z.output<typeof DetectConfig>;
 
 export interface Outcome {
   clean_acc: number;
@@ -149,17 +150,8 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
 
   // 1. data and attack
   onProgress({ stage: "data", done: 0, total: 1 });
-  const full = await loadCifar10(cfg.data, { split: "train" });
-  const clean = seededSubset(full, Math.min(cfg.train, full.n), cfg.seed);
-  const fullTest = await loadCifar10(cfg.data, { split: "test" });
-  const test = cfg.test && cfg.test < fullTest.n ? seededSubset(fullTest, cfg.test, cfg.seed + 1) : fullTest;
-  let train = clean;
-  let poisoned: number[] | null = null;
-  if (cfg.attack !== "none") {
-    const r = await poison(cfg.attack, clean, cfg.attackConfig as never);
-    train = r.poisoned;
-    poisoned = r.manifest.indices;
-  }
+  const { train, poisoned } = await buildTrainingSet(await loadCifar10(cfg.data, { split: "train" }), cfg);
+  const test = await loadTestSet(cfg);
   const dataKey = keyOf({ data: cfg.data, train: cfg.train, seed: cfg.seed, attack: cfg.attack, attackConfig: cfg.attackConfig });
   const deviceTrain = uploadDataset(rt, train.images, train.labels, train.n, train.c, train.h, train.w);
   const deviceTest = uploadDataset(rt, test.images, test.labels, test.n, test.c, test.h, test.w);
@@ -178,7 +170,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   const models: Model[] = [];
   for (let m = 0; m < cfg.models; m++) {
     const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, m });
-    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, cfg.seed * 1000 + m, undefined, `train model ${m + 1}/${cfg.models}`), { dataKey, m }));
+    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, ensembleSeed(cfg.seed, m), undefined, `train model ${m + 1}/${cfg.models}`), { dataKey, m }));
   }
   stage("train");
 
@@ -192,34 +184,19 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
         onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
       }));
     }
-    const { attribution } = await buildAttribution(rt, feats, { qWeight: cfg.qWeight });
-    feats.forEach((f) => f.phi.release());
-    stage("attribute");
-    const result = await scoreAttribution(rt, attribution, cfg, onProgress);
-    attribution.U.release();
-    attribution.V.release();
-    return result;
+    return scoreFeatures(rt, feats, cfg, onProgress, () => stage("attribute"));
   });
   stage("search");
   const scores = Float64Array.from(scored.search);
   const spectral = Float64Array.from(scored.spectral);
 
   // 5. baselines on the first model's penultimate activations
-  const rows = await penultimate(rt, models[0], deviceTrain);
-  const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
-  const baselines = {
-    "spectral signatures": spectralSignatures(rows, train.labels, expectedRate, cfg.seed),
-    "activation clustering": activationClustering(rows, train.labels, cfg.seed),
-  };
+  const baselines = await runBaselines(rt, models[0], deviceTrain, train, poisoned, cfg.seed);
   stage("baselines");
 
   // 6. flag, remove, retrain, evaluate
-  const budget = cfg.budget === "auto" ? Math.min(Math.ceil(train.n / 5), Math.ceil(2.5 * standoutBudget(scores))) : Math.min(cfg.budget, train.n);
-  const flagged = topK(scores, budget);
-  const outcome = async (model: Model): Promise<Outcome> => {
-    const ev = await evaluate(rt, model, deviceTest);
-    return { clean_acc: ev.accuracy, asr: cfg.attack === "none" ? null : await attackSuccess(rt, model, test, cfg) };
-  };
+  const flagged = topK(scores, removalBudget(cfg, scores));
+  const outcome = (model: Model) => evaluateOutcome(rt, model, deviceTest, test, cfg);
   onProgress({ stage: "evaluate", done: 0, total: 1 });
   const before = await outcome(models[0]);
   stage("evaluate");
@@ -235,42 +212,96 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   const after = await retrained(flagged, "retrain without flagged");
   stage("retrain");
 
-  const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: train.n }, (_, i) => s.has(i)); })() : null;
-  const baselineRows: Record<string, Omit<DetectorRow, "name">> = {};
-  for (const [name, b] of Object.entries(baselines)) {
-    const metrics = truth ? detectionMetrics(b.scores, truth, b.flagged) : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
-    baselineRows[name] = { ...metrics, ...(cfg.retrainBaselines ? { after: await retrained(b.flagged, `retrain without ${name}`) } : {}) };
-  }
+  const baselineAfter: Record<string, Outcome> = {};
+  if (cfg.retrainBaselines) for (const [name, b] of Object.entries(baselines)) baselineAfter[name] = await retrained(b.flagged, `retrain without ${name}`);
   stage("retrain");
-  const ours = truth ? detectionMetrics(scores, truth, flagged) : null;
-  const summary: Summary = {
+  const summary = summarize({ cfg, scores, spectral, flagged, baselines, baselineAfter, poisoned, before, after, n: train.n, adapter: rt.adapterName, seconds: (performance.now() - t0) / 1000, stageSeconds });
+  return { summary, scores, spectral, baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])), train, poisonedSet: poisoned ? new Set(poisoned) : null };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pieces shared with the volunteer TRAK job (server/jobs/trak.ts), which gets its features from shards.
+
+/** The evaluation test set: a seeded subset when `test` is set, else the whole test split. */
+export async function loadTestSet(cfg: Pick<Cfg, "data" | "test" | "seed">): Promise<Dataset> {
+  const fullTest = await loadCifar10(cfg.data, { split: "test" });
+  return cfg.test && cfg.test < fullTest.n ? seededSubset(fullTest, cfg.test, cfg.seed + 1) : fullTest;
+}
+
+/** Features of the ensemble -> A's factors -> search and spectral scores. Releases every phi. */
+export async function scoreFeatures(rt: Runtime, feats: Features[], cfg: SearchSettings & { qWeight: boolean }, onProgress: (p: StageProgress) => void, onAttributed: () => void = () => {}): Promise<{ search: number[]; spectral: number[]; backend: string }> {
+  const { attribution } = await buildAttribution(rt, feats, { qWeight: cfg.qWeight });
+  feats.forEach((f) => f.phi.release());
+  onAttributed();
+  const result = await scoreAttribution(rt, attribution, cfg, onProgress);
+  attribution.release();
+  return result;
+}
+
+export type BaselineResult = Record<string, { scores: Float64Array; flagged: number[] }>;
+
+export async function runBaselines(rt: Runtime, model: Model, deviceTrain: DeviceDataset, train: Dataset, poisoned: number[] | null, seed: number): Promise<BaselineResult> {
+  const rows = await penultimate(rt, model, deviceTrain);
+  const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
+  return {
+    "spectral signatures": spectralSignatures(rows, train.labels, expectedRate, seed),
+    "activation clustering": activationClustering(rows, train.labels, seed),
+  };
+}
+
+/** Examples removed: see DetectConfig.budget. */
+export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array): number {
+  const n = scores.length;
+  return cfg.budget === "auto" ? Math.min(Math.ceil(n / 5), Math.ceil(2.5 * standoutBudget(scores))) : Math.min(cfg.budget, n);
+}
+
+export async function evaluateOutcome(rt: Runtime, model: Model, deviceTest: DeviceDataset, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<Outcome> {
+  const ev = await evaluate(rt, model, deviceTest);
+  return { clean_acc: ev.accuracy, asr: cfg.attack === "none" ? null : await attackSuccess(rt, model, test, cfg) };
+}
+
+/** The summary from the scores and outcomes (after = NaN where no retraining was done). */
+export function summarize(a: {
+  cfg: Cfg; scores: Float64Array; spectral: Float64Array; flagged: number[]; baselines: BaselineResult; baselineAfter?: Record<string, Outcome>;
+  poisoned: number[] | null; before: Outcome; after: Outcome; n: number; adapter: string; seconds: number; stageSeconds: Record<string, number>;
+}): Summary {
+  const { poisoned, n, flagged } = a;
+  const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: n }, (_, i) => s.has(i)); })() : null;
+  const baselineRows: Record<string, Omit<DetectorRow, "name">> = {};
+  for (const [name, b] of Object.entries(a.baselines)) {
+    const metrics = truth ? detectionMetrics(b.scores, truth, b.flagged) : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
+    baselineRows[name] = { ...metrics, ...(a.baselineAfter?.[name] ? { after: a.baselineAfter[name] } : {}) };
+  }
+  const ours = truth ? detectionMetrics(a.scores, truth, flagged) : null;
+  return {
     auroc: ours?.auroc ?? null,
     precision_at_budget: ours?.precision_at_budget ?? null,
     recall_at_budget: ours?.recall_at_budget ?? null,
     tpr_at_5fpr: ours?.tpr_at_5fpr ?? null,
     flagged,
-    asr_before: before.asr,
-    asr_after: after.asr,
-    clean_acc_before: before.clean_acc,
-    clean_acc_after: after.clean_acc,
-    seconds: (performance.now() - t0) / 1000,
+    asr_before: a.before.asr,
+    asr_after: a.after.asr,
+    clean_acc_before: a.before.clean_acc,
+    clean_acc_after: a.after.clean_acc,
+    seconds: a.seconds,
     baselines: baselineRows,
-    spectral_score: truth ? detectionMetrics(spectral, truth, topK(spectral, budget)) : null,
-    stage_seconds: stageSeconds,
-    config: cfg,
-    adapter: rt.adapterName,
-    n: train.n,
+    spectral_score: truth ? detectionMetrics(a.spectral, truth, topK(a.spectral, flagged.length)) : null,
+    stage_seconds: a.stageSeconds,
+    config: a.cfg,
+    adapter: a.adapter,
+    n,
     poisoned,
   };
-  return { summary, scores, spectral, baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])), train, poisonedSet: poisoned ? new Set(poisoned) : null };
 }
+
+export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend">;
 
 /**
  * Search backend by size: the low-rank factors never build A, and are the only option at scale; but on a
  * CPU adapter their gemvs stream all of U and V per swap (~3 GB/s on llvmpipe), so while the dense
  * n x n matrix is small (n <= denseUpTo, 64 MiB at 4096) it is built once and searched on the host.
  */
-async function scoreAttribution(rt: Runtime, a: Attribution, cfg: Cfg, onProgress: (p: StageProgress) => void): Promise<{ search: number[]; spectral: number[]; backend: string }> {
+export async function scoreAttribution(rt: Runtime, a: Attribution, cfg: SearchSettings, onProgress: (p: StageProgress) => void): Promise<{ search: number[]; spectral: number[]; backend: string }> {
   const n = a.n;
   const dense = cfg.searchBackend === "dense" || (cfg.searchBackend === "auto" && n <= 4096);
   const factors = dense ? undefined : new Factors(rt, [{ U: a.U, V: a.V, offset: 0, rows: n }]);
@@ -290,7 +321,7 @@ async function scoreAttribution(rt: Runtime, a: Attribution, cfg: Cfg, onProgres
   return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: A ? "dense (host)" : "factors (device)" };
 }
 
-async function attackSuccess(rt: Runtime, model: Model, test: Dataset, cfg: Cfg): Promise<number> {
+export async function attackSuccess(rt: Runtime, model: Model, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<number> {
   const target = (cfg.attackConfig as { targetClass?: number }).targetClass ?? 0;
   const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => test.labels[i] !== target);
   const triggered = applyTrigger(cfg.attack as AttackName, cfg.attackConfig as never, subset(test, others));
