@@ -112,19 +112,7 @@ interface Source { get(file: string): Promise<{ name: string; bytes: Uint8Array 
 async function openSource(path: string): Promise<Source> {
   const kind = await pathKind(path);
   if (kind === null) throw new Error(`${path}: no such file or directory`);
-  if (kind === "file") {
-    const entries = await openArchive(path);
-    const label = baseName(path);
-    return {
-      async get(file) {
-        const want = `${DIR}/${file}`;
-        let bytes = entries.get(want);
-        if (!bytes) for (const [k, v] of entries) if (k.endsWith(`/${want}`)) bytes = v;
-        if (!bytes) throw new Error(`${label}: missing ${want}`);
-        return { name: `${label}/${want}`, bytes };
-      },
-    };
-  }
+  if (kind === "file") return archiveSource(await openArchive(path), baseName(path));
   // An extracted directory: either cifar-10-batches-bin itself or the folder that holds it.
   const dir = (await pathKind(joinPath(path, DIR))) === "dir" ? joinPath(path, DIR) : path;
   return {
@@ -132,6 +120,18 @@ async function openSource(path: string): Promise<Source> {
       const p = joinPath(dir, file);
       if ((await pathKind(p)) !== "file") throw new Error(`${dir}: missing ${file}`);
       return { name: p, bytes: await readBytes(p) };
+    },
+  };
+}
+
+function archiveSource(entries: Map<string, Uint8Array>, label: string): Source {
+  return {
+    async get(file) {
+      const want = `${DIR}/${file}`;
+      let bytes = entries.get(want);
+      if (!bytes) for (const [k, v] of entries) if (k.endsWith(`/${want}`)) bytes = v;
+      if (!bytes) throw new Error(`${label}: missing ${want}`);
+      return { name: `${label}/${want}`, bytes };
     },
   };
 }
@@ -160,10 +160,23 @@ function checkBatch(bytes: Uint8Array, name: string, recordsPerFile: number | nu
  * truncation, corruption or missing file throws an error naming the file.
  */
 export async function loadCifar10(path: string, opts: CifarOptions): Promise<Dataset> {
-  const { split, limit = Infinity, recordsPerFile = 10000 } = opts;
+  checkOptions(opts);
+  return loadFrom(await openSource(path), opts);
+}
+
+/** The same from the release tarball's bytes (a browser worker fetches them; no file system). */
+export async function loadCifar10Archive(archive: Uint8Array, label: string, opts: CifarOptions): Promise<Dataset> {
+  checkOptions(opts);
+  return loadFrom(archiveSource(readTar(isGzip(archive) ? gunzipChecked(archive, label) : archive, label), label), opts);
+}
+
+function checkOptions({ split, limit = Infinity }: CifarOptions): void {
   if (split !== "train" && split !== "test") throw new Error(`loadCifar10: split must be "train" or "test", got ${String(split)}`);
   if (!(limit >= 0)) throw new Error(`loadCifar10: limit ${limit} must be >= 0`);
-  const src = await openSource(path);
+}
+
+async function loadFrom(src: Source, opts: CifarOptions): Promise<Dataset> {
+  const { split, limit = Infinity, recordsPerFile = 10000 } = opts;
   const meta = await src.get("batches.meta.txt");
   const classes = parseClassNames(new TextDecoder().decode(meta.bytes), meta.name);
 
