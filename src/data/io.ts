@@ -137,3 +137,83 @@ export function gunzipChecked(data: Uint8Array, label: string): Uint8Array {
   if (crc32(out) !== crc) throw new Error(`${label}: corrupt gzip (CRC-32 mismatch)`);
   return out;
 }
+
+// Append-only files (datamodel margins arrive one model at a time and must survive an interrupted run).
+interface DenoFile {
+  write(p: Uint8Array): Promise<number>;
+  seek(offset: number, whence: number): Promise<number>;
+  read(p: Uint8Array): Promise<number | null>;
+  close(): void;
+}
+const denoFiles = deno as unknown as {
+  open(path: string, o: { read?: boolean; append?: boolean; create?: boolean }): Promise<DenoFile>;
+  truncate(path: string, len: number): Promise<void>;
+} | undefined;
+
+/** Size in bytes, or -1 when there is no such file. */
+export async function fileSize(path: string): Promise<number> {
+  try {
+    if (deno) return (await deno.stat(path)).size;
+    return (await (await nodeFs()).stat(path)).size;
+  } catch {
+    return -1;
+  }
+}
+
+/** Appends `data` at the end of `path` (created if missing). */
+export async function appendBytes(path: string, data: Uint8Array): Promise<void> {
+  try {
+    if (denoFiles) {
+      const f = await denoFiles.open(path, { append: true, create: true });
+      try {
+        for (let at = 0; at < data.length;) at += await f.write(data.subarray(at));
+      } finally {
+        f.close();
+      }
+    } else await (await nodeFs()).appendFile(path, data);
+  } catch (e) {
+    throw new Error(`${path}: cannot append (${(e as Error).message})`);
+  }
+}
+
+/** `length` bytes from `offset` (throws when the file is shorter). */
+export async function readRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let got = 0;
+  try {
+    if (denoFiles) {
+      const f = await denoFiles.open(path, { read: true });
+      try {
+        await f.seek(offset, 0);
+        while (got < length) {
+          const r = await f.read(out.subarray(got));
+          if (r === null) break;
+          got += r;
+        }
+      } finally {
+        f.close();
+      }
+    } else {
+      const h = await (await nodeFs()).open(path, "r");
+      try {
+        while (got < length) {
+          const { bytesRead } = await h.read(out, got, length - got, offset + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+      } finally {
+        await h.close();
+      }
+    }
+  } catch (e) {
+    throw new Error(`${path}: cannot read bytes ${offset}..${offset + length} (${(e as Error).message})`);
+  }
+  if (got < length) throw new Error(`${path}: file ends before byte ${offset + length} (got ${got} of ${length})`);
+  return out;
+}
+
+/** Cuts `path` to `length` bytes (drops a torn last record). */
+export async function truncateFile(path: string, length: number): Promise<void> {
+  if (denoFiles) await denoFiles.truncate(path, length);
+  else await (await nodeFs()).truncate(path, length);
+}
