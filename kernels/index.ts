@@ -12,6 +12,7 @@ export * as pool from "./pool.ts";
 export * as project from "./project.ts";
 export * as random from "./random.ts";
 export * as reduce from "./reduce.ts";
+export * as regression from "./regression.ts";
 export * as search from "./search.ts";
 export * as sgd from "./sgd.ts";
 export * as softmax from "./softmax.ts";

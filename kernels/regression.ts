@@ -1,0 +1,179 @@
+// Kernels of the datamodels regression (src/datamodels/regression.ts): all targets are columns of one
+// row-major matrix, so the solver is matrix products (matmul) plus these per-element / per-column steps.
+// Binding contract (wgsl/regression.wgsl), by entry point:
+//   rank1_update  mat (rw), u, v                              mat = s (mat + c u vᵀ)
+//   prox_step     hy, r, lam1 (read), theta, y (rw)           accelerated proximal-gradient step
+//   col_sse       p, yh, bias (read), out (rw)                out[j] += sum_k (yh - p - bias[j])²
+//   col_absmax    p (read), out (rw)                          out[j] = max_{k != j} |p[k, j]|
+//   select_copy   cand, sse (read), best, best_theta (rw)     copy improved columns
+//   select_update sse, bias (read), best, best_bias, choice (rw)
+//   finalize      cand (read), out (rw)                       transpose, crop to n x n, zero diagonal
+// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta }; override WG; flat grids fold into y.
+import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
+import { wgsl } from "../src/gpu/wgsl.ts";
+import { defineOp, grid1d, type Variant } from "./registry.ts";
+
+export interface RegressionVariant extends Variant {
+  workgroupSize: number;
+}
+
+export const regressionOp = defineOp<RegressionVariant>("regression", "datamodels regression steps: centring, proximal step, held-out error and selection per target");
+regressionOp.register({ name: "default", file: "wgsl/regression.wgsl", code: await wgsl("regression.wgsl"), workgroupSize: 256 });
+
+const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0 };
+
+function dispatch(rt: Runtime, entry: string, buffers: Record<string, Tensor>, uniforms: Partial<typeof ZERO_UNIFORMS>, items: number): void {
+  const v = regressionOp.active;
+  rt.dispatch({
+    label: `regression.${entry}/${v.name}`,
+    code: v.code,
+    entryPoint: entry,
+    constants: { WG: v.workgroupSize },
+    buffers,
+    uniforms: { ...ZERO_UNIFORMS, ...uniforms },
+    workgroups: grid1d(items, v.workgroupSize),
+  });
+}
+
+const cols2d = (t: Tensor, what: string): [number, number] => {
+  if (t.shape.length !== 2) throw new Error(`${what}: expected a matrix, got [${t.shape}]`);
+  return [t.shape[0], t.shape[1]];
+};
+const need = (t: Tensor, size: number, what: string) => {
+  if (t.size < size) throw new Error(`${what}: has ${t.size} elements, needs ${size}`);
+};
+
+/** mat = s (mat + c u vᵀ), in place; u has mat's rows, v its columns. */
+export function rank1Update(rt: Runtime, mat: Tensor, u: Tensor, v: Tensor, s: number, c: number): Tensor {
+  const [rows, cols] = cols2d(mat, "rank1Update");
+  need(u, rows, "rank1Update u");
+  need(v, cols, "rank1Update v");
+  dispatch(rt, "rank1_update", { mat, u, v }, { rows, cols, s, c }, rows * cols);
+  return mat;
+}
+
+export interface ProxStepParams {
+  step: number;
+  /** L2 penalty (ridge/2 |t|²), in the smooth part. */
+  ridge: number;
+  /** Momentum: y' = t' + beta (t' - t). */
+  beta: number;
+}
+
+/**
+ * One accelerated proximal-gradient step for every column (target) j of theta at once, minimising
+ * ½ tᵀHt − rᵀt + ridge/2 |t|² + lam1[j] |t|₁: with hy = H y,
+ * t' = soft(y − step (hy − r + ridge y), step lam1[j]), y' = t' + beta (t' − t). Updates theta and y in place.
+ */
+export function proxStep(rt: Runtime, b: { hy: Tensor; r: Tensor; lam1: Tensor; theta: Tensor; y: Tensor }, p: ProxStepParams): void {
+  const [rows, cols] = cols2d(b.theta, "proxStep theta");
+  for (const k of ["hy", "r", "y"] as const) need(b[k], rows * cols, `proxStep ${k}`);
+  need(b.lam1, cols, "proxStep lam1");
+  if (b.theta.buffer === b.y.buffer) throw new Error("proxStep: theta and y must differ");
+  dispatch(rt, "prox_step", b, { cols, count: rows * cols, step: p.step, ridge: p.ridge, beta: p.beta }, rows * cols);
+}
+
+/** out[j] += Σ_k (yh[k, j] − p[k, j] − bias[j])² over the first `rows` rows, for columns j < n. */
+export function colSse(rt: Runtime, p: Tensor, yh: Tensor, bias: Tensor, out: Tensor, o: { rows: number; n: number }): Tensor {
+  const [, cols] = cols2d(p, "colSse p");
+  need(p, o.rows * cols, "colSse p");
+  need(yh, o.rows * cols, "colSse yh");
+  need(bias, o.n, "colSse bias");
+  need(out, o.n, "colSse out");
+  if (o.n > cols) throw new Error(`colSse: n = ${o.n} > ${cols} columns`);
+  dispatch(rt, "col_sse", { p, yh, bias, out }, { rows: o.rows, cols, n: o.n }, o.n);
+  return out;
+}
+
+/** out[j] = max over k ≠ j of |p[k, j]|, for columns j < n. */
+export function colAbsMax(rt: Runtime, p: Tensor, n: number, out?: Tensor): Tensor {
+  const [rows, cols] = cols2d(p, "colAbsMax");
+  if (n > cols) throw new Error(`colAbsMax: n = ${n} > ${cols} columns`);
+  const o = out ?? rt.empty([n], "f32");
+  need(o, n, "colAbsMax out");
+  dispatch(rt, "col_absmax", { p, out: o }, { rows, cols, n }, n);
+  return o;
+}
+
+export interface Selection {
+  /** Best held-out error per column so far (start at +inf). */
+  best: Tensor;
+  bestTheta: Tensor;
+  bestBias: Tensor;
+  /** Path index of the chosen candidate, as f32. */
+  choice: Tensor;
+}
+
+/** Where sse[j] < best[j]: take candidate column j of cand, its bias and `index` (two ordered dispatches). */
+export function selectBest(rt: Runtime, cand: Tensor, sse: Tensor, bias: Tensor, sel: Selection, index: number, n: number): void {
+  const [rows, cols] = cols2d(cand, "selectBest cand");
+  need(sel.bestTheta, rows * cols, "selectBest bestTheta");
+  for (const [t, what] of [[sse, "sse"], [bias, "bias"], [sel.best, "best"], [sel.bestBias, "bestBias"], [sel.choice, "choice"]] as const) need(t, n, `selectBest ${what}`);
+  dispatch(rt, "select_copy", { cand, sse, best: sel.best, best_theta: sel.bestTheta }, { cols, count: rows * cols, n }, rows * cols);
+  dispatch(rt, "select_update", { sse, bias, best: sel.best, best_bias: sel.bestBias, choice: sel.choice }, { n, index }, n);
+}
+
+/** [n, n] with out[i, j] = cand[j, i] (i ≠ j), 0 on the diagonal: targets as rows, cropped from a padded cand. */
+export function finalizeWeights(rt: Runtime, cand: Tensor, n: number): Tensor {
+  const [rows, cols] = cols2d(cand, "finalizeWeights");
+  if (n > rows || n > cols) throw new Error(`finalizeWeights: n = ${n} exceeds [${cand.shape}]`);
+  const out = rt.empty([n, n], "f32");
+  dispatch(rt, "finalize", { cand, out }, { cols, n }, n * n);
+  return out;
+}
+
+// ---------------------------------------------------------------- CPU twins (float64)
+
+type Arr = ArrayLike<number>;
+
+export function rank1UpdateRef(mat: Arr, rows: number, cols: number, u: Arr, v: Arr, s: number, c: number): Float64Array {
+  return Float64Array.from({ length: rows * cols }, (_, e) => s * (mat[e] + c * u[Math.floor(e / cols)] * v[e % cols]));
+}
+
+export function proxStepRef(hy: Arr, r: Arr, lam1: Arr, theta: Arr, y: Arr, cols: number, p: ProxStepParams): { theta: Float64Array; y: Float64Array } {
+  const t2 = new Float64Array(theta.length);
+  const y2 = new Float64Array(theta.length);
+  for (let e = 0; e < theta.length; e++) {
+    const z = y[e] - p.step * (hy[e] - r[e] + p.ridge * y[e]);
+    const th = p.step * lam1[e % cols];
+    const t = Math.sign(z) * Math.max(Math.abs(z) - th, 0);
+    y2[e] = t + p.beta * (t - theta[e]);
+    t2[e] = t;
+  }
+  return { theta: t2, y: y2 };
+}
+
+export function colSseRef(p: Arr, yh: Arr, bias: Arr, rows: number, cols: number, n: number, out?: Arr): Float64Array {
+  const o = Float64Array.from({ length: n }, (_, j) => (out ? out[j] : 0));
+  for (let k = 0; k < rows; k++) {
+    for (let j = 0; j < n; j++) {
+      const d = yh[k * cols + j] - p[k * cols + j] - bias[j];
+      o[j] += d * d;
+    }
+  }
+  return o;
+}
+
+export function colAbsMaxRef(p: Arr, rows: number, cols: number, n: number): Float64Array {
+  const o = new Float64Array(n);
+  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) if (k !== j) o[j] = Math.max(o[j], Math.abs(p[k * cols + j]));
+  return o;
+}
+
+export function selectBestRef(
+  cand: Arr, cols: number, sse: Arr, bias: Arr, sel: { best: Arr; bestTheta: Arr; bestBias: Arr; choice: Arr }, index: number, n: number,
+): { best: Float64Array; bestTheta: Float64Array; bestBias: Float64Array; choice: Float64Array } {
+  const better = (j: number) => j < n && sse[j] < sel.best[j];
+  return {
+    bestTheta: Float64Array.from(sel.bestTheta, (x, e) => (better(e % cols) ? cand[e] : x)),
+    best: Float64Array.from(sel.best, (x, j) => (better(j) ? sse[j] : x)),
+    bestBias: Float64Array.from(sel.bestBias, (x, j) => (better(j) ? bias[j] : x)),
+    choice: Float64Array.from(sel.choice, (x, j) => (better(j) ? index : x)),
+  };
+}
+
+export function finalizeWeightsRef(cand: Arr, cols: number, n: number): Float64Array {
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = i === j ? 0 : cand[j * cols + i];
+  return out;
+}

@@ -1,0 +1,564 @@
+// Datamodels regression (DESIGN.md §2): for every target i, fit Y[:, i] ~ X theta_i + b_i over the
+// trained models, with an L2 (ridge) or L1 (lasso) penalty chosen per target on held-out models.
+// All n targets are fitted at once, as matrix products on the device:
+//  1. one streamed pass over the training models accumulates G' = Xsᵀ Xs and C' = Xsᵀ Ys with
+//     Xs = 2X − 1 (±1: exact in f32, and nearly centred already) and Ys = Y − a per-target shift, so the
+//     centring below subtracts small numbers; the column sums are kept on the host in float64;
+//  2. centring: H = (G' − sx sxᵀ/m) / 4m is the covariance of the 0/1 masks, R = (C' − sx syᵀ/m) / 2m
+//     their cross-covariance with the margins (rank-1 updates on the device);
+//  3. down the regularisation path, every target's problem ½θᵀHθ − rᵀθ + λ·penalty(θ) is solved by
+//     accelerated proximal gradient, all targets as the columns of one n x n Θ: one matmul H·Θ per
+//     iteration plus a fused step kernel (soft-threshold for L1). Warm starts carry Θ down the path;
+//  4. after each λ the held-out models stream through: predictions Xh Θ + b, squared error per target,
+//     and each target keeps the Θ column, bias and λ with the lowest held-out error so far;
+//  5. the kept Θ (targets as columns) is transposed to row = target, cropped and its diagonal zeroed.
+// Memory: O(n²) on the device (H, R, Θ, the extrapolated point, H·Θ, the best Θ) plus O(batch · n) per
+// streamed batch; the held-out batches are kept on the device only when they fit a budget.
+// The objective per target is the sklearn/glmnet one: (1/2m) Σ_r (y_r − b − x_r·θ)² + λ·P(θ), with
+// P = ½|θ|² (l2) or |θ|₁ (l1), x in 0/1 units, so θ is "margin change when example j is included".
+import { axpy, scale } from "../../kernels/elementwise.ts";
+import { fill } from "../../kernels/fill.ts";
+import { gemv } from "../../kernels/gemv.ts";
+import { matmul } from "../../kernels/matmul.ts";
+import { blockCopy } from "../../kernels/project.ts";
+import { colAbsMax, colSse, finalizeWeights, proxStep, rank1Update, selectBest } from "../../kernels/regression.ts";
+import { encodeSafetensors, decodeSafetensors } from "../checkpoint/safetensors.ts";
+import { mulberry32 } from "../data/dataset.ts";
+import { joinPath, makeDir, readBytes, readText, writeBytesAtomic } from "../data/io.ts";
+import type { Runtime, Tensor } from "../gpu/runtime.ts";
+
+/** Models' masks and margins, streamed in row batches (so nothing holds models x n at once). */
+export interface RegressionData {
+  /** Training examples = number of targets = columns of X and Y. */
+  n: number;
+  /** Rows of X and Y. */
+  models: number;
+  /** Rows [start, start+count): X[r*n + j] = 1 if example j was in model r's subset; Y[r*n + i] = margin of
+   *  model r on example i. Called repeatedly (once per pass over the data). */
+  rows(start: number, count: number): Promise<{ X: Uint8Array; Y: Float32Array }>;
+}
+
+export interface FitOptions {
+  /** Default "l2". */
+  penalty?: "l2" | "l1";
+  /**
+   * Regularisation path, largest first is best (warm starts), as multiples of a per-problem scale:
+   * l1: of each target's λ_max = max_{j≠i} |R[j, i]| (from about there on, θ_i's off-diagonal entries are 0);
+   * l2: of the mean variance of the masks (mean diagonal of H, α(1−α) for α-subsets). The absolute λ
+   * chosen per target is reported in `DatamodelFit.lambda`. Default: 8 log-spaced values
+   * (l1: 1 .. 1e-2; l2: 10 .. 1e-3).
+   */
+  lambdas?: number[];
+  /** Models held out to choose λ per target: the last `heldOut` rows (default 10% of models, at least 1). */
+  heldOut?: number;
+  /** Proximal-gradient iterations per path point (default 100). */
+  iterations?: number;
+  /** Models per streamed batch (default 256; rounded up to a multiple of 4). */
+  batchRows?: number;
+  /** Seeds the power iteration that bounds H's largest eigenvalue. */
+  seed?: number;
+  /** Keep held-out batches on the device up to this many bytes (default 256 MiB), else re-stream them per λ. */
+  heldOutCacheBytes?: number;
+  onProgress?: (done: number, total: number, detail?: string) => void;
+}
+
+export interface DatamodelFit {
+  n: number;
+  /** n x n on the device, row i = target i's weights theta_i over training examples j; diagonal zeroed. */
+  weights: Tensor;
+  /** Per target. */
+  bias: Float32Array;
+  /** Chosen per target (absolute, in the objective's units). */
+  lambda: Float32Array;
+  /** Per target at the chosen lambda. */
+  heldOutMse: Float32Array;
+}
+
+export const DEFAULT_RATIOS = {
+  l1: logspace(0, -2, 8),
+  l2: logspace(1, -3, 8),
+} as const;
+
+function logspace(from: number, to: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => 10 ** (from + ((to - from) * i) / Math.max(1, count - 1)));
+}
+
+/** Device matrices are padded to a multiple of 256 from n = 512 on, so the exact-fit matmul runs. */
+export function paddedSize(n: number): number {
+  return n >= 512 ? Math.ceil(n / 256) * 256 : n;
+}
+
+/** Everything about a fit that does not depend on where it runs (device or the float64 twin). */
+export interface FitPlan {
+  n: number;
+  N: number;
+  penalty: "l2" | "l1";
+  ratios: number[];
+  train: number;
+  heldOut: number;
+  iterations: number;
+  batchRows: number;
+  seed: number;
+}
+
+export function planFit(data: Pick<RegressionData, "n" | "models">, opts: FitOptions = {}): FitPlan {
+  const { n, models } = data;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`fitDatamodels: n must be a positive integer, got ${n}`);
+  if (!Number.isInteger(models) || models < 3) throw new Error(`fitDatamodels: need at least 3 models, got ${models}`);
+  const penalty = opts.penalty ?? "l2";
+  if (penalty !== "l1" && penalty !== "l2") throw new Error(`fitDatamodels: penalty must be "l1" or "l2", got ${JSON.stringify(penalty)}`);
+  const heldOut = opts.heldOut ?? Math.max(1, Math.round(models * 0.1));
+  if (!Number.isInteger(heldOut) || heldOut < 1 || models - heldOut < 2) {
+    throw new Error(`fitDatamodels: heldOut must be an integer in [1, ${models - 2}] for ${models} models, got ${heldOut}`);
+  }
+  const ratios = opts.lambdas ?? [...DEFAULT_RATIOS[penalty]];
+  if (ratios.length === 0 || !ratios.every((x) => Number.isFinite(x) && x > 0)) {
+    throw new Error(`fitDatamodels: lambdas must be positive numbers, got ${JSON.stringify(opts.lambdas)}`);
+  }
+  const iterations = opts.iterations ?? 100;
+  if (!Number.isInteger(iterations) || iterations < 1) throw new Error(`fitDatamodels: iterations must be a positive integer, got ${iterations}`);
+  const batch = opts.batchRows ?? 256;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`fitDatamodels: batchRows must be a positive integer, got ${batch}`);
+  return { n, N: paddedSize(n), penalty, ratios, train: models - heldOut, heldOut, iterations, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
+}
+
+/** Momentum for iteration k (0-based) of a path point: constant for strongly convex ridge, FISTA's for lasso. */
+export function momentum(plan: FitPlan, L: number, ridge: number): (k: number) => number {
+  if (plan.penalty === "l2") {
+    const q = Math.sqrt(ridge / (L + ridge));
+    return () => (1 - q) / (1 + q);
+  }
+  const ts = [1];
+  for (let k = 0; k <= plan.iterations; k++) ts.push((1 + Math.sqrt(1 + 4 * ts[k] * ts[k])) / 2);
+  return (k) => (ts[k] - 1) / ts[k + 1];
+}
+
+async function checkedRows(data: RegressionData, start: number, count: number) {
+  const b = await data.rows(start, count);
+  if (b.X.length !== count * data.n || b.Y.length !== count * data.n) {
+    throw new Error(`RegressionData.rows(${start}, ${count}): expected ${count * data.n} mask and margin values, got ${b.X.length} and ${b.Y.length}`);
+  }
+  return b;
+}
+
+/** Host-side statistics of the training pass, in float64. */
+interface TrainSums {
+  /** Σ_r (2x − 1) per example. */
+  sx: Float64Array;
+  /** Σ_r (y − shift) per target. */
+  sy: Float64Array;
+  shift: Float64Array;
+}
+
+function newSums(n: number): TrainSums {
+  return { sx: new Float64Array(n), sy: new Float64Array(n), shift: new Float64Array(n) };
+}
+
+/**
+ * Convert one batch to the padded device layouts (xs [bP, N] and its transpose, ys [bP, N], in ±1 and
+ * shifted units), adding to the host sums. The first batch sets the shift.
+ */
+function encodeTrainBatch(X: Uint8Array, Y: Float32Array, count: number, n: number, N: number, bP: number, sums: TrainSums, first: boolean) {
+  if (first) {
+    for (let r = 0; r < count; r++) for (let j = 0; j < n; j++) sums.shift[j] += Y[r * n + j];
+    for (let j = 0; j < n; j++) sums.shift[j] = Math.fround(sums.shift[j] / count);
+  }
+  const xs = new Float32Array(bP * N);
+  const xsT = new Float32Array(N * bP);
+  const ys = new Float32Array(bP * N);
+  for (let r = 0; r < count; r++) {
+    for (let j = 0; j < n; j++) {
+      const x = X[r * n + j] ? 1 : -1;
+      const y = Math.fround(Y[r * n + j] - sums.shift[j]);
+      xs[r * N + j] = x;
+      xsT[j * bP + r] = x;
+      ys[r * N + j] = y;
+      sums.sx[j] += x;
+      sums.sy[j] += y;
+    }
+  }
+  return { xs, xsT, ys };
+}
+
+function heldOutBatch(X: Uint8Array, Y: Float32Array, count: number, n: number, N: number) {
+  const xh = new Float32Array(count * N);
+  const yh = new Float32Array(count * N);
+  for (let r = 0; r < count; r++) {
+    for (let j = 0; j < n; j++) {
+      xh[r * N + j] = X[r * n + j] ? 1 : 0;
+      yh[r * N + j] = Y[r * n + j];
+    }
+  }
+  return { xh, yh };
+}
+
+const padVec = (v: ArrayLike<number>, N: number) => {
+  const out = new Float32Array(N);
+  for (let i = 0; i < v.length; i++) out[i] = v[i];
+  return out;
+};
+
+/** Per-target scale of the path (see FitOptions.lambdas), from H's exact diagonal or R's columns. */
+function meanMaskVariance(sums: TrainSums, m: number): number {
+  let s = 0;
+  for (let j = 0; j < sums.sx.length; j++) s += (m - (sums.sx[j] * sums.sx[j]) / m) / (4 * m);
+  return s / sums.sx.length;
+}
+
+/** Iterations of the power method for H's largest eigenvalue, and the margin put on its estimate. */
+const POWER_ITERATIONS = 40;
+const POWER_READ_EVERY = 5;
+const LIPSCHITZ_MARGIN = 1.05;
+
+export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: FitOptions = {}): Promise<DatamodelFit> {
+  const plan = planFit(data, opts);
+  const { n, N, train: m, heldOut, batchRows } = plan;
+  const trainBatches = Math.ceil(m / batchRows);
+  const heldBatches = Math.ceil(heldOut / batchRows);
+  const total = trainBatches + plan.ratios.length * (plan.iterations + 1);
+  let done = 0;
+  const progress = (detail: string) => opts.onProgress?.(done, total, detail);
+
+  // 1. Streamed Gram and cross product.
+  const sums = newSums(n);
+  let G: Tensor | undefined;
+  let C: Tensor | undefined;
+  for (let b = 0; b < trainBatches; b++) {
+    const start = b * batchRows;
+    const count = Math.min(batchRows, m - start);
+    const { X, Y } = await checkedRows(data, start, count);
+    const bP = Math.ceil(count / 4) * 4;
+    const enc = encodeTrainBatch(X, Y, count, n, N, bP, sums, b === 0);
+    const xs = rt.upload(enc.xs, [bP, N]);
+    const xsT = rt.upload(enc.xsT, [N, bP]);
+    const ys = rt.upload(enc.ys, [bP, N]);
+    if (!G || !C) {
+      G = matmul(rt, xsT, xs);
+      C = matmul(rt, xsT, ys);
+    } else {
+      const t = matmul(rt, xsT, xs);
+      axpy(rt, 1, t, G, G);
+      matmul(rt, xsT, ys, { out: t });
+      axpy(rt, 1, t, C, C);
+      t.release();
+    }
+    xs.release();
+    xsT.release();
+    ys.release();
+    await rt.sync(); // bounds the queued uploads to one batch
+    done++;
+    progress(`Gram: ${start + count}/${m} models`);
+  }
+  const H = G!;
+  const R = C!;
+
+  // 2. Centring.
+  const sxT = rt.upload(padVec(sums.sx, N), [N]);
+  const syT = rt.upload(padVec(sums.sy, N), [N]);
+  rank1Update(rt, H, sxT, sxT, 1 / (4 * m), -1 / m);
+  rank1Update(rt, R, sxT, syT, 1 / (2 * m), -1 / m);
+  sxT.release();
+  syT.release();
+  const xbar = Array.from(sums.sx, (s) => (s / m + 1) / 2);
+  const ybar = Array.from(sums.sy, (s, j) => sums.shift[j] + s / m);
+  const negXbar = rt.upload(padVec(xbar.map((x) => -x), N), [N]);
+
+  // Step size from H's largest eigenvalue (power method; a few readbacks).
+  const L = (await largestEigenvalue(rt, H, n, plan.seed)) * LIPSCHITZ_MARGIN;
+
+  // Per-target penalty scale.
+  let lamScale: Float32Array;
+  if (plan.penalty === "l1") {
+    const t = colAbsMax(rt, R, n);
+    lamScale = (await rt.read(t)) as Float32Array;
+    t.release();
+  } else {
+    lamScale = new Float32Array(n).fill(meanMaskVariance(sums, m));
+  }
+
+  // Held-out batches: on the device if they fit the budget, else re-streamed per λ.
+  const cacheBudget = opts.heldOutCacheBytes ?? 256 * 2 ** 20;
+  const cached: { xh: Tensor; yh: Tensor; count: number }[] | undefined = heldOut * N * 8 <= cacheBudget ? [] : undefined;
+  const loadHeld = async (b: number) => {
+    const start = m + b * batchRows;
+    const count = Math.min(batchRows, heldOut - b * batchRows);
+    const { X, Y } = await checkedRows(data, start, count);
+    const h = heldOutBatch(X, Y, count, n, N);
+    return { xh: rt.upload(h.xh, [count, N]), yh: rt.upload(h.yh, [count, N]), count };
+  };
+  if (cached) for (let b = 0; b < heldBatches; b++) cached.push(await loadHeld(b));
+
+  // 3-4. The path.
+  const theta = fill(rt, rt.empty([N, N]), 0);
+  const yExt = rt.empty([N, N]);
+  const hy = rt.empty([N, N]);
+  const sel = {
+    best: fill(rt, rt.empty([n]), Infinity),
+    bestTheta: fill(rt, rt.empty([N, N]), 0),
+    bestBias: fill(rt, rt.empty([n]), 0),
+    choice: fill(rt, rt.empty([n]), 0),
+  };
+  const sse = rt.empty([n]);
+  for (let t = 0; t < plan.ratios.length; t++) {
+    const ratio = plan.ratios[t];
+    const ridge = plan.penalty === "l2" ? ratio * lamScale[0] : 0;
+    const lam1 = rt.upload(plan.penalty === "l1" ? padVec(lamScale.map((s) => s * ratio), N) : new Float32Array(N), [N]);
+    const Lt = L + ridge;
+    const beta = momentum(plan, Lt, ridge);
+    scale(rt, theta, 1, yExt); // warm start, momentum reset
+    for (let k = 0; k < plan.iterations; k++) {
+      matmul(rt, H, yExt, { out: hy });
+      proxStep(rt, { hy, r: R, lam1, theta, y: yExt }, { step: 1 / Lt, ridge, beta: beta(k) });
+      if (k % 8 === 7) {
+        await rt.sync();
+        done += 8;
+        progress(`λ ${t + 1}/${plan.ratios.length}: iteration ${k + 1}/${plan.iterations}`);
+      }
+    }
+    done = trainBatches + t * (plan.iterations + 1) + plan.iterations;
+    // Held-out error per target: bias = ȳ − Θᵀx̄, predictions Xh Θ + bias.
+    const bias = rt.upload(padVec(ybar, N), [N]);
+    gemv(rt, theta, negXbar, { trans: true, out: bias, beta: 1 });
+    fill(rt, sse, 0);
+    for (let b = 0; b < heldBatches; b++) {
+      const h = cached ? cached[b] : await loadHeld(b);
+      const pred = matmul(rt, h.xh, theta);
+      colSse(rt, pred, h.yh, bias, sse, { rows: h.count, n });
+      pred.release();
+      if (!cached) {
+        h.xh.release();
+        h.yh.release();
+      }
+    }
+    selectBest(rt, theta, sse, bias, sel, t, n);
+    bias.release();
+    lam1.release();
+    await rt.sync();
+    done++;
+    progress(`λ ${t + 1}/${plan.ratios.length} done`);
+  }
+
+  // 5. Row = target, diagonal zeroed.
+  const weights = finalizeWeights(rt, sel.bestTheta, n);
+  const [best, bestBias, choice] = await rt.readMany([sel.best, sel.bestBias, sel.choice]);
+  for (const t of [H, R, theta, yExt, hy, sse, negXbar, sel.best, sel.bestTheta, sel.bestBias, sel.choice]) t.release();
+  for (const h of cached ?? []) {
+    h.xh.release();
+    h.yh.release();
+  }
+  const lambda = new Float32Array(n);
+  const heldOutMse = new Float32Array(n);
+  for (let j = 0; j < n; j++) {
+    const c = choice[j];
+    lambda[j] = plan.ratios[c] * (plan.penalty === "l1" ? lamScale[j] : lamScale[0]);
+    heldOutMse[j] = best[j] / heldOut;
+  }
+  return { n, weights, bias: bestBias as Float32Array, lambda, heldOutMse };
+}
+
+/** Largest eigenvalue of the symmetric PSD [N, N] H (first n coordinates), by the power method. */
+async function largestEigenvalue(rt: Runtime, H: Tensor, n: number, seed: number): Promise<number> {
+  const N = H.shape[0];
+  const rand = mulberry32(seed);
+  let host: Float32Array = new Float32Array(N);
+  for (let i = 0; i < n; i++) host[i] = rand() - 0.5;
+  let est = 0;
+  for (let round = 0; round < POWER_ITERATIONS / POWER_READ_EVERY; round++) {
+    let norm = 0;
+    for (let i = 0; i < n; i++) norm += host[i] * host[i];
+    norm = Math.sqrt(norm);
+    if (!(norm > 0)) return est; // H = 0 (no variation in the masks)
+    for (let i = 0; i < n; i++) host[i] /= norm;
+    let v = rt.upload(host, [N]);
+    for (let k = 0; k < POWER_READ_EVERY; k++) {
+      const w = gemv(rt, H, v);
+      if (k === 0) {
+        // |H v| for the unit v: the estimate (a lower bound that converges to the top eigenvalue).
+        const [wv] = await rt.readMany([w]);
+        let s = 0;
+        for (let i = 0; i < n; i++) s += wv[i] * wv[i];
+        est = Math.max(est, Math.sqrt(s));
+      }
+      v.release();
+      v = w;
+    }
+    host = (await rt.read(v)) as Float32Array;
+    v.release();
+  }
+  return est;
+}
+
+// ---------------------------------------------------------------- tiled storage
+
+const TILE_FORMAT = "datamodel-tiles/1";
+export interface TileIndex {
+  format: typeof TILE_FORMAT;
+  n: number;
+  /** Rows per file (the last may hold fewer). */
+  rowsPerFile: number;
+  files: { r0: number; r1: number; file: string }[];
+  /** bias, lambda and heldOutMse per target. */
+  meta: string;
+}
+
+/**
+ * Write the fit's n x n matrix as row blocks of `tile` rows, one safetensors file each (tensor "weights",
+ * [rows, n]), plus bias/lambda/heldOutMse in meta.safetensors and an index.json. Row blocks are copied
+ * off the device one at a time, so host memory stays O(tile · n).
+ */
+export async function saveDatamodelTiles(rt: Runtime, fit: DatamodelFit, dir: string, tile = 1024): Promise<void> {
+  const { n } = fit;
+  if (!Number.isInteger(tile) || tile < 1) throw new Error(`saveDatamodelTiles: tile must be a positive integer, got ${tile}`);
+  if (fit.weights.size !== n * n) throw new Error(`saveDatamodelTiles: weights have ${fit.weights.size} elements, expected ${n}²`);
+  await makeDir(dir);
+  const files: TileIndex["files"] = [];
+  for (let r0 = 0; r0 < n; r0 += tile) {
+    const r1 = Math.min(n, r0 + tile);
+    const block = rt.empty([r1 - r0, n]);
+    blockCopy(rt, fit.weights, block, { rows: r1 - r0, cols: n, sr0: r0, sld: n, dld: n });
+    const data = (await rt.read(block)) as Float32Array;
+    block.release();
+    const file = `rows-${String(r0).padStart(7, "0")}.safetensors`;
+    await writeBytesAtomic(joinPath(dir, file), encodeSafetensors({ weights: { dtype: "F32", shape: [r1 - r0, n], data } }, { r0: String(r0), r1: String(r1) }));
+    files.push({ r0, r1, file });
+  }
+  const meta = "meta.safetensors";
+  await writeBytesAtomic(joinPath(dir, meta), encodeSafetensors({
+    bias: { dtype: "F32", shape: [n], data: fit.bias },
+    lambda: { dtype: "F32", shape: [n], data: fit.lambda },
+    heldOutMse: { dtype: "F32", shape: [n], data: fit.heldOutMse },
+  }));
+  const index: TileIndex = { format: TILE_FORMAT, n, rowsPerFile: tile, files, meta };
+  await writeBytesAtomic(joinPath(dir, "index.json"), new TextEncoder().encode(JSON.stringify(index, null, 1)));
+}
+
+export interface DatamodelTiles {
+  n: number;
+  /** Rows [r0, r1) x columns [c0, c1), row-major. */
+  readBlock(r0: number, r1: number, c0: number, c1: number): Promise<Float32Array>;
+  /** bias, lambda and heldOutMse per target. */
+  readMeta(): Promise<{ bias: Float32Array; lambda: Float32Array; heldOutMse: Float32Array }>;
+}
+
+export async function loadDatamodelTiles(dir: string): Promise<DatamodelTiles> {
+  const indexPath = joinPath(dir, "index.json");
+  let index: TileIndex;
+  try {
+    index = JSON.parse(await readText(indexPath)) as TileIndex;
+  } catch (e) {
+    throw new Error(`${indexPath}: not a datamodel tile index (${(e as Error).message})`);
+  }
+  if (index.format !== TILE_FORMAT || !Number.isInteger(index.n) || !Array.isArray(index.files)) {
+    throw new Error(`${indexPath}: not a ${TILE_FORMAT} index`);
+  }
+  const { n } = index;
+  let covered = 0;
+  for (const f of index.files) {
+    if (f.r0 !== covered || !(f.r1 > f.r0) || typeof f.file !== "string" || f.file.includes("/")) throw new Error(`${indexPath}: row blocks do not tile [0, ${n})`);
+    covered = f.r1;
+  }
+  if (covered !== n) throw new Error(`${indexPath}: row blocks cover ${covered} of ${n} rows`);
+  let last: { file: string; data: Float32Array } | undefined; // readers usually sweep rows in order
+  const rowBlock = async (f: TileIndex["files"][number]) => {
+    if (last?.file !== f.file) {
+      const path = joinPath(dir, f.file);
+      const t = decodeSafetensors(await readBytes(path), path).tensors.weights;
+      if (!t || t.dtype !== "F32" || t.shape[0] !== f.r1 - f.r0 || t.shape[1] !== n) throw new Error(`${path}: expected F32 weights [${f.r1 - f.r0}, ${n}]`);
+      last = { file: f.file, data: t.data as Float32Array };
+    }
+    return last.data;
+  };
+  return {
+    n,
+    async readBlock(r0, r1, c0, c1) {
+      if (!(0 <= r0 && r0 <= r1 && r1 <= n && 0 <= c0 && c0 <= c1 && c1 <= n) || ![r0, r1, c0, c1].every(Number.isInteger)) {
+        throw new Error(`readBlock: [${r0}, ${r1}) x [${c0}, ${c1}) is not inside ${n} x ${n}`);
+      }
+      const w = c1 - c0;
+      const out = new Float32Array((r1 - r0) * w);
+      for (const f of index.files) {
+        if (f.r1 <= r0 || f.r0 >= r1) continue;
+        const data = await rowBlock(f);
+        for (let r = Math.max(r0, f.r0); r < Math.min(r1, f.r1); r++) {
+          out.set(data.subarray((r - f.r0) * n + c0, (r - f.r0) * n + c1), (r - r0) * w);
+        }
+      }
+      return out;
+    },
+    async readMeta() {
+      const path = joinPath(dir, index.meta);
+      const t = decodeSafetensors(await readBytes(path), path).tensors;
+      const get = (k: string) => {
+        if (!t[k] || t[k].dtype !== "F32" || t[k].data.length !== n) throw new Error(`${path}: expected F32 ${k} [${n}]`);
+        return t[k].data as Float32Array;
+      };
+      return { bias: get("bias"), lambda: get("lambda"), heldOutMse: get("heldOutMse") };
+    },
+  };
+}
+
+// ---------------------------------------------------------------- synthetic data (tests, benchmarks)
+
+export interface SyntheticRegression extends RegressionData {
+  /** Ground truth: target i's nonzero weights (diagonal included) and bias. */
+  truth: { cols: Int32Array[]; vals: Float64Array[]; bias: Float64Array };
+  /** Dense truth, row i = target i, diagonal zeroed like a fit's weights (only for small n). */
+  denseTruth(): Float64Array;
+}
+
+/**
+ * Random alpha-subset masks and margins Y = X θ*ᵀ + b + noise, with `support` random nonzero
+ * off-diagonal weights per target (uniform ±[0.5, 1.5] · effect) and a self weight `selfEffect`
+ * (an example's own inclusion moves its margin most, as in real datamodels). Every row is a pure
+ * function of (seed, row), so rows() regenerates any batch without storing models x n.
+ */
+export function syntheticRegression(o: { n: number; models: number; support?: number; alpha?: number; effect?: number; selfEffect?: number; noise?: number; seed: number }): SyntheticRegression {
+  const { n, models, seed } = o;
+  const support = Math.min(o.support ?? 5, n - 1);
+  const alpha = o.alpha ?? 0.5;
+  const effect = o.effect ?? 1;
+  const noise = o.noise ?? 0.1;
+  const rand = mulberry32(seed);
+  const cols: Int32Array[] = [];
+  const vals: Float64Array[] = [];
+  const bias = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const picked = new Set<number>();
+    while (picked.size < support) {
+      const j = Math.floor(rand() * n);
+      if (j !== i) picked.add(j);
+    }
+    const c = [i, ...picked];
+    cols.push(Int32Array.from(c));
+    vals.push(Float64Array.from(c, (j) => (j === i ? o.selfEffect ?? 2 * effect : (rand() < 0.5 ? -1 : 1) * effect * (0.5 + rand()))));
+    bias[i] = rand() - 0.5;
+  }
+  return {
+    n,
+    models,
+    truth: { cols, vals, bias },
+    async rows(start, count) {
+      if (start < 0 || count < 0 || start + count > models) throw new Error(`rows(${start}, ${count}) outside [0, ${models})`);
+      const X = new Uint8Array(count * n);
+      const Y = new Float32Array(count * n);
+      for (let r = 0; r < count; r++) {
+        const rr = mulberry32((seed ^ 0x9e3779b9) + Math.imul(start + r, 0x85ebca6b));
+        for (let j = 0; j < n; j++) X[r * n + j] = rr() < alpha ? 1 : 0;
+        for (let i = 0; i < n; i++) {
+          let y = bias[i];
+          const c = cols[i];
+          const v = vals[i];
+          for (let t = 0; t < c.length; t++) y += X[r * n + c[t]] * v[t];
+          // Irwin–Hall(4) noise, unit variance.
+          Y[r * n + i] = y + noise * (rr() + rr() + rr() + rr() - 2) * Math.sqrt(3);
+        }
+      }
+      return { X, Y };
+    },
+    denseTruth() {
+      const out = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) cols[i].forEach((j, t) => (out[i * n + j] = j === i ? 0 : vals[i][t]));
+      return out;
+    },
+  };
+}
