@@ -40,6 +40,19 @@ function modelFromFile(rt: Runtime, { tensors, metadata }: SafetensorsFile, labe
   return { model, metadata };
 }
 
+/**
+ * A model with its parameters on the host only (float64 twin values, `forwardRef`): for checking a
+ * checkpoint on a machine without a device (the coordinator's spot checks). Device values are stubs
+ * that throw when used.
+ */
+export function hostModelFromSafetensors(bytes: Uint8Array, label = "checkpoint"): { model: Model; metadata: Record<string, string> } {
+  const stub = (): never => {
+    throw new Error(`${label}: a host-only model has no device tensors`);
+  };
+  const hostOnly = { upload: (_: unknown, shape: readonly number[]) => ({ shape, size: shape.reduce((x, y) => x * y, 1), release() {}, retain: stub, reshape: stub }) };
+  return modelFromFile(hostOnly as unknown as Runtime, decodeSafetensors(bytes, label), label);
+}
+
 export async function saveModel(rt: Runtime, model: Model, path: string, extra?: Record<string, unknown>): Promise<void> {
   await writeBytesAtomic(path, await modelToSafetensors(rt, model, extra));
 }

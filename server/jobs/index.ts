@@ -1,0 +1,6 @@
+// The job kinds the coordinator registers (server/job-kind.ts): name -> kind.
+import type { JobKind, JobKindRegistry } from "../job-kind.ts";
+import { trak } from "./trak.ts";
+
+export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[trak.name, trak]]);
+export { datasetRoutes } from "./datasets.ts";

@@ -1,0 +1,45 @@
+// Payloads of the TRAK job's shards: what the coordinator plans (server/jobs/trak.ts) and what the
+// volunteers' executors (./executors.ts) parse. Everything a shard needs is in its payload, so any
+// worker reproduces the job's training set and models from it.
+import { z } from "zod";
+import { ModelConfig } from "../nn/models.ts";
+import { Recipe } from "../nn/train.ts";
+import { TrainingSetSpec } from "../detect/training-set.ts";
+
+/** The poisoned training set: a CIFAR-10 tarball the coordinator serves by name, then the seeded subset + attack. */
+export const DatasetRef = TrainingSetSpec.extend({
+  /** File name under the coordinator's /v1/datasets/ (see server/jobs/datasets.ts). */
+  data: z.string().regex(/^[\w.-]+$/, "a file name"),
+});
+export type DatasetRef = z.output<typeof DatasetRef>;
+
+export const TrainPayload = z.object({
+  dataset: DatasetRef,
+  model: ModelConfig,
+  recipe: Recipe,
+  /** Ensemble member and its initialisation/shuffling seed. */
+  m: z.number().int().min(0),
+  seed: z.number().int(),
+});
+export type TrainPayload = z.output<typeof TrainPayload>;
+
+export const FeaturizePayload = z.object({
+  dataset: DatasetRef,
+  /** Accepted train shard whose checkpoint is featurised. */
+  checkpoint: z.string(),
+  k: z.number().int().positive(),
+  projection: z.enum(["dense", "factored"]),
+  /** Projection seed (shared by the ensemble) and the member index (its own R). */
+  seed: z.number().int(),
+  modelIndex: z.number().int().min(0),
+  /** Training examples [start, end). */
+  start: z.number().int().min(0),
+  end: z.number().int().positive(),
+  /** Examples per tile; the pipeline's 64, so tiles (and their rounding) match a single-machine run. */
+  batchSize: z.number().int().positive().default(64),
+});
+export type FeaturizePayload = z.output<typeof FeaturizePayload>;
+
+/** Executor names. */
+export const TRAIN = "train";
+export const FEATURIZE = "featurize";
