@@ -1,0 +1,55 @@
+// Deno only: the trak job's shards run in-process through the executors (no coordinator), spot checks
+// and agreement exercised, finish compared with runDetect on the same settings and adapter.
+import { describe, expect, it } from "vitest";
+declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readTextFile(p: string): Promise<string> };
+import { trak, TrakSpec } from "../../server/jobs/trak.ts";
+import { trainSplit } from "../../server/jobs/datasets.ts";
+import type { ArrayValue } from "../../server/job-kind.ts";
+import { runDetect } from "../../src/detect/pipeline.ts";
+import { trakExecutors } from "../../src/volunteer/executors.ts";
+import { testRuntime } from "../support/gpu.ts";
+import { testSeed } from "../support/rng.ts";
+
+export const TINY = { train: 256, test: 300, models: 1, k: 64, shardSize: 128, restarts: 3, recipe: { epochs: 1, batchSize: 32, lr: 0.05, cropPad: 0, flip: false }, model: { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [8, 16, 16] } } as const;
+
+describe("trak job in process", () => {
+  it("shards through the executors give runDetect's scores; spot check and agreement reject tampering", async () => {
+    const rt = await testRuntime();
+    rt.poisonOutputs = false;
+    const seed = testSeed("trak in process") % 1000;
+    const spec = TrakSpec.parse({ ...TINY, seed });
+    const shards = trak.plan(spec);
+    const results = new Map<string, Record<string, ArrayValue>>();
+    const inputs = { get: async (key: string, name: string) => results.get(key)![name] };
+    const ex = trakExecutors({ rt, loadTrainSplit: trainSplit });
+    let t = performance.now();
+    for (const s of shards) {
+      const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
+      if (s.deterministic) {
+        expect(trak.agree(s, r, await ex[s.kind](s.payload, inputs, { onProgress: () => {} }))).toBe(true);
+        const bad = { ...r, phi: { ...r.phi, data: (r.phi.data as Float32Array).map((v, i) => (i < spec.k ? v * 1.01 : v)) /* row 0 off by 1% */ } };
+        expect(trak.agree(s, r, bad)).toBe(false);
+      } else {
+        expect(await trak.spotCheck(spec, s, r, inputs, seed)).toBe(null);
+        const m = Float32Array.from(r.margins.data as Float32Array);
+        m.forEach((v, i) => (m[i] = v + 0.1));
+        expect(String(await trak.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed))).toMatch(/not the checkpoint/);
+      }
+      results.set(s.key, r);
+    }
+    console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    const out = await Deno.makeTempDir();
+    t = performance.now();
+    const summary = await trak.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
+    console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
+    const ours = JSON.parse(await Deno.readTextFile(`${out}/scores.json`)) as { search: number[]; spectral: number[] };
+    const cache = await Deno.makeTempDir();
+    const ref = await runDetect(rt, { ...TINY, seed, cache, out });
+    let maxd = 0;
+    ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
+    console.log(`max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}`);
+    expect(maxd).toBeLessThan(1e-9);
+    await Deno.remove(out, { recursive: true });
+    await Deno.remove(cache, { recursive: true });
+  });
+});
