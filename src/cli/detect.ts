@@ -1,6 +1,7 @@
 // npm run detect [-- --attack badnets|blended|sig|wanet|label-consistent|none --rate 0.05 --train 4000
 //                  --models 2 --epochs 4 --lr 0.05 --batch 64 --augment --k 256 --projection factored|dense --budget auto|N --seed 0
-//                  --data PATH --out report --cache .cache/detect --retrain-baselines]
+//                  --data PATH --out report --cache .cache/detect --retrain-baselines
+//                  --attribution trak|datamodels --dm-models N --dm-alpha 0.5 --dm-penalty l2|l1 --lds-models S]
 // With no arguments: the embedded default (CIFAR-10 subset, small CNN, BadNets at 5%), sized for a CPU.
 import { parseArgs } from "node:util";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -30,6 +31,11 @@ const { values: a } = parseArgs({
     cache: { type: "string" },
     "search-backend": { type: "string" },
     "retrain-baselines": { type: "boolean" },
+    attribution: { type: "string" },
+    "dm-models": { type: "string" },
+    "dm-alpha": { type: "string" },
+    "dm-penalty": { type: "string" },
+    "lds-models": { type: "string" },
   },
 });
 
@@ -55,6 +61,11 @@ const config: DetectConfig = {
   ...(a.seed && { seed: int("seed", a.seed) }),
   ...(a["search-backend"] && { searchBackend: a["search-backend"] as "auto" | "dense" | "factors" }),
   ...(a["retrain-baselines"] && { retrainBaselines: true }),
+  ...(a.attribution && { attribution: a.attribution as "trak" | "datamodels" }),
+  ...(a["dm-models"] && { dmModels: int("dm-models", a["dm-models"]) }),
+  ...(a["dm-alpha"] && { dmAlpha: Number(a["dm-alpha"]) }),
+  ...(a["dm-penalty"] && { dmPenalty: a["dm-penalty"] as "l2" | "l1" }),
+  ...(a["lds-models"] && { ldsModels: int("lds-models", a["lds-models"]) }),
   recipe: {
     ...defaults.recipe,
     ...(a.epochs && { epochs: Number(a.epochs) }),
@@ -80,7 +91,7 @@ const result = await runDetect(rt, config, (p) => {
 const files = await writeReport(result, parsed.data!.out);
 const s = result.summary;
 console.log(JSON.stringify({
-  auroc: s.auroc, precision_at_budget: s.precision_at_budget, recall_at_budget: s.recall_at_budget, flagged: s.flagged.length,
+  attribution: s.config.attribution, auroc: s.auroc, lds: s.lds, precision_at_budget: s.precision_at_budget, recall_at_budget: s.recall_at_budget, flagged: s.flagged.length,
   asr_before: s.asr_before, asr_after: s.asr_after, clean_acc_before: s.clean_acc_before, clean_acc_after: s.clean_acc_after,
   seconds: Math.round(s.seconds), baselines: Object.fromEntries(Object.entries(s.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
   report: files.html,

@@ -19,9 +19,13 @@ import { evaluate, Recipe, trainModel } from "../nn/train.ts";
 import { activationClustering, penultimate, spectralSignatures } from "./baselines.ts";
 import { Factors } from "./factors.ts";
 import { detectionMetrics, type DetectionMetrics, rocCurve, standoutBudget, topK } from "./metrics.ts";
-import { denseCpuBackend, maxSumSearch } from "./search.ts";
+import { denseCpuBackend, maxSumSearch, type SearchProgress } from "./search.ts";
 import { factorBackend } from "./search-gpu.ts";
 import { spectralDense, spectralFactors } from "./spectral.ts";
+import { heldOutLds, type HeldOut, storedHeldOut } from "../datamodels/lds.ts";
+import { fitDatamodels } from "../datamodels/regression.ts";
+import { DatamodelStore } from "../datamodels/store.ts";
+import { trainSubsetModels } from "../datamodels/train.ts";
 
 export const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
 
@@ -38,8 +42,18 @@ export const DetectConfig = z.object({
   // No crop or flip by default: they move and mirror a corner patch, and short CPU runs then fail to
   // learn the backdoor at all (nothing to detect). GPU-sized runs can turn them on.
   recipe: Recipe.prefault({ epochs: 4, batchSize: 64, lr: 0.05, cropPad: 0, flip: false }),
-  /** Models in the TRAK ensemble. */
+  /**
+   * Where A comes from: TRAK (projected gradients of an ensemble trained on the whole set) or datamodels
+   * (dmModels models, each trained on a random dmAlpha-subset, and a regression of their margins on the masks).
+   */
+  attribution: z.enum(["trak", "datamodels"]).default("trak"),
+  /** Models in the TRAK ensemble (datamodels runs train one, for the baselines and the "before" outcome). */
   models: z.number().int().min(1).default(2),
+  dmModels: z.number().int().min(4).default(1000),
+  dmAlpha: z.number().gt(0).lte(1).default(0.5),
+  dmPenalty: z.enum(["l2", "l1"]).default("l2"),
+  /** Held-out subset models for the LDS of A (0: none); both attributions are scored on the same ones. */
+  ldsModels: z.number().int().min(0).default(0),
   k: z.number().int().positive().default(256),
   projection: z.enum(["dense", "factored"]).default("factored"),
   /** Weight attributions by Qbar = 1 - p, as TRAK does (see KernelOptions.qWeight). */
@@ -85,6 +99,8 @@ export interface Summary {
   baselines: Record<string, Omit<DetectorRow, "name">>;
   spectral_score: DetectionMetrics | null;
   stage_seconds: Record<string, number>;
+  /** LDS of A on `ldsModels` held-out subset models (src/datamodels/lds.ts), when asked for. */
+  lds: number | null;
   config: Cfg;
   adapter: string;
   n: number;
@@ -168,15 +184,48 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
     return model;
   };
   const models: Model[] = [];
-  for (let m = 0; m < cfg.models; m++) {
+  const ensemble = cfg.attribution === "trak" ? cfg.models : 1;
+  for (let m = 0; m < ensemble; m++) {
     const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, m });
-    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, ensembleSeed(cfg.seed, m), undefined, `train model ${m + 1}/${cfg.models}`), { dataKey, m }));
+    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, ensembleSeed(cfg.seed, m), undefined, `train model ${m + 1}/${ensemble}`), { dataKey, m }));
   }
   stage("train");
 
-  // 3. attribution (TRAK factors) and 4. scores
-  const scoreKey = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts, qWeight: cfg.qWeight, search: cfg.searchBackend });
+  // Subset models (datamodels, and the held-out ones of the LDS): one resumable store per training set and
+  // recipe, so the two attributions share held-out models and a larger dmModels extends a smaller run.
+  const needStore = cfg.attribution === "datamodels" || cfg.ldsModels > 0;
+  const store = needStore
+    ? await DatamodelStore.open(joinPath(cfg.cache, `datamodels-${keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, alpha: cfg.dmAlpha })}`), {
+      n: train.n, alpha: cfg.dmAlpha, seed: cfg.seed, targets: 0, job: { dataKey, model: cfg.model, recipe: cfg.recipe },
+    })
+    : undefined;
+  const trainSubsets = (split: "train" | "heldout", count: number, label: string) =>
+    trainSubsetModels(rt, store!, split, count, { config: cfg.model, recipe: cfg.recipe, train: deviceTrain }, (p) =>
+      onProgress({ stage: label, done: p.done, total: p.total, detail: p.trained ? `${p.secondsPerModel.toFixed(2)} s/model` : "" }));
+  let heldOut: HeldOut | undefined;
+  if (cfg.ldsModels > 0) {
+    await trainSubsets("heldout", cfg.ldsModels, "held-out subset models");
+    heldOut = await storedHeldOut(store!, cfg.ldsModels);
+    stage("lds models");
+  }
+
+  // 3. attribution (TRAK factors, or the datamodels matrix) and 4. scores
+  const ldsKey = cfg.ldsModels ? { ldsModels: cfg.ldsModels, alpha: cfg.dmAlpha } : {};
+  const scoreKey = cfg.attribution === "trak"
+    ? keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts, qWeight: cfg.qWeight, search: cfg.searchBackend, ...ldsKey })
+    : keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, attribution: "datamodels", dmModels: cfg.dmModels, dmAlpha: cfg.dmAlpha, dmPenalty: cfg.dmPenalty, restarts: cfg.restarts, ...ldsKey });
   const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {
+    if (cfg.attribution === "datamodels") {
+      await trainSubsets("train", cfg.dmModels, "datamodel subset models");
+      stage("datamodels train");
+      // The first dmModels records: a store extended by a larger run still gives this run's fit.
+      const data = { n: store!.n, models: cfg.dmModels, rows: (start: number, count: number) => store!.rows(start, count) };
+      const fit = await fitDatamodels(rt, data, { penalty: cfg.dmPenalty, seed: cfg.seed, onProgress: (done, total, detail) => onProgress({ stage: "datamodels fit", done, total, detail }) });
+      const A = (await rt.read(fit.weights)) as Float32Array; // row = target, diagonal zeroed by the fit
+      fit.weights.release();
+      stage("attribute");
+      return scoreDense(A, train.n, cfg, onProgress, heldOut);
+    }
     const feats: Features[] = [];
     for (let m = 0; m < models.length; m++) {
       feats.push(await featurize(rt, models[m], deviceTrain, {
@@ -184,7 +233,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
         onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
       }));
     }
-    return scoreFeatures(rt, feats, cfg, onProgress, () => stage("attribute"));
+    return scoreFeatures(rt, feats, cfg, onProgress, () => stage("attribute"), heldOut);
   });
   stage("search");
   const scores = Float64Array.from(scored.search);
@@ -215,7 +264,7 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: (
   const baselineAfter: Record<string, Outcome> = {};
   if (cfg.retrainBaselines) for (const [name, b] of Object.entries(baselines)) baselineAfter[name] = await retrained(b.flagged, `retrain without ${name}`);
   stage("retrain");
-  const summary = summarize({ cfg, scores, spectral, flagged, baselines, baselineAfter, poisoned, before, after, n: train.n, adapter: rt.adapterName, seconds: (performance.now() - t0) / 1000, stageSeconds });
+  const summary = summarize({ cfg, scores, spectral, flagged, baselines, baselineAfter, poisoned, before, after, n: train.n, adapter: rt.adapterName, seconds: (performance.now() - t0) / 1000, stageSeconds, lds: scored.lds });
   return { summary, scores, spectral, baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])), train, poisonedSet: poisoned ? new Set(poisoned) : null };
 }
 
@@ -229,11 +278,11 @@ export async function loadTestSet(cfg: Pick<Cfg, "data" | "test" | "seed">): Pro
 }
 
 /** Features of the ensemble -> A's factors -> search and spectral scores. Releases every phi. */
-export async function scoreFeatures(rt: Runtime, feats: Features[], cfg: SearchSettings & { qWeight: boolean }, onProgress: (p: StageProgress) => void, onAttributed: () => void = () => {}): Promise<{ search: number[]; spectral: number[]; backend: string }> {
+export async function scoreFeatures(rt: Runtime, feats: Features[], cfg: SearchSettings & { qWeight: boolean }, onProgress: (p: StageProgress) => void, onAttributed: () => void = () => {}, heldOut?: HeldOut): Promise<Scored> {
   const { attribution } = await buildAttribution(rt, feats, { qWeight: cfg.qWeight });
   feats.forEach((f) => f.phi.release());
   onAttributed();
-  const result = await scoreAttribution(rt, attribution, cfg, onProgress);
+  const result = await scoreAttribution(rt, attribution, cfg, onProgress, heldOut);
   attribution.release();
   return result;
 }
@@ -263,7 +312,7 @@ export async function evaluateOutcome(rt: Runtime, model: Model, deviceTest: Dev
 /** The summary from the scores and outcomes (after = NaN where no retraining was done). */
 export function summarize(a: {
   cfg: Cfg; scores: Float64Array; spectral: Float64Array; flagged: number[]; baselines: BaselineResult; baselineAfter?: Record<string, Outcome>;
-  poisoned: number[] | null; before: Outcome; after: Outcome; n: number; adapter: string; seconds: number; stageSeconds: Record<string, number>;
+  poisoned: number[] | null; before: Outcome; after: Outcome; n: number; adapter: string; seconds: number; stageSeconds: Record<string, number>; lds?: number;
 }): Summary {
   const { poisoned, n, flagged } = a;
   const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: n }, (_, i) => s.has(i)); })() : null;
@@ -287,6 +336,7 @@ export function summarize(a: {
     baselines: baselineRows,
     spectral_score: truth ? detectionMetrics(a.spectral, truth, topK(a.spectral, flagged.length)) : null,
     stage_seconds: a.stageSeconds,
+    lds: a.lds ?? null,
     config: a.cfg,
     adapter: a.adapter,
     n,
@@ -301,24 +351,51 @@ export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend">;
  * CPU adapter their gemvs stream all of U and V per swap (~3 GB/s on llvmpipe), so while the dense
  * n x n matrix is small (n <= denseUpTo, 64 MiB at 4096) it is built once and searched on the host.
  */
-export async function scoreAttribution(rt: Runtime, a: Attribution, cfg: SearchSettings, onProgress: (p: StageProgress) => void): Promise<{ search: number[]; spectral: number[]; backend: string }> {
+export async function scoreAttribution(rt: Runtime, a: Attribution, cfg: SearchSettings, onProgress: (p: StageProgress) => void, heldOut?: HeldOut): Promise<Scored> {
   const n = a.n;
   const dense = cfg.searchBackend === "dense" || (cfg.searchBackend === "auto" && n <= 4096);
-  const factors = dense ? undefined : new Factors(rt, [{ U: a.U, V: a.V, offset: 0, rows: n }]);
-  let A: Float32Array | undefined;
   if (dense) {
-    A = await a.readBlock(0, n, 0, n);
+    const A = await a.readBlock(0, n, 0, n);
     for (let i = 0; i < n; i++) A[i * n + i] = 0; // A's diagonal is zero by definition (DESIGN.md)
+    return scoreDense(A, n, cfg, onProgress, heldOut);
   }
-  const backend = A ? denseCpuBackend(A, n) : factorBackend(rt, factors!);
-  const result = await maxSumSearch(backend, {
+  const factors = new Factors(rt, [{ U: a.U, V: a.V, offset: 0, rows: n }]);
+  const backend = factorBackend(rt, factors);
+  const result = await maxSumSearch(backend, searchOptions(cfg, onProgress));
+  backend.dispose();
+  const spectral = await spectralFactors(rt, factors, { seed: cfg.seed });
+  const lds = heldOut && (await heldOutLds(async (r0, r1) => {
+    const rows = await a.readBlock(r0, r1, 0, n);
+    for (let i = r0; i < r1; i++) rows[(i - r0) * n + i] = 0;
+    return rows;
+  }, n, heldOut)).lds;
+  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: "factors (device)", ...(lds !== undefined && { lds }) };
+}
+
+export interface Scored {
+  search: number[];
+  spectral: number[];
+  backend: string;
+  /** LDS on the held-out subset models, when there are some. */
+  lds?: number;
+}
+
+/** Search and spectral scores (and the LDS) of a dense n x n A on the host, row = target, diagonal zero. */
+export async function scoreDense(A: Float32Array, n: number, cfg: SearchSettings, onProgress: (p: StageProgress) => void, heldOut?: HeldOut): Promise<Scored> {
+  const backend = denseCpuBackend(A, n);
+  const result = await maxSumSearch(backend, searchOptions(cfg, onProgress));
+  backend.dispose();
+  const spectral = spectralDense(A, n, { seed: cfg.seed });
+  const lds = heldOut && (await heldOutLds(async (r0, r1) => A.subarray(r0 * n, r1 * n), n, heldOut)).lds;
+  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: "dense (host)", ...(lds !== undefined && { lds }) };
+}
+
+function searchOptions(cfg: SearchSettings, onProgress: (p: StageProgress) => void) {
+  return {
     restarts: cfg.restarts,
     seed: cfg.seed,
-    onProgress: (p) => onProgress({ stage: "search", done: p.sizeIndex * p.restarts + p.restart + 1, total: p.sizes * p.restarts, detail: `size ${p.size}` }),
-  });
-  backend.dispose();
-  const spectral = A ? spectralDense(A, n, { seed: cfg.seed }) : await spectralFactors(rt, factors!, { seed: cfg.seed });
-  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: A ? "dense (host)" : "factors (device)" };
+    onProgress: (p: SearchProgress) => onProgress({ stage: "search", done: p.sizeIndex * p.restarts + p.restart + 1, total: p.sizes * p.restarts, detail: `size ${p.size}` }),
+  };
 }
 
 export async function attackSuccess(rt: Runtime, model: Model, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<number> {

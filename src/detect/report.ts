@@ -92,7 +92,7 @@ figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-renderi
 </style></head><body>
 <h1>Backdoor detection report</h1>
 <p>${s.n} training examples${cfg.attack !== "none" ? `, attack <b>${esc(cfg.attack)}</b> (${esc(JSON.stringify(cfg.attackConfig))}), ${s.poisoned?.length ?? 0} poisoned` : ", no attack (real, unlabelled use: ranking only)"}.
-Model ${esc(cfg.model.kind)}, ensemble of ${cfg.models}, TRAK k = ${cfg.k} (${cfg.projection}), ${cfg.restarts} restarts per size.
+Model ${esc(cfg.model.kind)}, ${cfg.attribution === "datamodels" ? `datamodels from ${cfg.dmModels} subset models (alpha ${cfg.dmAlpha}, ${cfg.dmPenalty})` : `ensemble of ${cfg.models}, TRAK k = ${cfg.k} (${cfg.projection})`}, ${cfg.restarts} restarts per size${s.lds !== null && s.lds !== undefined ? `; LDS ${s.lds.toFixed(3)} on ${cfg.ldsModels} held-out subset models` : ""}.
 ${s.flagged.length} examples flagged and removed; ${s.seconds.toFixed(0)} s end to end on <code>${esc(s.adapter)}</code>.</p>
 ${truth ? `<h2>Detectors</h2>
 <table><tr><th>detector</th><th>AUROC</th><th>precision@budget</th><th>recall@budget</th><th>TPR@5%FPR</th><th>flagged</th><th>clean acc before</th><th>ASR before</th><th>clean acc after</th><th>ASR after</th></tr>${rows}</table>
