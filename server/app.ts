@@ -1,0 +1,205 @@
+// The coordinator's HTTP API (Hono, runtime-agnostic): createApp(...) returns the app; its `fetch`
+// is the handler for Deno.serve, Node's http (server/node-adapter.ts) or tests.
+// Middleware: bearer tokens (admin for jobs, per-volunteer for everything else), per-token rate
+// limits, body-size limits per route (binary uploads: exactly the planned size), zod validation.
+import { zValidator } from "@hono/zod-validator";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { timingSafeEqual } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize, sep } from "node:path";
+import { z } from "zod";
+import { formatShape } from "./arrays.ts";
+import { sha256Hex, type BlobStore } from "./blobs.ts";
+import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
+import { ApiError } from "./errors.ts";
+import type { JobKindRegistry } from "./job-kind.ts";
+import type { SqlStore, VolunteerRow } from "./store/sql.ts";
+
+export interface RateLimit {
+  /** Sustained requests per second per token. */
+  perSecond: number;
+  /** Bucket size (requests allowed in a burst). */
+  burst: number;
+}
+
+export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" | "kinds"> {
+  store: SqlStore;
+  blobs: BlobStore;
+  kinds: JobKindRegistry;
+  adminToken: string;
+  /** Per volunteer token (default 100/s, burst 400); registrations share one bucket (default 20/s, burst 200). */
+  rateLimit?: RateLimit;
+  registerRateLimit?: RateLimit;
+  /** JSON bodies (default 64 KiB; job creation 1 MiB). */
+  jsonLimit?: number;
+  /** Directory served at /volunteer (the browser worker page). */
+  volunteerDir?: string;
+  /** Extra sub-apps mounted at "/" (e.g. the data sets route of server/jobs). */
+  routes?: Hono[];
+  /** Use this coordinator instead of building one from the options. */
+  coordinator?: Coordinator;
+}
+
+type Env = { Variables: { volunteer: VolunteerRow } };
+
+const bearer = (c: Context): string | null => {
+  const h = c.req.header("authorization");
+  const m = h ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
+  return m ? m[1] : null;
+};
+
+function tokenBuckets(limit: RateLimit) {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return (key: string): number => {
+    const now = Date.now();
+    const b = buckets.get(key) ?? { tokens: limit.burst, at: now };
+    b.tokens = Math.min(limit.burst, b.tokens + ((now - b.at) / 1000) * limit.perSecond);
+    b.at = now;
+    buckets.set(key, b);
+    if (buckets.size > 100_000) buckets.clear(); // bounded memory under token spraying
+    if (b.tokens < 1) return Math.ceil(((1 - b.tokens) / limit.perSecond) * 1000);
+    b.tokens -= 1;
+    return 0;
+  };
+}
+
+function zodMessage(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((i) => `${i.path.map(String).join(".") || "body"}: ${i.message}`).join("; ");
+}
+
+/** zod validation with a clear 400 `{ error }`. */
+const validate = <T extends z.ZodType, Target extends "json" | "query" | "param">(target: Target, schema: T) =>
+  zValidator(target, schema, (r, c) => {
+    if (!r.success) return c.json({ error: `invalid ${target === "json" ? "body" : target}: ${zodMessage(r.error.issues)}` }, 400);
+  });
+
+const CONTENT_TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png", ".svg": "image/svg+xml" };
+
+const Fence = z.object({ fence: z.coerce.number().int().nonnegative() });
+const LeaseParam = z.object({ leaseId: z.string().uuid() });
+
+export function createApp(o: AppOptions) {
+  const coord = o.coordinator ?? new Coordinator(o);
+  const jsonLimit = o.jsonLimit ?? 64 * 1024;
+  const limited = tokenBuckets(o.rateLimit ?? { perSecond: 100, burst: 400 });
+  const registerLimited = tokenBuckets(o.registerRateLimit ?? { perSecond: 20, burst: 200 });
+  const adminHash = sha256Hex(new TextEncoder().encode(o.adminToken));
+
+  const tooLarge = (max: number) => (c: Context) => c.json({ error: `body too large: at most ${max} bytes here` }, 413);
+  const jsonBody = (max = jsonLimit) => bodyLimit({ maxSize: max, onError: tooLarge(max) });
+
+  const rate = (key: string, check = limited) => {
+    const wait = check(key);
+    if (wait) throw new HTTPException(429, { message: `rate limit exceeded; retry in ${wait} ms`, res: undefined });
+  };
+
+  const admin: MiddlewareHandler<Env> = async (c, next) => {
+    const t = bearer(c);
+    if (!t) throw new ApiError(401, "missing bearer token (Authorization: Bearer <admin token>)");
+    // Compare digests: constant time, and equal lengths whatever the token's length.
+    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) throw new ApiError(403, "not the admin token");
+    rate("admin");
+    await next();
+  };
+
+  const volunteer: MiddlewareHandler<Env> = async (c, next) => {
+    const t = bearer(c);
+    if (!t) throw new ApiError(401, "missing bearer token (register with POST /v1/volunteers)");
+    const hash = sha256Hex(new TextEncoder().encode(t));
+    rate(hash);
+    const v = await coord.store.volunteerByTokenHash(hash);
+    if (!v) throw new ApiError(401, "unknown volunteer token");
+    c.set("volunteer", v);
+    await next();
+  };
+
+  const app = new Hono<Env>()
+    .post("/v1/jobs", jsonBody(1024 * 1024), admin, validate("json", z.object({ kind: z.string().min(1).max(100), spec: z.unknown() })), async (c) => {
+      const { kind, spec } = c.req.valid("json");
+      return c.json({ jobId: await coord.createJob(kind, spec) }, 201);
+    })
+    .get("/v1/jobs/:id", async (c) => c.json(await coord.jobStatus(c.req.param("id")), 200))
+    .get("/v1/jobs/:id/report/:file{.+}", async (c) => {
+      const file = c.req.param("file");
+      const bytes = await coord.reportFile(c.req.param("id"), file);
+      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream" });
+    })
+    .post("/v1/volunteers", jsonBody(), validate("json", z.object({ name: z.string().max(200).optional(), agent: z.string().max(500).optional() })), async (c) => {
+      rate("register", registerLimited);
+      const { name, agent } = c.req.valid("json");
+      const volunteerId = crypto.randomUUID();
+      const token = `${volunteerId}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
+      // Only the token's hash is stored: a leaked database does not leak volunteers' tokens.
+      await coord.store.createVolunteer(volunteerId, name ?? "anonymous", agent ?? "", sha256Hex(new TextEncoder().encode(token)));
+      return c.json({ volunteerId, token }, 201);
+    })
+    .post("/v1/leases", jsonBody(), volunteer, validate("json", z.object({ kinds: z.array(z.string().max(100)).max(50).optional() })), async (c) => {
+      const lease = await coord.lease(c.get("volunteer"), c.req.valid("json").kinds);
+      if (!lease) return c.body(null, 204);
+      return c.json(lease, 200);
+    })
+    .post("/v1/leases/:leaseId/heartbeat", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
+      const deadline = await coord.store.heartbeat(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence, coord.leaseMs);
+      return c.json({ deadline }, 200);
+    })
+    .get("/v1/jobs/:id/shards/:key{.+}/arrays/:name", volunteer, async (c) => {
+      const { meta, bytes } = await coord.acceptedArray(c.req.param("id"), c.req.param("key"), c.req.param("name"));
+      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream", "x-dtype": meta.dtype, "x-shape": formatShape(meta.shape) });
+    })
+    .put(
+      "/v1/leases/:leaseId/arrays/:name",
+      volunteer,
+      validate("param", LeaseParam.extend({ name: z.string().min(1).max(100) })),
+      validate("query", Fence),
+      async (c, next) => {
+        const ct = c.req.header("content-type") ?? "";
+        if (!ct.startsWith("application/octet-stream")) throw new ApiError(415, `arrays are uploaded as application/octet-stream (got "${ct}")`);
+        const { leaseId, name } = c.req.valid("param");
+        const max = await coord.uploadLimit(leaseId, c.get("volunteer").id, c.req.valid("query").fence, name);
+        return bodyLimit({ maxSize: max, onError: tooLarge(max) })(c, next);
+      },
+      async (c) => {
+        const { leaseId, name } = c.req.valid("param");
+        const body = new Uint8Array(await c.req.arrayBuffer());
+        await coord.putArray(leaseId, c.get("volunteer").id, c.req.valid("query").fence, name, c.req.header("x-dtype") ?? null, c.req.header("x-shape") ?? null, body);
+        return c.body(null, 204);
+      },
+    )
+    .post("/v1/leases/:leaseId/submit", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
+      return c.json(await coord.submit(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence), 200);
+    });
+
+  if (o.volunteerDir) {
+    const root = normalize(o.volunteerDir);
+    app.get("/volunteer/:path{.*}?", async (c) => {
+      const rel = c.req.param("path") || "index.html";
+      const path = normalize(join(root, rel));
+      if (path !== root && !path.startsWith(root.endsWith(sep) ? root : root + sep)) throw new ApiError(404, "not found");
+      try {
+        const bytes = new Uint8Array(await readFile(path));
+        return c.body(bytes, 200, { "content-type": CONTENT_TYPES[extname(path)] ?? "application/octet-stream" });
+      } catch {
+        throw new ApiError(404, `no file ${rel}`);
+      }
+    });
+  }
+  for (const r of o.routes ?? []) app.route("/", r);
+
+  app.notFound((c) => c.json({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+  app.onError((e, c) => {
+    if (e instanceof ApiError) return c.json({ error: e.message }, e.status);
+    if (e instanceof HTTPException) {
+      // Hono's own 4xx (e.g. malformed JSON from the validator) keep their status, as `{ error }`.
+      const msg = e.message || (e.status === 400 ? "bad request" : "error");
+      if (e.status === 429) return c.json({ error: msg }, 429, { "retry-after": "1" });
+      return c.json({ error: msg }, e.status);
+    }
+    o.log?.(`internal error on ${c.req.method} ${c.req.url}: ${(e as Error).stack ?? e}`);
+    return c.json({ error: "internal error" }, 500);
+  });
+  return Object.assign(app, { coordinator: coord });
+}
+
+export type AppType = ReturnType<typeof createApp>;

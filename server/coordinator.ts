@@ -1,0 +1,284 @@
+// The coordinator's protocol on top of the store: validation of results (BOINC-style quorum for
+// deterministic shards, spot checks for nondeterministic ones), adaptive replication for trusted
+// volunteers, and the once-only finish step.
+//
+// Trust rule: a volunteer whose streak of valid results is >= trustStreak (default 10) gets, for each
+// fresh deterministic shard it leases, a solo lease with probability soloProbability (default 4/5):
+// its result is accepted without a replica, so only 1 in 5 of its shards is replicated. A solo lease
+// counts as two replicas while it is live, so nobody else gets the shard meanwhile. Any invalid
+// result (a failed spot check, or disagreeing with the accepted result) resets the streak to 0.
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkArray, maxBytesOf, typedArray } from "./arrays.ts";
+import type { BlobStore } from "./blobs.ts";
+import { ApiError } from "./errors.ts";
+import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "./job-kind.ts";
+import type { ResultRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
+
+export interface CoordinatorOptions {
+  store: SqlStore;
+  blobs: BlobStore;
+  kinds: JobKindRegistry;
+  /** Lease length; heartbeats extend a lease by this much (default 60 s). */
+  leaseMs?: number;
+  trustStreak?: number;
+  soloProbability?: number;
+  /** Randomness for solo draws and spot-check seeds (tests pass a seeded one). */
+  random?: () => number;
+  /** How long a finish claim lasts without being extended (default 60 s). */
+  finishTtlMs?: number;
+  /** Name of this instance in finish claims. */
+  instanceId?: string;
+  log?: (msg: string) => void;
+}
+
+export type SubmitStatus = { status: "accepted" | "pending-quorum" | "rejected"; reason?: string };
+
+export class Coordinator {
+  readonly store: SqlStore;
+  readonly blobs: BlobStore;
+  readonly kinds: JobKindRegistry;
+  readonly leaseMs: number;
+  private readonly trustStreak: number;
+  private readonly soloProbability: number;
+  private readonly random: () => number;
+  private readonly finishTtlMs: number;
+  readonly instanceId: string;
+  private readonly log: (msg: string) => void;
+  private readonly specs = new Map<string, unknown>();
+  private readonly finishing = new Map<string, Promise<void>>();
+  private sweeper: ReturnType<typeof setInterval> | undefined;
+
+  constructor(o: CoordinatorOptions) {
+    this.store = o.store;
+    this.blobs = o.blobs;
+    this.kinds = o.kinds;
+    this.leaseMs = o.leaseMs ?? 60_000;
+    this.trustStreak = o.trustStreak ?? 10;
+    this.soloProbability = o.soloProbability ?? 0.8;
+    this.random = o.random ?? Math.random;
+    this.finishTtlMs = o.finishTtlMs ?? 60_000;
+    this.instanceId = o.instanceId ?? crypto.randomUUID();
+    this.log = o.log ?? (() => undefined);
+  }
+
+  private kindOf(name: string): JobKind<unknown> {
+    const k = this.kinds.get(name);
+    if (!k) throw new ApiError(400, `unknown job kind "${name}"; known: ${[...this.kinds.keys()].join(", ")}`);
+    return k;
+  }
+
+  private async specOf(jobId: string): Promise<{ kind: JobKind<unknown>; spec: unknown }> {
+    const job = await this.store.getJob(jobId);
+    if (!job) throw new ApiError(404, `unknown job ${jobId}`);
+    const kind = this.kindOf(job.kind);
+    let spec = this.specs.get(jobId);
+    if (spec === undefined) {
+      spec = kind.spec.parse(job.spec);
+      this.specs.set(jobId, spec);
+    }
+    return { kind, spec };
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  async createJob(kindName: string, rawSpec: unknown): Promise<string> {
+    const kind = this.kindOf(kindName);
+    const parsed = kind.spec.safeParse(rawSpec);
+    if (!parsed.success) throw new ApiError(400, `invalid spec for "${kindName}": ${parsed.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`).join("; ")}`);
+    const shards = kind.plan(parsed.data);
+    if (shards.length === 0) throw new ApiError(400, `the spec plans no shards`);
+    const id = crypto.randomUUID();
+    await this.store.createJob(id, kindName, parsed.data, shards);
+    return id;
+  }
+
+  async jobStatus(jobId: string) {
+    const job = await this.store.getJob(jobId);
+    if (!job) throw new ApiError(404, `unknown job ${jobId}`);
+    const shards = await this.store.shardCounts(jobId);
+    return {
+      id: job.id,
+      kind: job.kind,
+      state: job.state,
+      shards,
+      ...(job.summary ? { summary: job.summary } : {}),
+      ...(job.error ? { error: job.error } : {}),
+      files: Object.keys(job.files),
+    };
+  }
+
+  async reportFile(jobId: string, file: string): Promise<Uint8Array> {
+    const job = await this.store.getJob(jobId);
+    if (!job) throw new ApiError(404, `unknown job ${jobId}`);
+    const hash = job.files[file];
+    if (!hash) throw new ApiError(404, job.state === "done" ? `job ${jobId} has no report file "${file}"` : `job ${jobId} is ${job.state}; its report is not written yet`);
+    return this.blobs.get(hash);
+  }
+
+  // ------------------------------------------------------------------ volunteers and leases
+
+  async lease(volunteer: VolunteerRow, kinds: string[] | undefined) {
+    const solo = volunteer.streak >= this.trustStreak && this.random() < this.soloProbability;
+    const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo);
+    if (!got) return null;
+    const { lease, shard } = got;
+    return {
+      leaseId: lease.id,
+      fence: lease.fence,
+      deadline: lease.deadline,
+      shard: { jobId: shard.jobId, key: shard.key, kind: shard.kind, payload: shard.payload, deps: shard.deps, outputs: shard.outputs, ...(shard.maxBytes !== undefined ? { maxBytes: shard.maxBytes } : {}) },
+    };
+  }
+
+  /** Byte limit for an upload of array `name` on this lease: the plan's size, known before reading the body. */
+  async uploadLimit(leaseId: string, volunteerId: string, fence: number, name: string): Promise<number> {
+    const lease = await this.store.usableLease(leaseId, volunteerId, fence);
+    const shard = (await this.store.getShard(lease.jobId, lease.key))!;
+    const spec = shard.outputs[name];
+    if (!spec) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    return maxBytesOf(spec, shard.maxBytes);
+  }
+
+  async putArray(leaseId: string, volunteerId: string, fence: number, name: string, dtype: string | null, shape: string | null, body: Uint8Array): Promise<void> {
+    const lease = await this.store.usableLease(leaseId, volunteerId, fence);
+    const shard = (await this.store.getShard(lease.jobId, lease.key))!;
+    const spec = shard.outputs[name];
+    if (!spec) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    const checked = checkArray(name, spec, shard.maxBytes, dtype, shape, body);
+    if (!checked.ok) throw new ApiError(422, checked.reason);
+    const hash = await this.blobs.put(body);
+    await this.store.stageArray(leaseId, volunteerId, fence, name, { dtype: checked.value.dtype, shape: checked.value.shape, hash });
+  }
+
+  async acceptedArray(jobId: string, key: string, name: string): Promise<{ meta: StoredArray; bytes: Uint8Array }> {
+    const arrays = await this.store.acceptedArrays(jobId, key);
+    if (!arrays) {
+      const shard = await this.store.getShard(jobId, key);
+      throw new ApiError(404, shard ? `shard "${key}" has no accepted result yet` : `unknown shard "${key}" in job ${jobId}`);
+    }
+    const meta = arrays[name];
+    if (!meta) throw new ApiError(404, `shard "${key}" has no array "${name}"`);
+    return { meta, bytes: await this.blobs.get(meta.hash) };
+  }
+
+  private async loadArrays(r: ResultRow): Promise<Record<string, ArrayValue>> {
+    const out: Record<string, ArrayValue> = {};
+    for (const [name, a] of Object.entries(r.arrays)) out[name] = { dtype: a.dtype, shape: a.shape, data: typedArray(a.dtype, await this.blobs.get(a.hash)) };
+    return out;
+  }
+
+  /** Accepted results of a job's shards, as the job kind reads them. */
+  inputs(jobId: string): Inputs {
+    return {
+      get: async (depKey, name) => {
+        const { meta, bytes } = await this.acceptedArray(jobId, depKey, name);
+        return { dtype: meta.dtype, shape: meta.shape, data: typedArray(meta.dtype, bytes) };
+      },
+    };
+  }
+
+  async submit(leaseId: string, volunteerId: string, fence: number): Promise<SubmitStatus> {
+    const { result, lease, shard } = await this.store.submit(leaseId, volunteerId, fence);
+    if (result.status === "rejected") return { status: "rejected", reason: result.reason ?? undefined };
+    const { kind, spec } = await this.specOf(result.jobId);
+    const plan: ShardPlan = shard;
+    const mine = await this.loadArrays(result);
+    let outcome: { status: "accepted" | "rejected"; jobComplete: boolean; reason?: string };
+    if (!shard.deterministic) {
+      const seed = Math.floor(this.random() * 2 ** 32);
+      let reason: string | null;
+      try {
+        reason = await kind.spotCheck(spec, plan, mine, this.inputs(result.jobId), seed);
+      } catch (e) {
+        reason = `spot check failed: ${(e as Error).message}`;
+      }
+      if (reason) {
+        await this.store.reject(result.id, reason);
+        return { status: "rejected", reason };
+      }
+      outcome = await this.store.accept(result.id, null, []);
+    } else if (lease.weight === 2) {
+      outcome = await this.store.accept(result.id, null, []);
+    } else {
+      // Quorum: compare with the other pending results of this shard (all from other volunteers).
+      const others = (await this.store.shardResults(result.jobId, result.key)).filter((r) => r.id !== result.id && r.status === "pending");
+      let partner: string | null = null;
+      const disagreed: string[] = [];
+      for (const o of others) {
+        if (kind.agree(plan, mine, await this.loadArrays(o))) {
+          partner ??= o.id;
+        } else disagreed.push(o.id);
+      }
+      if (!partner) {
+        if (disagreed.length) await this.store.wantAnotherReplica(result.jobId, result.key);
+        return { status: "pending-quorum" };
+      }
+      outcome = await this.store.accept(result.id, partner, disagreed);
+    }
+    if (outcome.jobComplete) this.finishSoon(result.jobId);
+    return outcome.status === "accepted" ? { status: "accepted" } : { status: "rejected", reason: outcome.reason };
+  }
+
+  // ------------------------------------------------------------------ finishing
+
+  /** Start the finish step for `jobId` in the background if this instance wins the claim. */
+  finishSoon(jobId: string): void {
+    if (this.finishing.has(jobId)) return;
+    const p = this.runFinish(jobId)
+      .catch((e) => this.log(`finish ${jobId}: ${(e as Error).message}`))
+      .finally(() => this.finishing.delete(jobId));
+    this.finishing.set(jobId, p);
+  }
+
+  /** Wait for the finish steps this instance is running (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.finishing.size) await Promise.all([...this.finishing.values()]);
+  }
+
+  private async runFinish(jobId: string): Promise<void> {
+    if (!(await this.store.claimFinish(jobId, this.instanceId, this.finishTtlMs))) return;
+    const keepAlive = setInterval(() => void this.store.extendFinish(jobId, this.instanceId, this.finishTtlMs).catch(() => undefined), Math.max(50, this.finishTtlMs / 3));
+    const outDir = await mkdtemp(join(tmpdir(), `finish-${jobId}-`));
+    try {
+      const { kind, spec } = await this.specOf(jobId);
+      this.log(`job ${jobId}: all shards accepted, finishing`);
+      const summary = await kind.finish(spec, this.inputs(jobId), outDir, (m) => this.log(`job ${jobId}: ${m}`));
+      // Report files go into the content-addressed blob store: every instance can serve them, and the
+      // job row names them only once the claim is still ours.
+      const files: Record<string, string> = {};
+      for (const f of await readdir(outDir, { recursive: true, withFileTypes: true })) {
+        if (!f.isFile()) continue;
+        const rel = join((f as { parentPath?: string }).parentPath ?? outDir, f.name).slice(outDir.length + 1);
+        files[rel] = await this.blobs.put(new Uint8Array(await readFile(join(outDir, rel))));
+      }
+      if (!files["summary.json"]) files["summary.json"] = await this.blobs.put(new TextEncoder().encode(JSON.stringify(summary, null, 2)));
+      if (!(await this.store.completeFinish(jobId, this.instanceId, summary, files))) this.log(`job ${jobId}: finish claim lost; another instance finishes it`);
+      else this.log(`job ${jobId}: done`);
+    } catch (e) {
+      await this.store.failFinish(jobId, this.instanceId, `finish failed: ${(e as Error).message}`);
+      throw e;
+    } finally {
+      clearInterval(keepAlive);
+      await rm(outDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Finish jobs that are complete but unfinished (after a restart, or a finisher that died). */
+  async sweep(): Promise<void> {
+    for (const id of await this.store.jobsToFinish()) this.finishSoon(id);
+  }
+
+  start(intervalMs = 2000): this {
+    void this.sweep().catch(() => undefined);
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), intervalMs);
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    await this.settled();
+  }
+}

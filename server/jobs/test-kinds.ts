@@ -1,0 +1,153 @@
+// Cheap job kinds for the coordinator's own tests and benchmark (server/jobs/ belongs to the real
+// kinds; this file is the one exception). "test-matrix" plans:
+// - rows/i   deterministic: rows [start, start+count) of a seeded n x n matrix with a planted block
+//            (replicated, accepted when two volunteers agree);
+// - scale/i  nondeterministic, after rows/i: 2 * rows plus fresh noise in [-1e-3, 1e-3] (spot-checked
+//            against rows/i on a random sample of entries);
+// and finish runs the maximum-sum submatrix search (src/detect/search.ts, float64 CPU backend) on the
+// accepted matrix and writes summary.json with the members found.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import { mulberry32 } from "../../src/data/dataset.ts";
+import { denseCpuBackend, maxSumSearch } from "../../src/detect/search.ts";
+import type { ArrayValue, Executor, JobKind, JobKindRegistry, ShardPlan } from "../job-kind.ts";
+
+export const TestMatrixSpec = z.object({
+  n: z.number().int().min(4).max(4096),
+  rowsPerShard: z.number().int().min(1),
+  block: z.number().int().min(2),
+  seed: z.number().int().nonnegative(),
+  /** Plan the nondeterministic scale/i shards too (default true). */
+  scale: z.boolean().default(true),
+  /** Executors sleep this long per shard (lease expiry and kill tests). */
+  slowMs: z.number().int().nonnegative().default(0),
+});
+export type TestMatrixSpec = z.infer<typeof TestMatrixSpec>;
+
+export interface RowsPayload {
+  seed: number;
+  n: number;
+  start: number;
+  count: number;
+  block: number;
+  slowMs: number;
+}
+
+/** The planted block: the first `block` indices of a seeded permutation of 0..n-1. */
+export function plantedBlock(seed: number, n: number, block: number): number[] {
+  const rand = mulberry32(seed ^ 0x5bd1e995);
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < block; i++) {
+    const j = i + Math.floor(rand() * (n - i));
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  return idx.slice(0, block).sort((a, b) => a - b);
+}
+
+/** Rows [start, start+count) of the matrix: uniform noise in [-1, 1) plus 1.5 inside the planted block. */
+export function syntheticRows(p: Omit<RowsPayload, "slowMs">): Float32Array {
+  const inBlock = new Uint8Array(p.n);
+  for (const i of plantedBlock(p.seed, p.n, p.block)) inBlock[i] = 1;
+  const out = new Float32Array(p.count * p.n);
+  for (let r = 0; r < p.count; r++) {
+    const i = p.start + r;
+    const rand = mulberry32((p.seed * 7919 + i * 104729) >>> 0);
+    for (let j = 0; j < p.n; j++) out[r * p.n + j] = 2 * rand() - 1 + (inBlock[i] && inBlock[j] ? 1.5 : 0);
+  }
+  return out;
+}
+
+function shardRanges(spec: TestMatrixSpec): { start: number; count: number }[] {
+  const out: { start: number; count: number }[] = [];
+  for (let start = 0; start < spec.n; start += spec.rowsPerShard) out.push({ start, count: Math.min(spec.rowsPerShard, spec.n - start) });
+  return out;
+}
+
+const maxAbsDiff = (a: ArrayValue, b: ArrayValue) => {
+  if (a.data.length !== b.data.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i] - b.data[i]));
+  return m;
+};
+
+export const testMatrix: JobKind<TestMatrixSpec> = {
+  name: "test-matrix",
+  spec: TestMatrixSpec,
+  plan(spec) {
+    if (spec.block >= spec.n) throw new Error("block must be smaller than n");
+    const shards: ShardPlan[] = [];
+    for (const [i, r] of shardRanges(spec).entries()) {
+      const payload: RowsPayload = { seed: spec.seed, n: spec.n, start: r.start, count: r.count, block: spec.block, slowMs: spec.slowMs };
+      shards.push({ key: `rows/${i}`, kind: "test-rows", payload, deps: [], outputs: { rows: { dtype: "f32", shape: [r.count, spec.n] } }, deterministic: true });
+      if (spec.scale) {
+        shards.push({ key: `scale/${i}`, kind: "test-scale", payload: { ...payload, dep: `rows/${i}` }, deps: [`rows/${i}`], outputs: { scaled: { dtype: "f32", shape: [r.count, spec.n] } }, deterministic: false });
+      }
+    }
+    return shards;
+  },
+  agree(shard, a, b) {
+    return Object.keys(shard.outputs).every((k) => a[k] && b[k] && maxAbsDiff(a[k], b[k]) <= 1e-6);
+  },
+  async spotCheck(_spec, shard, result, inputs, seed) {
+    const p = shard.payload as RowsPayload & { dep: string };
+    const x = (await inputs.get(p.dep, "rows")).data;
+    const y = result.scaled.data;
+    const rand = mulberry32(seed);
+    for (let s = 0; s < 16; s++) {
+      const i = Math.floor(rand() * y.length);
+      if (Math.abs(y[i] - 2 * x[i]) > 1.01e-3) return `scaled[${i}] = ${y[i]} is not 2 * ${x[i]} within 1e-3`;
+    }
+    return null;
+  },
+  async finish(spec, inputs, outDir, onProgress) {
+    const n = spec.n;
+    const A = new Float64Array(n * n);
+    let scaledTotal = 0;
+    for (const [i, r] of shardRanges(spec).entries()) {
+      A.set((await inputs.get(`rows/${i}`, "rows")).data, r.start * n);
+      if (spec.scale) for (const v of (await inputs.get(`scale/${i}`, "scaled")).data) scaledTotal += v;
+    }
+    onProgress?.("searching");
+    const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [spec.block], restarts: 4, seed: spec.seed });
+    const best = res.solutions.reduce((a, b) => (b.objective > a.objective ? b : a));
+    let total = 0;
+    for (const v of A) total += v;
+    const summary = {
+      members: [...best.members],
+      objective: best.objective,
+      planted: plantedBlock(spec.seed, n, spec.block),
+      matrixTotal: total,
+      scaledTotal,
+    };
+    await writeFile(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
+    await writeFile(join(outDir, "report.html"), `<!doctype html><title>test-matrix</title><p>members: ${summary.members.join(", ")}</p>`);
+    return summary;
+  },
+};
+
+export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix]]);
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), { once: true });
+  });
+
+/** Honest executors for the test kinds (the worker loop runs them). */
+export const testExecutors: Record<string, Executor> = {
+  "test-rows": async (p: RowsPayload, _inputs, ctx) => {
+    if (p.slowMs) await sleep(p.slowMs, ctx.signal);
+    ctx.onProgress(1);
+    return { rows: { dtype: "f32", shape: [p.count, p.n], data: syntheticRows(p) } };
+  },
+  "test-scale": async (p: RowsPayload & { dep: string }, inputs, ctx) => {
+    if (p.slowMs) await sleep(p.slowMs, ctx.signal);
+    const x = (await inputs.get(p.dep, "rows")).data;
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = 2 * x[i] + (Math.random() * 2 - 1) * 1e-3;
+    ctx.onProgress(1);
+    return { scaled: { dtype: "f32", shape: [p.count, p.n], data: y } };
+  },
+};

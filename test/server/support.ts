@@ -1,0 +1,111 @@
+// Helpers for the coordinator tests: stores on SQLite (better-sqlite3 / node:sqlite) and PostgreSQL
+// (PG_TEST_URL, one fresh schema per store), an in-process coordinator on a real loopback socket,
+// and job/worker helpers.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp, type AppOptions } from "../../server/app.ts";
+import { DiskBlobStore } from "../../server/blobs.ts";
+import { coordinatorClient, errorOf } from "../../server/client.ts";
+import { TEST_KINDS } from "../../server/jobs/test-kinds.ts";
+import type { SqlDriver } from "../../server/store/driver.ts";
+import { openPg } from "../../server/store/pg.ts";
+import { SqlStore, type StoreOptions } from "../../server/store/sql.ts";
+
+export type Backend = "sqlite" | "pg";
+
+const env = (k: string): string | undefined =>
+  (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k) ?? (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k];
+
+export const ADMIN = "test-admin-token-0123456789";
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `${prefix}-`));
+}
+
+/** PostgreSQL for tests: PG_TEST_URL, or a clear failure (CI starts a server and sets it, see .ci/run). */
+export function pgUrl(): string {
+  const url = env("PG_TEST_URL");
+  if (!url) throw new Error("PG_TEST_URL is not set: these tests need a PostgreSQL server (e.g. postgres://coord:coord@127.0.0.1:5432/coord_test; .ci/run starts one and sets it)");
+  return url;
+}
+
+let schemaCounter = 0;
+export function freshSchema(): string {
+  return `t_${Date.now().toString(36)}_${(Math.random() * 1e9).toString(36).replace(".", "")}_${schemaCounter++}`;
+}
+
+/** A SQLite driver for this runtime: node:sqlite under Deno, better-sqlite3 under Node. */
+export async function openSqlite(path: string): Promise<SqlDriver> {
+  if ((globalThis as { Deno?: unknown }).Deno) return (await import("../../server/store/sqlite-deno.ts")).openSqliteDeno(path);
+  return (await import("../../server/store/sqlite-node.ts")).openSqliteNode(path);
+}
+
+export async function openStore(backend: Backend, opts: StoreOptions = {}): Promise<SqlStore> {
+  const driver = backend === "pg" ? await openPg(pgUrl(), { schema: freshSchema(), max: 30 }) : await openSqlite(join(tempDir("coord-db"), "db.sqlite"));
+  return new SqlStore(driver, opts).init();
+}
+
+export interface Running {
+  url: string;
+  app: ReturnType<typeof createApp>;
+  store: SqlStore;
+  close(): Promise<void>;
+}
+
+/** The app on a real loopback socket (Deno.serve, or Node's http through server/node-adapter.ts). */
+export async function startCoordinator(backend: Backend, opts: Partial<AppOptions> = {}, storeOpts: StoreOptions = {}): Promise<Running> {
+  const store = opts.store ?? (await openStore(backend, storeOpts));
+  const app = createApp({ store, blobs: new DiskBlobStore(tempDir("coord-blobs")), kinds: TEST_KINDS, adminToken: ADMIN, ...opts });
+  const Deno = (globalThis as { Deno?: { serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { addr: { port: number }; shutdown(): Promise<void> } } }).Deno;
+  let port: number;
+  let stopServer: () => Promise<void>;
+  if (Deno) {
+    const s = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => undefined }, app.fetch);
+    port = s.addr.port;
+    stopServer = () => s.shutdown();
+  } else {
+    const { serveNode } = await import("../../server/node-adapter.ts");
+    const s = await serveNode(app.fetch, 0, "127.0.0.1");
+    port = (s.address() as { port: number }).port;
+    stopServer = () => new Promise<void>((r) => (s.closeAllConnections(), s.close(() => r())));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    store,
+    async close() {
+      await stopServer();
+      await app.coordinator.stop();
+      await store.close();
+    },
+  };
+}
+
+export async function createJob(url: string, spec: Record<string, unknown>, kind = "test-matrix"): Promise<string> {
+  const res = await coordinatorClient(url, ADMIN).v1.jobs.$post({ json: { kind, spec } });
+  if (res.status !== 201) throw await errorOf(res);
+  return ((await res.json()) as { jobId: string }).jobId;
+}
+
+export async function jobStatus(url: string, jobId: string) {
+  const res = await coordinatorClient(url).v1.jobs[":id"].$get({ param: { id: jobId } });
+  if (!res.ok) throw await errorOf(res);
+  return (await res.json()) as { state: string; shards: { total: number; accepted: number; leased: number; pending: number }; summary?: Record<string, unknown>; error?: string };
+}
+
+export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await jobStatus(url, jobId);
+    if (s.state === "done" || s.state === "failed") return s;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`job ${jobId} still ${s.state} after ${timeoutMs} ms: ${JSON.stringify(s.shards)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function register(url: string, name = "v"): Promise<{ volunteerId: string; token: string }> {
+  const res = await coordinatorClient(url).v1.volunteers.$post({ json: { name } });
+  if (res.status !== 201) throw await errorOf(res);
+  return (await res.json()) as { volunteerId: string; token: string };
+}
