@@ -323,14 +323,19 @@ export class SqlStore {
       // PostgreSQL: SKIP LOCKED lets concurrent claimers pass each other; the shard row lock is what
       // every lease issue takes, and the re-count below (a fresh statement, so a fresh snapshot)
       // sees leases committed between this statement's snapshot and the lock.
-      for (let attempt = 0; attempt < 6; attempt++) {
-        const rows = await q.all<Row>(
+      // When every candidate is locked by another claimer, SKIP LOCKED finds nothing although the
+      // shard may still want a second replica: then wait for the lock (plain FOR UPDATE) and re-count.
+      const candidate = (lock: string) =>
+        q.all<Row>(
           `SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job_id
            WHERE s.state = 'open' AND s.deps_left = 0 AND j.state = 'running'${kindSql}
              AND s.replicas > ${outstanding} AND NOT ${mine}
-           ORDER BY s.job_created, s.job_id, s.idx LIMIT 1${this.lockSkip}`,
+           ORDER BY s.job_created, s.job_id, s.idx LIMIT 1${lock}`,
           [...(kinds ?? []), now, volunteerId, now],
         );
+      for (let attempt = 0; attempt < 8; attempt++) {
+        let rows = await candidate(this.lockSkip);
+        if (!rows[0] && this.lock) rows = await candidate(" FOR UPDATE OF s");
         if (!rows[0]) return null;
         const shard = toShard(rows[0]);
         const [c] = await q.all<Row>(
