@@ -8,11 +8,13 @@
 //   --admin-token T  token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)
 //   --lease-ms N     lease length, extended by heartbeats (60000)
 //   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both "default,test"
-//   --volunteer-dir DIR  the browser worker page served at /volunteer (default src/volunteer/browser)
+//   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
+//                    src/volunteer/browser/build.ts into .cache/volunteer-page)
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import type { Hono } from "hono";
+import { buildVolunteerPage } from "../src/volunteer/browser/build.ts";
 import { createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
 import type { JobKind, JobKindRegistry } from "./job-kind.ts";
@@ -30,7 +32,7 @@ const Flags = z.object({
   "admin-token": z.string().min(16, "the admin token needs at least 16 characters").optional(),
   "lease-ms": z.coerce.number().int().min(100).default(60_000),
   kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default("default"),
-  "volunteer-dir": z.string().default("src/volunteer/browser"),
+  "volunteer-dir": z.string().optional(),
 });
 export type ServeFlags = z.infer<typeof Flags>;
 
@@ -94,7 +96,7 @@ export async function startCoordinator(flags: ServeFlags, rt: Runtime, log: (s: 
     adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
     log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
   }
-  const app = createApp({ store, blobs: new DiskBlobStore(flags.blobs), kinds, adminToken, leaseMs: flags["lease-ms"], volunteerDir: flags["volunteer-dir"], routes, log: (m) => log(m) });
+  const app = createApp({ store, blobs: new DiskBlobStore(flags.blobs), kinds, adminToken, leaseMs: flags["lease-ms"], volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()), routes, log: (m) => log(m) });
   app.coordinator.start();
   const server = await rt.serve(app.fetch, flags.port, flags.host);
   log(`coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${flags.pg ? "postgresql" : `sqlite ${flags.db}`}; kinds: ${[...kinds.keys()].join(", ")})`);

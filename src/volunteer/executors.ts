@@ -6,7 +6,7 @@
 // here; the host passes a loader for the CIFAR-10 training split.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import type { ArrayValue, Inputs } from "../../server/job-kind.ts";
+import type { ArrayValue, Executor } from "../../server/job-kind.ts";
 import { featurize } from "../attribution/featurize.ts";
 import { releaseModel } from "../attribution/lds.ts";
 import { crc32 } from "../data/io.ts";
@@ -19,13 +19,7 @@ import { buildModel, type Model } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
 import { type DatasetRef, FEATURIZE, FeaturizePayload, TRAIN, TrainPayload } from "./shards.ts";
 
-export interface ExecutorContext {
-  /** Fraction of the shard done, 0..1. */
-  onProgress(frac: number): void;
-  signal?: AbortSignal;
-}
-/** Same shape as the generic loop's executor (src/volunteer/loop.ts). */
-export type Executor = (payload: unknown, inputs: Inputs, ctx: ExecutorContext) => Promise<Record<string, ArrayValue>>;
+export type { Executor };
 
 export interface ExecutorEnv {
   rt: Runtime;

@@ -1,0 +1,33 @@
+// Builds the browser volunteer page into a directory the coordinator serves at /volunteer
+// (AppOptions.volunteerDir): index.html plus two esbuild bundles, page.js (the tab) and worker.js (the
+// Web Worker that runs the kernels). esbuild is the binary npm already installed (via tsx/vite); it is
+// spawned through node:child_process, which works under Deno and Node alike.
+import { execFile } from "node:child_process";
+import { copyFile, mkdir } from "node:fs/promises";
+
+const here = (p: string) => new URL(p, import.meta.url).pathname;
+const ROOT = here("../../../");
+export const DEFAULT_PAGE_DIR = `${ROOT}.cache/volunteer-page`;
+
+let built: Promise<string> | undefined;
+
+/** Bundle once per process (about a second); resolves to the directory to serve. */
+export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
+  built ??= (async () => {
+    await mkdir(outDir, { recursive: true });
+    await copyFile(here("./index.html"), `${outDir}/index.html`);
+    const esbuild = `${ROOT}node_modules/.bin/esbuild`;
+    const args = [
+      here("./page.ts"), here("./worker.ts"), "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
+      // Node-only code paths are behind runtime checks and dynamic imports; keep them out of the bundle.
+      "--external:node:*", "--external:webgpu", `--outdir=${outDir}`, "--log-level=warning",
+    ];
+    await new Promise<void>((resolve, reject) =>
+      execFile(esbuild, args, { cwd: ROOT }, (err, _stdout, stderr) => (err ? reject(new Error(`esbuild failed: ${stderr || err.message}`)) : resolve())));
+    return outDir;
+  })();
+  built.catch(() => (built = undefined));
+  return built;
+}
+
+if ((import.meta as { main?: boolean }).main) console.log(await buildVolunteerPage(process.argv[2] ?? (globalThis as { Deno?: { args: string[] } }).Deno?.args[0]));

@@ -1,0 +1,65 @@
+// The volunteer page's main thread: starts the Web Worker (./worker.ts, through comlink), shows its
+// progress, and stops it when the tab goes away (pagehide / beforeunload): the loop is aborted, which
+// releases its lease when it can; otherwise the lease simply expires and the shard is reassigned.
+import * as Comlink from "comlink";
+import type { VolunteerStatus, VolunteerWorkerApi } from "./worker.ts";
+
+const $ = (id: string) => document.getElementById(id)!;
+const params = new URLSearchParams(location.search);
+const server = params.get("server") ?? location.origin;
+const maxShards = params.has("maxShards") ? Number(params.get("maxShards")) : undefined;
+
+let worker: Worker | undefined;
+let api: Comlink.Remote<VolunteerWorkerApi> | undefined;
+
+function log(line: string): void {
+  const el = $("log");
+  el.textContent += `${new Date().toISOString().slice(11, 19)} ${line}\n`;
+  el.scrollTop = el.scrollHeight;
+}
+
+function show(s: VolunteerStatus): void {
+  $("state").textContent = s.state;
+  if (s.adapter) $("adapter").textContent = s.adapter;
+  $("done").textContent = String(s.shardsDone);
+  $("current").textContent = s.current ? `${s.current.kind} ${s.current.key}` : "—";
+  ($("progress") as HTMLProgressElement).value = s.current?.fraction ?? 0;
+  $("rate").textContent = s.shardsPerMinute ? `${s.shardsPerMinute.toFixed(2)} shards/min` : "—";
+  if (s.message) log(s.message);
+  (window as unknown as { volunteerStatus: VolunteerStatus }).volunteerStatus = s; // for tests and the curious
+}
+
+async function start(): Promise<void> {
+  ($("start") as HTMLButtonElement).disabled = true;
+  ($("stop") as HTMLButtonElement).disabled = false;
+  worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  api = Comlink.wrap<VolunteerWorkerApi>(worker);
+  try {
+    const final = await api.start({ server, maxShards, name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show));
+    show(final);
+  } catch (e) {
+    log(`stopped with an error: ${(e as Error).message}`);
+    $("state").textContent = "error";
+  } finally {
+    ($("start") as HTMLButtonElement).disabled = false;
+    ($("stop") as HTMLButtonElement).disabled = true;
+    worker?.terminate();
+    worker = undefined;
+  }
+}
+
+async function stop(): Promise<void> {
+  ($("stop") as HTMLButtonElement).disabled = true;
+  await api?.stop();
+}
+
+$("start").addEventListener("click", () => void start());
+$("stop").addEventListener("click", () => void stop());
+// The tab is going away: abort now (the worker gets a moment to release its lease; if it does not, the
+// lease expires on the coordinator and the shard is reassigned).
+const leaving = () => {
+  void api?.stop();
+};
+addEventListener("pagehide", leaving);
+addEventListener("beforeunload", leaving);
+if (params.get("autostart") === "1") void start();

@@ -1,0 +1,111 @@
+// The volunteer's Web Worker: acquires WebGPU here (off the page's main thread), runs the generic
+// worker loop (../loop.ts) with the TRAK executors, and reports status to the page through comlink.
+// The CIFAR-10 tarball comes from the coordinator (GET /v1/datasets/:name), once per worker.
+import * as Comlink from "comlink";
+import "../../../kernels/index.ts"; // every kernel op and variant registered, as in the CLIs
+import { loadCifar10Archive } from "../../data/cifar.ts";
+import type { Dataset } from "../../data/dataset.ts";
+import { getRuntime } from "../../gpu/runtime.ts";
+import { type Executor, trakExecutors } from "../executors.ts";
+import { runWorker } from "../loop.ts";
+
+export interface VolunteerStatus {
+  state: "starting" | "running" | "idle" | "stopped" | "error";
+  adapter?: string;
+  shardsDone: number;
+  current?: { kind: string; key: string; fraction: number };
+  shardsPerMinute?: number;
+  message?: string;
+}
+
+export interface StartOptions {
+  server: string;
+  maxShards?: number;
+  name?: string;
+  agent?: string;
+}
+
+let abort: AbortController | undefined;
+
+/** A short name for a shard from its payload (the executor does not see the key). */
+function shardLabel(kind: string, payload: unknown): string {
+  const p = payload as { m?: number; modelIndex?: number; start?: number; end?: number };
+  return kind === "featurize" ? `model ${p.modelIndex} examples ${p.start}-${p.end}` : kind === "train" ? `model ${p.m}` : kind;
+}
+
+const api = {
+  async start(o: StartOptions, onStatus: (s: VolunteerStatus) => void): Promise<VolunteerStatus> {
+    abort?.abort();
+    const ctl = (abort = new AbortController());
+    const status: VolunteerStatus = { state: "starting", shardsDone: 0 };
+    const t0 = performance.now();
+    const emit = (message?: string) => onStatus({ ...status, message });
+    emit("acquiring WebGPU");
+    const rt = await getRuntime();
+    status.adapter = rt.adapterName;
+    const splits = new Map<string, Promise<Dataset>>();
+    const loadTrainSplit = (name: string) => {
+      let p = splits.get(name);
+      if (!p) {
+        p = (async () => {
+          emit(`downloading ${name}`);
+          const res = await fetch(`${o.server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, { signal: ctl.signal });
+          if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
+          const bytes = new Uint8Array(await res.arrayBuffer());
+          emit(`${name}: ${(bytes.length / 2 ** 20).toFixed(0)} MiB, decoding`);
+          return loadCifar10Archive(bytes, name, { split: "train" });
+        })();
+        p.catch(() => splits.delete(name));
+        splits.set(name, p);
+      }
+      return p;
+    };
+    // Wrap each executor to follow the current shard and its progress.
+    const executors: Record<string, Executor> = {};
+    for (const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m) }))) {
+      executors[kind] = async (payload, inputs, ctx) => {
+        status.state = "running";
+        status.current = { kind, key: shardLabel(kind, payload), fraction: 0 };
+        emit(`shard ${kind} ${status.current.key}`);
+        let last = 0;
+        const out = await run(payload, inputs, {
+          ...ctx,
+          onProgress: (f) => {
+            ctx.onProgress(f);
+            status.current!.fraction = f;
+            const now = performance.now();
+            if (now - last > 250) {
+              last = now;
+              emit();
+            }
+          },
+        });
+        status.shardsDone++;
+        status.shardsPerMinute = status.shardsDone / ((performance.now() - t0) / 60000);
+        status.current = undefined;
+        emit(`finished ${kind} ${shardLabel(kind, payload)}`);
+        return out;
+      };
+    }
+    status.state = "running";
+    try {
+      await runWorker({
+        server: o.server, executors, signal: ctl.signal, maxShards: o.maxShards, name: o.name, agent: o.agent,
+        onProgress: (e: unknown) => emit(typeof e === "string" ? e : JSON.stringify(e)),
+      });
+      status.state = "stopped";
+    } catch (e) {
+      status.state = ctl.signal.aborted ? "stopped" : "error";
+      status.message = (e as Error).message;
+      if (!ctl.signal.aborted) throw e;
+    }
+    status.current = undefined;
+    return { ...status };
+  },
+  stop(): void {
+    abort?.abort();
+  },
+};
+
+export type VolunteerWorkerApi = typeof api;
+Comlink.expose(api);

@@ -1,0 +1,120 @@
+// Headless volunteer: deno task worker --server URL [--max-shards N] [--kinds train,featurize]
+//                                       [--data PATH] [--name NAME]
+// Leases shards from the coordinator and runs them on this machine's WebGPU adapter until stopped
+// (SIGINT/SIGTERM: the current shard is aborted and the loop exits; a second signal exits at once).
+// --data: a local copy of the CIFAR-10 tarball the jobs name (else ../shared/datasets/ when present,
+// else it is downloaded from the coordinator once).
+import { parseArgs } from "node:util";
+import "../../kernels/index.ts";
+import { loadCifar10, loadCifar10Archive } from "../data/cifar.ts";
+import type { Dataset } from "../data/dataset.ts";
+import { baseName, pathKind } from "../data/io.ts";
+import { DEFAULT_DATA } from "../detect/pipeline.ts";
+import { getRuntime } from "../gpu/runtime.ts";
+import { trakExecutors } from "./executors.ts";
+import { runWorker } from "./loop.ts";
+
+declare const Deno: {
+  args: string[];
+  exit(code: number): never;
+  addSignalListener(sig: "SIGINT" | "SIGTERM", f: () => void): void;
+  hostname(): string;
+};
+
+const { values: a } = parseArgs({
+  args: Deno.args,
+  options: {
+    server: { type: "string" },
+    "max-shards": { type: "string" },
+    kinds: { type: "string" },
+    data: { type: "string" },
+    name: { type: "string" },
+  },
+});
+const fail = (msg: string): never => {
+  console.error(`worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] [--name NAME]`);
+  Deno.exit(2);
+};
+const server = a.server ?? fail("--server URL is required");
+try {
+  new URL(server);
+} catch {
+  fail(`--server "${server}" is not a URL`);
+}
+const maxShards = a["max-shards"] === undefined ? undefined : Number(a["max-shards"]);
+if (maxShards !== undefined && !(Number.isInteger(maxShards) && maxShards > 0)) fail(`--max-shards must be a positive integer, got "${a["max-shards"]}"`);
+const kinds = a.kinds?.split(",").map((s) => s.trim()).filter(Boolean);
+
+const stamp = () => new Date().toISOString().slice(11, 19);
+const log = (msg: string) => console.log(`${stamp()} ${msg}`);
+
+const ctl = new AbortController();
+let signals = 0;
+const stop = (sig: string) => () => {
+  if (++signals > 1) Deno.exit(130);
+  log(`${sig}: stopping (again to exit at once)`);
+  ctl.abort();
+};
+Deno.addSignalListener("SIGINT", stop("SIGINT"));
+Deno.addSignalListener("SIGTERM", stop("SIGTERM"));
+
+const rt = await getRuntime();
+log(`adapter ${rt.adapterName}; coordinator ${server}`);
+
+const splits = new Map<string, Promise<Dataset>>();
+async function loadTrainSplit(name: string): Promise<Dataset> {
+  const local = a.data ?? (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
+  if (local) return loadCifar10(local, { split: "train" });
+  let p = splits.get(name);
+  if (!p) {
+    p = (async () => {
+      log(`downloading ${name} from the coordinator`);
+      const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, { signal: ctl.signal });
+      if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
+      return loadCifar10Archive(new Uint8Array(await res.arrayBuffer()), name, { split: "train" });
+    })();
+    p.catch(() => splits.delete(name));
+    splits.set(name, p);
+  }
+  return p;
+}
+
+const all = trakExecutors({ rt, loadTrainSplit, log });
+const executors = kinds ? Object.fromEntries(Object.entries(all).filter(([k]) => kinds.includes(k))) : all;
+if (Object.keys(executors).length === 0) fail(`--kinds ${a.kinds}: none of ${Object.keys(all).join(", ")}`);
+let done = 0;
+const t0 = performance.now();
+for (const [kind, run] of Object.entries(executors)) {
+  executors[kind] = async (payload, inputs, ctx) => {
+    const p = payload as { m?: number; modelIndex?: number; start?: number; end?: number };
+    const what = kind === "featurize" ? `featurize model ${p.modelIndex} [${p.start}, ${p.end})` : `${kind} model ${p.m}`;
+    const started = performance.now();
+    let shown = -1;
+    log(`start ${what}`);
+    const out = await run(payload, inputs, {
+      ...ctx,
+      onProgress: (f) => {
+        ctx.onProgress(f);
+        const pct = Math.floor(f * 10) * 10;
+        if (pct !== shown) log(`  ${what}: ${(shown = pct)}%`);
+      },
+    });
+    done++;
+    log(`done ${what} in ${((performance.now() - started) / 1000).toFixed(1)} s (${done} shards, ${(done / ((performance.now() - t0) / 60000)).toFixed(2)} shards/min)`);
+    return out;
+  };
+}
+
+try {
+  await runWorker({
+    server, executors, signal: ctl.signal, maxShards, name: a.name ?? `deno@${Deno.hostname()}`, agent: `deno worker (${rt.adapterName})`,
+    onProgress: (e: unknown) => log(typeof e === "string" ? e : JSON.stringify(e)),
+  });
+} catch (e) {
+  if (!ctl.signal.aborted) {
+    console.error(`worker: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
+log(`stopped after ${done} shards`);
+Deno.exit(0);
