@@ -12,7 +12,7 @@ import { baseName, pathKind } from "../data/io.ts";
 import { DEFAULT_DATA } from "../detect/pipeline.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { trakExecutors } from "./executors.ts";
-import { runWorker } from "./loop.ts";
+import { runWorker, type WorkerEvent } from "./loop.ts";
 
 declare const Deno: {
   args: string[];
@@ -105,10 +105,27 @@ for (const [kind, run] of Object.entries(executors)) {
   };
 }
 
+let waiting = false;
+/** One line per event; progress is logged by the executor wrapper above, idle polls once per wait. */
+function describeEvent(e: WorkerEvent): string | null {
+  if (e.type !== "idle") waiting = false;
+  switch (e.type) {
+    case "registered": return `registered as volunteer ${e.volunteerId}`;
+    case "leased": return `leased ${e.shard.key} of job ${e.shard.jobId.slice(0, 8)} (fence ${e.fence})`;
+    case "submitted": return `submitted ${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`;
+    case "error": return `error${e.shard ? ` in ${e.shard.key}` : ""}: ${e.message}`;
+    case "idle": return waiting ? null : ((waiting = true), "no work ready; polling");
+    default: return null;
+  }
+}
+
 try {
   await runWorker({
     server, executors, signal: ctl.signal, maxShards, name: a.name ?? `deno@${Deno.hostname()}`, agent: `deno worker (${rt.adapterName})`,
-    onProgress: (e: unknown) => log(typeof e === "string" ? e : JSON.stringify(e)),
+    onProgress: (e) => {
+      const line = describeEvent(e);
+      if (line) log(line);
+    },
   });
 } catch (e) {
   if (!ctl.signal.aborted) {

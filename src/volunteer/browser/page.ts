@@ -35,7 +35,7 @@ async function start(): Promise<void> {
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   api = Comlink.wrap<VolunteerWorkerApi>(worker);
   try {
-    const final = await api.start({ server, maxShards, name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show));
+    const final = await api.start({ server, maxShards, kinds: params.get("kinds")?.split(","), name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show));
     show(final);
   } catch (e) {
     log(`stopped with an error: ${(e as Error).message}`);

@@ -13,6 +13,9 @@ export interface VolunteerStatus {
   state: "starting" | "running" | "idle" | "stopped" | "error";
   adapter?: string;
   shardsDone: number;
+  /** Shards leased so far, and the coordinator's verdicts on those submitted. */
+  leased?: number;
+  verdicts?: Record<string, string>;
   current?: { kind: string; key: string; fraction: number };
   shardsPerMinute?: number;
   message?: string;
@@ -20,6 +23,8 @@ export interface VolunteerStatus {
 
 export interface StartOptions {
   server: string;
+  /** Executors to offer (default all). */
+  kinds?: string[];
   maxShards?: number;
   name?: string;
   agent?: string;
@@ -63,8 +68,10 @@ const api = {
     // Wrap each executor to follow the current shard and its progress.
     const executors: Record<string, Executor> = {};
     for (const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m) }))) {
+      if (o.kinds && !o.kinds.includes(kind)) continue;
       executors[kind] = async (payload, inputs, ctx) => {
         status.state = "running";
+        status.leased = (status.leased ?? 0) + 1;
         status.current = { kind, key: shardLabel(kind, payload), fraction: 0 };
         emit(`shard ${kind} ${status.current.key}`);
         let last = 0;
@@ -91,7 +98,16 @@ const api = {
     try {
       await runWorker({
         server: o.server, executors, signal: ctl.signal, maxShards: o.maxShards, name: o.name, agent: o.agent,
-        onProgress: (e: unknown) => emit(typeof e === "string" ? e : JSON.stringify(e)),
+        onProgress: (e) => {
+          if (e.type === "submitted") (status.verdicts ??= {})[e.shard.key] = e.status;
+          if (e.type === "submitted") emit(`${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`);
+          else if (e.type === "leased") emit(`leased ${e.shard.key}`);
+          else if (e.type === "error") emit(`error: ${e.message}`);
+          else if (e.type === "idle" && status.state !== "idle") {
+            status.state = "idle";
+            emit("no work ready; polling");
+          }
+        },
       });
       status.state = "stopped";
     } catch (e) {
