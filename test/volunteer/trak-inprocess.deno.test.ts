@@ -10,12 +10,7 @@ import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 
-import type { DetectConfig } from "../../src/detect/pipeline.ts";
-export const TINY = {
-  train: 256, test: 300, models: 1, k: 64, shardSize: 128, restarts: 3,
-  recipe: { epochs: 1, batchSize: 32, lr: 0.05, cropPad: 0, flip: false },
-  model: { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [8, 16, 16] },
-} satisfies DetectConfig & { shardSize: number };
+import { TINY } from "./fixtures.ts";
 
 describe("trak job in process", () => {
   it("shards through the executors give runDetect's scores; spot check and agreement reject tampering", async () => {
