@@ -2,13 +2,13 @@
 // row-major matrix, so the solver is matrix products (matmul) plus these per-element / per-column steps.
 // Binding contract (wgsl/regression.wgsl), by entry point:
 //   rank1_update  mat (rw), u, v                              mat = s (mat + c u vᵀ)
-//   prox_step     hy, r, lam1 (read), theta, y (rw)           accelerated proximal-gradient step
+//   prox_step     r, lam1 (read), hy, theta, y (rw)           accelerated proximal-gradient step; hy <- |t' - t|
 //   col_sse       p, yh, bias (read), out (rw)                out[j] += sum_k (yh - p - bias[j])²
-//   col_absmax    p (read), out (rw)                          out[j] = max_{k != j} |p[k, j]|
+//   col_absmax    p (read), out (rw)                          out[j] = max_{k (!= j)} |p[k, j]|
 //   select_copy   cand, sse (read), best, best_theta (rw)     copy improved columns
 //   select_update sse, bias (read), best, best_bias, choice (rw)
 //   finalize      cand (read), out (rw)                       transpose, crop to n x n, zero diagonal
-// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta }; override WG; flat grids fold into y.
+// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta, offdiag }; override WG; flat grids fold into y.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
@@ -20,7 +20,7 @@ export interface RegressionVariant extends Variant {
 export const regressionOp = defineOp<RegressionVariant>("regression", "datamodels regression steps: centring, proximal step, held-out error and selection per target");
 regressionOp.register({ name: "default", file: "wgsl/regression.wgsl", code: await wgsl("regression.wgsl"), workgroupSize: 256 });
 
-const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0 };
+const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0, offdiag: 0 };
 
 function dispatch(rt: Runtime, entry: string, buffers: Record<string, Tensor>, uniforms: Partial<typeof ZERO_UNIFORMS>, items: number): void {
   const v = regressionOp.active;
@@ -63,7 +63,8 @@ export interface ProxStepParams {
 /**
  * One accelerated proximal-gradient step for every column (target) j of theta at once, minimising
  * ½ tᵀHt − rᵀt + ridge/2 |t|² + lam1[j] |t|₁: with hy = H y,
- * t' = soft(y − step (hy − r + ridge y), step lam1[j]), y' = t' + beta (t' − t). Updates theta and y in place.
+ * t' = soft(y − step (hy − r + ridge y), step lam1[j]), y' = t' + beta (t' − t). Updates theta and y in place,
+ * and overwrites hy (spent) with |t' − t|.
  */
 export function proxStep(rt: Runtime, b: { hy: Tensor; r: Tensor; lam1: Tensor; theta: Tensor; y: Tensor }, p: ProxStepParams): void {
   const [rows, cols] = cols2d(b.theta, "proxStep theta");
@@ -85,14 +86,14 @@ export function colSse(rt: Runtime, p: Tensor, yh: Tensor, bias: Tensor, out: Te
   return out;
 }
 
-/** out[j] = max over k ≠ j of |p[k, j]|, for columns j < n. */
-export function colAbsMax(rt: Runtime, p: Tensor, n: number, out?: Tensor): Tensor {
+/** out[j] = max over rows k of |p[k, j]| (k ≠ j when offDiagonal), for columns j < n. */
+export function colAbsMax(rt: Runtime, p: Tensor, n: number, o: { offDiagonal?: boolean; out?: Tensor } = {}): Tensor {
   const [rows, cols] = cols2d(p, "colAbsMax");
   if (n > cols) throw new Error(`colAbsMax: n = ${n} > ${cols} columns`);
-  const o = out ?? rt.empty([n], "f32");
-  need(o, n, "colAbsMax out");
-  dispatch(rt, "col_absmax", { p, out: o }, { rows, cols, n }, n);
-  return o;
+  const out = o.out ?? rt.empty([n], "f32");
+  need(out, n, "colAbsMax out");
+  dispatch(rt, "col_absmax", { p, out }, { rows, cols, n, offdiag: o.offDiagonal ? 1 : 0 }, n);
+  return out;
 }
 
 export interface Selection {
@@ -130,17 +131,19 @@ export function rank1UpdateRef(mat: Arr, rows: number, cols: number, u: Arr, v: 
   return Float64Array.from({ length: rows * cols }, (_, e) => s * (mat[e] + c * u[Math.floor(e / cols)] * v[e % cols]));
 }
 
-export function proxStepRef(hy: Arr, r: Arr, lam1: Arr, theta: Arr, y: Arr, cols: number, p: ProxStepParams): { theta: Float64Array; y: Float64Array } {
+export function proxStepRef(hy: Arr, r: Arr, lam1: Arr, theta: Arr, y: Arr, cols: number, p: ProxStepParams): { theta: Float64Array; y: Float64Array; step: Float64Array } {
   const t2 = new Float64Array(theta.length);
   const y2 = new Float64Array(theta.length);
+  const d = new Float64Array(theta.length);
   for (let e = 0; e < theta.length; e++) {
     const z = y[e] - p.step * (hy[e] - r[e] + p.ridge * y[e]);
     const th = p.step * lam1[e % cols];
     const t = Math.sign(z) * Math.max(Math.abs(z) - th, 0);
     y2[e] = t + p.beta * (t - theta[e]);
     t2[e] = t;
+    d[e] = Math.abs(t - theta[e]);
   }
-  return { theta: t2, y: y2 };
+  return { theta: t2, y: y2, step: d };
 }
 
 export function colSseRef(p: Arr, yh: Arr, bias: Arr, rows: number, cols: number, n: number, out?: Arr): Float64Array {
@@ -154,9 +157,9 @@ export function colSseRef(p: Arr, yh: Arr, bias: Arr, rows: number, cols: number
   return o;
 }
 
-export function colAbsMaxRef(p: Arr, rows: number, cols: number, n: number): Float64Array {
+export function colAbsMaxRef(p: Arr, rows: number, cols: number, n: number, offDiagonal = false): Float64Array {
   const o = new Float64Array(n);
-  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) if (k !== j) o[j] = Math.max(o[j], Math.abs(p[k * cols + j]));
+  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) if (k !== j || !offDiagonal) o[j] = Math.max(o[j], Math.abs(p[k * cols + j]));
   return o;
 }
 

@@ -1,9 +1,9 @@
 // Datamodels regression (src/datamodels/regression.ts): every target is a column of an [rows, cols]
 // row-major matrix (cols = row stride), so per-target quantities are per-column vectors.
 //   rank1_update:  mat = s * (mat + c * u v^T)                     centring a streamed Gram / cross product
-//   prox_step:     one accelerated proximal-gradient step for all targets at once (see below)
+//   prox_step:     one accelerated proximal-gradient step for all targets at once (see below); hy <- |step|
 //   col_sse:       out[j] += sum_k (yh[k, j] - p[k, j] - bias[j])^2 held-out squared error per target
-//   col_absmax:    out[j] = max_{k != j} |p[k, j]|                per-target lasso lambda_max (off-diagonal)
+//   col_absmax:    out[j] = max_{k (!= j if offdiag)} |p[k, j]|   per-target lasso lambda_max, step sizes
 //   select_copy:   best_theta[:, j] = cand[:, j] where j < n and sse[j] < best[j]
 //   select_update: best[j], best_bias[j], choice[j] = sse[j], bias[j], index where sse[j] < best[j]
 //   finalize:      out[i, j] = (i == j) ? 0 : cand[j, i], i, j < n (to row = target, cropped, diagonal zeroed)
@@ -20,13 +20,14 @@ struct Params {
   step: f32,
   ridge: f32,
   beta: f32,
+  offdiag: u32,
 }
 
 // Every entry point uses its own names (the runtime binds only what an entry point uses).
 @group(0) @binding(0) var<storage, read_write> mat: array<f32>;          // rank1_update
 @group(0) @binding(1) var<storage, read> u: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read> hy: array<f32>;                 // prox_step
+@group(0) @binding(3) var<storage, read_write> hy: array<f32>;           // prox_step
 @group(0) @binding(4) var<storage, read> r: array<f32>;
 @group(0) @binding(5) var<storage, read> lam1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> theta: array<f32>;
@@ -58,6 +59,7 @@ fn rank1_update(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
 
 // Minimises 1/2 t^T H t - r^T t + ridge/2 |t|^2 + lam1[j] |t|_1 per column j. With hy = H y (y the
 // extrapolated point): z = y - step (hy - r + ridge y); t' = soft(z, step lam1[j]); y' = t' + beta (t' - t).
+// hy is spent once read: it returns |t' - t| (the step, for the convergence test).
 @compute @workgroup_size(WG)
 fn prox_step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let e = flat(gid, nwg);
@@ -67,8 +69,10 @@ fn prox_step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   let z = ye - params.step * (hy[e] - r[e] + params.ridge * ye);
   let th = params.step * lam1[j];
   let t_new = sign(z) * max(abs(z) - th, 0.0);
-  y[e] = t_new + params.beta * (t_new - theta[e]);
+  let t_old = theta[e];
+  y[e] = t_new + params.beta * (t_new - t_old);
   theta[e] = t_new;
+  hy[e] = abs(t_new - t_old);
 }
 
 // One invocation per column j < n; rows loop, so neighbouring invocations read neighbouring addresses.
@@ -90,7 +94,7 @@ fn col_absmax(@builtin(global_invocation_id) gid: vec3u) {
   if (j >= params.n) { return; }
   var m = 0.0;
   for (var k = 0u; k < params.rows; k++) {
-    if (k != j) { m = max(m, abs(p[k * params.cols + j])); }
+    if (k != j || params.offdiag == 0u) { m = max(m, abs(p[k * params.cols + j])); }
   }
   out[j] = m;
 }

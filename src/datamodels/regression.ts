@@ -52,8 +52,13 @@ export interface FitOptions {
   lambdas?: number[];
   /** Models held out to choose λ per target: the last `heldOut` rows (default 10% of models, at least 1). */
   heldOut?: number;
-  /** Proximal-gradient iterations per path point (default 100). */
+  /** Most proximal-gradient iterations per path point (default 100). */
   iterations?: number;
+  /**
+   * Stop a path point early once an iteration moves no off-diagonal weight by more than `tolerance` times
+   * the largest off-diagonal weight (checked every 5 iterations; default 1e-4; 0 = always run `iterations`).
+   */
+  tolerance?: number;
   /** Models per streamed batch (default 256; rounded up to a multiple of 4). */
   batchRows?: number;
   /** Seeds the power iteration that bounds H's largest eigenvalue. */
@@ -73,6 +78,8 @@ export interface DatamodelFit {
   lambda: Float32Array;
   /** Per target at the chosen lambda. */
   heldOutMse: Float32Array;
+  /** Iterations run at each path point (fewer than asked where the tolerance was met). */
+  pathIterations?: number[];
 }
 
 export const DEFAULT_RATIOS = {
@@ -98,6 +105,7 @@ export interface FitPlan {
   train: number;
   heldOut: number;
   iterations: number;
+  tolerance: number;
   batchRows: number;
   seed: number;
 }
@@ -118,9 +126,24 @@ export function planFit(data: Pick<RegressionData, "n" | "models">, opts: FitOpt
   }
   const iterations = opts.iterations ?? 100;
   if (!Number.isInteger(iterations) || iterations < 1) throw new Error(`fitDatamodels: iterations must be a positive integer, got ${iterations}`);
+  const tolerance = opts.tolerance ?? 1e-4;
+  if (!(tolerance >= 0)) throw new Error(`fitDatamodels: tolerance must be >= 0, got ${tolerance}`);
   const batch = opts.batchRows ?? 256;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`fitDatamodels: batchRows must be a positive integer, got ${batch}`);
-  return { n, N: paddedSize(n), penalty, ratios, train: models - heldOut, heldOut, iterations, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
+  return { n, N: paddedSize(n), penalty, ratios, train: models - heldOut, heldOut, iterations, tolerance, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
+}
+
+/** Iterations between convergence checks (each costs two column reductions and a small readback). */
+export const CHECK_EVERY = 5;
+
+/** The stopping rule, from per-column maxima of the last step and of the weights (off-diagonal). */
+export function converged(plan: FitPlan, step: ArrayLike<number>, weights: ArrayLike<number>): boolean {
+  let [d, w] = [0, 0];
+  for (let j = 0; j < step.length; j++) {
+    d = Math.max(d, step[j]);
+    w = Math.max(w, weights[j]);
+  }
+  return d <= plan.tolerance * w;
 }
 
 /** Momentum for iteration k (0-based) of a path point: constant for strongly convex ridge, FISTA's for lasso. */
@@ -270,7 +293,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   // Per-target penalty scale.
   let lamScale: Float32Array;
   if (plan.penalty === "l1") {
-    const t = colAbsMax(rt, R, n);
+    const t = colAbsMax(rt, R, n, { offDiagonal: true });
     lamScale = (await rt.read(t)) as Float32Array;
     t.release();
   } else {
@@ -300,6 +323,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
     choice: fill(rt, rt.empty([n]), 0),
   };
   const sse = rt.empty([n]);
+  const pathIterations: number[] = [];
   for (let t = 0; t < plan.ratios.length; t++) {
     const ratio = plan.ratios[t];
     const ridge = plan.penalty === "l2" ? ratio * lamScale[0] : 0;
@@ -307,15 +331,27 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
     const Lt = L + ridge;
     const beta = momentum(plan, Lt, ridge);
     scale(rt, theta, 1, yExt); // warm start, momentum reset
-    for (let k = 0; k < plan.iterations; k++) {
+    let k = 0;
+    while (k < plan.iterations) {
       matmul(rt, H, yExt, { out: hy });
       proxStep(rt, { hy, r: R, lam1, theta, y: yExt }, { step: 1 / Lt, ridge, beta: beta(k) });
-      if (k % 8 === 7) {
-        await rt.sync();
-        done += 8;
-        progress(`λ ${t + 1}/${plan.ratios.length}: iteration ${k + 1}/${plan.iterations}`);
+      k++;
+      if (k % CHECK_EVERY === 0 && k < plan.iterations) {
+        let stop = false;
+        if (plan.tolerance > 0) {
+          const s = colAbsMax(rt, hy, n, { offDiagonal: true });
+          const w = colAbsMax(rt, theta, n, { offDiagonal: true });
+          const [sh, wh] = await rt.readMany([s, w]);
+          s.release();
+          w.release();
+          stop = converged(plan, sh, wh);
+        } else await rt.sync();
+        done = trainBatches + t * (plan.iterations + 1) + k;
+        progress(`λ ${t + 1}/${plan.ratios.length}: iteration ${k}/${plan.iterations}`);
+        if (stop) break;
       }
     }
+    pathIterations.push(k);
     done = trainBatches + t * (plan.iterations + 1) + plan.iterations;
     // Held-out error per target: bias = ȳ − Θᵀx̄, predictions Xh Θ + bias.
     const bias = rt.upload(padVec(ybar, N), [N]);
@@ -354,7 +390,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
     lambda[j] = plan.ratios[c] * (plan.penalty === "l1" ? lamScale[j] : lamScale[0]);
     heldOutMse[j] = best[j] / heldOut;
   }
-  return { n, weights, bias: bestBias as Float32Array, lambda, heldOutMse };
+  return { n, weights, bias: bestBias as Float32Array, lambda, heldOutMse, pathIterations };
 }
 
 /** Largest eigenvalue of the symmetric PSD [N, N] H (first n coordinates), by the power method. */
@@ -445,6 +481,7 @@ export interface DatamodelFitRef {
   bias: Float64Array;
   lambda: Float64Array;
   heldOutMse: Float64Array;
+  pathIterations: number[];
 }
 
 /** The fit, step for step, in float64 on the host (same plan, path, step sizes and momentum). O(n³) per iteration. */
@@ -472,13 +509,12 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
     }
   }
   const L = est * LIPSCHITZ_MARGIN;
-  const lamScale = plan.penalty === "l1"
-    ? Float64Array.from({ length: n }, (_, j) => {
-      let mx = 0;
-      for (let k = 0; k < n; k++) if (k !== j) mx = Math.max(mx, Math.abs(R[k * n + j]));
-      return mx;
-    })
-    : new Float64Array(n).fill(meanMaskVariance(sums, m));
+  const offDiagMax = (a: Float64Array) => Float64Array.from({ length: n }, (_, j) => {
+    let mx = 0;
+    for (let k = 0; k < n; k++) if (k !== j) mx = Math.max(mx, Math.abs(a[k * n + j]));
+    return mx;
+  });
+  const lamScale = plan.penalty === "l1" ? offDiagMax(R) : new Float64Array(n).fill(meanMaskVariance(sums, m));
   const theta = new Float64Array(n * n);
   const y = new Float64Array(n * n);
   const hy = new Float64Array(n * n);
@@ -486,6 +522,7 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
   const bestTheta = new Float64Array(n * n);
   const bestBias = new Float64Array(n);
   const choice = new Int32Array(n);
+  const pathIterations: number[] = [];
   for (let t = 0; t < plan.ratios.length; t++) {
     const ratio = plan.ratios[t];
     const ridge = plan.penalty === "l2" ? ratio * lamScale[0] : 0;
@@ -493,7 +530,8 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
     const step = 1 / Lt;
     const beta = momentum(plan, Lt, ridge);
     y.set(theta);
-    for (let k = 0; k < plan.iterations; k++) {
+    let k = 0;
+    while (k < plan.iterations) {
       matmulSquare(H, y, n, hy);
       const b = beta(k);
       for (let e = 0; e < n * n; e++) {
@@ -501,9 +539,13 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
         const th = plan.penalty === "l1" ? step * ratio * lamScale[e % n] : 0;
         const tn = Math.sign(z) * Math.max(Math.abs(z) - th, 0);
         y[e] = tn + b * (tn - theta[e]);
+        hy[e] = Math.abs(tn - theta[e]);
         theta[e] = tn;
       }
+      k++;
+      if (k % CHECK_EVERY === 0 && k < plan.iterations && plan.tolerance > 0 && converged(plan, offDiagMax(hy), offDiagMax(theta))) break;
     }
+    pathIterations.push(k);
     const bias = Float64Array.from(ybar, (yb, j) => {
       let s = yb;
       for (let k = 0; k < n; k++) s -= xbar[k] * theta[k * n + j];
@@ -537,6 +579,7 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
     bias: bestBias,
     lambda: Float64Array.from(choice, (c, j) => plan.ratios[c] * (plan.penalty === "l1" ? lamScale[j] : lamScale[0])),
     heldOutMse: best.map((s) => s / heldOut),
+    pathIterations,
   };
 }
 

@@ -88,7 +88,7 @@ describe("datamodels regression", () => {
       const n = 24;
       const data = syntheticRegression({ n, models: 300, support: 3, noise: 0.3, seed });
       const ratio = 0.05;
-      const opts = { penalty, lambdas: [ratio], iterations: 600, batchRows: 40, seed };
+      const opts = { penalty, lambdas: [ratio], iterations: 600, tolerance: 0, batchRows: 40, seed };
       const fit = await fitDatamodels(rt, data, opts);
       const W = await rt.read(fit.weights);
       const plan = planFit(data, opts);
@@ -101,7 +101,7 @@ describe("datamodels regression", () => {
       const err = assertClose(W, want, { rtol: 2e-3, scale }, `${penalty} weights vs exact solve`);
       console.log(`${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`);
       // The float64 twin of the whole fit (same path, steps, momentum), a short run with 3 path points.
-      const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, batchRows: 40, seed };
+      const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, tolerance: 0, batchRows: 40, seed };
       const [g, c] = [await fitDatamodels(rt, data, short), await fitDatamodelsRef(data, short)];
       const gw = await rt.read(g.weights);
       assertClose(gw, c.weights, { rtol: 1e-3, scale: Math.max(...c.weights.map(Math.abs)) }, `${penalty} weights vs float64 twin`);

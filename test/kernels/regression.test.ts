@@ -9,7 +9,7 @@ const RTOL = 1e-5;
 
 describe("regression kernels", () => {
   for (const v of k.regressionOp.variants) {
-    it(`${v.name}: rank1_update, prox_step (l1 and l2), col_sse, col_absmax match the float64 twins`, async () => {
+    it(`${v.name}: rank1_update, prox_step (l1 and l2), col_sse, col_absmax (with and without the diagonal) match the float64 twins`, async () => {
       k.regressionOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`regression kernels ${v.name}`));
@@ -37,9 +37,10 @@ describe("regression kernels", () => {
           const lam1 = rt.upload(lamData, [cols]);
           k.proxStep(rt, { hy, r, lam1, theta, y }, p);
           const want = k.proxStepRef(hyData, rData, lamData, thetaData, yData, cols, p);
-          const [gotT, gotY] = await rt.readMany([theta, y]);
+          const [gotT, gotY, gotStep] = await rt.readMany([theta, y, hy]);
           assertClose(gotT, want.theta, { rtol: RTOL }, `prox_step theta (l1 ${l1})`);
           assertClose(gotY, want.y, { rtol: RTOL }, `prox_step y (l1 ${l1})`);
+          assertClose(gotStep, want.step, { rtol: RTOL }, `prox_step |step| (l1 ${l1})`);
           if (l1 && size > 20) expect(want.theta.filter((x) => x === 0).length).toBeGreaterThan(0); // the threshold bit
           [hy, r, lam1, theta, y].forEach((t) => t.release());
         }
@@ -55,9 +56,11 @@ describe("regression kernels", () => {
         const out = rt.upload(startData, [n]);
         k.colSse(rt, p, yh, bias, out, { rows: used, n });
         assertClose(await rt.read(out), k.colSseRef(pData, yhData, biasData, used, cols, n, startData), { rtol: RTOL }, "col_sse");
-        const am = k.colAbsMax(rt, p, n);
-        assertEqualArrays(await rt.read(am), k.colAbsMaxRef(pData, rows, cols, n), "col_absmax");
-        [mat, u, vv, p, yh, bias, out, am].forEach((t) => t.release());
+        const am = k.colAbsMax(rt, p, n, { offDiagonal: true });
+        assertEqualArrays(await rt.read(am), k.colAbsMaxRef(pData, rows, cols, n, true), "col_absmax off-diagonal");
+        const all = k.colAbsMax(rt, p, n);
+        assertEqualArrays(await rt.read(all), k.colAbsMaxRef(pData, rows, cols, n), "col_absmax");
+        [mat, u, vv, p, yh, bias, out, am, all].forEach((t) => t.release());
       }
     });
 
