@@ -477,7 +477,8 @@ export class SqlStore {
    * accepted meanwhile, `resultId` is credited if the accepted result is its partner, else rejected late.
    */
   async accept(resultId: string, partnerId: string | null, rejectIds: string[]): Promise<{ status: "accepted" | "rejected"; jobComplete: boolean; reason?: string }> {
-    return this.db.tx(async (q) => {
+    type Outcome = { status: "accepted" | "rejected"; jobComplete: boolean; reason?: string };
+    return this.db.tx(async (q): Promise<Outcome> => {
       const [r] = (await q.all<Row>(`SELECT * FROM results WHERE id = ?`, [resultId])).map(toResult);
       const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [r.jobId, r.key]);
       const shard = toShard(srows[0]);
@@ -501,8 +502,16 @@ export class SqlStore {
       await this.credit(q, await this.setStatus(q, rejectIds, "rejected", "disagreed with the accepted result"), false);
       // Leases still out on this shard are now pointless; their submissions will be rejected as late.
       await q.run(`UPDATE shards SET deps_left = deps_left - 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps WHERE job_id = ? AND dep = ?)`, [r.jobId, r.jobId, r.key]);
-      const [open] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ? AND state = 'open'`, [r.jobId]);
-      return { status: "accepted", jobComplete: num(open.n) === 0 };
+      return { status: "accepted", jobComplete: false };
+    }).then(async (out) => {
+      // Counted after the commit: two last shards accepted concurrently (PostgreSQL, READ COMMITTED)
+      // would each still see the other open from inside their transactions.
+      if (out.status === "accepted" && out.jobComplete === false) {
+        const r = await this.getResult(resultId);
+        const [open] = await this.db.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ? AND state = 'open'`, [r!.jobId]);
+        out.jobComplete = num(open.n) === 0;
+      }
+      return out;
     });
   }
 

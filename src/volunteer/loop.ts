@@ -56,8 +56,13 @@ export interface WorkerSummary {
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
 
 export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
@@ -79,7 +84,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   while (!o.signal?.aborted && (o.maxShards === undefined || summary.submitted < o.maxShards)) {
     let res: Response;
     try {
-      res = await api.v1.leases.$post({ json: { kinds } }, { init: { signal: o.signal } });
+      res = await api.v1.leases.$post({ json: { kinds } });
     } catch (e) {
       if (o.signal?.aborted) break;
       summary.errors++;

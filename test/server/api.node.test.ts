@@ -32,8 +32,8 @@ describe("coordinator API: bad requests", () => {
       const p = lease.shard.payload;
       const good = syntheticRows({ seed: 5, n: 8, start: p.start, count: p.count, block: 3 });
       const L = `${c.url}/v1/leases/${lease.leaseId}`;
-      const put = (headers: Record<string, string>, body: BodyInit, path = `${L}/arrays/rows?fence=${lease.fence}`) =>
-        fetch(path, { method: "PUT", headers: { "content-type": "application/octet-stream", "x-dtype": "f32", "x-shape": "4,8", ...auth(v1.token), ...headers }, body });
+      const put = (headers: Record<string, string>, body: Uint8Array | string, path = `${L}/arrays/rows?fence=${lease.fence}`) =>
+        fetch(path, { method: "PUT", headers: { "content-type": "application/octet-stream", "x-dtype": "f32", "x-shape": "4,8", ...auth(v1.token), ...headers }, body: body as BodyInit });
       const nan = good.slice();
       nan[5] = NaN;
       const inf = good.slice();
@@ -50,9 +50,9 @@ describe("coordinator API: bad requests", () => {
         ["lease without token", () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: json, body: "{}" }), 401, "bearer"],
         ["lease with forged token", () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: { ...json, ...auth(`${v1.volunteerId}.forged`) }, body: "{}" }), 401, "unknown volunteer token"],
         ["unknown job", () => fetch(`${c.url}/v1/jobs/nope`), 404, "unknown job"],
-        ["wrong dtype", () => put({ "x-dtype": "i32" }, arrayBytes({ dtype: "f32", shape: [4, 8], data: good }) as BodyInit), 422, "does not match the planned f32"],
+        ["wrong dtype", () => put({ "x-dtype": "i32" }, arrayBytes({ dtype: "f32", shape: [4, 8], data: good })), 422, "does not match the planned f32"],
         ["bad dtype", () => put({ "x-dtype": "f64" }, new Uint8Array(128)), 422, "x-dtype must be one of"],
-        ["wrong shape", () => put({ "x-shape": "8,4" }, arrayBytes({ dtype: "f32", shape: [8, 4], data: good }) as BodyInit), 422, "does not match the planned [4,8]"],
+        ["wrong shape", () => put({ "x-shape": "8,4" }, arrayBytes({ dtype: "f32", shape: [8, 4], data: good })), 422, "does not match the planned [4,8]"],
         ["bad shape header", () => put({ "x-shape": "4;8" }, new Uint8Array(128)), 422, "x-shape"],
         ["short body", () => put({}, new Uint8Array(100)), 422, "needs 128"],
         ["oversize body", () => put({}, new Uint8Array(4096)), 413, "at most 128 bytes"],

@@ -57,6 +57,7 @@ export interface Running {
 export async function startCoordinator(backend: Backend, opts: Partial<AppOptions> = {}, storeOpts: StoreOptions = {}): Promise<Running> {
   const store = opts.store ?? (await openStore(backend, storeOpts));
   const app = createApp({ store, blobs: new DiskBlobStore(tempDir("coord-blobs")), kinds: TEST_KINDS, adminToken: ADMIN, ...opts });
+  app.coordinator.start(500);
   const Deno = (globalThis as { Deno?: { serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { addr: { port: number }; shutdown(): Promise<void> } } }).Deno;
   let port: number;
   let stopServer: () => Promise<void>;
