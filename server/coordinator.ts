@@ -14,7 +14,7 @@ import { checkArray, maxBytesOf, typedArray } from "./arrays.ts";
 import type { BlobStore } from "./blobs.ts";
 import { ApiError } from "./errors.ts";
 import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "./job-kind.ts";
-import type { ResultRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
+import type { LeaseRow, ResultRow, ShardRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
 
 export interface CoordinatorOptions {
   store: SqlStore;
@@ -28,6 +28,9 @@ export interface CoordinatorOptions {
   random?: () => number;
   /** How long a finish claim lasts without being extended (default 60 s). */
   finishTtlMs?: number;
+  /** A pending result still unvalidated this long after it arrived is validated again by the sweeper
+   *  (its coordinator died mid-check); default 30 s, longer than any spot check should take. */
+  revalidateAfterMs?: number;
   /** Name of this instance in finish claims. */
   instanceId?: string;
   log?: (msg: string) => void;
@@ -49,6 +52,8 @@ export class Coordinator {
   private readonly specs = new Map<string, unknown>();
   private readonly finishing = new Map<string, Promise<void>>();
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  private readonly revalidating = new Set<string>();
+  private readonly revalidateAfterMs: number;
 
   constructor(o: CoordinatorOptions) {
     this.store = o.store;
@@ -59,6 +64,7 @@ export class Coordinator {
     this.soloProbability = o.soloProbability ?? 0.8;
     this.random = o.random ?? Math.random;
     this.finishTtlMs = o.finishTtlMs ?? 60_000;
+    this.revalidateAfterMs = o.revalidateAfterMs ?? 30_000;
     this.instanceId = o.instanceId ?? crypto.randomUUID();
     this.log = o.log ?? (() => undefined);
   }
@@ -182,6 +188,11 @@ export class Coordinator {
   async submit(leaseId: string, volunteerId: string, fence: number): Promise<SubmitStatus> {
     const { result, lease, shard } = await this.store.submit(leaseId, volunteerId, fence);
     if (result.status === "rejected") return { status: "rejected", reason: result.reason ?? undefined };
+    return this.validate(result, lease, shard);
+  }
+
+  /** Check a pending result: spot check, solo acceptance, or quorum with the shard's other pending results. */
+  private async validate(result: ResultRow, lease: LeaseRow, shard: ShardRow): Promise<SubmitStatus> {
     const { kind, spec } = await this.specOf(result.jobId);
     const plan: ShardPlan = shard;
     const mine = await this.loadArrays(result);
@@ -265,9 +276,25 @@ export class Coordinator {
     }
   }
 
-  /** Finish jobs that are complete but unfinished (after a restart, or a finisher that died). */
+  /**
+   * Finish jobs that are complete but unfinished (after a restart, or a finisher that died), and
+   * validate results whose validation died with a coordinator (see SqlStore.stuckResults).
+   */
   async sweep(): Promise<void> {
     for (const id of await this.store.jobsToFinish()) this.finishSoon(id);
+    for (const r of await this.store.stuckResults(this.store.now() - this.revalidateAfterMs)) {
+      if (this.revalidating.has(r.id)) continue;
+      this.revalidating.add(r.id);
+      try {
+        const lease = await this.store.getLease(r.leaseId);
+        const shard = await this.store.getShard(r.jobId, r.key);
+        if (lease && shard) await this.validate(r, lease, shard);
+      } catch (e) {
+        this.log(`revalidate ${r.id}: ${(e as Error).message}`);
+      } finally {
+        this.revalidating.delete(r.id);
+      }
+    }
   }
 
   start(intervalMs = 2000): this {

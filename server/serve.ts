@@ -7,6 +7,8 @@
 //   --blobs DIR      content-addressed result blobs (default coordinator-data/blobs; shared by instances)
 //   --admin-token T  token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)
 //   --lease-ms N     lease length, extended by heartbeats (60000)
+//   --revalidate-ms N  re-check results left unvalidated this long by a crashed instance (30000)
+//   --sweep-ms N     how often to look for such results and for complete, unfinished jobs (2000)
 //   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both "default,test"
 //   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
 //                    src/volunteer/browser/build.ts into .cache/volunteer-page)
@@ -31,6 +33,8 @@ const Flags = z.object({
   blobs: z.string().default("coordinator-data/blobs"),
   "admin-token": z.string().min(16, "the admin token needs at least 16 characters").optional(),
   "lease-ms": z.coerce.number().int().min(100).default(60_000),
+  "revalidate-ms": z.coerce.number().int().min(100).default(30_000),
+  "sweep-ms": z.coerce.number().int().min(50).default(2000),
   kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default("default"),
   "volunteer-dir": z.string().optional(),
 });
@@ -96,8 +100,8 @@ export async function startCoordinator(flags: ServeFlags, rt: Runtime, log: (s: 
     adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
     log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
   }
-  const app = createApp({ store, blobs: new DiskBlobStore(flags.blobs), kinds, adminToken, leaseMs: flags["lease-ms"], volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()), routes, log: (m) => log(m) });
-  app.coordinator.start();
+  const app = createApp({ store, blobs: new DiskBlobStore(flags.blobs), kinds, adminToken, leaseMs: flags["lease-ms"], revalidateAfterMs: flags["revalidate-ms"], volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()), routes, log: (m) => log(m) });
+  app.coordinator.start(flags["sweep-ms"]);
   const server = await rt.serve(app.fetch, flags.port, flags.host);
   log(`coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${flags.pg ? "postgresql" : `sqlite ${flags.db}`}; kinds: ${[...kinds.keys()].join(", ")})`);
   return {

@@ -539,6 +539,22 @@ export class SqlStore {
     });
   }
 
+  /**
+   * Pending results nobody is validating any more (the coordinator died between storing a result and
+   * checking it): older than `olderThan`, on an open shard of a running job, and holding all its
+   * replica slots, so the shard would otherwise never be leased again.
+   */
+  async stuckResults(olderThan: number): Promise<ResultRow[]> {
+    const rows = await this.db.all<Row>(
+      `SELECT r.* FROM results r JOIN shards s ON s.job_id = r.job_id AND s.key = r.key JOIN jobs j ON j.id = r.job_id
+       WHERE r.status = 'pending' AND r.created_at < ? AND s.state = 'open' AND j.state = 'running'
+         AND s.replicas <= (SELECT COUNT(*) FROM results r2 WHERE r2.job_id = s.job_id AND r2.key = s.key AND r2.status = 'pending')
+       ORDER BY r.created_at`,
+      [olderThan],
+    );
+    return rows.map(toResult);
+  }
+
   // ------------------------------------------------------------------ finishing
 
   /** Jobs whose shards are all accepted and that nobody is finishing (or whose finisher went quiet). */

@@ -161,6 +161,31 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
+    it("results whose validation died with a coordinator are found once they hold every replica slot", async () => {
+      await withStore(backend, async (s, clock) => {
+        await s.createJob("job7", "k", {}, [rowsShard("d"), rowsShard("n", [], false)]);
+        const [v1, v2] = await volunteers(s, 2);
+        const submitOne = async (v: string) => {
+          const l = (await s.claimLease(v, undefined, 1000, false))!;
+          await stage(s, l.lease.id, v, l.lease.fence);
+          return (await s.submit(l.lease.id, v, l.lease.fence)).result;
+        };
+        const d1 = await submitOne(v1); // "d": one of two replicas in, the other slot still leasable
+        const n1 = await submitOne(v1); // "n": its only slot holds an unchecked result
+        expect(n1.key).toBe("n");
+        clock.t += 1000;
+        expect((await s.stuckResults(clock.t - 500)).map((r) => r.id)).toEqual([n1.id]);
+        const d2 = await submitOne(v2);
+        expect(d2.key).toBe("d");
+        // d2 is too recent; d1 is old and the two now fill "d" (re-checking d1 beside d2's own check is harmless)
+        expect((await s.stuckResults(clock.t - 500)).map((r) => r.id).sort()).toEqual([d1.id, n1.id].sort());
+        clock.t += 1000;
+        expect((await s.stuckResults(clock.t - 500)).map((r) => r.id).sort()).toEqual([d1.id, n1.id, d2.id].sort());
+        await s.accept(d2.id, d1.id, []);
+        expect((await s.stuckResults(clock.t - 500)).map((r) => r.id)).toEqual([n1.id]);
+      });
+    });
+
     it("a solo lease (trusted volunteer) counts as both replicas; a disagreement asks for a third", async () => {
       await withStore(backend, async (s) => {
         await s.createJob("job6", "k", {}, [rowsShard("a"), rowsShard("b")]);
