@@ -126,7 +126,26 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
   },
 };
 
-export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix]]);
+/** "test-bench": independent nondeterministic shards with a tiny output and a trivial spot check, so a
+ *  round trip measures the coordinator (lease, upload, submit, check, accept) and nothing else. */
+export const TestBenchSpec = z.object({ shards: z.number().int().min(1).max(1_000_000), len: z.number().int().min(1).max(1 << 20).default(16) });
+export const testBench: JobKind<z.infer<typeof TestBenchSpec>> = {
+  name: "test-bench",
+  spec: TestBenchSpec,
+  plan: (spec) => Array.from({ length: spec.shards }, (_, i) => ({ key: `b/${i}`, kind: "test-bench", payload: { i, len: spec.len }, deps: [], outputs: { x: { dtype: "f32", shape: [spec.len] } }, deterministic: false })),
+  agree: () => true,
+  async spotCheck(_spec, shard, result) {
+    const { i } = shard.payload as { i: number };
+    return result.x.data[0] === i ? null : `x[0] = ${result.x.data[0]}, expected ${i}`;
+  },
+  async finish(spec, inputs) {
+    let total = 0;
+    for (let i = 0; i < spec.shards; i++) total += (await inputs.get(`b/${i}`, "x")).data[0];
+    return { total };
+  },
+};
+
+export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix], [testBench.name, testBench]]);
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -137,6 +156,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /** Honest executors for the test kinds (the worker loop runs them). */
 export const testExecutors: Record<string, Executor> = {
+  "test-bench": async (p: { i: number; len: number }) => {
+    const x = new Float32Array(p.len);
+    x[0] = p.i;
+    return { x: { dtype: "f32", shape: [p.len], data: x } };
+  },
   "test-rows": async (p: RowsPayload, _inputs, ctx) => {
     if (p.slowMs) await sleep(p.slowMs, ctx.signal);
     ctx.onProgress(1);

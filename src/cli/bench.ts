@@ -1,7 +1,7 @@
 // npm run bench -- NAME [--json] [--sizes 256,512]: runs bench/NAME.ts, prints a table (or JSON rows).
 import { printReport } from "../../bench/harness.ts";
 
-const BENCHES = ["matmul", "train", "attribute", "search", "datamodels-regression", "datamodels-train"] as const; // each is bench/NAME.ts exporting run(args): BenchReport
+const BENCHES = ["matmul", "train", "attribute", "search", "datamodels-regression", "datamodels-train", "coordinator"] as const; // each is bench/NAME.ts exporting run(args): BenchReport
 
 export async function runBench(argv: string[]): Promise<void> {
   const name = argv.find((a) => !a.startsWith("--"));

@@ -1,0 +1,91 @@
+// Coordinator throughput: lease + upload + submit round trips per second with 1, 10 and 100
+// concurrent volunteers (each its own token), on SQLite (node:sqlite, WAL, a temp file) and on
+// PostgreSQL (PG_TEST_URL or BENCH_PG_URL; a fresh schema). The app runs in this Deno process on a
+// loopback socket and the clients are fetch loops in the same process, so on a 2-core machine the
+// figures are a floor. Shards are the "test-bench" kind (server/jobs/test-kinds.ts): a 16-float
+// output and a trivial spot check, so the time is the coordinator's own (HTTP, validation, SQL).
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createApp } from "../server/app.ts";
+import { DiskBlobStore } from "../server/blobs.ts";
+import { coordinatorClient, errorOf, putArray } from "../server/client.ts";
+import { TEST_KINDS } from "../server/jobs/test-kinds.ts";
+import type { SqlDriver } from "../server/store/driver.ts";
+import { openPg } from "../server/store/pg.ts";
+import { openSqliteDeno } from "../server/store/sqlite-deno.ts";
+import { SqlStore } from "../server/store/sql.ts";
+import { type BenchReport, median } from "./harness.ts";
+
+declare const Deno: {
+  env: { get(k: string): string | undefined };
+  serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { addr: { port: number }; shutdown(): Promise<void> };
+};
+
+const ADMIN = "bench-admin-token-0123456789";
+
+async function measure(driver: SqlDriver, clients: number, rounds: number) {
+  const store = await new SqlStore(driver).init();
+  const app = createApp({ store, blobs: new DiskBlobStore(mkdtempSync(join(tmpdir(), "bench-blobs-"))), kinds: TEST_KINDS, adminToken: ADMIN, rateLimit: { perSecond: 1e6, burst: 1e6 } });
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => undefined }, app.fetch);
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  try {
+    const created = await coordinatorClient(url, ADMIN).v1.jobs.$post({ json: { kind: "test-bench", spec: { shards: rounds } } });
+    if (!created.ok) throw await errorOf(created);
+    const tokens: string[] = [];
+    for (let i = 0; i < clients; i++) {
+      const r = await coordinatorClient(url).v1.volunteers.$post({ json: { name: `bench-${i}` } });
+      tokens.push(((await r.json()) as { token: string }).token);
+    }
+    const latencies: number[] = [];
+    let done = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      tokens.map(async (token) => {
+        const api = coordinatorClient(url, token);
+        for (;;) {
+          const s = performance.now();
+          const res = await api.v1.leases.$post({ json: {} });
+          if (res.status === 204) return;
+          if (!res.ok) throw await errorOf(res);
+          const l = (await res.json()) as unknown as { leaseId: string; fence: number; shard: { payload: { i: number; len: number } } };
+          const x = new Float32Array(l.shard.payload.len);
+          x[0] = l.shard.payload.i;
+          await putArray(url, token, l.leaseId, l.fence, "x", { dtype: "f32", shape: [x.length], data: x });
+          const sub = await api.v1.leases[":leaseId"].submit.$post({ param: { leaseId: l.leaseId }, json: { fence: l.fence } });
+          if (!sub.ok) throw await errorOf(sub);
+          if (((await sub.json()) as { status: string }).status !== "accepted") throw new Error("bench: a result was not accepted");
+          latencies.push(performance.now() - s);
+          done++;
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    await app.coordinator.settled();
+    return { roundTrips: done, seconds: secs, perSecond: done / secs, p50ms: median(latencies), p95ms: latencies[Math.floor(latencies.length * 0.95)] };
+  } finally {
+    await server.shutdown();
+    await app.coordinator.stop();
+    await store.close();
+  }
+}
+
+export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
+  const rows: Record<string, number | string>[] = [];
+  const notes: string[] = [];
+  const pgUrl = Deno.env.get("BENCH_PG_URL") ?? Deno.env.get("PG_TEST_URL");
+  const backends: [string, () => Promise<SqlDriver>][] = [["sqlite", async () => openSqliteDeno(join(mkdtempSync(join(tmpdir(), "bench-db-")), "db.sqlite"))]];
+  if (pgUrl) backends.push(["postgresql", () => openPg(pgUrl, { schema: `bench_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`, max: 20 })]);
+  else notes.push("PostgreSQL skipped: set PG_TEST_URL (or BENCH_PG_URL) to a server this user may create schemas on.");
+  for (const [name, open] of backends) {
+    for (const clients of args.sizes ?? [1, 10, 100]) {
+      const rounds = Math.max(200, clients * 10);
+      args.log?.(`${name}: ${clients} clients, ${rounds} round trips`);
+      const r = await measure(await open(), clients, rounds);
+      rows.push({ store: name, clients, ...r });
+    }
+  }
+  notes.push("One round trip = POST /v1/leases + PUT one 64-byte array + POST submit (spot check, accept). Server and clients share one Deno process.");
+  return { adapter: "CPU (coordinator; no GPU work)", rows, notes };
+}
