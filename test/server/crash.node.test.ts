@@ -68,7 +68,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       const port = await freePort();
       const schema = freshSchema();
       const dbArgs = backend === "pg" ? ["--pg", pgUrl(), "--pg-schema", schema] : ["--db", join(dir, "db.sqlite")];
-      const args = ["server/main.node.ts", "--port", String(port), "--host", "127.0.0.1", ...dbArgs, "--blobs", join(dir, "blobs"), "--admin-token", ADMIN, "--kinds", "test", "--lease-ms", "1500", "--revalidate-ms", "500", "--sweep-ms", "200"];
+      const args = ["server/main.node.ts", "--port", String(port), "--host", "127.0.0.1", ...dbArgs, "--blobs", join(dir, "blobs"), "--admin-token", ADMIN, "--kinds", "test", "--volunteer-dir", dir, "--lease-ms", "1500", "--revalidate-ms", "500", "--sweep-ms", "200"];
       const url = `http://127.0.0.1:${port}`;
       let child = await spawnUntil(args, /listening on/);
       const stop = new AbortController();
