@@ -26,6 +26,9 @@ export interface ExecutorEnv {
   /** The CIFAR-10 training split of the tarball the coordinator serves as `name`. */
   loadTrainSplit(name: string): Promise<Dataset>;
   log?: (msg: string) => void;
+  /** Autotune the matmul tiles first, as the pipeline does (default true). Browsers skip it: on a software
+   * adapter it costs minutes, and there is no cache shared with a single-machine run to match anyway. */
+  autotune?: boolean;
 }
 
 const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
@@ -51,7 +54,7 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
   };
   // The pipeline autotunes before training; the tiles are cached per adapter, so every process on one
   // machine picks the same ones (and rounds the same way).
-  const ready = () => (tuned ??= autotuneMatmul(rt));
+  const ready = () => (tuned ??= env.autotune === false ? Promise.resolve() : autotuneMatmul(rt));
   const checkAbort = (signal?: AbortSignal) => {
     if (signal?.aborted) throw new Error("aborted");
   };

@@ -63,11 +63,11 @@ log(`adapter ${rt.adapterName}; coordinator ${server}`);
 
 const splits = new Map<string, Promise<Dataset>>();
 async function loadTrainSplit(name: string): Promise<Dataset> {
-  const local = a.data ?? (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
-  if (local) return loadCifar10(local, { split: "train" });
   let p = splits.get(name);
   if (!p) {
     p = (async () => {
+      const local = a.data ?? (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
+      if (local) return loadCifar10(local, { split: "train" });
       log(`downloading ${name} from the coordinator`);
       const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, { signal: ctl.signal });
       if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
@@ -78,6 +78,10 @@ async function loadTrainSplit(name: string): Promise<Dataset> {
   }
   return p;
 }
+
+// Decode the data set before taking a lease (seconds of blocking work: heartbeats would starve).
+const preload = (await loadTrainSplit(baseName(DEFAULT_DATA)).catch((e) => log(`no data set preloaded: ${(e as Error).message}`)))?.n;
+if (preload) log(`data set ready (${preload} training images)`);
 
 const all = trakExecutors({ rt, loadTrainSplit, log });
 const executors = kinds ? Object.fromEntries(Object.entries(all).filter(([k]) => kinds.includes(k))) : all;

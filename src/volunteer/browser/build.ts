@@ -3,13 +3,21 @@
 // Web Worker that runs the kernels). esbuild is the binary npm already installed (via tsx/vite); it is
 // spawned through node:child_process, which works under Deno and Node alike.
 import { execFile } from "node:child_process";
-import { copyFile, mkdir } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 
 const here = (p: string) => new URL(p, import.meta.url).pathname;
 const ROOT = here("../../../");
 export const DEFAULT_PAGE_DIR = `${ROOT}.cache/volunteer-page`;
 
 let built: Promise<string> | undefined;
+
+async function copyShaders(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const e of await readdir(from, { withFileTypes: true })) {
+    if (e.isDirectory()) await copyShaders(`${from}/${e.name}`, `${to}/${e.name}`);
+    else if (e.name.endsWith(".wgsl")) await copyFile(`${from}/${e.name}`, `${to}/${e.name}`);
+  }
+}
 
 /** Bundle once per process (about a second); resolves to the directory to serve. */
 export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
@@ -24,6 +32,14 @@ export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
     ];
     await new Promise<void>((resolve, reject) =>
       execFile(esbuild, args, { cwd: ROOT }, (err, _stdout, stderr) => (err ? reject(new Error(`esbuild failed: ${stderr || err.message}`)) : resolve())));
+    // The shaders load at run time from ../../wgsl/ beside the code (src/gpu/wgsl.ts): served here as
+    // /volunteer/wgsl/, so the bundle looks for them at ./wgsl/.
+    const bundle = `${outDir}/worker.js`;
+    const code = await readFile(bundle, "utf8");
+    const parts = code.split(`"../../wgsl/"`);
+    if (parts.length !== 2) throw new Error(`build: expected one reference to "../../wgsl/" in the bundle, found ${parts.length - 1}`);
+    await writeFile(bundle, parts.join(`"./wgsl/"`));
+    await copyShaders(`${ROOT}wgsl`, `${outDir}/wgsl`);
     return outDir;
   })();
   built.catch(() => (built = undefined));

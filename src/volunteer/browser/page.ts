@@ -4,6 +4,8 @@
 import * as Comlink from "comlink";
 import type { VolunteerStatus, VolunteerWorkerApi } from "./worker.ts";
 
+const READY = "volunteer-worker-ready"; // worker.ts's READY (not imported: that would bundle the worker here)
+
 const $ = (id: string) => document.getElementById(id)!;
 const params = new URLSearchParams(location.search);
 const server = params.get("server") ?? location.origin;
@@ -33,13 +35,18 @@ async function start(): Promise<void> {
   ($("start") as HTMLButtonElement).disabled = true;
   ($("stop") as HTMLButtonElement).disabled = false;
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  // A worker that fails to load (or throws outside a call) would leave start() pending forever.
+  const failed = new Promise<never>((_, reject) => worker!.addEventListener("error", (e) => reject(new Error(e.message || "the worker failed to load"))));
+  const ready = new Promise<void>((resolve) => worker!.addEventListener("message", (e) => e.data === READY && resolve()));
   api = Comlink.wrap<VolunteerWorkerApi>(worker);
   try {
-    const final = await api.start({ server, maxShards, kinds: params.get("kinds")?.split(","), name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show));
+    log("loading the kernels");
+    await Promise.race([failed, ready]);
+    const final = await Promise.race([failed, api.start({ server, maxShards, kinds: params.get("kinds")?.split(","), name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show))]);
     show(final);
   } catch (e) {
     log(`stopped with an error: ${(e as Error).message}`);
-    $("state").textContent = "error";
+    show({ state: "error", shardsDone: Number($("done").textContent), message: (e as Error).message });
   } finally {
     ($("start") as HTMLButtonElement).disabled = false;
     ($("stop") as HTMLButtonElement).disabled = true;

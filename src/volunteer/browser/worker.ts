@@ -23,6 +23,8 @@ export interface VolunteerStatus {
 
 export interface StartOptions {
   server: string;
+  /** Data set to download before asking for work (default the CIFAR-10 tarball). */
+  dataset?: string;
   /** Executors to offer (default all). */
   kinds?: string[];
   maxShards?: number;
@@ -31,6 +33,8 @@ export interface StartOptions {
 }
 
 let abort: AbortController | undefined;
+const DEFAULT_DATASET = "cifar-10-binary.tar.gz";
+export const READY = "volunteer-worker-ready";
 
 /** A short name for a shard from its payload (the executor does not see the key). */
 function shardLabel(kind: string, payload: unknown): string {
@@ -58,7 +62,10 @@ const api = {
           if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
           const bytes = new Uint8Array(await res.arrayBuffer());
           emit(`${name}: ${(bytes.length / 2 ** 20).toFixed(0)} MiB, decoding`);
-          return loadCifar10Archive(bytes, name, { split: "train" });
+          const t = performance.now();
+          const ds = await loadCifar10Archive(bytes, name, { split: "train" });
+          emit(`${name}: ${ds.n} training images decoded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+          return ds;
         })();
         p.catch(() => splits.delete(name));
         splits.set(name, p);
@@ -67,7 +74,7 @@ const api = {
     };
     // Wrap each executor to follow the current shard and its progress.
     const executors: Record<string, Executor> = {};
-    for (const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m) }))) {
+    for (const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m), autotune: false }))) {
       if (o.kinds && !o.kinds.includes(kind)) continue;
       executors[kind] = async (payload, inputs, ctx) => {
         status.state = "running";
@@ -94,6 +101,9 @@ const api = {
         return out;
       };
     }
+    // Decode the data set before taking a lease: it blocks this thread (and its heartbeats) for seconds.
+    await loadTrainSplit(o.dataset ?? DEFAULT_DATASET);
+    emit("data set ready; asking for work");
     status.state = "running";
     try {
       await runWorker({
@@ -125,3 +135,6 @@ const api = {
 
 export type VolunteerWorkerApi = typeof api;
 Comlink.expose(api);
+// Kernel modules load their shaders with top-level await, so this module finishes evaluating late;
+// messages the page posts before then would be lost. The page waits for this.
+(globalThis as unknown as { postMessage(m: unknown): void }).postMessage(READY);

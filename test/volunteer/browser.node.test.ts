@@ -1,0 +1,94 @@
+// Node only: a real Chromium (Debian's /usr/bin/chromium, --enable-unsafe-webgpu: SwiftShader) opens the
+// coordinator's /volunteer page, whose Web Worker downloads CIFAR-10 from the coordinator, trains the
+// tiny TRAK job's model on WebGPU and submits it: the coordinator's float64 spot check must accept it.
+// Then a second tab is closed in the middle of a shard: the page aborts its loop on pagehide and the
+// shard goes back to the queue when the lease expires.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { describe, expect, it } from "vitest";
+import { testSeed } from "../support/rng.ts";
+import { TINY } from "./fixtures.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const ADMIN = "volunteer-browser-test-admin";
+
+function startCoordinator(dir: string, leaseMs: number): Promise<{ child: ChildProcess; url: string; log: string[] }> {
+  const child = spawn(join(ROOT, "node_modules/.bin/deno"), [
+    "run", "-A", "--no-check", "server/main.deno.ts", "--port", "0", "--host", "127.0.0.1", "--db", join(dir, "db.sqlite"), "--blobs", join(dir, "blobs"),
+    "--admin-token", ADMIN, "--lease-ms", String(leaseMs),
+  ], { cwd: ROOT, env: { ...process.env, XDG_RUNTIME_DIR: "/tmp" }, stdio: ["ignore", "pipe", "pipe"] });
+  const log: string[] = [];
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`coordinator did not start:\n${log.join("")}`)), 60_000);
+    const on = (b: Buffer) => {
+      log.push(b.toString());
+      const m = /listening on (http:\/\/\S+)/.exec(log.join(""));
+      if (m) {
+        clearTimeout(t);
+        resolve({ child, url: m[1], log });
+      }
+    };
+    child.stdout!.on("data", on);
+    child.stderr!.on("data", on);
+    child.on("exit", (code) => reject(new Error(`coordinator exited (${code}):\n${log.join("")}`)));
+  });
+}
+
+async function job(url: string, id: string): Promise<{ state: string; shards: { total: number; accepted: number; leased: number; pending: number } }> {
+  return (await fetch(`${url}/v1/jobs/${id}`)).json() as never;
+}
+
+describe("browser volunteer", () => {
+  it("a Chromium tab completes a shard the coordinator accepts; closing a tab mid-shard frees it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "volunteer-browser-"));
+    const leaseMs = 3000;
+    const { child, url, log } = await startCoordinator(dir, leaseMs);
+    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--enable-unsafe-webgpu"], headless: true });
+    try {
+      const seed = testSeed("browser volunteer") % 1000;
+      const res = await fetch(`${url}/v1/jobs`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ kind: "trak", spec: { ...TINY, seed } }) });
+      expect(res.status).toBe(201);
+      const { jobId } = (await res.json()) as { jobId: string };
+
+      const page = await browser.newPage();
+      const messages: string[] = [];
+      page.on("console", (m) => messages.push(m.text()));
+      page.on("pageerror", (e) => messages.push(`pageerror: ${e.message}`));
+      const t0 = Date.now();
+      await page.goto(`${url}/volunteer/?autostart=1&maxShards=1&kinds=train&name=chromium-test`);
+      await page.waitForFunction(() => (window as unknown as { volunteerStatus?: { state: string } }).volunteerStatus?.state.match(/stopped|error/), null, { timeout: 180_000 })
+        .catch(async (e) => {
+          throw new Error(`${(e as Error).message}\npage log:\n${await page.locator("#log").textContent()}\nconsole:\n${messages.join("\n")}`);
+        });
+      const status = await page.evaluate(() => (window as unknown as { volunteerStatus: { state: string; adapter: string; shardsDone: number; verdicts: Record<string, string> } }).volunteerStatus);
+      if (status.state !== "stopped") throw new Error(`page ended in state ${status.state}:\n${await page.locator("#log").textContent()}\nconsole:\n${messages.join("\n")}`);
+      console.log(`browser: ${status.adapter}; ${status.shardsDone} shard(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s; verdicts ${JSON.stringify(status.verdicts)}`);
+      expect(status.verdicts["train/0"]).toBe("accepted");
+      expect((await job(url, jobId)).shards.accepted).toBe(1);
+      expect(await page.locator("#done").textContent()).toBe("1");
+      await page.close();
+
+      // A tab closed in the middle of a featurize shard: the lease is held, then expires, and the
+      // shard is leasable again.
+      const tab = await browser.newPage();
+      await tab.goto(`${url}/volunteer/?autostart=1&kinds=featurize&name=closing-tab`);
+      await tab.waitForFunction(() => (window as unknown as { volunteerStatus?: { current?: unknown } }).volunteerStatus?.current !== undefined, null, { timeout: 120_000 });
+      expect((await job(url, jobId)).shards.leased).toBe(1);
+      await tab.close({ runBeforeUnload: true });
+      const closedAt = Date.now();
+      while ((await job(url, jobId)).shards.leased > 0) {
+        expect(Date.now() - closedAt).toBeLessThan(leaseMs + 10_000);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      console.log(`closed tab's lease freed ${Date.now() - closedAt} ms after close (lease ${leaseMs} ms)`);
+      expect(log.join("")).not.toMatch(/internal error/);
+    } finally {
+      await browser.close();
+      child.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
