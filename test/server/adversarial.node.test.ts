@@ -1,6 +1,7 @@
 // Untrusted volunteers over real HTTP on loopback: ~20% malicious (wrong arrays, NaNs, replays,
 // forged tokens) and 100 concurrent honest ones. Results must equal an all-honest run and every
 // shard must be accepted exactly once.
+import { setMaxListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import type { ArrayValue } from "../../server/job-kind.ts";
 import { syntheticRows, testExecutors } from "../../server/jobs/test-kinds.ts";
@@ -115,6 +116,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const spec = { n: 200, rowsPerShard: 2, block: 10, seed: 7 };
         const jobId = await createJob(c.url, spec);
         const stop = new AbortController();
+        setMaxListeners(200, stop.signal); // 100 workers each listen for the stop
         let maxLeased = 0;
         const watch = setInterval(() => void c.store.shardCounts(jobId).then((s) => (maxLeased = Math.max(maxLeased, s.leased))), 20);
         const workers = honestRun(c, 100, stop.signal, 200);

@@ -41,8 +41,9 @@ export async function openSqlite(path: string): Promise<SqlDriver> {
   return (await import("../../server/store/sqlite-node.ts")).openSqliteNode(path);
 }
 
-export async function openStore(backend: Backend, opts: StoreOptions = {}): Promise<SqlStore> {
-  const driver = backend === "pg" ? await openPg(pgUrl(), { schema: freshSchema(), max: 30 }) : await openSqlite(join(tempDir("coord-db"), "db.sqlite"));
+/** A fresh database (PostgreSQL: a fresh schema), or an existing one given `at` (SQLite path / PG schema). */
+export async function openStore(backend: Backend, opts: StoreOptions = {}, at?: string): Promise<SqlStore> {
+  const driver = backend === "pg" ? await openPg(pgUrl(), { schema: at ?? freshSchema(), max: 30 }) : await openSqlite(at ?? join(tempDir("coord-db"), "db.sqlite"));
   return new SqlStore(driver, opts).init();
 }
 
