@@ -72,7 +72,7 @@ export interface DatamodelFit {
   n: number;
   /** n x n on the device, row i = target i's weights theta_i over training examples j; diagonal zeroed. */
   weights: Tensor;
-  /** Per target. */
+  /** Per target: the intercept of the full fit (the self weight θ_i[i], zeroed in `weights`, included). */
   bias: Float32Array;
   /** Chosen per target (absolute, in the objective's units). */
   lambda: Float32Array;
@@ -161,6 +161,9 @@ async function checkedRows(data: RegressionData, start: number, count: number) {
   const b = await data.rows(start, count);
   if (b.X.length !== count * data.n || b.Y.length !== count * data.n) {
     throw new Error(`RegressionData.rows(${start}, ${count}): expected ${count * data.n} mask and margin values, got ${b.X.length} and ${b.Y.length}`);
+  }
+  for (let i = 0; i < b.Y.length; i++) {
+    if (!Number.isFinite(b.Y[i])) throw new Error(`RegressionData.rows(${start}, ${count}): margin of model ${start + Math.floor(i / data.n)} on example ${i % data.n} is ${b.Y[i]}`);
   }
   return b;
 }

@@ -112,6 +112,18 @@ describe("datamodels regression", () => {
     });
   }
 
+  it("l1: recovers the sparse truth from fewer models than examples (90 fitted, n = 96)", async () => {
+    const rt = await testRuntime();
+    const seed = testSeed("regression l1 m < n");
+    const n = 96;
+    const syn = syntheticRegression({ n, models: 100, support: 3, noise: 0.1, seed });
+    const fit = await fitDatamodels(rt, syn, { penalty: "l1", iterations: 150, seed });
+    const corr = correlation(await rt.read(fit.weights), syn.denseTruth());
+    console.log(`l1, m < n: correlation ${corr.toFixed(4)}, iterations per path point ${fit.pathIterations}`);
+    expect(corr).toBeGreaterThan(0.9);
+    fit.weights.release();
+  });
+
   it("re-streaming the held-out models gives the cached result; bad input is refused", async () => {
     const rt = await testRuntime();
     const seed = testSeed("regression held-out streaming");
@@ -127,5 +139,11 @@ describe("datamodels regression", () => {
     await expect(fitDatamodels(rt, data, { lambdas: [1, -1] })).rejects.toThrow(/lambdas/);
     const short = { ...data, rows: async (s: number, c: number) => ({ ...(await data.rows(s, c)), Y: new Float32Array(1) }) };
     await expect(fitDatamodels(rt, short, {})).rejects.toThrow(/margin values/);
+    const nan = { ...data, rows: async (s: number, c: number) => {
+      const b = await data.rows(s, c);
+      if (s + c > 50) b.Y[b.Y.length - 1] = NaN;
+      return b;
+    } };
+    await expect(fitDatamodels(rt, nan, { batchRows: 8 })).rejects.toThrow(/is NaN/);
   });
 });
