@@ -7,7 +7,9 @@
 // figures are left empty and the flagged list is the output.
 //
 // finish needs WebGPU (the coordinator under Deno: `npm run serve`), as runDetect does; it is one
-// attribution + search on the coordinator, the cost of one detect run's last stages.
+// attribution + search + one evaluation on the coordinator, the cost of one detect run's last stages.
+// Under Node (Dawn, unreliable here) it fails with that message rather than crash the coordinator.
+// Spot checks need no device: the float64 twins run on the host.
 import { z } from "zod";
 import { uploadDataset } from "../../kernels/batch.ts";
 import { marginRef } from "../../kernels/loss.ts";
@@ -22,6 +24,7 @@ import {
 import { writeReport } from "../../src/detect/report.ts";
 import { buildTrainingSet, ensembleSeed, type TrainingSet } from "../../src/detect/training-set.ts";
 import { joinPath, makeDir, writeBytesAtomic } from "../../src/data/io.ts";
+import { detectRuntime } from "../../src/gpu/device.ts";
 import { getRuntime } from "../../src/gpu/runtime.ts";
 import { hostModelFromSafetensors, modelFromSafetensors } from "../../src/nn/checkpoint.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
@@ -190,6 +193,9 @@ export const trak = defineJobKind<TrakSpec>({
       mark = now;
     };
     const cfg = detectConfigOf(s);
+    if (detectRuntime() === "node") {
+      throw new Error("the trak job's finish runs the attribution, search and evaluation on WebGPU, which Node (Dawn) does not run reliably here: run the coordinator under Deno (npm run serve)");
+    }
     const rt = await getRuntime();
     await autotuneMatmul(rt);
     const { train, poisoned } = await trainingSet(s);
