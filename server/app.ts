@@ -142,7 +142,7 @@ export function createApp(o: AppOptions) {
     })
     .post("/v1/leases/:leaseId/heartbeat", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
       const deadline = await coord.store.heartbeat(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence, coord.leaseMs);
-      return c.json({ deadline }, 200);
+      return c.json({ deadline, leaseMs: coord.leaseMs }, 200);
     })
     .get("/v1/jobs/:id/shards/:key{.+}/arrays/:name", volunteer, async (c) => {
       const { meta, bytes } = await coord.acceptedArray(c.req.param("id"), c.req.param("key"), c.req.param("name"));

@@ -134,6 +134,8 @@ export class Coordinator {
       leaseId: lease.id,
       fence: lease.fence,
       deadline: lease.deadline,
+      // The lease length too: a worker paces heartbeats on its own clock, which may differ from ours.
+      leaseMs: this.leaseMs,
       shard: { jobId: shard.jobId, key: shard.key, kind: shard.kind, payload: shard.payload, deps: shard.deps, outputs: shard.outputs, ...(shard.maxBytes !== undefined ? { maxBytes: shard.maxBytes } : {}) },
     };
   }

@@ -1,6 +1,6 @@
 // The plug-in interface between the coordinator (server/) and the job kinds (server/jobs/).
 // Changes after the first commit are additive only and are listed here:
-//   (none yet)
+//   - lease and heartbeat responses also carry `leaseMs` (workers pace heartbeats on their own clock).
 import type { z } from "zod";
 
 export type DType = "f32" | "u32" | "i32" | "u8";

@@ -107,22 +107,24 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       continue;
     }
     idle = 0;
-    const lease = (await res.json()) as { leaseId: string; fence: number; deadline: number; shard: LeasedShard };
+    const lease = (await res.json()) as { leaseId: string; fence: number; deadline: number; leaseMs?: number; shard: LeasedShard };
     const { shard, leaseId, fence } = lease;
     emit({ type: "leased", shard, leaseId, fence });
     // The executor stops when the worker stops or the lease is lost (a heartbeat refused).
     const shardAbort = new AbortController();
     const onStop = () => shardAbort.abort(o.signal?.reason);
     o.signal?.addEventListener("abort", onStop, { once: true });
-    let deadline = lease.deadline;
+    // Heartbeat every third of the lease, timed on this machine's clock (the server's deadline is on
+    // the server's clock); old servers without leaseMs: from the deadline.
+    const leaseMs = lease.leaseMs ?? Math.max(150, lease.deadline - Date.now());
     let beating = true;
     const beat = async () => {
       while (beating && !shardAbort.signal.aborted) {
-        await sleep(Math.max(50, (deadline - Date.now()) / 3), shardAbort.signal);
+        await sleep(Math.max(50, leaseMs / 3), shardAbort.signal);
         if (!beating || shardAbort.signal.aborted) return;
         try {
           const r = await api.v1.leases[":leaseId"].heartbeat.$post({ param: { leaseId }, json: { fence } });
-          if (r.ok) deadline = ((await r.json()) as { deadline: number }).deadline;
+          if (r.ok) await r.body?.cancel();
           else if ((r.status as number) >= 400 && (r.status as number) < 500 && (r.status as number) !== 429) {
             emit({ type: "error", shard, message: `heartbeat: ${(await errorOf(r)).message}` });
             shardAbort.abort(new Error("lease lost"));
