@@ -141,7 +141,7 @@ export function createApp(o: AppOptions) {
       return c.json(lease, 200);
     })
     .post("/v1/leases/:leaseId/heartbeat", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
-      const deadline = await coord.store.heartbeat(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence, coord.leaseMs);
+      const deadline = await coord.store.heartbeat(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence, coord.leaseMs, coord.maxLeaseAgeMs);
       return c.json({ deadline, leaseMs: coord.leaseMs }, 200);
     })
     .get("/v1/jobs/:id/shards/:key{.+}/arrays/:name", volunteer, async (c) => {

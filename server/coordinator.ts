@@ -22,6 +22,10 @@ export interface CoordinatorOptions {
   kinds: JobKindRegistry;
   /** Lease length; heartbeats extend a lease by this much (default 60 s). */
   leaseMs?: number;
+  /** Most live leases one volunteer may hold (default 4); more lease requests get 429. */
+  maxLiveLeases?: number;
+  /** Heartbeats stop extending a lease this old (default 12 h). */
+  maxLeaseAgeMs?: number;
   trustStreak?: number;
   soloProbability?: number;
   /** Randomness for solo draws and spot-check seeds (tests pass a seeded one). */
@@ -43,6 +47,8 @@ export class Coordinator {
   readonly blobs: BlobStore;
   readonly kinds: JobKindRegistry;
   readonly leaseMs: number;
+  readonly maxLiveLeases: number;
+  readonly maxLeaseAgeMs: number;
   private readonly trustStreak: number;
   private readonly soloProbability: number;
   private readonly random: () => number;
@@ -60,6 +66,8 @@ export class Coordinator {
     this.blobs = o.blobs;
     this.kinds = o.kinds;
     this.leaseMs = o.leaseMs ?? 60_000;
+    this.maxLiveLeases = o.maxLiveLeases ?? 4;
+    this.maxLeaseAgeMs = o.maxLeaseAgeMs ?? 12 * 3600_000;
     this.trustStreak = o.trustStreak ?? 10;
     this.soloProbability = o.soloProbability ?? 0.8;
     this.random = o.random ?? Math.random;
@@ -127,7 +135,7 @@ export class Coordinator {
 
   async lease(volunteer: VolunteerRow, kinds: string[] | undefined) {
     const solo = volunteer.streak >= this.trustStreak && this.random() < this.soloProbability;
-    const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo);
+    const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo, this.maxLiveLeases);
     if (!got) return null;
     const { lease, shard } = got;
     return {

@@ -312,10 +312,15 @@ export class SqlStore {
    * Lease the first ready shard (oldest job, plan order) to `volunteerId`. `solo`: the volunteer is
    * trusted and drew "no replica" (see coordinator.ts); it only applies to a fresh deterministic shard.
    */
-  async claimLease(volunteerId: string, kinds: string[] | undefined, leaseMs: number, solo: boolean): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
+  async claimLease(volunteerId: string, kinds: string[] | undefined, leaseMs: number, solo: boolean, maxLive = Infinity): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
     if (kinds && kinds.length === 0) return null;
     return this.db.tx(async (q) => {
       const now = this.now();
+      if (Number.isFinite(maxLive)) {
+        // A volunteer cannot hoard shards: at most maxLive live leases at once.
+        const [live] = await q.all<Row>(`SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`, [volunteerId, now]);
+        if (num(live.n) >= maxLive) throw new ApiError(429, `you hold ${num(live.n)} live leases (the most allowed is ${maxLive}): submit them or let them expire`);
+      }
       const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
       const outstanding = `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
           + (SELECT COUNT(*) FROM results r WHERE r.job_id = s.job_id AND r.key = s.key AND r.status = 'pending')`;
@@ -372,13 +377,15 @@ export class SqlStore {
     return lease!;
   }
 
-  async heartbeat(leaseId: string, volunteerId: string, fence: number, leaseMs: number): Promise<number> {
+  /** Extend a live lease; `maxAgeMs` caps a lease's whole life, so heartbeats cannot hold a shard forever. */
+  async heartbeat(leaseId: string, volunteerId: string, fence: number, leaseMs: number, maxAgeMs = Infinity): Promise<number> {
     return this.db.tx(async (q) => {
       const now = this.now();
       const rows = await q.all<Row>(`SELECT * FROM leases WHERE id = ?${this.lock}`, [leaseId]);
       const lease = rows[0] ? toLease(rows[0]) : null;
       const problem = leaseProblem(lease, volunteerId, fence, now);
       if (problem) throw problem;
+      if (now - num(rows[0].created_at) > maxAgeMs) throw new ApiError(410, `the lease is older than the most a shard may take (${maxAgeMs} ms); it will not be extended`);
       const deadline = now + leaseMs;
       await q.run(`UPDATE leases SET deadline = ? WHERE id = ?`, [deadline, leaseId]);
       return deadline;

@@ -100,6 +100,28 @@ describe("coordinator API: bad requests", () => {
     }
   });
 
+  it("a volunteer cannot hoard leases, nor keep one alive past the most a shard may take", async () => {
+    const c = await startCoordinator("sqlite", { maxLiveLeases: 3, maxLeaseAgeMs: 600 });
+    try {
+      await createJob(c.url, { n: 20, rowsPerShard: 2, block: 3, seed: 9, scale: false });
+      const v = await register(c.url);
+      const lease = () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` }, body: "{}" });
+      const got: { leaseId: string; fence: number }[] = [];
+      for (let i = 0; i < 3; i++) got.push((await (await lease()).json()) as { leaseId: string; fence: number });
+      const fourth = await lease();
+      expect(fourth.status).toBe(429);
+      expect(((await fourth.json()) as { error: string }).error).toMatch("3 live leases");
+      const beat = () => fetch(`${c.url}/v1/leases/${got[0].leaseId}/heartbeat`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` }, body: JSON.stringify({ fence: got[0].fence }) });
+      expect((await beat()).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 700));
+      const old = await beat();
+      expect(old.status).toBe(410);
+      expect(((await old.json()) as { error: string }).error).toMatch("will not be extended");
+    } finally {
+      await c.close();
+    }
+  });
+
   it("rate-limits a token that floods the coordinator", async () => {
     const c = await startCoordinator("sqlite", { rateLimit: { perSecond: 5, burst: 10 } });
     try {
