@@ -103,6 +103,9 @@ export const trak = defineJobKind<TrakSpec>({
   spec: TrakSpec as unknown as z.ZodType<TrakSpec>,
 
   plan(s) {
+    // Decode the data set now, at job creation: the first spot check would otherwise block the
+    // coordinator's event loop for seconds (gunzip) while volunteers hold short leases.
+    trainingSet(s).catch(() => {});
     const n = Math.min(s.train, 50000);
     const dataset = datasetRef(s);
     const shards: ShardPlan[] = [];
