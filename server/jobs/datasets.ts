@@ -2,9 +2,12 @@
 // them itself (spot checks, finish). A job names a file here; every worker builds the job's training set
 // from it (src/detect/training-set.ts), so no per-job data moves.
 import { Hono } from "hono";
-import { baseName, pathKind, readBytes } from "../../src/data/io.ts";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { baseName, pathKind } from "../../src/data/io.ts";
 import { DEFAULT_DATA } from "../../src/detect/pipeline.ts";
-import { loadCifar10 } from "../../src/data/cifar.ts";
+import { clearCifarCache, loadCifar10 } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k] ??
@@ -29,28 +32,22 @@ const trainSplits = new Map<string, Promise<Dataset>>();
 export function trainSplit(name: string): Promise<Dataset> {
   let p = trainSplits.get(name);
   if (!p) {
-    p = loadCifar10(datasetPath(name), { split: "train" });
+    // Drop the decompressed archive once the split is out (~180 MB); finish reloads it for the test split.
+    p = loadCifar10(datasetPath(name), { split: "train" }).finally(clearCifarCache);
     p.catch(() => trainSplits.delete(name));
     trainSplits.set(name, p);
   }
   return p;
 }
 
-const bytes = new Map<string, Promise<Uint8Array>>();
-
-/** GET /v1/datasets/:name: the file's bytes (read once, kept in memory). Mount with app.route("/", datasetRoutes()). */
+/** GET /v1/datasets/:name: the file, streamed from disk. Mounted by server/serve.ts. */
 export function datasetRoutes(): Hono {
   return new Hono().get("/v1/datasets/:name", async (c) => {
     const name = c.req.param("name");
     const path = datasetFiles()[name];
     if (!path || (await pathKind(path)) !== "file") return c.json({ error: `no dataset "${name}" here` }, 404);
-    let b = bytes.get(path);
-    if (!b) {
-      b = readBytes(path);
-      b.catch(() => bytes.delete(path));
-      bytes.set(path, b);
-    }
-    const data = await b;
-    return c.body(data as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream", "cache-control": "public, max-age=86400, immutable" });
+    const { size } = await stat(path);
+    const body = Readable.toWeb(createReadStream(path)) as unknown as ReadableStream<Uint8Array>;
+    return c.body(body, 200, { "content-type": "application/octet-stream", "content-length": String(size), "cache-control": "public, max-age=86400, immutable" });
   });
 }
