@@ -8,7 +8,12 @@
 //   select_copy   cand, sse (read), best, best_theta (rw)     copy improved columns
 //   select_update sse, bias (read), best, best_bias, choice (rw)
 //   finalize      cand (read), out (rw)                       transpose, crop to n x n, zero diagonal
-// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta, offdiag }; override WG; flat grids fold into y.
+//   cg_init       r, hy (read), theta, res, pdir (rw)         ridge CG: res = pdir = r − hy − ridge theta
+//   col_dot       p, yh (read), out (rw)                      out[j] = Σ_k p (yh + ridge p)
+//   cg_step       hy, pdir, rr, pap, r0 (read), theta, res    theta += α pdir, res −= α (hy + ridge pdir)
+//   cg_dir        res, rr, rr_new, r0 (read), pdir (rw)       pdir = res + β pdir
+// (cg_step and cg_dir leave a column alone once rr ≤ floor2 · r0: it has converged.)
+// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta, offdiag, floor2 }; override WG; flat grids fold into y.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
@@ -20,7 +25,7 @@ export interface RegressionVariant extends Variant {
 export const regressionOp = defineOp<RegressionVariant>("regression", "datamodels regression steps: centring, proximal step, held-out error and selection per target");
 regressionOp.register({ name: "default", file: "wgsl/regression.wgsl", code: await wgsl("regression.wgsl"), workgroupSize: 256 });
 
-const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0, offdiag: 0 };
+const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0, offdiag: 0, floor2: 0 };
 
 function dispatch(rt: Runtime, entry: string, buffers: Record<string, Tensor>, uniforms: Partial<typeof ZERO_UNIFORMS>, items: number): void {
   const v = regressionOp.active;
@@ -123,6 +128,49 @@ export function finalizeWeights(rt: Runtime, cand: Tensor, n: number): Tensor {
   return out;
 }
 
+// ---------------------------------------------------------------- ridge by conjugate gradients
+
+/** Per-column CG state of (H + ridge I) θ = R, every column (target) its own run in lockstep. */
+export interface CgState {
+  theta: Tensor;
+  res: Tensor;
+  pdir: Tensor;
+  /** |R[:, j]|² per column, and the relative |residual|² below which a column stops. */
+  r0: Tensor;
+  floor2: number;
+}
+
+/** res = pdir = r − hy − ridge θ, with hy = H θ. */
+export function cgInit(rt: Runtime, s: CgState, r: Tensor, hy: Tensor, ridge: number): void {
+  const [rows, cols] = cols2d(s.theta, "cgInit theta");
+  for (const [t, what] of [[r, "r"], [hy, "hy"], [s.res, "res"], [s.pdir, "pdir"]] as const) need(t, rows * cols, `cgInit ${what}`);
+  dispatch(rt, "cg_init", { r, hy, theta: s.theta, res: s.res, pdir: s.pdir }, { cols, count: rows * cols, ridge }, rows * cols);
+}
+
+/** out[j] = Σ_k p[k, j] (yh[k, j] + ridge p[k, j]) for columns j < n: pᵀ(H + ridge I)p with yh = H p, or |p|² with yh = p, ridge 0. */
+export function colDot(rt: Runtime, p: Tensor, yh: Tensor, ridge: number, n: number, out?: Tensor): Tensor {
+  const [rows, cols] = cols2d(p, "colDot p");
+  need(yh, rows * cols, "colDot yh");
+  const o = out ?? rt.empty([n], "f32");
+  need(o, n, "colDot out");
+  dispatch(rt, "col_dot", { p, yh, out: o }, { rows, cols, n, ridge }, n);
+  return o;
+}
+
+/** α_j = rr[j] / pap[j]: θ += α pdir, res −= α (hy + ridge pdir), with hy = H pdir; no step where pap[j] ≤ 0 or the column stopped. */
+export function cgStep(rt: Runtime, s: CgState, hy: Tensor, rr: Tensor, pap: Tensor, ridge: number): void {
+  const [rows, cols] = cols2d(s.theta, "cgStep theta");
+  for (const [t, what] of [[rr, "rr"], [pap, "pap"], [s.r0, "r0"]] as const) need(t, cols, `cgStep ${what}`);
+  dispatch(rt, "cg_step", { hy, pdir: s.pdir, rr, pap, r0: s.r0, theta: s.theta, res: s.res }, { cols, count: rows * cols, ridge, floor2: s.floor2 }, rows * cols);
+}
+
+/** pdir = res + β pdir, β_j = rrNew[j] / rr[j]; stopped columns keep their direction. */
+export function cgDirection(rt: Runtime, s: CgState, rr: Tensor, rrNew: Tensor): void {
+  const [rows, cols] = cols2d(s.theta, "cgDirection theta");
+  for (const [t, what] of [[rr, "rr"], [rrNew, "rrNew"], [s.r0, "r0"]] as const) need(t, cols, `cgDirection ${what}`);
+  dispatch(rt, "cg_dir", { res: s.res, rr, rr_new: rrNew, r0: s.r0, pdir: s.pdir }, { cols, count: rows * cols, floor2: s.floor2 }, rows * cols);
+}
+
 // ---------------------------------------------------------------- CPU twins (float64)
 
 type Arr = ArrayLike<number>;
@@ -179,4 +227,32 @@ export function finalizeWeightsRef(cand: Arr, cols: number, n: number): Float64A
   const out = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = i === j ? 0 : cand[j * cols + i];
   return out;
+}
+
+export function cgInitRef(r: Arr, hy: Arr, theta: Arr, ridge: number): Float64Array {
+  return Float64Array.from(r, (x, e) => x - hy[e] - ridge * theta[e]);
+}
+
+export function colDotRef(p: Arr, yh: Arr, ridge: number, rows: number, cols: number, n: number): Float64Array {
+  const o = new Float64Array(n);
+  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) o[j] += p[k * cols + j] * (yh[k * cols + j] + ridge * p[k * cols + j]);
+  return o;
+}
+
+/** Whether CG column j still runs: rr[j] > floor2 · r0[j]. */
+export const cgActive = (rr: Arr, r0: Arr, floor2: number, j: number) => rr[j] > floor2 * r0[j];
+
+export function cgStepRef(theta: Arr, res: Arr, pdir: Arr, hy: Arr, rr: Arr, pap: Arr, r0: Arr, floor2: number, ridge: number, cols: number): { theta: Float64Array; res: Float64Array } {
+  const alpha = (j: number) => (cgActive(rr, r0, floor2, j) && pap[j] > 0 ? rr[j] / pap[j] : 0);
+  return {
+    theta: Float64Array.from(theta, (t, e) => t + alpha(e % cols) * pdir[e]),
+    res: Float64Array.from(res, (x, e) => x - alpha(e % cols) * (hy[e] + ridge * pdir[e])),
+  };
+}
+
+export function cgDirectionRef(res: Arr, pdir: Arr, rr: Arr, rrNew: Arr, r0: Arr, floor2: number, cols: number): Float64Array {
+  return Float64Array.from(pdir, (p, e) => {
+    const j = e % cols;
+    return cgActive(rr, r0, floor2, j) ? res[e] + (rrNew[j] / rr[j]) * p : p;
+  });
 }

@@ -7,6 +7,13 @@
 //   select_copy:   best_theta[:, j] = cand[:, j] where j < n and sse[j] < best[j]
 //   select_update: best[j], best_bias[j], choice[j] = sse[j], bias[j], index where sse[j] < best[j]
 //   finalize:      out[i, j] = (i == j) ? 0 : cand[j, i], i, j < n (to row = target, cropped, diagonal zeroed)
+// Ridge by conjugate gradients on (H + ridge I) t = r, every column its own CG run in lockstep:
+//   cg_init:  res = r - hy - ridge theta (hy = H theta); pdir = res
+//   col_dot:  out[j] = sum_k p[k, j] (yh[k, j] + ridge p[k, j])   (p^T (H + ridge I) p with yh = H p; |res|^2)
+//   cg_step:  alpha = rr[j] / pap[j]; theta += alpha pdir; res -= alpha (hy + ridge pdir)   (hy = H pdir)
+//   cg_dir:   pdir = res + (rr_new[j] / rr[j]) pdir
+// A column stops (no step, no new direction) once rr[j] <= floor2 * r0[j], r0 = |r|^2: past that, f32 CG
+// only drives the recursive residual towards underflow, and a 0/0 would poison the column.
 // select_copy must run before select_update (it reads the old best): two dispatches, kept in order.
 // sse = +inf never beats anything and NaN never wins (comparisons with NaN are false).
 struct Params {
@@ -21,6 +28,7 @@ struct Params {
   ridge: f32,
   beta: f32,
   offdiag: u32,
+  floor2: f32,
 }
 
 // Every entry point uses its own names (the runtime binds only what an entry point uses).
@@ -43,6 +51,12 @@ struct Params {
 @group(0) @binding(16) var<storage, read_write> best_bias: array<f32>;
 @group(0) @binding(17) var<storage, read_write> choice: array<f32>;
 @group(0) @binding(18) var<uniform> params: Params;
+@group(0) @binding(19) var<storage, read_write> res: array<f32>;        // cg_init, cg_step, cg_dir
+@group(0) @binding(20) var<storage, read_write> pdir: array<f32>;
+@group(0) @binding(21) var<storage, read> rr: array<f32>;
+@group(0) @binding(22) var<storage, read> pap: array<f32>;
+@group(0) @binding(23) var<storage, read> rr_new: array<f32>;
+@group(0) @binding(24) var<storage, read> r0: array<f32>;
 
 override WG: u32 = 256;
 
@@ -125,4 +139,47 @@ fn finalize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   let i = e / params.n;
   let j = e % params.n;
   if (i == j) { out[e] = 0.0; } else { out[e] = cand[j * params.cols + i]; }
+}
+
+@compute @workgroup_size(WG)
+fn cg_init(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(gid, nwg);
+  if (e >= params.count) { return; }
+  let v0 = r[e] - hy[e] - params.ridge * theta[e];
+  res[e] = v0;
+  pdir[e] = v0;
+}
+
+@compute @workgroup_size(WG)
+fn col_dot(@builtin(global_invocation_id) gid: vec3u) {
+  let j = gid.x;
+  if (j >= params.n) { return; }
+  var acc = 0.0;
+  for (var k = 0u; k < params.rows; k++) {
+    let a = p[k * params.cols + j];
+    acc += a * (yh[k * params.cols + j] + params.ridge * a);
+  }
+  out[j] = acc;
+}
+
+@compute @workgroup_size(WG)
+fn cg_step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(gid, nwg);
+  if (e >= params.count) { return; }
+  let j = e % params.cols;
+  let d = pap[j];
+  if (!(rr[j] > params.floor2 * r0[j]) || !(d > 0.0)) { return; }
+  let alpha = rr[j] / d;
+  let pe = pdir[e];
+  theta[e] += alpha * pe;
+  res[e] -= alpha * (hy[e] + params.ridge * pe);
+}
+
+@compute @workgroup_size(WG)
+fn cg_dir(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let e = flat(gid, nwg);
+  if (e >= params.count) { return; }
+  let j = e % params.cols;
+  if (!(rr[j] > params.floor2 * r0[j])) { return; }
+  pdir[e] = res[e] + (rr_new[j] / rr[j]) * pdir[e];
 }

@@ -21,7 +21,7 @@ import { fill } from "../../kernels/fill.ts";
 import { gemv } from "../../kernels/gemv.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { blockCopy } from "../../kernels/project.ts";
-import { colAbsMax, colSse, finalizeWeights, proxStep, rank1Update, selectBest } from "../../kernels/regression.ts";
+import { cgActive, cgDirection, cgInit, cgStep, colAbsMax, colDot, colSse, finalizeWeights, proxStep, rank1Update, selectBest } from "../../kernels/regression.ts";
 import { cholesky } from "../attribution/trak.ts";
 import { decodeSafetensors, encodeSafetensors } from "../checkpoint/safetensors.ts";
 import { mulberry32 } from "../data/dataset.ts";
@@ -43,6 +43,11 @@ export interface FitOptions {
   /** Default "l2". */
   penalty?: "l2" | "l1";
   /**
+   * Ridge solver: "cg" (default), conjugate gradients per target, or "apg", the accelerated proximal
+   * gradient that lasso uses (with the ridge term smooth). Lasso always uses "apg".
+   */
+  ridgeSolver?: "cg" | "apg";
+  /**
    * Regularisation path, largest first is best (warm starts), as multiples of a per-problem scale:
    * l1: of each target's λ_max = max_{j≠i} |R[j, i]| (from about there on, θ_i's off-diagonal entries are 0);
    * l2: of the mean variance of the masks (mean diagonal of H, α(1−α) for α-subsets). The absolute λ
@@ -55,8 +60,9 @@ export interface FitOptions {
   /** Most proximal-gradient iterations per path point (default 100). */
   iterations?: number;
   /**
-   * Stop a path point early once an iteration moves no off-diagonal weight by more than `tolerance` times
-   * the largest off-diagonal weight (checked every 5 iterations; default 1e-4; 0 = always run `iterations`).
+   * Stop a path point early (checked every 5 iterations; default 1e-4; 0 = always run `iterations`):
+   * CG once every target's residual |r − (H + λI)θ| is below `tolerance` times |r|; APG once an iteration
+   * moves no off-diagonal weight by more than `tolerance` times the largest off-diagonal weight.
    */
   tolerance?: number;
   /** Models per streamed batch (default 256; rounded up to a multiple of 4). */
@@ -101,6 +107,8 @@ export interface FitPlan {
   n: number;
   N: number;
   penalty: "l2" | "l1";
+  /** Conjugate gradients (ridge) rather than accelerated proximal gradient. */
+  cg: boolean;
   ratios: number[];
   train: number;
   heldOut: number;
@@ -126,11 +134,13 @@ export function planFit(data: Pick<RegressionData, "n" | "models">, opts: FitOpt
   }
   const iterations = opts.iterations ?? 100;
   if (!Number.isInteger(iterations) || iterations < 1) throw new Error(`fitDatamodels: iterations must be a positive integer, got ${iterations}`);
+  const solver = opts.ridgeSolver ?? "cg";
+  if (solver !== "cg" && solver !== "apg") throw new Error(`fitDatamodels: ridgeSolver must be "cg" or "apg", got ${JSON.stringify(solver)}`);
   const tolerance = opts.tolerance ?? 1e-4;
   if (!(tolerance >= 0)) throw new Error(`fitDatamodels: tolerance must be >= 0, got ${tolerance}`);
   const batch = opts.batchRows ?? 256;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`fitDatamodels: batchRows must be a positive integer, got ${batch}`);
-  return { n, N: paddedSize(n), penalty, ratios, train: models - heldOut, heldOut, iterations, tolerance, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
+  return { n, N: paddedSize(n), penalty, cg: penalty === "l2" && solver === "cg", ratios, train: models - heldOut, heldOut, iterations, tolerance, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
 }
 
 /** Iterations between convergence checks (each costs two column reductions and a small readback). */
@@ -144,6 +154,16 @@ export function converged(plan: FitPlan, step: ArrayLike<number>, weights: Array
     w = Math.max(w, weights[j]);
   }
   return d <= plan.tolerance * w;
+}
+
+/** A CG column stops once its residual is this small relative to |r| (f32 cannot do much better). */
+export const CG_FLOOR = 1e-6;
+
+/** The CG stopping rule: every target's |residual|² (rr) within tolerance² of its |r|² (r0). */
+export function cgConverged(plan: FitPlan, rr: ArrayLike<number>, r0: ArrayLike<number>): boolean {
+  const t2 = plan.tolerance * plan.tolerance;
+  for (let j = 0; j < plan.n; j++) if (!(rr[j] <= t2 * r0[j])) return false;
+  return true;
 }
 
 /** Momentum for iteration k (0-based) of a path point: constant for strongly convex ridge, FISTA's for lasso. */
@@ -317,8 +337,14 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
 
   // 3-4. The path.
   const theta = fill(rt, rt.empty([N, N]), 0);
-  const yExt = rt.empty([N, N]);
+  const yExt = rt.empty([N, N]); // APG: the extrapolated point; CG: the search direction
   const hy = rt.empty([N, N]);
+  // CG: per-target state. Padded columns stay zero (their r is zero: no step), but the step kernels index
+  // per-column vectors by every column, so those have N entries.
+  const cg = plan.cg
+    ? { theta, pdir: yExt, res: rt.empty([N, N]), rr: rt.empty([N]), rrNew: rt.empty([N]), pap: rt.empty([N]), r0: colDot(rt, R, R, 0, N), floor2: CG_FLOOR ** 2 }
+    : undefined;
+  const r0 = cg ? ((await rt.read(cg.r0)) as Float32Array) : undefined;
   const sel = {
     best: fill(rt, rt.empty([n]), Infinity),
     bestTheta: fill(rt, rt.empty([N, N]), 0),
@@ -333,9 +359,30 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
     const lam1 = rt.upload(plan.penalty === "l1" ? padVec(lamScale.map((s) => s * ratio), N) : new Float32Array(N), [N]);
     const Lt = L + ridge;
     const beta = momentum(plan, Lt, ridge);
-    scale(rt, theta, 1, yExt); // warm start, momentum reset
     let k = 0;
-    while (k < plan.iterations) {
+    if (cg) {
+      // Warm start: the residual of the previous λ's solution under this λ.
+      matmul(rt, H, theta, { out: hy });
+      cgInit(rt, cg, R, hy, ridge);
+      colDot(rt, cg.res, cg.res, 0, N, cg.rr);
+    } else scale(rt, theta, 1, yExt); // warm start, momentum reset
+    while (cg && k < plan.iterations) {
+      matmul(rt, H, cg.pdir, { out: hy });
+      colDot(rt, cg.pdir, hy, ridge, N, cg.pap);
+      cgStep(rt, cg, hy, cg.rr, cg.pap, ridge);
+      colDot(rt, cg.res, cg.res, 0, N, cg.rrNew);
+      cgDirection(rt, cg, cg.rr, cg.rrNew);
+      [cg.rr, cg.rrNew] = [cg.rrNew, cg.rr];
+      k++;
+      if (k % CHECK_EVERY === 0 && k < plan.iterations) {
+        const stop = plan.tolerance > 0 && cgConverged(plan, await rt.read(cg.rr), r0!);
+        if (plan.tolerance === 0) await rt.sync();
+        done = trainBatches + t * (plan.iterations + 1) + k;
+        progress(`λ ${t + 1}/${plan.ratios.length}: CG iteration ${k}/${plan.iterations}`);
+        if (stop) break;
+      }
+    }
+    while (!cg && k < plan.iterations) {
       matmul(rt, H, yExt, { out: hy });
       proxStep(rt, { hy, r: R, lam1, theta, y: yExt }, { step: 1 / Lt, ridge, beta: beta(k) });
       k++;
@@ -382,6 +429,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   const weights = finalizeWeights(rt, sel.bestTheta, n);
   const [best, bestBias, choice] = await rt.readMany([sel.best, sel.bestBias, sel.choice]);
   for (const t of [H, R, theta, yExt, hy, sse, negXbar, sel.best, sel.bestTheta, sel.bestBias, sel.choice]) t.release();
+  if (cg) for (const t of [cg.res, cg.rr, cg.rrNew, cg.pap, cg.r0]) t.release();
   for (const h of cached ?? []) {
     h.xh.release();
     h.yh.release();
@@ -521,6 +569,9 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
   const theta = new Float64Array(n * n);
   const y = new Float64Array(n * n);
   const hy = new Float64Array(n * n);
+  const res = new Float64Array(n * n);
+  const r0 = new Float64Array(n);
+  for (let e = 0; e < n * n; e++) r0[e % n] += R[e] * R[e];
   const best = new Float64Array(n).fill(Infinity);
   const bestTheta = new Float64Array(n * n);
   const bestBias = new Float64Array(n);
@@ -532,9 +583,35 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
     const Lt = L + ridge;
     const step = 1 / Lt;
     const beta = momentum(plan, Lt, ridge);
-    y.set(theta);
     let k = 0;
-    while (k < plan.iterations) {
+    if (plan.cg) {
+      // Same CG as on the device: y is the search direction, res the residual.
+      const colDot = (a: Float64Array, b: Float64Array, rdg: number) => {
+        const o = new Float64Array(n);
+        for (let e = 0; e < n * n; e++) o[e % n] += a[e] * (b[e] + rdg * a[e]);
+        return o;
+      };
+      matmulSquare(H, theta, n, hy);
+      for (let e = 0; e < n * n; e++) res[e] = y[e] = R[e] - hy[e] - ridge * theta[e];
+      let rr = colDot(res, res, 0);
+      while (k < plan.iterations) {
+        matmulSquare(H, y, n, hy);
+        const pap = colDot(y, hy, ridge);
+        const active = Array.from({ length: n }, (_, j) => cgActive(rr, r0, CG_FLOOR ** 2, j));
+        for (let e = 0; e < n * n; e++) {
+          const j = e % n;
+          const alpha = active[j] && pap[j] > 0 ? rr[j] / pap[j] : 0;
+          theta[e] += alpha * y[e];
+          res[e] -= alpha * (hy[e] + ridge * y[e]);
+        }
+        const rrNew = colDot(res, res, 0);
+        for (let e = 0; e < n * n; e++) if (active[e % n]) y[e] = res[e] + (rrNew[e % n] / rr[e % n]) * y[e];
+        rr = rrNew;
+        k++;
+        if (k % CHECK_EVERY === 0 && k < plan.iterations && plan.tolerance > 0 && cgConverged(plan, rr, r0)) break;
+      }
+    } else y.set(theta);
+    while (!plan.cg && k < plan.iterations) {
       matmulSquare(H, y, n, hy);
       const b = beta(k);
       for (let e = 0; e < n * n; e++) {

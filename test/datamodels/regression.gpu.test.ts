@@ -82,7 +82,7 @@ describe("datamodels regression", () => {
       fit.weights.release();
     });
 
-    it(`${penalty}: at one lambda, converges to the exact float64 solution; the float64 twin follows the same iterates`, async () => {
+    it(`${penalty}: at one lambda, converges to the exact float64 solution (ridge: CG and APG); the float64 twin follows the same iterates`, async () => {
       const rt = await testRuntime();
       const seed = testSeed(`regression exact ${penalty}`);
       const n = 24;
@@ -100,6 +100,12 @@ describe("datamodels regression", () => {
       const scale = Math.max(...want.map(Math.abs));
       const err = assertClose(W, want, { rtol: 2e-3, scale }, `${penalty} weights vs exact solve`);
       console.log(`${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`);
+      if (penalty === "l2") {
+        // The other ridge solver (accelerated proximal gradient) reaches the same solution.
+        const apg = await fitDatamodels(rt, data, { ...opts, ridgeSolver: "apg" });
+        assertClose(await rt.read(apg.weights), want, { rtol: 2e-3, scale }, "l2 (apg) weights vs exact solve");
+        apg.weights.release();
+      }
       // The float64 twin of the whole fit (same path, steps, momentum), a short run with 3 path points.
       const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, tolerance: 0, batchRows: 40, seed };
       const [g, c] = [await fitDatamodels(rt, data, short), await fitDatamodelsRef(data, short)];

@@ -104,5 +104,44 @@ describe("regression kernels", () => {
         [w, ...Object.values(dev)].forEach((t) => t.release());
       }
     });
+
+    it(`${v.name}: cg_init, col_dot, cg_step, cg_dir match the float64 twins (stopped columns and zero denominators take no step)`, async () => {
+      k.regressionOp.use(v.name);
+      const rt = await testRuntime();
+      const rand = mulberry32(testSeed(`regression cg ${v.name}`));
+      for (const [rows, cols] of [[1, 1], [9, 6], [randInt(rand, 1, 80), randInt(rand, 2, 200)]]) {
+        const size = rows * cols;
+        const n = randInt(rand, 1, cols);
+        const ridge = rand();
+        const [rData, hyData, thetaData, pdirData] = [0, 0, 0, 0].map(() => randomF32(rand, size));
+        const rrData = randomF32(rand, cols, 0, 2);
+        const papData = randomF32(rand, cols, -0.5, 2); // some <= 0
+        const rrNewData = randomF32(rand, cols, 0, 2);
+        const r0Data = randomF32(rand, cols, 0, 4);
+        const floor2 = 0.25;
+        rrData[0] = 0; // a stopped column
+        const [r, hy] = [rt.upload(rData, [rows, cols]), rt.upload(hyData, [rows, cols])];
+        const s = { theta: rt.upload(thetaData, [rows, cols]), res: rt.empty([rows, cols]), pdir: rt.empty([rows, cols]), r0: rt.upload(r0Data, [cols]), floor2 };
+        k.cgInit(rt, s, r, hy, ridge);
+        const res0 = k.cgInitRef(rData, hyData, thetaData, ridge);
+        const [gotRes, gotP] = await rt.readMany([s.res, s.pdir]);
+        assertClose(gotRes, res0, { rtol: RTOL }, "cg_init res");
+        assertClose(gotP, res0, { rtol: RTOL }, "cg_init pdir");
+        const dot = k.colDot(rt, s.res, hy, ridge, n);
+        assertClose(await rt.read(dot), k.colDotRef(gotRes, hyData, ridge, rows, cols, n), { rtol: 1e-5, scale: rows }, "col_dot");
+        // cg_step with a chosen direction, then cg_dir.
+        s.pdir.release();
+        s.pdir = rt.upload(pdirData, [rows, cols]);
+        const [rr, pap, rrNew] = [rt.upload(rrData, [cols]), rt.upload(papData, [cols]), rt.upload(rrNewData, [cols])];
+        k.cgStep(rt, s, hy, rr, pap, ridge);
+        const step = k.cgStepRef(thetaData, gotRes, pdirData, hyData, rrData, papData, r0Data, floor2, ridge, cols);
+        const [gotT, gotR] = await rt.readMany([s.theta, s.res]);
+        assertClose(gotT, step.theta, { rtol: 1e-4 }, "cg_step theta");
+        assertClose(gotR, step.res, { rtol: 1e-4 }, "cg_step res");
+        k.cgDirection(rt, s, rr, rrNew);
+        assertClose(await rt.read(s.pdir), k.cgDirectionRef(gotR, pdirData, rrData, rrNewData, r0Data, floor2, cols), { rtol: 1e-4 }, "cg_dir");
+        [r, hy, s.theta, s.res, s.pdir, s.r0, dot, rr, pap, rrNew].forEach((t) => t.release());
+      }
+    });
   }
 });
