@@ -6,10 +6,11 @@
 // retraining are not part of the job (they need the scores; the plan is fixed up front): "after"
 // figures are left empty and the flagged list is the output.
 //
-// finish needs WebGPU (the coordinator under Deno: `npm run serve`), as runDetect does; it is one
-// attribution + search + one evaluation on the coordinator, the cost of one detect run's last stages.
-// Under Node (Dawn, unreliable here) it fails with that message rather than crash the coordinator.
-// Spot checks need no device: the float64 twins run on the host.
+// finish uses WebGPU where the coordinator has it (Deno: `npm run serve`), exactly as runDetect does: one
+// attribution + search + baselines + one evaluation, the cost of a detect run's last stages. A coordinator
+// on Node (Dawn is unreliable here) finishes on the host instead, for n <= HOST_FINISH_MAX: the float64
+// twin of the attribution and the same dense search; baselines and model 0's evaluation are left out.
+// Spot checks need no device: the float64 twins of the layers run on the host.
 import { z } from "zod";
 import { uploadDataset } from "../../kernels/batch.ts";
 import { marginRef } from "../../kernels/loss.ts";
@@ -19,8 +20,10 @@ import type { Features } from "../../src/attribution/featurize.ts";
 import { seededIndices } from "../../src/data/dataset.ts";
 import { topK } from "../../src/detect/metrics.ts";
 import {
-  DetectConfig, evaluateOutcome, keyOf, loadTestSet, removalBudget, runBaselines, scoreFeatures, summarize,
+  type BaselineResult, DetectConfig, evaluateOutcome, keyOf, loadTestSet, type Outcome, removalBudget, runBaselines, type Scored, scoreDense,
+  scoreFeatures, type StageProgress, summarize,
 } from "../../src/detect/pipeline.ts";
+import { denseAttributionRef } from "../../src/attribution/trak.ts";
 import { writeReport } from "../../src/detect/report.ts";
 import { buildTrainingSet, ensembleSeed, type TrainingSet } from "../../src/detect/training-set.ts";
 import { joinPath, makeDir, writeBytesAtomic } from "../../src/data/io.ts";
@@ -32,6 +35,9 @@ import { Recipe } from "../../src/nn/train.ts";
 import { FEATURIZE, type FeaturizePayload, TRAIN, type TrainPayload } from "../../src/volunteer/shards.ts";
 import { type ArrayValue, defineJobKind, type Inputs, type ShardPlan } from "../job-kind.ts";
 import { datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
+
+/** Largest job a coordinator without WebGPU finishes on the host (dense float64 A: n² doubles, O(M n² k)). */
+export const HOST_FINISH_MAX = 4096;
 
 const TILE = 64; // featurisation tile of the pipeline: shard boundaries on tiles keep the rounding identical
 
@@ -196,17 +202,16 @@ export const trak = defineJobKind<TrakSpec>({
       mark = now;
     };
     const cfg = detectConfigOf(s);
-    if (detectRuntime() === "node") {
-      throw new Error("the trak job's finish runs the attribution, search and evaluation on WebGPU, which Node (Dawn) does not run reliably here: run the coordinator under Deno (npm run serve)");
-    }
-    const rt = await getRuntime();
-    await autotuneMatmul(rt);
     const { train, poisoned } = await trainingSet(s);
     const n = train.n;
+    const onDevice = detectRuntime() !== "node";
+    if (!onDevice && n > HOST_FINISH_MAX) {
+      throw new Error(`this coordinator runs on Node, where the trak finish has no WebGPU (Dawn is unreliable here) and works on the host in float64 up to n = ${HOST_FINISH_MAX} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
+    }
     stage("data");
 
     onProgress(`assembling features of ${s.models} models`);
-    const feats: Features[] = [];
+    const hostFeats: { phi: Float32Array; margins: Float32Array; q: Float32Array }[] = [];
     for (let m = 0; m < s.models; m++) {
       const phi = new Float32Array(n * s.k);
       const margins = new Float32Array(n);
@@ -218,32 +223,51 @@ export const trak = defineJobKind<TrakSpec>({
         margins.set((await get("margins")).data as Float32Array, a);
         q.set((await get("q")).data as Float32Array, a);
       }
-      feats.push({ phi: rt.upload(phi, [n, s.k]), margins, q, n, k: s.k });
+      hostFeats.push({ phi, margins, q });
     }
-    stage("attribute");
     let lastSize = "";
-    const scored = await scoreFeatures(rt, feats, cfg, (p) => {
+    const searchProgress = (p: StageProgress) => {
       if (p.detail && p.detail !== lastSize) onProgress(`search ${(lastSize = p.detail)}`);
-    });
+    };
+    const rt = onDevice ? await getRuntime() : null;
+    let scored: Scored;
+    if (rt) {
+      await autotuneMatmul(rt);
+      const feats: Features[] = hostFeats.map((f) => ({ ...f, phi: rt.upload(f.phi, [n, s.k]), n, k: s.k }));
+      stage("attribute");
+      scored = await scoreFeatures(rt, feats, cfg, searchProgress);
+    } else {
+      // Node: the float64 twin of the attribution, then the pipeline's dense host search.
+      const A = Float32Array.from(denseAttributionRef(hostFeats, n, s.k, { qWeight: cfg.qWeight }));
+      for (let i = 0; i < n; i++) A[i * n + i] = 0; // as scoreAttribution: A's diagonal is zero by definition
+      stage("attribute");
+      scored = await scoreDense(A, n, cfg, searchProgress);
+    }
     const scores = Float64Array.from(scored.search);
     const spectral = Float64Array.from(scored.spectral);
     stage("search");
-
-    onProgress("baselines and evaluation of model 0");
-    const model0 = modelFromSafetensors(rt, (await inputs.get(trainKey(0), "checkpoint")).data as Uint8Array, trainKey(0)).model;
-    const deviceTrain = uploadDataset(rt, train.images, train.labels, n, train.c, train.h, train.w);
-    const baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
-    stage("baselines");
     const flagged = topK(scores, removalBudget(cfg, scores));
-    const test = await loadTestSet(cfg);
-    const deviceTest = uploadDataset(rt, test.images, test.labels, test.n, test.c, test.h, test.w);
-    const before = await evaluateOutcome(rt, model0, deviceTest, test, cfg);
-    [deviceTrain.pixels, deviceTrain.labels, deviceTest.pixels, deviceTest.labels].forEach((t) => t.release());
-    model0.params.forEach((p) => p.value.release());
-    stage("evaluate");
 
+    // Baselines and model 0's clean accuracy / attack success need the device; without one they stay empty.
+    let baselines: BaselineResult = {};
+    let before: Outcome = { clean_acc: NaN, asr: cfg.attack === "none" ? null : NaN };
+    if (rt) {
+      onProgress("baselines and evaluation of model 0");
+      const model0 = modelFromSafetensors(rt, (await inputs.get(trainKey(0), "checkpoint")).data as Uint8Array, trainKey(0)).model;
+      const deviceTrain = uploadDataset(rt, train.images, train.labels, n, train.c, train.h, train.w);
+      baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
+      stage("baselines");
+      const test = await loadTestSet(cfg);
+      const deviceTest = uploadDataset(rt, test.images, test.labels, test.n, test.c, test.h, test.w);
+      before = await evaluateOutcome(rt, model0, deviceTest, test, cfg);
+      [deviceTrain.pixels, deviceTrain.labels, deviceTest.pixels, deviceTest.labels].forEach((t) => t.release());
+      model0.params.forEach((p) => p.value.release());
+      stage("evaluate");
+    }
+
+    const adapter = rt?.adapterName ?? "host (float64; no WebGPU in this coordinator)";
     const summary = summarize({
-      cfg, scores, spectral, flagged, baselines, poisoned, before, n, adapter: rt.adapterName, stageSeconds,
+      cfg, scores, spectral, flagged, baselines, poisoned, before, n, adapter, stageSeconds,
       after: { clean_acc: NaN, asr: before.asr === null ? null : NaN }, // no retraining in the job
       seconds: (performance.now() - t0) / 1000,
     });
@@ -253,7 +277,7 @@ export const trak = defineJobKind<TrakSpec>({
     onProgress(`done: auroc ${summary.auroc?.toFixed(3) ?? "n/a"}, ${flagged.length} flagged`);
     return {
       auroc: summary.auroc, precision_at_budget: summary.precision_at_budget, recall_at_budget: summary.recall_at_budget, tpr_at_5fpr: summary.tpr_at_5fpr,
-      flagged: summary.flagged, clean_acc_before: summary.clean_acc_before, asr_before: summary.asr_before, n, adapter: rt.adapterName,
+      flagged: summary.flagged, clean_acc_before: rt ? summary.clean_acc_before : null, asr_before: rt ? summary.asr_before : null, n, adapter,
       baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
       spectral_auroc: summary.spectral_score?.auroc ?? null, seconds: summary.seconds, files: ["summary.json", "report.html", "scores.json"],
     };

@@ -6,7 +6,7 @@
 // A is never built unless asked: products with vectors, rows, columns and dense blocks are matmuls on the
 // factors. Targets outside the training set (LDS) get their own U rows from their features: `targetU`.
 import { blockCopy } from "../../kernels/project.ts";
-import { matmul } from "../../kernels/matmul.ts";
+import { matmul, matmulRef } from "../../kernels/matmul.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import type { Features } from "./featurize.ts";
 
@@ -86,6 +86,11 @@ export async function modelKernel(rt: Runtime, phi: Tensor, o: KernelOptions = {
   const g = matmul(rt, phi, phi, { transA: true });
   const gram = Float64Array.from(await rt.read(g));
   g.release();
+  return kernelOfGram(gram, k, o);
+}
+
+/** K_m from Phi_mᵀ Phi_m (host, float64): the ridge term, the inverse and the optional normalisation. */
+export function kernelOfGram(gram: Float64Array, k: number, o: KernelOptions = {}): ModelKernel {
   let trace = 0;
   for (let i = 0; i < k; i++) trace += gram[i * k + i];
   const lambda = o.lambda ?? (o.lambdaScale ?? 1e-2) * (trace / k);
@@ -98,6 +103,26 @@ export async function modelKernel(rt: Runtime, phi: Tensor, o: KernelOptions = {
     for (let i = 0; i < K.length; i++) K[i] *= factor;
   }
   return { gram, lambda, K, factor };
+}
+
+/**
+ * Float64 twin of buildAttribution followed by reading all of A, on the host:
+ * A[i][j] = (1/M) sum_m phi_{m,i}ᵀ K_m phi_{m,j} Qbar_j, n x n row-major. O(M n² k) time and n² memory:
+ * for small n where no device is at hand (a coordinator on Node finishing a volunteer job).
+ */
+export function denseAttributionRef(feats: readonly { phi: ArrayLike<number>; q: ArrayLike<number> }[], n: number, k: number, o: KernelOptions = {}): Float64Array {
+  const M = feats.length;
+  if (M === 0) throw new Error("attribution: no models");
+  const qbar = new Float64Array(n).fill(o.qWeight === false ? 1 : 0);
+  if (o.qWeight !== false) for (const f of feats) for (let j = 0; j < n; j++) qbar[j] += f.q[j] / M;
+  const A = new Float64Array(n * n);
+  for (const f of feats) {
+    const { K } = kernelOfGram(matmulRef(f.phi, f.phi, { M: k, N: k, K: n, transA: true }), k, o);
+    const U = matmulRef(f.phi, K, { M: n, N: k, K: k });
+    const part = matmulRef(U, f.phi, { M: n, N: n, K: k, transB: true });
+    for (let i = 0; i < n * n; i++) A[i] += (part[i] * qbar[i % n]) / M;
+  }
+  return A;
 }
 
 export interface AttributionMeta {
