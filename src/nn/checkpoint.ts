@@ -22,10 +22,20 @@ export function modelFromSafetensors(rt: Runtime, bytes: Uint8Array, label = "ch
   return modelFromFile(rt, decodeSafetensors(bytes, label), label);
 }
 
-function modelFromFile(rt: Runtime, { tensors, metadata }: SafetensorsFile, label: string): { model: Model; metadata: Record<string, string> } {
+function modelFromFile(rt: Runtime, { tensors, metadata }: SafetensorsFile, label: string, expected?: ModelConfig): { model: Model; metadata: Record<string, string> } {
   if (metadata.format !== FORMAT) throw new Error(`${label}: not a model checkpoint of this project (format ${metadata.format ?? "missing"})`);
-  const parsed = ModelConfig.safeParse(JSON.parse(metadata.config ?? "null"));
+  let config: unknown;
+  try {
+    config = JSON.parse(metadata.config ?? "null");
+  } catch {
+    throw new Error(`${label}: model config in metadata is not JSON`);
+  }
+  const parsed = ModelConfig.safeParse(config);
   if (!parsed.success) throw new Error(`${label}: bad model config in metadata: ${parsed.error.message}`);
+  // Checked before building: an untrusted checkpoint could otherwise name a model of any size.
+  if (expected && JSON.stringify(parsed.data) !== JSON.stringify(ModelConfig.parse(expected))) {
+    throw new Error(`${label}: the checkpoint's model ${JSON.stringify(parsed.data)} is not the expected ${JSON.stringify(ModelConfig.parse(expected))}`);
+  }
   const model = buildModel(rt, parsed.data, 0);
   for (const p of model.params) {
     const t = tensors[p.name];
@@ -43,14 +53,14 @@ function modelFromFile(rt: Runtime, { tensors, metadata }: SafetensorsFile, labe
 /**
  * A model with its parameters on the host only (float64 twin values, `forwardRef`): for checking a
  * checkpoint on a machine without a device (the coordinator's spot checks). Device values are stubs
- * that throw when used.
+ * that throw when used. `expected`: refuse any other model config before building anything.
  */
-export function hostModelFromSafetensors(bytes: Uint8Array, label = "checkpoint"): { model: Model; metadata: Record<string, string> } {
+export function hostModelFromSafetensors(bytes: Uint8Array, label = "checkpoint", expected?: ModelConfig): { model: Model; metadata: Record<string, string> } {
   const stub = (): never => {
     throw new Error(`${label}: a host-only model has no device tensors`);
   };
   const hostOnly = { upload: (_: unknown, shape: readonly number[]) => ({ shape, size: shape.reduce((x, y) => x * y, 1), release() {}, retain: stub, reshape: stub }) };
-  return modelFromFile(hostOnly as unknown as Runtime, decodeSafetensors(bytes, label), label);
+  return modelFromFile(hostOnly as unknown as Runtime, decodeSafetensors(bytes, label), label, expected);
 }
 
 export async function saveModel(rt: Runtime, model: Model, path: string, extra?: Record<string, unknown>): Promise<void> {

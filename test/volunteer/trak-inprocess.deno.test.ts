@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readTextFile(p: string): Promise<string> };
 import { trak, TrakSpec } from "../../server/jobs/trak.ts";
+import { decodeSafetensors, encodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
 import type { ArrayValue } from "../../server/job-kind.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
@@ -34,6 +35,10 @@ describe("trak job in process", () => {
         const m = Float32Array.from(r.margins.data as Float32Array);
         m.forEach((v, i) => (m[i] = v + 0.1));
         expect(String(await trak.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed))).toMatch(/not the checkpoint/);
+        // A checkpoint that names another (here: enormous) model is refused before anything is built.
+        const file = decodeSafetensors(r.checkpoint.data as Uint8Array);
+        const huge = encodeSafetensors(file.tensors, { ...file.metadata, config: JSON.stringify({ ...spec.model, widths: [1 << 20, 1 << 20, 1 << 20] }) });
+        expect(String(await trak.spotCheck(spec, s, { ...r, checkpoint: { dtype: "u8", shape: [huge.length], data: huge } }, inputs, seed))).toMatch(/not the expected/);
       }
       results.set(s.key, r);
     }
