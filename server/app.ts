@@ -167,6 +167,10 @@ export function createApp(o: AppOptions) {
         return c.body(null, 204);
       },
     )
+    .post("/v1/leases/:leaseId/release", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
+      await coord.store.release(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence);
+      return c.body(null, 204);
+    })
     .post("/v1/leases/:leaseId/submit", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
       return c.json(await coord.submit(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence), 200);
     });

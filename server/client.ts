@@ -55,3 +55,20 @@ export async function getArray(baseUrl: string, token: string, jobId: string, ke
   if (!isDType(dtype) || !shape) throw new CoordinatorError(502, `array ${key}/${name}: bad x-dtype/x-shape headers`);
   return { dtype, shape, data: typedArray(dtype, new Uint8Array(await res.arrayBuffer())) };
 }
+
+/** POST /v1/leases/:leaseId/release. `keepalive` lets it outlive a closing page; failures are ignored
+ *  (the lease then simply expires). */
+export async function releaseLease(baseUrl: string, token: string, leaseId: string, fence: number): Promise<boolean> {
+  try {
+    const res = await fetch(`${trimSlash(baseUrl)}/v1/leases/${encodeURIComponent(leaseId)}/release`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ fence }),
+      keepalive: true,
+    });
+    await res.body?.cancel();
+    return res.status === 204;
+  } catch {
+    return false;
+  }
+}

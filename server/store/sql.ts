@@ -53,7 +53,7 @@ export interface LeaseRow {
   /** 2 for a solo lease (a trusted volunteer's result accepted without a replica), else 1. */
   weight: number;
   deadline: number;
-  state: "active" | "submitted";
+  state: "active" | "submitted" | "released";
 }
 
 export interface StoredArray {
@@ -194,6 +194,7 @@ function leaseProblem(lease: LeaseRow | null, volunteerId: string, fence: number
   if (lease.volunteerId !== volunteerId) return new ApiError(403, "this lease belongs to another volunteer");
   if (lease.fence !== fence) return new ApiError(409, `stale fence ${fence}: the lease's fence is ${lease.fence}`);
   if (lease.state === "submitted") return new ApiError(409, "this lease was already submitted");
+  if (lease.state === "released") return new ApiError(409, "this lease was released; lease the shard again");
   if (lease.deadline < now) return new ApiError(410, `the lease expired at ${new Date(lease.deadline).toISOString()}; lease the shard again`);
   return null;
 }
@@ -389,6 +390,16 @@ export class SqlStore {
       const deadline = now + leaseMs;
       await q.run(`UPDATE leases SET deadline = ? WHERE id = ?`, [deadline, leaseId]);
       return deadline;
+    });
+  }
+
+  /** Give a live lease back early (a worker stopping, a tab closing): the shard is leasable again at once. */
+  async release(leaseId: string, volunteerId: string, fence: number): Promise<void> {
+    await this.db.tx(async (q) => {
+      const rows = await q.all<Row>(`SELECT * FROM leases WHERE id = ?${this.lock}`, [leaseId]);
+      const problem = leaseProblem(rows[0] ? toLease(rows[0]) : null, volunteerId, fence, this.now());
+      if (problem) throw problem;
+      await q.run(`UPDATE leases SET state = 'released' WHERE id = ?`, [leaseId]);
     });
   }
 

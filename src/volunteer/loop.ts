@@ -1,7 +1,7 @@
 // The generic volunteer loop: register, lease, run the shard's executor (dependencies downloaded
 // lazily, heartbeats while it runs), upload the arrays, submit; until `signal` aborts or `maxShards`
 // shards are submitted. Runtime-agnostic (Deno CLI worker, browser Web Worker, Node tests).
-import { CoordinatorError, coordinatorClient, errorOf, getArray, putArray } from "../../server/client.ts";
+import { CoordinatorError, coordinatorClient, errorOf, getArray, putArray, releaseLease } from "../../server/client.ts";
 import type { ArraySpec, ArrayValue, Executor, Inputs } from "../../server/job-kind.ts";
 
 export type { Executor, ExecutorContext } from "../../server/job-kind.ts";
@@ -17,7 +17,7 @@ export interface LeasedShard {
 
 export type WorkerEvent =
   | { type: "registered"; volunteerId: string }
-  | { type: "leased"; shard: LeasedShard; leaseId: string; fence: number }
+  | { type: "leased"; shard: LeasedShard; leaseId: string; fence: number; token: string }
   | { type: "progress"; shard: LeasedShard; frac: number }
   | { type: "submitted"; shard: LeasedShard; status: "accepted" | "pending-quorum" | "rejected"; reason?: string }
   | { type: "idle" }
@@ -109,7 +109,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     idle = 0;
     const lease = (await res.json()) as { leaseId: string; fence: number; deadline: number; leaseMs?: number; shard: LeasedShard };
     const { shard, leaseId, fence } = lease;
-    emit({ type: "leased", shard, leaseId, fence });
+    emit({ type: "leased", shard, leaseId, fence, token });
     // The executor stops when the worker stops or the lease is lost (a heartbeat refused).
     const shardAbort = new AbortController();
     const onStop = () => shardAbort.abort(o.signal?.reason);
@@ -164,7 +164,12 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       else summary.pending++;
       emit({ type: "submitted", shard, status: verdict.status, ...(verdict.reason ? { reason: verdict.reason } : {}) });
     } catch (e) {
-      if (o.signal?.aborted) break;
+      if (o.signal?.aborted) {
+        // Stopping mid-shard: hand the lease back so the shard is reassigned now, not at its deadline.
+        beating = false;
+        await releaseLease(o.server, token, leaseId, fence);
+        break;
+      }
       summary.errors++;
       emit({ type: "error", shard, message: e instanceof CoordinatorError ? e.message : `${shard.key}: ${(e as Error).message}` });
     } finally {

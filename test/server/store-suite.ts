@@ -87,6 +87,24 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
+    it("a released lease frees its shard at once, and can no longer be used", async () => {
+      await withStore(backend, async (s) => {
+        await s.createJob("job-release", "k", {}, [rowsShard("a", [], false)]);
+        const [v1, v2] = await volunteers(s, 2);
+        const l1 = (await s.claimLease(v1, undefined, 60_000, false))!;
+        expect(await s.claimLease(v2, undefined, 60_000, false)).toBe(null);
+        await expect(s.release(l1.lease.id, v2, l1.lease.fence)).rejects.toThrow("another volunteer");
+        await expect(s.release(l1.lease.id, v1, l1.lease.fence + 1)).rejects.toThrow("stale fence");
+        expect((await s.shardCounts("job-release")).leased).toBe(1);
+        await s.release(l1.lease.id, v1, l1.lease.fence);
+        expect((await s.shardCounts("job-release")).leased).toBe(0);
+        await expect(stage(s, l1.lease.id, v1, l1.lease.fence)).rejects.toThrow("released");
+        const l2 = (await s.claimLease(v2, undefined, 60_000, false))!;
+        expect(l2.shard.key).toBe("a");
+        expect(l2.lease.fence).toBeGreaterThan(l1.lease.fence);
+      });
+    });
+
     it("concurrent claims: every shard leased to exactly two distinct volunteers, fences unique per shard", async () => {
       await withStore(backend, async (s) => {
         const shards = Array.from({ length: 6 }, (_, i) => rowsShard(`s${i}`));

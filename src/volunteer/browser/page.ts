@@ -2,6 +2,7 @@
 // progress, and stops it when the tab goes away (pagehide / beforeunload): the loop is aborted, which
 // releases its lease when it can; otherwise the lease simply expires and the shard is reassigned.
 import * as Comlink from "comlink";
+import { releaseLease } from "../../../server/client.ts";
 import type { VolunteerStatus, VolunteerWorkerApi } from "./worker.ts";
 
 const READY = "volunteer-worker-ready"; // worker.ts's READY (not imported: that would bundle the worker here)
@@ -21,6 +22,7 @@ function log(line: string): void {
 }
 
 function show(s: VolunteerStatus): void {
+  latest = s;
   $("state").textContent = s.state;
   if (s.adapter) $("adapter").textContent = s.adapter;
   $("done").textContent = String(s.shardsDone);
@@ -62,10 +64,13 @@ async function stop(): Promise<void> {
 
 $("start").addEventListener("click", () => void start());
 $("stop").addEventListener("click", () => void stop());
-// The tab is going away: abort now (the worker gets a moment to release its lease; if it does not, the
-// lease expires on the coordinator and the shard is reassigned).
+// The tab is going away: abort the worker, and hand its lease back from here with a keepalive request
+// (the worker dies with the tab, mid-kernel). If even that is lost, the lease expires on the coordinator.
+let latest: VolunteerStatus | undefined;
 const leaving = () => {
   void api?.stop();
+  const l = latest?.lease;
+  if (l) void releaseLease(l.server, l.token, l.leaseId, l.fence);
 };
 addEventListener("pagehide", leaving);
 addEventListener("beforeunload", leaving);

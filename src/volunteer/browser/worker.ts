@@ -17,6 +17,8 @@ export interface VolunteerStatus {
   leased?: number;
   verdicts?: Record<string, string>;
   current?: { kind: string; key: string; fraction: number };
+  /** The lease held now, so the page can hand it back if the tab closes before this worker can. */
+  lease?: { server: string; token: string; leaseId: string; fence: number };
   shardsPerMinute?: number;
   message?: string;
 }
@@ -109,6 +111,8 @@ const api = {
       await runWorker({
         server: o.server, executors, signal: ctl.signal, maxShards: o.maxShards, name: o.name, agent: o.agent,
         onProgress: (e) => {
+          if (e.type === "leased") status.lease = { server: o.server, token: e.token, leaseId: e.leaseId, fence: e.fence };
+          if (e.type === "submitted" || e.type === "error") status.lease = undefined;
           if (e.type === "submitted") (status.verdicts ??= {})[e.shard.key] = e.status;
           if (e.type === "submitted") emit(`${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`);
           else if (e.type === "leased") emit(`leased ${e.shard.key}`);
@@ -126,6 +130,7 @@ const api = {
       if (!ctl.signal.aborted) throw e;
     }
     status.current = undefined;
+    status.lease = undefined;
     return { ...status };
   },
   stop(): void {
