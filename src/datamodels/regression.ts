@@ -6,13 +6,16 @@
 //     centring below subtracts small numbers; the column sums are kept on the host in float64;
 //  2. centring: H = (G' − sx sxᵀ/m) / 4m is the covariance of the 0/1 masks, R = (C' − sx syᵀ/m) / 2m
 //     their cross-covariance with the margins (rank-1 updates on the device);
-//  3. down the regularisation path, every target's problem ½θᵀHθ − rᵀθ + λ·penalty(θ) is solved by
-//     accelerated proximal gradient, all targets as the columns of one n x n Θ: one matmul H·Θ per
-//     iteration plus a fused step kernel (soft-threshold for L1). Warm starts carry Θ down the path;
+//  3. down the regularisation path, every target's problem ½θᵀHθ − rᵀθ + λ·penalty(θ) is solved with all
+//     targets as the columns of one n x n Θ, one matmul H·P per iteration plus O(n²) step kernels:
+//     ridge by conjugate gradients (each column its own CG run, in lockstep), lasso by accelerated
+//     proximal gradient (FISTA; soft-threshold fused into the step). Warm starts carry Θ down the path,
+//     and a path point stops once converged (FitOptions.tolerance);
 //  4. after each λ the held-out models stream through: predictions Xh Θ + b, squared error per target,
 //     and each target keeps the Θ column, bias and λ with the lowest held-out error so far;
 //  5. the kept Θ (targets as columns) is transposed to row = target, cropped and its diagonal zeroed.
-// Memory: O(n²) on the device (H, R, Θ, the extrapolated point, H·Θ, the best Θ) plus O(batch · n) per
+// Memory: O(n²) on the device (H, R, Θ, the search direction or extrapolated point, H·P, the CG residual,
+// the best Θ: 7 n x n f32 matrices, 730 MiB at n = 5,000) plus O(batch · n) per
 // streamed batch; the held-out batches are kept on the device only when they fit a budget.
 // The objective per target is the sklearn/glmnet one: (1/2m) Σ_r (y_r − b − x_r·θ)² + λ·P(θ), with
 // P = ½|θ|² (l2) or |θ|₁ (l1), x in 0/1 units, so θ is "margin change when example j is included".
@@ -245,7 +248,7 @@ const padVec = (v: ArrayLike<number>, N: number) => {
   return out;
 };
 
-/** Per-target scale of the path (see FitOptions.lambdas), from H's exact diagonal or R's columns. */
+/** The ridge path's scale: the mean of H's diagonal (the masks' variance), exact from the host sums. */
 function meanMaskVariance(sums: TrainSums, m: number): number {
   let s = 0;
   for (let j = 0; j < sums.sx.length; j++) s += (m - (sums.sx[j] * sums.sx[j]) / m) / (4 * m);
@@ -260,6 +263,11 @@ const LIPSCHITZ_MARGIN = 1.05;
 export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: FitOptions = {}): Promise<DatamodelFit> {
   const plan = planFit(data, opts);
   const { n, N, train: m, heldOut, batchRows } = plan;
+  const maxBinding = rt.device.limits.maxStorageBufferBindingSize;
+  if (N * N * 4 > maxBinding) {
+    throw new Error(`fitDatamodels: n = ${n} needs ${N} x ${N} f32 matrices (${(N * N * 4 / 2 ** 20).toFixed(0)} MiB) in one binding; ` +
+      `this adapter allows ${(maxBinding / 2 ** 20).toFixed(0)} MiB (n up to about ${Math.floor(Math.sqrt(maxBinding / 4) / 256) * 256})`);
+  }
   const trainBatches = Math.ceil(m / batchRows);
   const heldBatches = Math.ceil(heldOut / batchRows);
   const total = trainBatches + plan.ratios.length * (plan.iterations + 1);
