@@ -11,7 +11,7 @@ import { testSeed } from "../support/rng.ts";
 declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readDir(p: string): AsyncIterable<{ name: string }> };
 
 describe("datamodels end to end", () => {
-  it("fits a matrix with a positive LDS on held-out models, and the local search ranks BadNets poisons above chance", async () => {
+  it("fits a matrix with a positive LDS on held-out models and a positive poison block, and searches it", async () => {
     const rt = await testRuntime();
     rt.poisonOutputs = false; // speed: kernel tests check every element
     const seed = testSeed("datamodels e2e") % 1000;
