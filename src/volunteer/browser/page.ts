@@ -14,6 +14,7 @@ const maxShards = params.has("maxShards") ? Number(params.get("maxShards")) : un
 
 let worker: Worker | undefined;
 let api: Comlink.Remote<VolunteerWorkerApi> | undefined;
+let latest: VolunteerStatus | undefined; // the worker's last status: its lease, for pagehide
 
 function log(line: string): void {
   const el = $("log");
@@ -66,7 +67,6 @@ $("start").addEventListener("click", () => void start());
 $("stop").addEventListener("click", () => void stop());
 // The tab is going away: abort the worker, and hand its lease back from here with a keepalive request
 // (the worker dies with the tab, mid-kernel). If even that is lost, the lease expires on the coordinator.
-let latest: VolunteerStatus | undefined;
 const leaving = () => {
   void api?.stop();
   const l = latest?.lease;
