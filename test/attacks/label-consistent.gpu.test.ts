@@ -61,7 +61,9 @@ describe("label-consistent attack (CPU adapter)", () => {
     const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;
     console.log(`label-consistent: model loss on target images ${mean(before.losses).toFixed(3)} -> ${mean(after.losses).toFixed(3)}, accuracy ${before.accuracy.toFixed(3)} -> ${after.accuracy.toFixed(3)}, max |delta| ${maxDelta}`);
     expect(mean(after.losses)).toBeGreaterThan(mean(before.losses) + 0.5);
-    expect(after.accuracy).toBeLessThan(before.accuracy);
+    // A model this small may already get none of the patched target images right (CI saw 0 -> 0),
+    // so accuracy can only be required not to rise; the loss rise above is the real check.
+    expect(after.accuracy).toBeLessThanOrEqual(before.accuracy);
     rt.poisonOutputs = true;
   });
 });
