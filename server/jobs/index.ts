@@ -1,6 +1,7 @@
 // The job kinds the coordinator registers (server/job-kind.ts): name -> kind.
 import type { JobKind, JobKindRegistry } from "../job-kind.ts";
+import { datamodels } from "./datamodels.ts";
 import { trak } from "./trak.ts";
 
-export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[trak.name, trak]]);
+export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[trak.name, trak], [datamodels.name, datamodels]]);
 export { datasetRoutes } from "./datasets.ts";

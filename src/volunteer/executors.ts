@@ -1,6 +1,6 @@
-// The volunteer's executors for the TRAK job: `train` (one ensemble member on the job's poisoned
-// training set: checkpoint + margins) and `featurize` (TRAK features of examples [start, end) under an
-// accepted checkpoint). They call the same library code as `npm run detect` (buildTrainingSet,
+// The volunteer's executors for the trak and datamodels jobs: `train` (one ensemble member, or one
+// datamodels subset model, on the job's poisoned training set: checkpoint + margins on all n) and
+// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). They call the same library code as `npm run detect` (buildTrainingSet,
 // trainModel, evaluate, featurize) with the same seeds and tile sizes, so a volunteer's results equal a
 // single-machine run's on the same adapter. Runs in Deno and in a browser Web Worker: no file system
 // here; the host passes a loader for the CIFAR-10 training split.
@@ -8,6 +8,7 @@ import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import type { ArrayValue, Executor } from "../../server/job-kind.ts";
 import { featurize } from "../attribution/featurize.ts";
+import { maskIndices } from "../datamodels/masks.ts";
 import { releaseModel } from "../attribution/lds.ts";
 import { crc32 } from "../data/io.ts";
 import type { Dataset } from "../data/dataset.ts";
@@ -64,14 +65,17 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     await ready();
     const { device } = await trainingSet(p.dataset);
     const model = buildModel(rt, p.model, p.seed);
+    // A datamodels subset model: the same call as trainSubsetModels (src/datamodels/train.ts).
+    const indices = p.mask && maskIndices({ n: device.n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model);
     try {
       await trainModel(rt, model, device, { ...p.recipe, seed: p.seed }, {
+        indices,
         onProgress: (q) => {
           checkAbort(ctx.signal);
           ctx.onProgress((0.95 * (q.epoch * q.batches + q.batch)) / (q.epochs * q.batches));
         },
       });
-      const ev = await evaluate(rt, model, device);
+      const ev = await evaluate(rt, model, device, { mean: p.recipe.mean, std: p.recipe.std });
       const checkpoint = await modelToSafetensors(rt, model, { m: p.m, seed: p.seed });
       ctx.onProgress(1);
       return { checkpoint: { dtype: "u8", shape: [checkpoint.length], data: checkpoint }, margins: f32(ev.margins, [device.n]) };

@@ -1,10 +1,11 @@
-// Payloads of the TRAK job's shards: what the coordinator plans (server/jobs/trak.ts) and what the
+// Payloads of the trak and datamodels jobs' shards: what the coordinator plans (server/jobs/) and what the
 // volunteers' executors (./executors.ts) parse. Everything a shard needs is in its payload, so any
 // worker reproduces the job's training set and models from it.
 import { z } from "zod";
 import { ModelConfig } from "../nn/models.ts";
 import { Recipe } from "../nn/train.ts";
 import { TrainingSetSpec } from "../detect/training-set.ts";
+import { SPLITS } from "../datamodels/masks.ts";
 
 /** The poisoned training set: a CIFAR-10 tarball the coordinator serves by name, then the seeded subset + attack. */
 export const DatasetRef = TrainingSetSpec.extend({
@@ -17,9 +18,11 @@ export const TrainPayload = z.object({
   dataset: DatasetRef,
   model: ModelConfig,
   recipe: Recipe,
-  /** Ensemble member and its initialisation/shuffling seed. */
+  /** Ensemble member (or subset model) and its initialisation/shuffling seed. */
   m: z.number().int().min(0),
   seed: z.number().int(),
+  /** Datamodels: train on this seeded subset only (src/datamodels/masks.ts); margins are still on all n. */
+  mask: z.object({ alpha: z.number().gt(0).lte(1), seed: z.number().int(), split: z.enum(SPLITS), model: z.number().int().min(0) }).optional(),
 });
 export type TrainPayload = z.output<typeof TrainPayload>;
 

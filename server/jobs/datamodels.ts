@@ -1,0 +1,126 @@
+// The "datamodels" job: `npm run detect -- --attribution datamodels` cut into volunteer shards.
+//   train/0       (nondeterministic, spot-checked): a model on the whole set, for the baselines and the
+//                 "before" evaluation (as the pipeline's model 0)
+//   subset/m      (nondeterministic, spot-checked): subset model m of the regression, trained on its
+//                 seeded alpha-mask (src/datamodels/masks.ts) -> checkpoint + margins on all n
+//   heldout/m     (the same, on the held-out mask stream; only with ldsModels > 0): scores the fit (LDS)
+// Masks are never sent: every worker and the coordinator regenerate them from (seed, split, m).
+// finish streams the accepted margins into the regression (fitDatamodels on the device; the float64
+// twin on a Node coordinator, up to HOST_FIT_MAX), then the same dense search, budget and report as
+// runDetect; see ./train-shard.ts for what a job leaves out (removal and retraining).
+import { z } from "zod";
+import { autotuneMatmul } from "../../kernels/matmul.ts";
+import type { HeldOut } from "../../src/datamodels/lds.ts";
+import { maskBits, type MaskSpec, type Split, subsetSeed } from "../../src/datamodels/masks.ts";
+import { fitDatamodels, fitDatamodelsRef, type RegressionData } from "../../src/datamodels/regression.ts";
+import { DetectConfig, scoreDense } from "../../src/detect/pipeline.ts";
+import { ensembleSeed } from "../../src/detect/training-set.ts";
+import { detectRuntime } from "../../src/gpu/device.ts";
+import { getRuntime } from "../../src/gpu/runtime.ts";
+import { ModelConfig } from "../../src/nn/models.ts";
+import { Recipe } from "../../src/nn/train.ts";
+import { TRAIN } from "../../src/volunteer/shards.ts";
+import { defineJobKind } from "../job-kind.ts";
+import { datasetPath } from "./datasets.ts";
+import { bitwiseEqual, datasetRef, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
+
+/** Largest n a coordinator without WebGPU fits on the host (float64 twin: O(n³) per solver iteration). */
+export const HOST_FIT_MAX = 1024;
+
+export const DatamodelsSpec = DetectConfig.pick({
+  test: true, seed: true, attackConfig: true, model: true, recipe: true, dmModels: true, dmAlpha: true, dmPenalty: true, ldsModels: true,
+  restarts: true, budget: true,
+}).extend(JobDataFields);
+export type DatamodelsSpec = z.output<typeof DatamodelsSpec>;
+
+const SHARD_PREFIX: Record<Split, string> = { train: "subset", heldout: "heldout" };
+export const subsetKey = (split: Split, m: number) => `${SHARD_PREFIX[split]}/${m}`;
+const FULL_MODEL = `${TRAIN}/0`;
+
+const maskSpec = (s: DatamodelsSpec, n: number): MaskSpec => ({ n, alpha: s.dmAlpha, seed: s.seed });
+
+/** The detect settings this job reproduces (data resolved to the coordinator's local file). */
+export function detectConfigOf(s: DatamodelsSpec): z.output<typeof DetectConfig> {
+  return DetectConfig.parse({
+    data: datasetPath(s.data), train: s.train, test: s.test, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig, model: s.model,
+    recipe: s.recipe, attribution: "datamodels", dmModels: s.dmModels, dmAlpha: s.dmAlpha, dmPenalty: s.dmPenalty, ldsModels: s.ldsModels,
+    restarts: s.restarts, budget: s.budget,
+  });
+}
+
+export const datamodels = defineJobKind<DatamodelsSpec>({
+  name: "datamodels",
+  spec: DatamodelsSpec as unknown as z.ZodType<DatamodelsSpec>,
+
+  plan(s) {
+    trainingSet(s).catch(() => {}); // decode now, not in the first spot check
+    const n = s.train;
+    const dataset = datasetRef(s);
+    const model = ModelConfig.parse(s.model), recipe = Recipe.parse(s.recipe);
+    const shards = [trainShard(FULL_MODEL, { dataset, model, recipe, m: 0, seed: ensembleSeed(s.seed, 0) }, n, s.maxCheckpointBytes)];
+    const subsets = (split: Split, count: number) => {
+      for (let m = 0; m < count; m++) {
+        const mask = { alpha: s.dmAlpha, seed: s.seed, split, model: m };
+        shards.push(trainShard(subsetKey(split, m), { dataset, model, recipe, m, seed: subsetSeed(s.seed, split, m), mask }, n, s.maxCheckpointBytes));
+      }
+    };
+    subsets("train", s.dmModels);
+    subsets("heldout", s.ldsModels);
+    return shards;
+  },
+
+  agree: (_shard, a, b) => bitwiseEqual(a, b),
+
+  spotCheck: (s, shard, result, _inputs, seed) => spotCheckTrain(s, shard, result, seed),
+
+  async finish(s, inputs, outDir, onProgress = () => {}) {
+    const clock = stageClock();
+    const cfg = detectConfigOf(s);
+    const n = (await trainingSet(s)).train.n;
+    const onDevice = detectRuntime() !== "node";
+    if (!onDevice && n > HOST_FIT_MAX) {
+      throw new Error(`this coordinator runs on Node, where the datamodels fit has no WebGPU (Dawn is unreliable here) and runs on the host in float64 up to n = ${HOST_FIT_MAX} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
+    }
+    const spec = maskSpec(s, n);
+    const margins = async (split: Split, m: number) => (await inputs.get(subsetKey(split, m), "margins")).data as Float32Array;
+    // Streamed in row batches straight from the blob store: O(batch n) in memory, as the issue asks.
+    const data: RegressionData = {
+      n, models: s.dmModels,
+      async rows(start, count) {
+        const X = new Uint8Array(count * n), Y = new Float32Array(count * n);
+        for (let r = 0; r < count; r++) {
+          maskBits(spec, "train", start + r, X.subarray(r * n, (r + 1) * n));
+          Y.set(await margins("train", start + r), r * n);
+        }
+        return { X, Y };
+      },
+    };
+    let heldOut: HeldOut | undefined;
+    if (s.ldsModels > 0) {
+      heldOut = { masks: [], margins: [] };
+      for (let m = 0; m < s.ldsModels; m++) {
+        heldOut.masks.push(maskBits(spec, "heldout", m));
+        heldOut.margins.push(await margins("heldout", m));
+      }
+    }
+    clock.stage("data");
+
+    // One log line per Gram pass and per finished path point, not per solver iteration.
+    const fitProgress = (_done: number, _total: number, detail?: string) => {
+      if (detail && !detail.includes("iteration")) onProgress(`fit ${detail}`);
+    };
+    const opts = { penalty: s.dmPenalty, seed: s.seed, onProgress: fitProgress };
+    const rt = onDevice ? await getRuntime() : null;
+    let A: Float32Array;
+    if (rt) {
+      await autotuneMatmul(rt); // as runDetect: the same tiles, so the same rounding
+      const fit = await fitDatamodels(rt, data, opts);
+      A = (await rt.read(fit.weights)) as Float32Array;
+      fit.weights.release();
+    } else A = Float32Array.from((await fitDatamodelsRef(data, opts)).weights);
+    clock.stage("attribute");
+    const scored = await scoreDense(A, n, cfg, searchProgress(onProgress), heldOut);
+    clock.stage("search");
+    return finishReport({ spec: s, cfg, scored, rt, inputs, model0: FULL_MODEL, outDir, clock, onProgress });
+  },
+});
