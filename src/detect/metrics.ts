@@ -62,24 +62,21 @@ export function detectionMetrics(scores: ArrayLike<number>, positive: ArrayLike<
 }
 
 /**
- * The default budget: the examples whose score stands out. Sort scores in decreasing order and cut at
- * the largest relative drop s_k / s_{k+1} among ranks min..max (default 1% to 20% of n). A planted
- * block's members share high scores and are followed by a cliff; clean data has no cliff, and the cut
- * then falls wherever the largest (small) drop is, which the report shows.
+ * The default budget: every example the search selected at least `fraction` (default 1/4) as often as its
+ * most-selected one, i.e. whose score is at least that fraction of the top score, at most `max` (default
+ * n/5). The search's scores come in plateaus, one per block its restarts settle on, and the poisons often
+ * sit on several of them, with tight clean blocks (near-duplicates, a class's easy core) in between; a cut
+ * at the largest drop stopped after the first plateau and left half the poisons in (recall 0.38-0.76 on
+ * BadNets, Blended and SIG runs where this rule recalls 0.80-0.98; see README "Budget").
  */
-export function standoutBudget(scores: ArrayLike<number>, opts: { min?: number; max?: number } = {}): number {
-  const s = Array.from(scores).sort((a, b) => b - a);
-  const n = s.length;
-  const lo = Math.max(1, opts.min ?? Math.ceil(n / 100));
-  const hi = Math.min(n - 1, opts.max ?? Math.ceil(n / 5));
-  const floor = Math.max(1e-12, Math.abs(s[0]) * 1e-6);
-  let best = lo, bestRatio = -Infinity;
-  for (let k = lo; k <= hi; k++) {
-    const ratio = Math.log(Math.max(s[k - 1], floor)) - Math.log(Math.max(s[k], floor));
-    if (ratio > bestRatio) {
-      bestRatio = ratio;
-      best = k;
-    }
-  }
-  return best;
+export function frequencyBudget(scores: ArrayLike<number>, opts: { fraction?: number; max?: number } = {}): number {
+  const n = scores.length;
+  const fraction = opts.fraction ?? 0.25;
+  const max = Math.min(n, opts.max ?? Math.ceil(n / 5));
+  let top = -Infinity;
+  for (let i = 0; i < n; i++) top = Math.max(top, scores[i]);
+  if (!(top > 0)) return 0; // nothing was ever selected
+  let count = 0;
+  for (let i = 0; i < n; i++) if (scores[i] >= fraction * top) count++;
+  return Math.min(count, max);
 }

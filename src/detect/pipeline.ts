@@ -18,7 +18,7 @@ import { buildModel, type Model, ModelConfig } from "../nn/models.ts";
 import { evaluate, Recipe, trainModel } from "../nn/train.ts";
 import { activationClustering, penultimate, spectralSignatures } from "./baselines.ts";
 import { Factors } from "./factors.ts";
-import { detectionMetrics, type DetectionMetrics, rocCurve, standoutBudget, topK } from "./metrics.ts";
+import { detectionMetrics, type DetectionMetrics, frequencyBudget, rocCurve, topK } from "./metrics.ts";
 import { denseCpuBackend, maxSumSearch, type SearchProgress } from "./search.ts";
 import { factorBackend } from "./search-gpu.ts";
 import { spectralDense, spectralFactors } from "./spectral.ts";
@@ -58,13 +58,14 @@ export const DetectConfig = z.object({
   projection: z.enum(["dense", "factored"]).default("factored"),
   /** Weight attributions by Qbar = 1 - p, as TRAK does (see KernelOptions.qWeight). */
   qWeight: z.boolean().default(false),
-  restarts: z.number().int().positive().default(10),
+  /** Random restarts per search size: 50 keeps the ranking stable from seed to seed (10 did not at n = 2,000). */
+  restarts: z.number().int().positive().default(50),
   /** auto: a dense matrix on the host while n <= 4096 (faster on CPU adapters), else the factors. */
   searchBackend: z.enum(["auto", "factors", "dense"]).default("auto"),
   /**
-   * Examples removed: "auto" takes the group above the largest drop in the sorted scores and removes
-   * 2.5 times that many (poisons left behind keep a backdoor alive; a few clean examples cost little);
-   * or a count.
+   * Examples removed: "auto" takes every example scored at least 1/4 of the top score, at most n/5
+   * (metrics.ts frequencyBudget; poisons left behind keep a backdoor alive, a few clean examples cost
+   * little); or a count.
    */
   budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto"),
   /** Also remove and retrain for each baseline (one more training run each). */
@@ -301,7 +302,7 @@ export async function runBaselines(rt: Runtime, model: Model, deviceTrain: Devic
 /** Examples removed: see DetectConfig.budget. */
 export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array): number {
   const n = scores.length;
-  return cfg.budget === "auto" ? Math.min(Math.ceil(n / 5), Math.ceil(2.5 * standoutBudget(scores))) : Math.min(cfg.budget, n);
+  return cfg.budget === "auto" ? frequencyBudget(scores) : Math.min(cfg.budget, n);
 }
 
 export async function evaluateOutcome(rt: Runtime, model: Model, deviceTest: DeviceDataset, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<Outcome> {

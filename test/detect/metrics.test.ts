@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { auroc, detectionMetrics, rocCurve, standoutBudget, tprAtFpr } from "../../src/detect/metrics.ts";
+import { auroc, detectionMetrics, frequencyBudget, rocCurve, tprAtFpr } from "../../src/detect/metrics.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
 
 describe("detection metrics", () => {
@@ -29,9 +29,15 @@ describe("detection metrics", () => {
     expect(Math.abs(m.recall_at_budget - 2 / 3)).toBeLessThan(1e-12);
   });
 
-  it("the standout budget cuts at the cliff after a planted group", () => {
-    const rand = mulberry32(testSeed("standout budget"));
-    const scores = Array.from({ length: 1000 }, (_, i) => (i < 37 ? 5 + rand() : rand() * 0.5));
-    expect(standoutBudget(scores)).toBe(37);
+  it("the frequency budget takes every plateau at or above a quarter of the top score, at most n/5", () => {
+    const rand = mulberry32(testSeed("frequency budget"));
+    // Plateaus as the search leaves them: two poison groups around a clean block, then the noise floor.
+    const scores = Array.from({ length: 1000 }, (_, i) => (i < 20 ? 1 : i < 60 ? 0.6 : i < 90 ? 0.3 + 0.01 * rand() : 0.2 * rand()));
+    const shuffled = scores.map((v, i) => [v, i] as const).sort(() => rand() - 0.5).map(([v]) => v);
+    expect(frequencyBudget(shuffled)).toBe(90);
+    expect(frequencyBudget(shuffled, { fraction: 0.5 })).toBe(60);
+    expect(frequencyBudget(shuffled, { max: 50 })).toBe(50);
+    expect(frequencyBudget(Array.from({ length: 1000 }, () => 1))).toBe(200); // no structure: the n/5 cap
+    expect(frequencyBudget(new Float64Array(10))).toBe(0); // nothing selected
   });
 });
