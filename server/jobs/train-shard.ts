@@ -36,14 +36,14 @@ export interface JobData {
   data: string;
   train: number;
   seed: number;
-  attack: string;
+  attack: z.output<typeof JobDataFields.attack>;
   attackConfig: Record<string, unknown>;
   model: ModelConfig;
   spotChecks: number;
   maxCheckpointBytes: number;
 }
 
-export const datasetRef = (s: JobData) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack as "none", attackConfig: s.attackConfig });
+export const datasetRef = (s: JobData) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig });
 
 const sets = new Map<string, Promise<TrainingSet>>();
 /** The job's poisoned training set, built once per process (the first spot check would otherwise block the

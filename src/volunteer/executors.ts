@@ -1,9 +1,10 @@
 // The volunteer's executors for the trak and datamodels jobs: `train` (one ensemble member, or one
 // datamodels subset model, on the job's poisoned training set: checkpoint + margins on all n) and
-// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). They call the same library code as `npm run detect` (buildTrainingSet,
-// trainModel, evaluate, featurize) with the same seeds and tile sizes, so a volunteer's results equal a
-// single-machine run's on the same adapter. Runs in Deno and in a browser Web Worker: no file system
-// here; the host passes a loader for the CIFAR-10 training split.
+// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). They call the same
+// library code as `npm run detect` (buildTrainingSet, trainModel, evaluate, featurize) with the same seeds
+// and tile sizes, so a volunteer's results equal a single-machine run's on the same adapter. Runs in Deno
+// and in a browser Web Worker: no file system here; the host passes a loader for the CIFAR-10 training
+// split.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import type { ArrayValue, Executor } from "../../server/job-kind.ts";
