@@ -21,8 +21,7 @@ import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { TRAIN } from "../../src/volunteer/shards.ts";
 import { defineJobKind } from "../job-kind.ts";
-import { datasetPath } from "./datasets.ts";
-import { bitwiseEqual, datasetRef, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
+import { bitwiseEqual, datasetRef, detectConfigOf, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
 
 /** Largest n a coordinator without WebGPU fits on the host (float64 twin: O(n³) per solver iteration). */
 export const HOST_FIT_MAX = 1024;
@@ -38,15 +37,6 @@ export const subsetKey = (split: Split, m: number) => `${SHARD_PREFIX[split]}/${
 const FULL_MODEL = `${TRAIN}/0`;
 
 const maskSpec = (s: DatamodelsSpec, n: number): MaskSpec => ({ n, alpha: s.dmAlpha, seed: s.seed });
-
-/** The detect settings this job reproduces (data resolved to the coordinator's local file). */
-export function detectConfigOf(s: DatamodelsSpec): z.output<typeof DetectConfig> {
-  return DetectConfig.parse({
-    data: datasetPath(s.data), train: s.train, test: s.test, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig, model: s.model,
-    recipe: s.recipe, attribution: "datamodels", dmModels: s.dmModels, dmAlpha: s.dmAlpha, dmPenalty: s.dmPenalty, ldsModels: s.ldsModels,
-    restarts: s.restarts, budget: s.budget,
-  });
-}
 
 export const datamodels = defineJobKind<DatamodelsSpec>({
   name: "datamodels",
@@ -75,7 +65,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
 
   async finish(s, inputs, outDir, onProgress = () => {}) {
     const clock = stageClock();
-    const cfg = detectConfigOf(s);
+    const cfg = detectConfigOf(s, { attribution: "datamodels" });
     const n = (await trainingSet(s)).train.n;
     const onDevice = detectRuntime() !== "node";
     if (!onDevice && n > HOST_FIT_MAX) {

@@ -9,7 +9,7 @@ import { seededIndices } from "../../src/data/dataset.ts";
 import { joinPath, makeDir, writeBytesAtomic } from "../../src/data/io.ts";
 import { topK } from "../../src/detect/metrics.ts";
 import {
-  type BaselineResult, type DetectConfig, evaluateOutcome, keyOf, loadTestSet, type Outcome, removalBudget, runBaselines, type Scored, type StageProgress, summarize,
+  type BaselineResult, DetectConfig, evaluateOutcome, keyOf, loadTestSet, type Outcome, removalBudget, runBaselines, type Scored, type StageProgress, summarize,
 } from "../../src/detect/pipeline.ts";
 import { writeReport } from "../../src/detect/report.ts";
 import { buildTrainingSet, type TrainingSet } from "../../src/detect/training-set.ts";
@@ -18,7 +18,7 @@ import { hostModelFromSafetensors, modelFromSafetensors } from "../../src/nn/che
 import type { ModelConfig } from "../../src/nn/models.ts";
 import { TRAIN, TrainPayload } from "../../src/volunteer/shards.ts";
 import type { ArrayValue, Inputs, ShardPlan } from "../job-kind.ts";
-import { DEFAULT_DATASET, trainSplit } from "./datasets.ts";
+import { datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
 
 /** Spec fields of every job that trains on a served data set. */
 export const JobDataFields = {
@@ -41,6 +41,12 @@ export interface JobData {
   model: ModelConfig;
   spotChecks: number;
   maxCheckpointBytes: number;
+}
+
+/** The detect settings a job reproduces: its spec's DetectConfig fields (the rest are dropped), with the
+ * data set's name resolved to the coordinator's local file. */
+export function detectConfigOf(s: JobData, extra: Partial<z.input<typeof DetectConfig>> = {}): z.output<typeof DetectConfig> {
+  return DetectConfig.parse({ ...s, ...extra, data: datasetPath(s.data) });
 }
 
 export const datasetRef = (s: JobData) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig });

@@ -23,8 +23,7 @@ import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { FEATURIZE, type FeaturizePayload, TRAIN } from "../../src/volunteer/shards.ts";
 import { type ArrayValue, defineJobKind, type ShardPlan } from "../job-kind.ts";
-import { datasetPath } from "./datasets.ts";
-import { bitwiseEqual, datasetRef, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
+import { bitwiseEqual, datasetRef, detectConfigOf, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
 
 /** Largest job a coordinator without WebGPU finishes on the host (dense float64 A: n² doubles, O(M n² k)). */
 export const HOST_FINISH_MAX = 4096;
@@ -50,15 +49,6 @@ export function featurizeRanges(n: number, shardSize: number): [number, number][
   const out: [number, number][] = [];
   for (let a = 0; a < n; a += shardSize) out.push([a, Math.min(n, a + shardSize)]);
   return out;
-}
-
-/** The detect settings this job reproduces (data resolved to the coordinator's local file). */
-export function detectConfigOf(s: TrakSpec): z.output<typeof DetectConfig> {
-  return DetectConfig.parse({
-    data: datasetPath(s.data), train: s.train, test: s.test, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig, model: s.model,
-    recipe: s.recipe, models: s.models, k: s.k, projection: s.projection, qWeight: s.qWeight, restarts: s.restarts,
-    searchBackend: s.searchBackend, budget: s.budget,
-  });
 }
 
 function rowsAgree(a: Float32Array, b: Float32Array, rows: number, cols: number, rel: number): boolean {

@@ -2,7 +2,7 @@
 // twin + the dense search). Margins are synthetic: a subset model's margin on a poisoned example (from the
 // attack manifest) rises with the other poisons in its mask, so the fit must put the poisons in a block;
 // held-out models follow the same law, so the LDS must be clearly positive.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import { maskBits } from "../../src/datamodels/masks.ts";
 import { buildTrainingSet } from "../../src/detect/training-set.ts";
 import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
+import { expectHostFinish } from "./host-finish.ts";
 
 describe("datamodels finish on the host", () => {
   it("finds a planted group of poisons without a device", async () => {
@@ -37,13 +38,9 @@ describe("datamodels finish on the host", () => {
     try {
       const summary = await datamodels.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
       console.log(`host finish: auroc ${summary.auroc}, lds ${summary.lds}, ${(summary.flagged as number[]).length} flagged, ${(summary.seconds as number).toFixed(1)} s, ${summary.adapter}`);
-      expect(String(summary.adapter)).toMatch(/host/);
       expect(summary.auroc as number).toBeGreaterThan(0.9);
       expect(summary.lds as number).toBeGreaterThan(0.3);
-      expect(summary.clean_acc_before).toBe(null);
-      const scores = JSON.parse(readFileSync(join(out, "scores.json"), "utf8")) as { search: number[] };
-      expect(scores.search.length).toBe(n);
-      expect(readFileSync(join(out, "report.html"), "utf8")).toMatch(/<svg/);
+      expectHostFinish(summary, out, n);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

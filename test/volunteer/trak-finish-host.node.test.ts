@@ -1,7 +1,7 @@
 // Node only: a coordinator without WebGPU finishes a trak job on the host (float64 attribution twin +
 // the dense search). Features are synthetic: the job's poisoned examples (from the attack manifest)
 // share a direction in feature space, which the search must find.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { featurizeRanges, trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { buildTrainingSet } from "../../src/detect/training-set.ts";
 import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
+import { expectHostFinish } from "./host-finish.ts";
 
 describe("trak finish on the host", () => {
   it("finds a planted group of poisons without a device", async () => {
@@ -36,12 +37,8 @@ describe("trak finish on the host", () => {
     try {
       const summary = await trak.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
       console.log(`host finish: auroc ${summary.auroc}, ${(summary.flagged as number[]).length} flagged, ${(summary.seconds as number).toFixed(1)} s, ${summary.adapter}`);
-      expect(String(summary.adapter)).toMatch(/host/);
       expect(summary.auroc as number).toBeGreaterThan(0.95);
-      expect(summary.clean_acc_before).toBe(null);
-      const scores = JSON.parse(readFileSync(join(out, "scores.json"), "utf8")) as { search: number[] };
-      expect(scores.search.length).toBe(n);
-      expect(readFileSync(join(out, "report.html"), "utf8")).toMatch(/<svg/);
+      expectHostFinish(summary, out, n);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
