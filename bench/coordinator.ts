@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createApp } from "../server/app.ts";
 import { DiskBlobStore } from "../server/blobs.ts";
 import { coordinatorClient, errorOf, putArray } from "../server/client.ts";
+import { serveHttp } from "../server/http.ts";
 import { TEST_KINDS } from "../server/jobs/test-kinds.ts";
 import type { SqlDriver } from "../server/store/driver.ts";
 import { openPg } from "../server/store/pg.ts";
@@ -19,16 +20,27 @@ import { type BenchReport, median } from "./harness.ts";
 
 declare const Deno: {
   env: { get(k: string): string | undefined };
-  serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { addr: { port: number }; shutdown(): Promise<void> };
 };
 
 const ADMIN = "bench-admin-token-0123456789";
 
 async function measure(driver: SqlDriver, clients: number, rounds: number) {
   const store = await new SqlStore(driver).init();
-  const app = createApp({ store, blobs: new DiskBlobStore(mkdtempSync(join(tmpdir(), "bench-blobs-"))), kinds: TEST_KINDS, adminToken: ADMIN, rateLimit: { perSecond: 1e6, burst: 1e6 } });
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => undefined }, app.fetch);
-  const url = `http://127.0.0.1:${server.addr.port}`;
+  // Every client is on loopback: lift the per-address limits that would otherwise throttle them.
+  const unlimited = { perSecond: 1e6, burst: 1e6 };
+  const app = createApp({
+    store,
+    blobs: new DiskBlobStore(mkdtempSync(join(tmpdir(), "bench-blobs-"))),
+    kinds: TEST_KINDS,
+    adminToken: ADMIN,
+    rateLimit: unlimited,
+    addressRateLimit: unlimited,
+    registerRateLimit: unlimited,
+    maxSourceLeases: Infinity,
+    sourceJobShare: Infinity,
+  });
+  const server = await serveHttp(app.fetch, 0, "127.0.0.1", { maxConnectionsPerAddress: 1e6 });
+  const url = `http://127.0.0.1:${server.port}`;
   try {
     const created = await coordinatorClient(url, ADMIN).v1.jobs.$post({ json: { kind: "test-bench", spec: { shards: rounds } } });
     if (!created.ok) throw await errorOf(created);
@@ -65,7 +77,7 @@ async function measure(driver: SqlDriver, clients: number, rounds: number) {
     await app.coordinator.settled();
     return { roundTrips: done, seconds: secs, perSecond: done / secs, p50ms: median(latencies), p95ms: latencies[Math.floor(latencies.length * 0.95)] };
   } finally {
-    await server.shutdown();
+    await server.close();
     await app.coordinator.stop();
     await store.close();
   }

@@ -1,37 +1,52 @@
 // The coordinator's HTTP API (Hono, runtime-agnostic): createApp(...) returns the app; its `fetch`
-// is the handler for Deno.serve, Node's http (server/node-adapter.ts) or tests.
-// Middleware: bearer tokens (admin for jobs, per-volunteer for everything else), per-token rate
+// is the handler for server/http.ts (Node and Deno) or tests, with the client's address in `c.env`.
+// Middleware: a rate limit per client address before anything else, bearer tokens (admin for jobs,
+// per-volunteer for everything else) with failed attempts limited per address, per-volunteer rate
 // limits, body-size limits per route (binary uploads: exactly the planned size), zod validation.
 import { zValidator } from "@hono/zod-validator";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { timingSafeEqual } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { extname, join, normalize, sep } from "node:path";
 import { z } from "zod";
 import { formatShape } from "./arrays.ts";
 import { sha256Hex, type BlobStore } from "./blobs.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
 import { ApiError } from "./errors.ts";
+import { fileResponse } from "./files.ts";
+import type { ConnInfo } from "./http.ts";
 import type { JobKindRegistry } from "./job-kind.ts";
+import { addressKey, type RateLimit, RateLimiter } from "./rate-limit.ts";
 import type { SqlStore, VolunteerRow } from "./store/sql.ts";
 
-export interface RateLimit {
-  /** Sustained requests per second per token. */
-  perSecond: number;
-  /** Bucket size (requests allowed in a burst). */
-  burst: number;
-}
+export type { RateLimit };
+
+/** Rate limits and their defaults (server/README.md lists them). */
+export const DEFAULT_RATE_LIMITS = {
+  /** Every request from one client address (IPv6: one /64), checked before anything else. */
+  address: { perSecond: 500, burst: 2000 },
+  /** Requests per volunteer, once its token is known. */
+  volunteer: { perSecond: 100, burst: 400 },
+  /** Registrations per client address. */
+  register: { perSecond: 0.5, burst: 20 },
+  /** Failed authentications (unknown volunteer token, wrong admin token) per client address. */
+  authFailure: { perSecond: 1, burst: 20 },
+} satisfies Record<string, RateLimit>;
 
 export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" | "kinds"> {
   store: SqlStore;
   blobs: BlobStore;
   kinds: JobKindRegistry;
   adminToken: string;
-  /** Per volunteer token (default 100/s, burst 400); registrations share one bucket (default 20/s, burst 200). */
+  /** Per volunteer (default DEFAULT_RATE_LIMITS.volunteer). */
   rateLimit?: RateLimit;
+  /** Per client address: all requests, registrations, failed authentications (DEFAULT_RATE_LIMITS). */
+  addressRateLimit?: RateLimit;
   registerRateLimit?: RateLimit;
+  authFailureLimit?: RateLimit;
+  /** Take the client address from the last X-Forwarded-For entry (behind one reverse proxy). */
+  trustProxy?: boolean;
   /** JSON bodies (default 64 KiB; job creation 1 MiB). */
   jsonLimit?: number;
   /** Directory served at /volunteer (the browser worker page). */
@@ -42,28 +57,13 @@ export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" |
   coordinator?: Coordinator;
 }
 
-type Env = { Variables: { volunteer: VolunteerRow } };
+type Env = { Bindings: Partial<ConnInfo> | undefined; Variables: { volunteer: VolunteerRow; address: string } };
 
 const bearer = (c: Context): string | null => {
   const h = c.req.header("authorization");
   const m = h ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
   return m ? m[1] : null;
 };
-
-function tokenBuckets(limit: RateLimit) {
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  return (key: string): number => {
-    const now = Date.now();
-    const b = buckets.get(key) ?? { tokens: limit.burst, at: now };
-    b.tokens = Math.min(limit.burst, b.tokens + ((now - b.at) / 1000) * limit.perSecond);
-    b.at = now;
-    buckets.set(key, b);
-    if (buckets.size > 100_000) buckets.clear(); // bounded memory under token spraying
-    if (b.tokens < 1) return Math.ceil(((1 - b.tokens) / limit.perSecond) * 1000);
-    b.tokens -= 1;
-    return 0;
-  };
-}
 
 function zodMessage(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
   return issues.map((i) => `${i.path.map(String).join(".") || "body"}: ${i.message}`).join("; ");
@@ -83,39 +83,59 @@ const LeaseParam = z.object({ leaseId: z.string().uuid() });
 export function createApp(o: AppOptions) {
   const coord = o.coordinator ?? new Coordinator(o);
   const jsonLimit = o.jsonLimit ?? 64 * 1024;
-  const limited = tokenBuckets(o.rateLimit ?? { perSecond: 100, burst: 400 });
-  const registerLimited = tokenBuckets(o.registerRateLimit ?? { perSecond: 20, burst: 200 });
+  const perVolunteer = new RateLimiter(o.rateLimit ?? DEFAULT_RATE_LIMITS.volunteer);
+  const perAddress = new RateLimiter(o.addressRateLimit ?? DEFAULT_RATE_LIMITS.address);
+  const registrations = new RateLimiter(o.registerRateLimit ?? DEFAULT_RATE_LIMITS.register);
+  const authFailures = new RateLimiter(o.authFailureLimit ?? DEFAULT_RATE_LIMITS.authFailure);
   const adminHash = sha256Hex(new TextEncoder().encode(o.adminToken));
 
   const tooLarge = (max: number) => (c: Context) => c.json({ error: `body too large: at most ${max} bytes here` }, 413);
   const jsonBody = (max = jsonLimit) => bodyLimit({ maxSize: max, onError: tooLarge(max) });
 
-  const rate = (key: string, check = limited) => {
-    const wait = check(key);
-    if (wait) throw new HTTPException(429, { message: `rate limit exceeded; retry in ${wait} ms`, res: undefined });
+  const limit = (limiter: RateLimiter, key: string, what: string) => {
+    const wait = limiter.take(key);
+    if (wait) throw new HTTPException(429, { message: `${what}; retry in ${wait} ms` });
+  };
+
+  // Failed authentications cost the address a token each; with none left, every attempt from it gets 429
+  // (so guessing the admin token is as slow as the bucket refills).
+  const lockedOut = (c: Context<Env>) => {
+    if (authFailures.wait(c.get("address"))) limit(authFailures, c.get("address"), "too many failed authentications from your address");
+  };
+  const refused = (c: Context<Env>, error: ApiError): ApiError => {
+    limit(authFailures, c.get("address"), "too many failed authentications from your address");
+    return error;
   };
 
   const admin: MiddlewareHandler<Env> = async (c, next) => {
+    lockedOut(c);
     const t = bearer(c);
-    if (!t) throw new ApiError(401, "missing bearer token (Authorization: Bearer <admin token>)");
+    if (!t) throw refused(c, new ApiError(401, "missing bearer token (Authorization: Bearer <admin token>)"));
     // Compare digests: constant time, and equal lengths whatever the token's length.
-    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) throw new ApiError(403, "not the admin token");
-    rate("admin");
+    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) throw refused(c, new ApiError(403, "not the admin token"));
+    limit(perVolunteer, "admin", "rate limit exceeded");
     await next();
   };
 
   const volunteer: MiddlewareHandler<Env> = async (c, next) => {
+    lockedOut(c);
     const t = bearer(c);
     if (!t) throw new ApiError(401, "missing bearer token (register with POST /v1/volunteers)");
-    const hash = sha256Hex(new TextEncoder().encode(t));
-    rate(hash);
-    const v = await coord.store.volunteerByTokenHash(hash);
-    if (!v) throw new ApiError(401, "unknown volunteer token");
+    const v = await coord.store.volunteerByTokenHash(sha256Hex(new TextEncoder().encode(t)));
+    if (!v) throw refused(c, new ApiError(401, "unknown volunteer token"));
+    // Buckets are made for known volunteers only: random tokens cannot crowd out a real one's.
+    limit(perVolunteer, v.id, "rate limit exceeded");
     c.set("volunteer", v);
     await next();
   };
 
   const app = new Hono<Env>()
+    .use(async (c, next) => {
+      const forwarded = o.trustProxy ? c.req.header("x-forwarded-for")?.split(",").at(-1) : undefined;
+      c.set("address", addressKey(forwarded ?? c.env?.remoteAddr));
+      limit(perAddress, c.get("address"), "rate limit exceeded for your address");
+      await next();
+    })
     .post("/v1/jobs", jsonBody(1024 * 1024), admin, validate("json", z.object({ kind: z.string().min(1).max(100), spec: z.unknown() })), async (c) => {
       const { kind, spec } = c.req.valid("json");
       return c.json({ jobId: await coord.createJob(kind, spec) }, 201);
@@ -127,12 +147,12 @@ export function createApp(o: AppOptions) {
       return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream" });
     })
     .post("/v1/volunteers", jsonBody(), validate("json", z.object({ name: z.string().max(200).optional(), agent: z.string().max(500).optional() })), async (c) => {
-      rate("register", registerLimited);
+      limit(registrations, c.get("address"), "too many registrations from your address");
       const { name, agent } = c.req.valid("json");
       const volunteerId = crypto.randomUUID();
       const token = `${volunteerId}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
       // Only the token's hash is stored: a leaked database does not leak volunteers' tokens.
-      await coord.store.createVolunteer(volunteerId, name ?? "anonymous", agent ?? "", sha256Hex(new TextEncoder().encode(token)));
+      await coord.store.createVolunteer(volunteerId, name ?? "anonymous", agent ?? "", sha256Hex(new TextEncoder().encode(token)), c.get("address"));
       return c.json({ volunteerId, token }, 201);
     })
     .post("/v1/leases", jsonBody(), volunteer, validate("json", z.object({ kinds: z.array(z.string().max(100)).max(50).optional() })), async (c) => {
@@ -141,7 +161,7 @@ export function createApp(o: AppOptions) {
       return c.json(lease, 200);
     })
     .post("/v1/leases/:leaseId/heartbeat", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
-      const deadline = await coord.store.heartbeat(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence, coord.leaseMs, coord.maxLeaseAgeMs);
+      const deadline = await coord.heartbeat(c.req.valid("param").leaseId, c.get("volunteer"), c.req.valid("json").fence);
       return c.json({ deadline, leaseMs: coord.leaseMs }, 200);
     })
     .get("/v1/jobs/:id/shards/:key{.+}/arrays/:name", volunteer, async (c) => {
@@ -180,13 +200,10 @@ export function createApp(o: AppOptions) {
     app.get("/volunteer/:path{.*}?", async (c) => {
       const rel = c.req.param("path") || "index.html";
       const path = normalize(join(root, rel));
-      if (path !== root && !path.startsWith(root.endsWith(sep) ? root : root + sep)) throw new ApiError(404, "not found");
-      try {
-        const bytes = new Uint8Array(await readFile(path));
-        return c.body(bytes, 200, { "content-type": CONTENT_TYPES[extname(path)] ?? "application/octet-stream" });
-      } catch {
-        throw new ApiError(404, `no file ${rel}`);
-      }
+      const inside = path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
+      const res = inside ? await fileResponse(path, c.req.raw, { "content-type": CONTENT_TYPES[extname(path)] ?? "application/octet-stream" }) : null;
+      if (!res) throw new ApiError(404, `no file ${rel}`);
+      return res;
     });
   }
   for (const r of o.routes ?? []) app.route("/", r);
@@ -197,7 +214,10 @@ export function createApp(o: AppOptions) {
     if (e instanceof HTTPException) {
       // Hono's own 4xx (e.g. malformed JSON from the validator) keep their status, as `{ error }`.
       const msg = e.message || (e.status === 400 ? "bad request" : "error");
-      if (e.status === 429) return c.json({ error: msg }, 429, { "retry-after": "1" });
+      if (e.status === 429) {
+        const ms = Number(/retry in (\d+) ms/.exec(msg)?.[1] ?? 1000);
+        return c.json({ error: msg }, 429, { "retry-after": String(Math.max(1, Math.ceil(ms / 1000))) });
+      }
       return c.json({ error: msg }, e.status);
     }
     o.log?.(`internal error on ${c.req.method} ${c.req.url}: ${(e as Error).stack ?? e}`);

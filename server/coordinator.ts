@@ -14,7 +14,7 @@ import { checkArray, maxBytesOf, typedArray } from "./arrays.ts";
 import type { BlobStore } from "./blobs.ts";
 import { ApiError } from "./errors.ts";
 import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "./job-kind.ts";
-import type { LeaseRow, ResultRow, ShardRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
+import type { LeaseLimits, LeaseRow, ResultRow, ShardRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
 
 export interface CoordinatorOptions {
   store: SqlStore;
@@ -24,8 +24,19 @@ export interface CoordinatorOptions {
   leaseMs?: number;
   /** Most live leases one volunteer may hold (default 4); more lease requests get 429. */
   maxLiveLeases?: number;
-  /** Heartbeats stop extending a lease this old (default 12 h). */
+  /** Most live leases the volunteers registered from one address may hold together (default 16). */
+  maxSourceLeases?: number;
+  /** Share of a job's shards one address's volunteers may hold at once, at least one shard (default 1/2). */
+  sourceJobShare?: number;
+  /** Heartbeats stop extending a lease this old (default 12 h)... */
   maxLeaseAgeMs?: number;
+  /** ...or this old (default 1 h) while its volunteer has fewer than `provenAfter` (default 3) valid results. */
+  newMaxLeaseAgeMs?: number;
+  provenAfter?: number;
+  /** Blobs no row references are deleted once older than this (default 10 min: longer than an upload
+   *  takes from writing its blob to recording it), every gcIntervalMs (default 10 min). */
+  blobGraceMs?: number;
+  gcIntervalMs?: number;
   trustStreak?: number;
   soloProbability?: number;
   /** Randomness for solo draws and spot-check seeds (tests pass a seeded one). */
@@ -47,8 +58,13 @@ export class Coordinator {
   readonly blobs: BlobStore;
   readonly kinds: JobKindRegistry;
   readonly leaseMs: number;
-  readonly maxLiveLeases: number;
+  readonly leaseLimits: LeaseLimits;
   readonly maxLeaseAgeMs: number;
+  readonly newMaxLeaseAgeMs: number;
+  private readonly provenAfter: number;
+  private readonly blobGraceMs: number;
+  private readonly gcIntervalMs: number;
+  private collector: ReturnType<typeof setInterval> | undefined;
   private readonly trustStreak: number;
   private readonly soloProbability: number;
   private readonly random: () => number;
@@ -66,8 +82,12 @@ export class Coordinator {
     this.blobs = o.blobs;
     this.kinds = o.kinds;
     this.leaseMs = o.leaseMs ?? 60_000;
-    this.maxLiveLeases = o.maxLiveLeases ?? 4;
+    this.leaseLimits = { perVolunteer: o.maxLiveLeases ?? 4, perSource: o.maxSourceLeases ?? 16, jobShare: o.sourceJobShare ?? 0.5 };
     this.maxLeaseAgeMs = o.maxLeaseAgeMs ?? 12 * 3600_000;
+    this.newMaxLeaseAgeMs = o.newMaxLeaseAgeMs ?? 3600_000;
+    this.provenAfter = o.provenAfter ?? 3;
+    this.blobGraceMs = o.blobGraceMs ?? 10 * 60_000;
+    this.gcIntervalMs = o.gcIntervalMs ?? 10 * 60_000;
     this.trustStreak = o.trustStreak ?? 10;
     this.soloProbability = o.soloProbability ?? 0.8;
     this.random = o.random ?? Math.random;
@@ -101,7 +121,14 @@ export class Coordinator {
     const kind = this.kindOf(kindName);
     const parsed = kind.spec.safeParse(rawSpec);
     if (!parsed.success) throw new ApiError(400, `invalid spec for "${kindName}": ${parsed.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`).join("; ")}`);
-    const shards = kind.plan(parsed.data);
+    let shards: ShardPlan[];
+    try {
+      shards = kind.plan(parsed.data);
+    } catch (e) {
+      // The spec passed its schema but cannot be planned (a dataset that does not exist, a block as
+      // large as the matrix): the caller's mistake.
+      throw new ApiError(400, `invalid spec for "${kindName}": ${(e as Error).message}`);
+    }
     if (shards.length === 0) throw new ApiError(400, `the spec plans no shards`);
     const id = crypto.randomUUID();
     await this.store.createJob(id, kindName, parsed.data, shards);
@@ -126,7 +153,7 @@ export class Coordinator {
   async reportFile(jobId: string, file: string): Promise<Uint8Array> {
     const job = await this.store.getJob(jobId);
     if (!job) throw new ApiError(404, `unknown job ${jobId}`);
-    const hash = job.files[file];
+    const hash = Object.hasOwn(job.files, file) ? job.files[file] : undefined;
     if (!hash) throw new ApiError(404, job.state === "done" ? `job ${jobId} has no report file "${file}"` : `job ${jobId} is ${job.state}; its report is not written yet`);
     return this.blobs.get(hash);
   }
@@ -135,7 +162,7 @@ export class Coordinator {
 
   async lease(volunteer: VolunteerRow, kinds: string[] | undefined) {
     const solo = volunteer.streak >= this.trustStreak && this.random() < this.soloProbability;
-    const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo, this.maxLiveLeases);
+    const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo, this.leaseLimits);
     if (!got) return null;
     const { lease, shard } = got;
     return {
@@ -148,20 +175,28 @@ export class Coordinator {
     };
   }
 
-  /** Byte limit for an upload of array `name` on this lease: the plan's size, known before reading the body. */
-  async uploadLimit(leaseId: string, volunteerId: string, fence: number, name: string): Promise<number> {
+  /** Extend a live lease; a volunteer without a record of valid results may extend it for less long. */
+  heartbeat(leaseId: string, volunteer: VolunteerRow, fence: number): Promise<number> {
+    const maxAge = volunteer.valid >= this.provenAfter ? this.maxLeaseAgeMs : Math.min(this.maxLeaseAgeMs, this.newMaxLeaseAgeMs);
+    return this.store.heartbeat(leaseId, volunteer.id, fence, this.leaseMs, maxAge);
+  }
+
+  /** The planned output `name` of a live lease's shard (own keys only: "constructor" is no output). */
+  private async plannedOutput(leaseId: string, volunteerId: string, fence: number, name: string) {
     const lease = await this.store.usableLease(leaseId, volunteerId, fence);
     const shard = (await this.store.getShard(lease.jobId, lease.key))!;
-    const spec = shard.outputs[name];
-    if (!spec) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    if (!Object.hasOwn(shard.outputs, name)) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    return { shard, spec: shard.outputs[name] };
+  }
+
+  /** Byte limit for an upload of array `name` on this lease: the plan's size, known before reading the body. */
+  async uploadLimit(leaseId: string, volunteerId: string, fence: number, name: string): Promise<number> {
+    const { shard, spec } = await this.plannedOutput(leaseId, volunteerId, fence, name);
     return maxBytesOf(spec, shard.maxBytes);
   }
 
   async putArray(leaseId: string, volunteerId: string, fence: number, name: string, dtype: string | null, shape: string | null, body: Uint8Array): Promise<void> {
-    const lease = await this.store.usableLease(leaseId, volunteerId, fence);
-    const shard = (await this.store.getShard(lease.jobId, lease.key))!;
-    const spec = shard.outputs[name];
-    if (!spec) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    const { shard, spec } = await this.plannedOutput(leaseId, volunteerId, fence, name);
     const checked = checkArray(name, spec, shard.maxBytes, dtype, shape, body);
     if (!checked.ok) throw new ApiError(422, checked.reason);
     const hash = await this.blobs.put(body);
@@ -174,8 +209,8 @@ export class Coordinator {
       const shard = await this.store.getShard(jobId, key);
       throw new ApiError(404, shard ? `shard "${key}" has no accepted result yet` : `unknown shard "${key}" in job ${jobId}`);
     }
+    if (!Object.hasOwn(arrays, name)) throw new ApiError(404, `shard "${key}" has no array "${name}"`);
     const meta = arrays[name];
-    if (!meta) throw new ApiError(404, `shard "${key}" has no array "${name}"`);
     return { meta, bytes: await this.blobs.get(meta.hash) };
   }
 
@@ -307,15 +342,38 @@ export class Coordinator {
     }
   }
 
+  /**
+   * Delete blobs no row references (replaced or abandoned uploads, rejected results) and stray temp
+   * files, once older than `graceMs`: a blob younger than that may belong to an upload not yet recorded.
+   */
+  async collectGarbage(graceMs = this.blobGraceMs): Promise<{ deleted: number; kept: number }> {
+    await this.store.dropDeadStaging();
+    const live = await this.store.referencedBlobs();
+    const cutoff = Date.now() - graceMs;
+    let deleted = 0;
+    let kept = 0;
+    for (const b of await this.blobs.list()) {
+      if ((b.hash && live.has(b.hash)) || (graceMs > 0 && b.mtimeMs > cutoff)) kept++;
+      else {
+        await this.blobs.delete(b);
+        deleted++;
+      }
+    }
+    if (deleted) this.log(`garbage collection: deleted ${deleted} unreferenced blob files, kept ${kept}`);
+    return { deleted, kept };
+  }
+
   start(intervalMs = 2000): this {
     void this.sweep().catch(() => undefined);
     this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), intervalMs);
+    this.collector = setInterval(() => void this.collectGarbage().catch((e) => this.log(`garbage collection: ${(e as Error).message}`)), this.gcIntervalMs);
     return this;
   }
 
   async stop(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
-    this.sweeper = undefined;
+    clearInterval(this.sweeper);
+    clearInterval(this.collector);
+    this.sweeper = this.collector = undefined;
     await this.settled();
   }
 }

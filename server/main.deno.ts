@@ -1,5 +1,5 @@
-// The coordinator on Deno: node:sqlite and Deno.serve. `npm run serve` starts it on SQLite with no
-// setup; flags in server/serve.ts.
+// The coordinator on Deno: node:sqlite, and node:http through server/http.ts. `npm run serve` starts it
+// on SQLite with no setup; flags in server/serve.ts.
 import { parseFlags, startCoordinator } from "./serve.ts";
 import { openSqliteDeno } from "./store/sqlite-deno.ts";
 
@@ -8,18 +8,10 @@ declare const Deno: {
   env: { get(k: string): string | undefined };
   exit(code: number): never;
   addSignalListener(s: string, f: () => void): void;
-  serve(o: { port: number; hostname: string; onListen?: (a: { port: number }) => void }, h: (r: Request) => Response | Promise<Response>): { finished: Promise<void>; shutdown(): Promise<void>; addr: { port: number } };
 };
 
 try {
-  const flags = parseFlags(Deno.args, (k) => Deno.env.get(k));
-  const running = await startCoordinator(flags, {
-    openSqlite: openSqliteDeno,
-    async serve(fetch, port, host) {
-      const server = Deno.serve({ port, hostname: host, onListen: () => undefined }, fetch);
-      return { port: server.addr.port, close: () => server.shutdown() };
-    },
-  });
+  const running = await startCoordinator(parseFlags(Deno.args, (k) => Deno.env.get(k)), openSqliteDeno);
   const stop = () => void running.close().then(() => Deno.exit(0));
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);

@@ -1,5 +1,5 @@
 // Shared start-up of the coordinator for server/main.deno.ts and server/main.node.ts: flags, storage,
-// job kinds, the app. The runtime-specific parts (SQLite binding, HTTP server) come in as functions.
+// job kinds, the app, the HTTP server (server/http.ts). The SQLite binding comes in as a function.
 //   --port N (8787)  --host H (0.0.0.0)
 //   --db PATH        SQLite file, WAL (default coordinator-data/coordinator.sqlite)
 //   --pg URL         PostgreSQL instead of SQLite (several instances may share it; env DATABASE_URL)
@@ -9,6 +9,11 @@
 //   --lease-ms N     lease length, extended by heartbeats (60000)
 //   --revalidate-ms N  re-check results left unvalidated this long by a crashed instance (30000)
 //   --sweep-ms N     how often to look for such results and for complete, unfinished jobs (2000)
+//   --headers-timeout-ms N, --request-timeout-ms N   a request's headers, and all of it, must arrive
+//                    within these (10000, 120000)
+//   --max-connections-per-address N, --max-connections N   open connections (64 per address, 1024 in all)
+//   --max-leases-per-address N   live leases all volunteers registered from one address may hold (16)
+//   --trust-proxy    take the client address from X-Forwarded-For (behind one reverse proxy)
 //   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both "default,test"
 //   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
 //                    src/volunteer/browser/build.ts into .cache/volunteer-page)
@@ -19,6 +24,7 @@ import type { Hono } from "hono";
 import { buildVolunteerPage } from "../src/volunteer/browser/build.ts";
 import { createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
+import { DEFAULT_HTTP_LIMITS, serveHttp } from "./http.ts";
 import type { JobKind, JobKindRegistry } from "./job-kind.ts";
 import type { SqlDriver } from "./store/driver.ts";
 import { openPg } from "./store/pg.ts";
@@ -35,10 +41,19 @@ const Flags = z.object({
   "lease-ms": z.coerce.number().int().min(100).default(60_000),
   "revalidate-ms": z.coerce.number().int().min(100).default(30_000),
   "sweep-ms": z.coerce.number().int().min(50).default(2000),
+  "headers-timeout-ms": z.coerce.number().int().min(100).default(DEFAULT_HTTP_LIMITS.headersTimeoutMs),
+  "request-timeout-ms": z.coerce.number().int().min(100).default(DEFAULT_HTTP_LIMITS.requestTimeoutMs),
+  "max-connections-per-address": z.coerce.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnectionsPerAddress),
+  "max-connections": z.coerce.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnections),
+  "max-leases-per-address": z.coerce.number().int().min(1).default(16),
+  "trust-proxy": z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
   kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default("default"),
   "volunteer-dir": z.string().optional(),
 });
 export type ServeFlags = z.infer<typeof Flags>;
+
+/** Flags that take no value. */
+const SWITCHES = new Set(["trust-proxy"]);
 
 export function parseFlags(argv: string[], env: (k: string) => string | undefined): ServeFlags {
   const raw: Record<string, string> = {};
@@ -47,6 +62,7 @@ export function parseFlags(argv: string[], env: (k: string) => string | undefine
     if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}"`);
     const eq = a.indexOf("=");
     if (eq > 0) raw[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (SWITCHES.has(a.slice(2))) raw[a.slice(2)] = "true";
     else {
       const v = argv[i + 1];
       if (v === undefined || v.startsWith("--")) throw new Error(`flag ${a} needs a value`);
@@ -80,17 +96,12 @@ async function loadKinds(list: string): Promise<{ kinds: JobKindRegistry; routes
   return { kinds, routes };
 }
 
-export interface Runtime {
-  openSqlite(path: string): SqlDriver;
-  serve(fetch: (req: Request) => Response | Promise<Response>, port: number, host: string): Promise<{ port: number; close(): Promise<void> }>;
-}
-
-export async function startCoordinator(flags: ServeFlags, rt: Runtime, log: (s: string) => void = console.log) {
+export async function startCoordinator(flags: ServeFlags, openSqlite: (path: string) => SqlDriver, log: (s: string) => void = console.log) {
   let driver: SqlDriver;
   if (flags.pg) driver = await openPg(flags.pg, { schema: flags["pg-schema"] });
   else {
     mkdirSync(dirname(flags.db), { recursive: true });
-    driver = rt.openSqlite(flags.db);
+    driver = openSqlite(flags.db);
   }
   const store = await new SqlStore(driver).init();
   mkdirSync(flags.blobs, { recursive: true });
@@ -100,9 +111,26 @@ export async function startCoordinator(flags: ServeFlags, rt: Runtime, log: (s: 
     adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
     log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
   }
-  const app = createApp({ store, blobs: new DiskBlobStore(flags.blobs), kinds, adminToken, leaseMs: flags["lease-ms"], revalidateAfterMs: flags["revalidate-ms"], volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()), routes, log: (m) => log(m) });
+  const app = createApp({
+    store,
+    blobs: new DiskBlobStore(flags.blobs),
+    kinds,
+    adminToken,
+    leaseMs: flags["lease-ms"],
+    revalidateAfterMs: flags["revalidate-ms"],
+    maxSourceLeases: flags["max-leases-per-address"],
+    trustProxy: flags["trust-proxy"],
+    volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()),
+    routes,
+    log: (m) => log(m),
+  });
   app.coordinator.start(flags["sweep-ms"]);
-  const server = await rt.serve(app.fetch, flags.port, flags.host);
+  const server = await serveHttp(app.fetch, flags.port, flags.host, {
+    headersTimeoutMs: flags["headers-timeout-ms"],
+    requestTimeoutMs: flags["request-timeout-ms"],
+    maxConnectionsPerAddress: flags["max-connections-per-address"],
+    maxConnections: flags["max-connections"],
+  });
   log(`coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${flags.pg ? "postgresql" : `sqlite ${flags.db}`}; kinds: ${[...kinds.keys()].join(", ")})`);
   return {
     app,

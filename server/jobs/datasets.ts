@@ -2,13 +2,11 @@
 // them itself (spot checks, finish). A job names a file here; every worker builds the job's training set
 // from it (src/detect/training-set.ts), so no per-job data moves.
 import { Hono } from "hono";
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { Readable } from "node:stream";
-import { baseName, pathKind } from "../../src/data/io.ts";
+import { baseName } from "../../src/data/io.ts";
 import { DEFAULT_DATA } from "../../src/detect/pipeline.ts";
 import { clearCifarCache, loadCifar10 } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
+import { fileResponse } from "../files.ts";
 
 const env = (k: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k] ??
   (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k);
@@ -21,8 +19,14 @@ export function datasetFiles(): Record<string, string> {
 
 export const DEFAULT_DATASET = baseName(DEFAULT_DATA);
 
+/** The local path of a served dataset, or undefined (own keys only: "constructor" is no dataset). */
+function servedPath(name: string): string | undefined {
+  const files = datasetFiles();
+  return Object.hasOwn(files, name) ? files[name] : undefined;
+}
+
 export function datasetPath(name: string): string {
-  const path = datasetFiles()[name];
+  const path = servedPath(name);
   if (!path) throw new Error(`unknown dataset "${name}"; the coordinator serves ${Object.keys(datasetFiles()).join(", ")}`);
   return path;
 }
@@ -40,14 +44,13 @@ export function trainSplit(name: string): Promise<Dataset> {
   return p;
 }
 
-/** GET /v1/datasets/:name: the file, streamed from disk. Mounted by server/serve.ts. */
+/** GET (and HEAD, and byte ranges of) /v1/datasets/:name: the file, read from disk as the client reads.
+ *  Mounted by server/serve.ts. */
 export function datasetRoutes(): Hono {
   return new Hono().get("/v1/datasets/:name", async (c) => {
     const name = c.req.param("name");
-    const path = datasetFiles()[name];
-    if (!path || (await pathKind(path)) !== "file") return c.json({ error: `no dataset "${name}" here` }, 404);
-    const { size } = await stat(path);
-    const body = Readable.toWeb(createReadStream(path)) as unknown as ReadableStream<Uint8Array>;
-    return c.body(body, 200, { "content-type": "application/octet-stream", "content-length": String(size), "cache-control": "public, max-age=86400, immutable" });
+    const path = servedPath(name);
+    const res = path ? await fileResponse(path, c.req.raw, { "content-type": "application/octet-stream", "cache-control": "public, max-age=86400, immutable" }) : null;
+    return res ?? c.json({ error: `no dataset "${name}" here` }, 404);
   });
 }

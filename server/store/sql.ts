@@ -39,6 +39,8 @@ export interface VolunteerRow {
   id: string;
   name: string;
   agent: string;
+  /** The client address it registered from (server/rate-limit.ts addressKey). */
+  source: string;
   streak: number;
   valid: number;
   invalid: number;
@@ -97,12 +99,14 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS shard_deps (job_id TEXT NOT NULL, dep TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, dep, key))`,
   `CREATE TABLE IF NOT EXISTS volunteers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, agent TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
-    streak INTEGER NOT NULL, valid INTEGER NOT NULL, invalid INTEGER NOT NULL, created_at BIGINT NOT NULL)`,
+    streak INTEGER NOT NULL, valid INTEGER NOT NULL, invalid INTEGER NOT NULL, created_at BIGINT NOT NULL,
+    source TEXT NOT NULL DEFAULT '')`,
   `CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY, job_id TEXT NOT NULL, key TEXT NOT NULL, volunteer_id TEXT NOT NULL,
     fence BIGINT NOT NULL, weight INTEGER NOT NULL, deadline BIGINT NOT NULL, state TEXT NOT NULL,
     created_at BIGINT NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS leases_shard ON leases (job_id, key, state)`,
+  `CREATE INDEX IF NOT EXISTS leases_live ON leases (state, deadline)`,
   `CREATE TABLE IF NOT EXISTS lease_arrays (
     lease_id TEXT NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, hash TEXT NOT NULL,
     PRIMARY KEY (lease_id, name))`,
@@ -178,7 +182,7 @@ function toResult(r: Row): ResultRow {
 }
 
 function toVolunteer(r: Row): VolunteerRow {
-  return { id: String(r.id), name: String(r.name), agent: String(r.agent), streak: num(r.streak), valid: num(r.valid), invalid: num(r.invalid) };
+  return { id: String(r.id), name: String(r.name), agent: String(r.agent), source: String(r.source ?? ""), streak: num(r.streak), valid: num(r.valid), invalid: num(r.invalid) };
 }
 
 export interface StoreOptions {
@@ -187,6 +191,19 @@ export interface StoreOptions {
   /** Most results one shard may collect without two agreeing before its job fails (default 8). */
   maxResultsPerShard?: number;
 }
+
+/** Caps on live leases (server/README.md: lease rules). The store's defaults cap nothing. */
+export interface LeaseLimits {
+  /** Live leases one volunteer may hold; more requests get 429. */
+  perVolunteer: number;
+  /** Live leases the volunteers registered from one address may hold together; more get 429. */
+  perSource: number;
+  /** Share of a job's shards that one address's volunteers may hold at once (never less than one shard);
+   *  that job's other shards go to other addresses meanwhile. */
+  jobShare: number;
+}
+
+const NO_LIMITS: LeaseLimits = { perVolunteer: Infinity, perSource: Infinity, jobShare: Infinity };
 
 /** Why a lease cannot be used; the app maps these to 4xx responses. */
 function leaseProblem(lease: LeaseRow | null, volunteerId: string, fence: number, now: number): ApiError | null {
@@ -219,6 +236,12 @@ export class SqlStore {
 
   async init(): Promise<this> {
     await this.db.migrate(SCHEMA);
+    // Databases made before volunteers had a source lack the column.
+    try {
+      await this.db.all(`SELECT source FROM volunteers LIMIT 0`);
+    } catch {
+      await this.db.run(`ALTER TABLE volunteers ADD COLUMN ${this.dialect === "pg" ? "IF NOT EXISTS " : ""}source TEXT NOT NULL DEFAULT ''`);
+    }
     return this;
   }
 
@@ -293,8 +316,15 @@ export class SqlStore {
 
   // ------------------------------------------------------------------ volunteers
 
-  async createVolunteer(id: string, name: string, agent: string, tokenHash: string): Promise<void> {
-    await this.db.run(`INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at) VALUES (?, ?, ?, ?, 0, 0, 0, ?)`, [id, name, agent, tokenHash, this.now()]);
+  async createVolunteer(id: string, name: string, agent: string, tokenHash: string, source = ""): Promise<void> {
+    await this.db.run(`INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`, [
+      id,
+      name,
+      agent,
+      tokenHash,
+      this.now(),
+      source,
+    ]);
   }
 
   async volunteerByTokenHash(hash: string): Promise<VolunteerRow | null> {
@@ -312,16 +342,30 @@ export class SqlStore {
   /**
    * Lease the first ready shard (oldest job, plan order) to `volunteerId`. `solo`: the volunteer is
    * trusted and drew "no replica" (see coordinator.ts); it only applies to a fresh deterministic shard.
+   * `limits` bound what one volunteer and one registration address hold (checked before the claim, so
+   * concurrent claims on PostgreSQL may overshoot by the number of claims in flight).
    */
-  async claimLease(volunteerId: string, kinds: string[] | undefined, leaseMs: number, solo: boolean, maxLive = Infinity): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
+  async claimLease(volunteerId: string, kinds: string[] | undefined, leaseMs: number, solo: boolean, limits: Partial<LeaseLimits> = {}): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
     if (kinds && kinds.length === 0) return null;
+    const l = { ...NO_LIMITS, ...limits };
     return this.db.tx(async (q) => {
       const now = this.now();
-      if (Number.isFinite(maxLive)) {
-        // A volunteer cannot hoard shards: at most maxLive live leases at once.
-        const [live] = await q.all<Row>(`SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`, [volunteerId, now]);
-        if (num(live.n) >= maxLive) throw new ApiError(429, `you hold ${num(live.n)} live leases (the most allowed is ${maxLive}): submit them or let them expire`);
+      const [live] = await q.all<Row>(`SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`, [volunteerId, now]);
+      if (num(live.n) >= l.perVolunteer) throw new ApiError(429, `you hold ${num(live.n)} live leases (the most allowed is ${l.perVolunteer}): submit them or let them expire`);
+      // Live leases of every volunteer registered from this one's address, by job.
+      const bySource = await q.all<Row>(
+        `SELECT l.job_id, COUNT(*) AS n FROM leases l JOIN volunteers v ON v.id = l.volunteer_id
+         WHERE l.state = 'active' AND l.deadline >= ? AND v.source = (SELECT source FROM volunteers WHERE id = ?) GROUP BY l.job_id`,
+        [now, volunteerId],
+      );
+      const sourceTotal = bySource.reduce((a, r) => a + num(r.n), 0);
+      if (sourceTotal >= l.perSource) throw new ApiError(429, `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit them or let them expire`);
+      const fullJobs: string[] = [];
+      for (const r of bySource) {
+        const [t] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ?`, [String(r.job_id)]);
+        if (num(r.n) >= Math.max(1, Math.floor(l.jobShare * num(t.n)))) fullJobs.push(String(r.job_id));
       }
+      const jobSql = fullJobs.length ? ` AND s.job_id NOT IN (${fullJobs.map(() => "?").join(", ")})` : "";
       const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
       const outstanding = `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
           + (SELECT COUNT(*) FROM results r WHERE r.job_id = s.job_id AND r.key = s.key AND r.status = 'pending')`;
@@ -334,10 +378,10 @@ export class SqlStore {
       const candidate = (lock: string) =>
         q.all<Row>(
           `SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job_id
-           WHERE s.state = 'open' AND s.deps_left = 0 AND j.state = 'running'${kindSql}
+           WHERE s.state = 'open' AND s.deps_left = 0 AND j.state = 'running'${kindSql}${jobSql}
              AND s.replicas > ${outstanding} AND NOT ${mine}
            ORDER BY s.job_created, s.job_id, s.idx LIMIT 1${lock}`,
-          [...(kinds ?? []), now, volunteerId, now],
+          [...(kinds ?? []), ...fullJobs, now, volunteerId, now],
         );
       for (let attempt = 0; attempt < 8; attempt++) {
         let rows = await candidate(this.lockSkip);
@@ -571,6 +615,27 @@ export class SqlStore {
       [olderThan],
     );
     return rows.map(toResult);
+  }
+
+  // ------------------------------------------------------------------ blob references
+
+  /** Forget staged uploads of leases that can no longer submit: expired, released, or submitted (their
+   *  arrays now belong to the result). */
+  async dropDeadStaging(): Promise<number> {
+    return this.db.run(`DELETE FROM lease_arrays WHERE lease_id IN (SELECT id FROM leases WHERE state <> 'active' OR deadline < ?)`, [this.now()]);
+  }
+
+  /** Every blob a row still needs: staged uploads, results that were not rejected, report files. */
+  async referencedBlobs(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (const r of await this.db.all<Row>(`SELECT hash FROM lease_arrays`)) out.add(String(r.hash));
+    for (const r of await this.db.all<Row>(`SELECT arrays FROM results WHERE status <> 'rejected'`)) {
+      for (const a of Object.values(JSON.parse(String(r.arrays)) as Record<string, StoredArray>)) out.add(a.hash);
+    }
+    for (const r of await this.db.all<Row>(`SELECT files FROM jobs WHERE files IS NOT NULL`)) {
+      for (const h of Object.values(JSON.parse(String(r.files)) as Record<string, string>)) out.add(h);
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ finishing

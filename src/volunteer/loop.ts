@@ -69,8 +69,14 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const emit = o.onProgress ?? (() => undefined);
   let token = o.token;
   let volunteerId = token?.split(".")[0] ?? "";
-  if (!token) {
+  while (!token) {
     const res = await coordinatorClient(o.server).v1.volunteers.$post({ json: { name: o.name, agent: o.agent } });
+    if ((res.status as number) === 429 && !o.signal?.aborted) {
+      // Registrations are limited per address (many volunteers behind one NAT): wait our turn.
+      await (res as Response).body?.cancel();
+      await sleep(1000 * Number((res as Response).headers.get("retry-after") ?? 1), o.signal);
+      continue;
+    }
     if (!res.ok) throw await errorOf(res);
     const reg = (await res.json()) as { volunteerId: string; token: string };
     token = reg.token;

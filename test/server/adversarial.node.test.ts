@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { ArrayValue } from "../../server/job-kind.ts";
 import { syntheticRows, testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker, type WorkerEvent } from "../../src/volunteer/loop.ts";
-import { type Backend, createJob, register, type Running, startCoordinator, waitForJob } from "./support.ts";
+import { type Backend, createJob, ONE_ADDRESS_CROWD, register, type Running, startCoordinator, waitForJob } from "./support.ts";
 
 const SPEC = { n: 48, rowsPerShard: 4, block: 6, seed: 23 };
 
@@ -34,7 +34,7 @@ function honestRun(c: Running, workers: number, signal: AbortSignal, idleMs = 50
 for (const backend of ["sqlite", "pg"] as Backend[]) {
   describe(`coordinator under adversarial volunteers (${backend})`, () => {
     it("20% malicious volunteers are rejected and the result equals an all-honest run", async () => {
-      const c = await startCoordinator(backend, { leaseMs: 700 });
+      const c = await startCoordinator(backend, { leaseMs: 700, ...ONE_ADDRESS_CROWD });
       try {
         // the all-honest reference run
         const refId = await createJob(c.url, SPEC);
@@ -111,7 +111,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
     });
 
     it("100 concurrent volunteers: every shard accepted exactly once", async () => {
-      const c = await startCoordinator(backend, { rateLimit: { perSecond: 1000, burst: 1000 } });
+      const c = await startCoordinator(backend, { rateLimit: { perSecond: 1000, burst: 1000 }, ...ONE_ADDRESS_CROWD });
       try {
         const spec = { n: 200, rowsPerShard: 2, block: 10, seed: 7 };
         const jobId = await createJob(c.url, spec);

@@ -1,8 +1,7 @@
 // Crashes: kill -9 of the coordinator process mid-job (restart on the same database: the job
 // completes, no shard lost or accepted twice), and kill -9 of a worker process mid-shard (its lease
 // expires and the shard is completed by someone else).
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
@@ -10,56 +9,7 @@ import { openPg } from "../../server/store/pg.ts";
 import { openSqliteNode } from "../../server/store/sqlite-node.ts";
 import { SqlStore } from "../../server/store/sql.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
-import { ADMIN, type Backend, createJob, freshSchema, jobStatus, pgUrl, startCoordinator, tempDir, waitForJob } from "./support.ts";
-
-// `node --import tsx` rather than the tsx binary: the binary runs node as a grandchild, which a
-// kill -9 of the spawned process would leave running.
-const NODE_TSX = ["--import", "tsx"];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Start a child process and resolve once a stdout line matches `ready`. */
-function spawnUntil(args: string[], ready: RegExp, onLine?: (l: string) => void): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...NODE_TSX, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    let resolved = false;
-    child.stdout!.on("data", (d) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        onLine?.(line);
-        if (!resolved && ready.test(line)) {
-          resolved = true;
-          resolve(child);
-        }
-      }
-    });
-    child.once("exit", (code) => {
-      if (!resolved) reject(new Error(`child ${args.join(" ")} exited (${code}) before ready: ${err}`));
-    });
-  });
-}
-
-const killed = (child: ChildProcess, signal: NodeJS.Signals) =>
-  new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill(signal);
-  });
+import { ADMIN, type Backend, createJob, freePort, freshSchema, jobStatus, killed, NODE_TSX, pgUrl, spawnUntil, startCoordinator, tempDir, waitForJob } from "./support.ts";
 
 for (const backend of ["sqlite", "pg"] as Backend[]) {
   describe(`crash recovery (${backend})`, () => {
@@ -70,7 +20,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       const dbArgs = backend === "pg" ? ["--pg", pgUrl(), "--pg-schema", schema] : ["--db", join(dir, "db.sqlite")];
       const args = ["server/main.node.ts", "--port", String(port), "--host", "127.0.0.1", ...dbArgs, "--blobs", join(dir, "blobs"), "--admin-token", ADMIN, "--kinds", "test", "--volunteer-dir", dir, "--lease-ms", "1500", "--revalidate-ms", "500", "--sweep-ms", "200"];
       const url = `http://127.0.0.1:${port}`;
-      let child = await spawnUntil(args, /listening on/);
+      let child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
       const stop = new AbortController();
       let workers: Promise<unknown>[] = [];
       try {
@@ -86,7 +36,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const atCrash = (await jobStatus(url, jobId).catch(() => null)) === null;
         expect(atCrash).toBe(true); // really down
         await new Promise((r) => setTimeout(r, 300));
-        child = await spawnUntil(args, /listening on/);
+        child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
         const done = await waitForJob(url, jobId, 60_000);
         stop.abort();
         await Promise.all(workers);
@@ -124,7 +74,7 @@ describe("crash recovery: worker", () => {
     try {
       const jobId = await createJob(c.url, { n: 8, rowsPerShard: 4, block: 3, seed: 3, scale: false, slowMs: 1500 });
       let leased: { key: string; leaseId: string; fence: number } | undefined;
-      child = await spawnUntil(["test/server/worker-child.ts", c.url], /"type":"leased"/, (l) => {
+      child = await spawnUntil(process.execPath, [...NODE_TSX, "test/server/worker-child.ts", c.url], /"type":"leased"/, (l) => {
         const e = JSON.parse(l) as { type: string; key: string; leaseId: string; fence: number };
         if (e.type === "leased") leased ??= e;
       });

@@ -1,12 +1,15 @@
 // Helpers for the coordinator tests: stores on SQLite (better-sqlite3 / node:sqlite) and PostgreSQL
 // (PG_TEST_URL, one fresh schema per store), an in-process coordinator on a real loopback socket,
 // and job/worker helpers.
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type AppOptions } from "../../server/app.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
 import { coordinatorClient, errorOf } from "../../server/client.ts";
+import { type HttpLimits, serveHttp } from "../../server/http.ts";
 import { TEST_KINDS } from "../../server/jobs/test-kinds.ts";
 import type { SqlDriver } from "../../server/store/driver.ts";
 import { openPg } from "../../server/store/pg.ts";
@@ -54,30 +57,31 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** The app on a real loopback socket (Deno.serve, or Node's http through server/node-adapter.ts). */
-export async function startCoordinator(backend: Backend, opts: Partial<AppOptions> = {}, storeOpts: StoreOptions = {}): Promise<Running> {
+/**
+ * Options for a crowd of volunteers that all connect from this machine's one loopback address: the
+ * per-address limits (requests, registrations, connections, leases) would otherwise treat them as one
+ * client, as they would a NAT.
+ */
+export const ONE_ADDRESS_CROWD = {
+  addressRateLimit: { perSecond: 1e6, burst: 1e6 },
+  registerRateLimit: { perSecond: 1e6, burst: 1e6 },
+  maxSourceLeases: Infinity,
+  sourceJobShare: Infinity,
+  http: { maxConnectionsPerAddress: 10_000 },
+} satisfies Partial<AppOptions> & { http: Partial<HttpLimits> };
+
+/** The app on a real loopback socket, through server/http.ts as the coordinator serves it. */
+export async function startCoordinator(backend: Backend, opts: Partial<AppOptions> & { http?: Partial<HttpLimits> } = {}, storeOpts: StoreOptions = {}): Promise<Running> {
   const store = opts.store ?? (await openStore(backend, storeOpts));
   const app = createApp({ store, blobs: new DiskBlobStore(tempDir("coord-blobs")), kinds: TEST_KINDS, adminToken: ADMIN, ...opts });
   app.coordinator.start(500);
-  const Deno = (globalThis as { Deno?: { serve(o: { port: number; hostname: string; onListen?: () => void }, h: (r: Request) => Response | Promise<Response>): { addr: { port: number }; shutdown(): Promise<void> } } }).Deno;
-  let port: number;
-  let stopServer: () => Promise<void>;
-  if (Deno) {
-    const s = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => undefined }, app.fetch);
-    port = s.addr.port;
-    stopServer = () => s.shutdown();
-  } else {
-    const { serveNode } = await import("../../server/node-adapter.ts");
-    const s = await serveNode(app.fetch, 0, "127.0.0.1");
-    port = (s.address() as { port: number }).port;
-    stopServer = () => new Promise<void>((r) => (s.closeAllConnections(), s.close(() => r())));
-  }
+  const server = await serveHttp(app.fetch, 0, "127.0.0.1", opts.http);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${server.port}`,
     app,
     store,
     async close() {
-      await stopServer();
+      await server.close();
       await app.coordinator.stop();
       await store.close();
     },
@@ -111,3 +115,54 @@ export async function register(url: string, name = "v"): Promise<{ volunteerId: 
   if (res.status !== 201) throw await errorOf(res);
   return (await res.json()) as { volunteerId: string; token: string };
 }
+
+// ------------------------------------------------------------------ child processes
+
+// `node --import tsx` rather than the tsx binary: the binary runs node as a grandchild, which a
+// kill -9 of the spawned process would leave running.
+export const NODE_TSX = ["--import", "tsx"];
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `command args` and resolve once a stdout line matches `ready`. */
+export function spawnUntil(command: string, args: string[], ready: RegExp, onLine?: (l: string) => void, env?: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: env ? { ...process.env, ...env } : undefined });
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    let resolved = false;
+    child.stdout!.on("data", (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        onLine?.(line);
+        if (!resolved && ready.test(line)) {
+          resolved = true;
+          resolve(child);
+        }
+      }
+    });
+    child.once("exit", (code) => {
+      if (!resolved) reject(new Error(`child ${args.join(" ")} exited (${code}) before ready: ${err}`));
+    });
+  });
+}
+
+export const killed = (child: ChildProcess, signal: NodeJS.Signals) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill(signal);
+  });

@@ -47,7 +47,7 @@ function matchesError(e: unknown, expected?: RegExp | string): boolean {
 
 export function expect(actual: unknown) {
   const n = actual as number;
-  return {
+  const matchers = {
     toBe: (v: unknown) => Object.is(actual, v) || fail(`expected ${show(actual)} to be ${show(v)}`),
     toEqual: (v: unknown) => deepEqual(actual, v) || fail(`expected ${show(actual)} to equal ${show(v)}`),
     toBeGreaterThan: (v: number) => n > v || fail(`expected ${n} > ${v}`),
@@ -76,4 +76,21 @@ export function expect(actual: unknown) {
       },
     },
   };
+  // `.not.m(...)` holds when `m(...)` fails.
+  const not = Object.fromEntries(
+    Object.entries(matchers)
+      .filter(([, m]) => typeof m === "function")
+      .map(([name, m]) => [
+        name,
+        (...args: unknown[]) => {
+          try {
+            (m as (...a: unknown[]) => unknown)(...args);
+          } catch {
+            return true;
+          }
+          fail(`expected ${show(actual)} not ${name} ${args.map(show).join(", ")}`);
+        },
+      ]),
+  ) as Omit<typeof matchers, "rejects">;
+  return { ...matchers, not };
 }
