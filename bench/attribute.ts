@@ -24,7 +24,7 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void; l
   const name = args.model ?? "small-cnn";
   const model = buildModel(rt, configs[name], 0);
   const data = syntheticDataset({ n, classes: 10, shape: [3, 32, 32], seed: 1 });
-  const ds = uploadDataset(rt, data.images, data.labels, n, 3, 32, 32);
+  const ds = uploadDataset(rt, data);
   const rows: Record<string, number | string>[] = [];
   for (const projection of ["dense", "factored", "baseline"] as Projection[]) {
     let f: Featurizer;
@@ -50,8 +50,8 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void; l
     const norm = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
     const st = {
       config: { kind: "mlp" as const, input: [3, 8, 8] as [number, number, number], classes: 3, hidden: [32] },
-      train: uploadDataset(rt, train.images, train.labels, 100, 3, 8, 8),
-      targets: uploadDataset(rt, targets.images, targets.labels, 40, 3, 8, 8),
+      train: uploadDataset(rt, train),
+      targets: uploadDataset(rt, targets),
       recipe: { epochs: 20, batchSize: 20, lr: 0.05, cropPad: 0, flip: false, labelSmoothing: 0, ...norm },
       ...norm,
     };

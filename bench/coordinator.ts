@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp } from "../server/app.ts";
 import { DiskBlobStore } from "../server/blobs.ts";
-import { coordinatorClient, errorOf, putArray } from "../server/client.ts";
+import { CoordinatorClient } from "../src/protocol/client.ts";
 import { serveHttp } from "../server/http.ts";
 import { TEST_KINDS } from "../server/jobs/test-kinds.ts";
 import type { SqlDriver } from "../server/store/driver.ts";
@@ -42,31 +42,24 @@ async function measure(driver: SqlDriver, clients: number, rounds: number) {
   const server = await serveHttp(app.fetch, 0, "127.0.0.1", { maxConnectionsPerAddress: 1e6 });
   const url = `http://127.0.0.1:${server.port}`;
   try {
-    const created = await coordinatorClient(url, ADMIN).v1.jobs.$post({ json: { kind: "test-bench", spec: { shards: rounds } } });
-    if (!created.ok) throw await errorOf(created);
+    await new CoordinatorClient(url, ADMIN).createJob("test-bench", { shards: rounds });
     const tokens: string[] = [];
-    for (let i = 0; i < clients; i++) {
-      const r = await coordinatorClient(url).v1.volunteers.$post({ json: { name: `bench-${i}` } });
-      tokens.push(((await r.json()) as { token: string }).token);
-    }
+    for (let i = 0; i < clients; i++) tokens.push((await new CoordinatorClient(url).register(`bench-${i}`)).token);
     const latencies: number[] = [];
     let done = 0;
     const t0 = performance.now();
     await Promise.all(
       tokens.map(async (token) => {
-        const api = coordinatorClient(url, token);
+        const api = new CoordinatorClient(url, token);
         for (;;) {
           const s = performance.now();
-          const res = await api.v1.leases.$post({ json: {} });
-          if (res.status === 204) return;
-          if (!res.ok) throw await errorOf(res);
-          const l = (await res.json()) as unknown as { leaseId: string; fence: number; shard: { payload: { i: number; len: number } } };
-          const x = new Float32Array(l.shard.payload.len);
-          x[0] = l.shard.payload.i;
-          await putArray(url, token, l.leaseId, l.fence, "x", { dtype: "f32", shape: [x.length], data: x });
-          const sub = await api.v1.leases[":leaseId"].submit.$post({ param: { leaseId: l.leaseId }, json: { fence: l.fence } });
-          if (!sub.ok) throw await errorOf(sub);
-          if (((await sub.json()) as { status: string }).status !== "accepted") throw new Error("bench: a result was not accepted");
+          const l = await api.lease();
+          if (!l) return;
+          const payload = l.shard.payload as { i: number; len: number };
+          const x = new Float32Array(payload.len);
+          x[0] = payload.i;
+          await api.putArray(l.leaseId, l.fence, "x", { dtype: "f32", shape: [x.length], data: x });
+          if ((await api.submit(l.leaseId, l.fence)).status !== "accepted") throw new Error("bench: a result was not accepted");
           latencies.push(performance.now() - s);
           done++;
         }

@@ -7,7 +7,9 @@
 // llvmpipe, where one H·Θ product of n³ multiply-adds takes seconds: the row says how many ran, and
 // ms_per_product extrapolates. The twin runs at REG_CPU_N (default 400) with REG_CPU_ITERS (default 10) per λ,
 // and the device fit is rerun at that size and iteration count for a like-for-like row.
-import { fitDatamodels, fitDatamodelsRef, type FitOptions, paddedSize, syntheticRegression } from "../src/datamodels/regression.ts";
+import { fitDatamodels, type FitOptions, paddedSize } from "../src/datamodels/regression.ts";
+import { fitDatamodelsRef } from "../src/datamodels/regression-ref.ts";
+import { syntheticRegression } from "../test/datamodels/synthetic.ts";
 import { getRuntime, type Runtime } from "../src/gpu/runtime.ts";
 import type { BenchReport } from "./harness.ts";
 

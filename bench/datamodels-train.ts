@@ -7,13 +7,12 @@
 import { uploadDataset } from "../kernels/batch.ts";
 import { autotuneMatmul } from "../kernels/matmul.ts";
 import { featurize } from "../src/attribution/featurize.ts";
-import { releaseModel } from "../src/attribution/lds.ts";
 import { makeDir, removePath } from "../src/data/io.ts";
 import { DatamodelStore } from "../src/datamodels/store.ts";
 import { trainSubsetModels } from "../src/datamodels/train.ts";
-import { DetectConfig } from "../src/detect/pipeline.ts";
+import { DetectConfig } from "../src/detect/config.ts";
 import { getRuntime } from "../src/gpu/runtime.ts";
-import { buildModel } from "../src/nn/models.ts";
+import { buildModel, releaseModel } from "../src/nn/models.ts";
 import { trainModel } from "../src/nn/train.ts";
 import type { BenchReport } from "./harness.ts";
 
@@ -28,7 +27,7 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
   for (const n of args.sizes ?? [1000]) {
     const images = Uint8Array.from({ length: n * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256));
     const labels = Uint32Array.from({ length: n }, () => Math.floor(Math.random() * 10));
-    const ds = uploadDataset(rt, images, labels, n, 3, 32, 32);
+    const ds = uploadDataset(rt, { images, labels, n, c: 3, h: 32, w: 32 });
     const imagesPerModel = (m: number) => recipe.epochs * m + n; // training passes + margins on all n
     const row = (what: string, seconds: number, models: number, images: number) => {
       rows.push({ n, what, models, seconds, s_per_model: seconds / models, models_per_hour: (3600 * models) / seconds, img_per_s: images / seconds });

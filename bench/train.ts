@@ -40,7 +40,7 @@ export async function run(args: { log?: (s: string) => void; models?: string[] }
   const images = Uint8Array.from({ length: n * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256));
   const labels = Uint32Array.from({ length: n }, () => Math.floor(Math.random() * 10));
 
-  const ds = uploadDataset(rt, images, labels, n, 3, 32, 32);
+  const ds = uploadDataset(rt, { images, labels, n, c: 3, h: 32, w: 32 });
   const model = buildModel(rt, cfg, 0);
   const oursMs = await timeMs(async (reps) => {
     await trainModel(rt, model, ds, { epochs: reps / (n / B), batchSize: B, lr: 0.05 }); // ends with a readback

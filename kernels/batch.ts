@@ -36,7 +36,18 @@ export interface BatchSpec {
 }
 
 /** Put a dataset's pixels and labels on the device (one upload each). */
-export function uploadDataset(rt: Runtime, images: Uint8Array, labels: ArrayLike<number>, n: number, c: number, h: number, w: number): DeviceDataset {
+/** Images on the host: u8 CHW, back to back (a Dataset of src/data/dataset.ts is one). */
+export interface HostImages {
+  images: Uint8Array;
+  labels: ArrayLike<number>;
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+}
+
+export function uploadDataset(rt: Runtime, ds: HostImages): DeviceDataset {
+  const { images, labels, n, c, h, w } = ds;
   if (c > 4) throw new Error(`batch: at most 4 channels, got ${c}`);
   if (images.length !== n * c * h * w) throw new Error(`uploadDataset: ${images.length} bytes, expected ${n}x${c}x${h}x${w}`);
   const padded = new Uint8Array(Math.ceil(images.length / 4) * 4);
@@ -46,6 +57,11 @@ export function uploadDataset(rt: Runtime, images: Uint8Array, labels: ArrayLike
     labels: rt.upload(Uint32Array.from(labels), [n], "u32"),
     n, c, h, w,
   };
+}
+
+export function releaseDataset(ds: DeviceDataset): void {
+  ds.pixels.release();
+  ds.labels.release();
 }
 
 export function assembleBatch(rt: Runtime, ds: DeviceDataset, s: BatchSpec): { x: Tensor; y: Tensor<"u32"> } {

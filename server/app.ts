@@ -10,13 +10,14 @@ import { HTTPException } from "hono/http-exception";
 import { timingSafeEqual } from "node:crypto";
 import { extname, join, normalize, sep } from "node:path";
 import { z } from "zod";
-import { formatShape } from "./arrays.ts";
+import { CreateJob, Fence, LeaseParam, LeaseRequest, Register } from "../src/protocol/api.ts";
+import { formatShape } from "../src/protocol/arrays.ts";
 import { sha256Hex, type BlobStore } from "./blobs.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
 import { ApiError } from "./errors.ts";
 import { fileResponse } from "./files.ts";
 import type { ConnInfo } from "./http.ts";
-import type { JobKindRegistry } from "./job-kind.ts";
+import type { JobKindRegistry } from "../src/protocol/job-kind.ts";
 import { addressKey, type RateLimit, RateLimiter } from "./rate-limit.ts";
 import type { SqlStore, VolunteerRow } from "./store/sql.ts";
 
@@ -77,8 +78,6 @@ const validate = <T extends z.ZodType, Target extends "json" | "query" | "param"
 
 const CONTENT_TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png", ".svg": "image/svg+xml" };
 
-const Fence = z.object({ fence: z.coerce.number().int().nonnegative() });
-const LeaseParam = z.object({ leaseId: z.string().uuid() });
 
 export function createApp(o: AppOptions) {
   const coord = o.coordinator ?? new Coordinator(o);
@@ -136,7 +135,7 @@ export function createApp(o: AppOptions) {
       limit(perAddress, c.get("address"), "rate limit exceeded for your address");
       await next();
     })
-    .post("/v1/jobs", jsonBody(1024 * 1024), admin, validate("json", z.object({ kind: z.string().min(1).max(100), spec: z.unknown() })), async (c) => {
+    .post("/v1/jobs", jsonBody(1024 * 1024), admin, validate("json", CreateJob), async (c) => {
       const { kind, spec } = c.req.valid("json");
       return c.json({ jobId: await coord.createJob(kind, spec) }, 201);
     })
@@ -146,7 +145,7 @@ export function createApp(o: AppOptions) {
       const bytes = await coord.reportFile(c.req.param("id"), file);
       return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream" });
     })
-    .post("/v1/volunteers", jsonBody(), validate("json", z.object({ name: z.string().max(200).optional(), agent: z.string().max(500).optional() })), async (c) => {
+    .post("/v1/volunteers", jsonBody(), validate("json", Register), async (c) => {
       limit(registrations, c.get("address"), "too many registrations from your address");
       const { name, agent } = c.req.valid("json");
       const volunteerId = crypto.randomUUID();
@@ -155,7 +154,7 @@ export function createApp(o: AppOptions) {
       await coord.store.createVolunteer(volunteerId, name ?? "anonymous", agent ?? "", sha256Hex(new TextEncoder().encode(token)), c.get("address"));
       return c.json({ volunteerId, token }, 201);
     })
-    .post("/v1/leases", jsonBody(), volunteer, validate("json", z.object({ kinds: z.array(z.string().max(100)).max(50).optional() })), async (c) => {
+    .post("/v1/leases", jsonBody(), volunteer, validate("json", LeaseRequest), async (c) => {
       const lease = await coord.lease(c.get("volunteer"), c.req.valid("json").kinds);
       if (!lease) return c.body(null, 204);
       return c.json(lease, 200);
@@ -226,4 +225,3 @@ export function createApp(o: AppOptions) {
   return Object.assign(app, { coordinator: coord });
 }
 
-export type AppType = ReturnType<typeof createApp>;

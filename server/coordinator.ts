@@ -10,10 +10,11 @@
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkArray, maxBytesOf, typedArray } from "./arrays.ts";
+import type { JobStatus, Lease, SubmitStatus } from "../src/protocol/api.ts";
+import { checkArray, maxBytesOf, typedArray } from "../src/protocol/arrays.ts";
 import type { BlobStore } from "./blobs.ts";
 import { ApiError } from "./errors.ts";
-import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "./job-kind.ts";
+import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "../src/protocol/job-kind.ts";
 import type { LeaseLimits, LeaseRow, ResultRow, ShardRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
 
 export interface CoordinatorOptions {
@@ -51,7 +52,6 @@ export interface CoordinatorOptions {
   log?: (msg: string) => void;
 }
 
-export type SubmitStatus = { status: "accepted" | "pending-quorum" | "rejected"; reason?: string };
 
 export class Coordinator {
   readonly store: SqlStore;
@@ -135,7 +135,7 @@ export class Coordinator {
     return id;
   }
 
-  async jobStatus(jobId: string) {
+  async jobStatus(jobId: string): Promise<JobStatus> {
     const job = await this.store.getJob(jobId);
     if (!job) throw new ApiError(404, `unknown job ${jobId}`);
     const shards = await this.store.shardCounts(jobId);
@@ -160,7 +160,7 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ volunteers and leases
 
-  async lease(volunteer: VolunteerRow, kinds: string[] | undefined) {
+  async lease(volunteer: VolunteerRow, kinds: string[] | undefined): Promise<Lease | null> {
     const solo = volunteer.streak >= this.trustStreak && this.random() < this.soloProbability;
     const got = await this.store.claimLease(volunteer.id, kinds, this.leaseMs, solo, this.leaseLimits);
     if (!got) return null;

@@ -16,16 +16,16 @@
 //   --trust-proxy    take the client address from X-Forwarded-For (behind one reverse proxy)
 //   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both "default,test"
 //   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
-//                    src/volunteer/browser/build.ts into .cache/volunteer-page)
+//                    server/volunteer-page.ts into .cache/volunteer-page)
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import type { Hono } from "hono";
-import { buildVolunteerPage } from "../src/volunteer/browser/build.ts";
+import { buildVolunteerPage } from "./volunteer-page.ts";
 import { createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
 import { DEFAULT_HTTP_LIMITS, serveHttp } from "./http.ts";
-import type { JobKind, JobKindRegistry } from "./job-kind.ts";
+import type { JobKind, JobKindRegistry } from "../src/protocol/job-kind.ts";
 import type { SqlDriver } from "./store/driver.ts";
 import { openPg } from "./store/pg.ts";
 import { SqlStore } from "./store/sql.ts";

@@ -9,19 +9,19 @@
 // twin on a Node coordinator, up to HOST_FIT_MAX), then the same dense search, budget and report as
 // runDetect; see ./train-shard.ts for what a job leaves out (removal and retraining).
 import { z } from "zod";
-import { autotuneMatmul } from "../../kernels/matmul.ts";
-import type { HeldOut } from "../../src/datamodels/lds.ts";
+import type { HeldOut } from "../../src/attribution/lds.ts";
 import { maskBits, type MaskSpec, type Split, subsetSeed } from "../../src/datamodels/masks.ts";
-import { fitDatamodels, fitDatamodelsRef, type RegressionData } from "../../src/datamodels/regression.ts";
-import { DetectConfig, scoreDense } from "../../src/detect/pipeline.ts";
+import { fitDatamodels, type RegressionData } from "../../src/datamodels/regression.ts";
+import { fitDatamodelsRef } from "../../src/datamodels/regression-ref.ts";
+import { DetectConfig } from "../../src/detect/config.ts";
+import { scoreDense } from "../../src/detect/scoring.ts";
+import { stageClock } from "../../src/detect/stages.ts";
 import { ensembleSeed } from "../../src/detect/training-set.ts";
-import { detectRuntime } from "../../src/gpu/device.ts";
-import { getRuntime } from "../../src/gpu/runtime.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
-import { TRAIN } from "../../src/volunteer/shards.ts";
-import { defineJobKind } from "../job-kind.ts";
-import { bitwiseEqual, datasetRef, detectConfigOf, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
+import { defineJobKind } from "../../src/protocol/job-kind.ts";
+import { TRAIN } from "../../src/protocol/shards.ts";
+import { bitwiseEqual, datasetRef, detectConfigOf, finishJob, finishRuntime, JobData, searchProgress, spotCheckTrain, trainingSet, trainShard } from "./train-shard.ts";
 
 /** Largest n a coordinator without WebGPU fits on the host (float64 twin: O(n³) per solver iteration). */
 export const HOST_FIT_MAX = 1024;
@@ -29,7 +29,7 @@ export const HOST_FIT_MAX = 1024;
 export const DatamodelsSpec = DetectConfig.pick({
   test: true, seed: true, attackConfig: true, model: true, recipe: true, dmModels: true, dmAlpha: true, dmPenalty: true, ldsModels: true,
   restarts: true, budget: true,
-}).extend(JobDataFields);
+}).extend(JobData.shape);
 export type DatamodelsSpec = z.output<typeof DatamodelsSpec>;
 
 const SHARD_PREFIX: Record<Split, string> = { train: "subset", heldout: "heldout" };
@@ -67,10 +67,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
     const clock = stageClock();
     const cfg = detectConfigOf(s, { attribution: "datamodels" });
     const n = (await trainingSet(s)).train.n;
-    const onDevice = detectRuntime() !== "node";
-    if (!onDevice && n > HOST_FIT_MAX) {
-      throw new Error(`this coordinator runs on Node, where the datamodels fit has no WebGPU (Dawn is unreliable here) and runs on the host in float64 up to n = ${HOST_FIT_MAX} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
-    }
+    const rt = await finishRuntime(n, HOST_FIT_MAX, "the datamodels fit");
     const spec = maskSpec(s, n);
     const margins = async (split: Split, m: number) => (await inputs.get(subsetKey(split, m), "margins")).data as Float32Array;
     // Streamed in row batches straight from the blob store: O(batch n) in memory, as the issue asks.
@@ -100,10 +97,8 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
       if (detail && !detail.includes("iteration")) onProgress(`fit ${detail}`);
     };
     const opts = { penalty: s.dmPenalty, seed: s.seed, onProgress: fitProgress };
-    const rt = onDevice ? await getRuntime() : null;
     let A: Float32Array;
     if (rt) {
-      await autotuneMatmul(rt); // as runDetect: the same tiles, so the same rounding
       const fit = await fitDatamodels(rt, data, opts);
       A = (await rt.read(fit.weights)) as Float32Array;
       fit.weights.release();
@@ -111,6 +106,6 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
     clock.stage("attribute");
     const scored = await scoreDense(A, n, cfg, searchProgress(onProgress), heldOut);
     clock.stage("search");
-    return finishReport({ spec: s, cfg, scored, rt, inputs, model0: FULL_MODEL, outDir, clock, onProgress });
+    return finishJob({ spec: s, cfg, scored, rt, inputs, model0: FULL_MODEL, outDir, clock, onProgress });
   },
 });

@@ -3,8 +3,7 @@
 // from it (src/detect/training-set.ts), so no per-job data moves.
 import { Hono } from "hono";
 import { baseName } from "../../src/data/io.ts";
-import { DEFAULT_DATA } from "../../src/detect/pipeline.ts";
-import { clearCifarCache, loadCifar10 } from "../../src/data/cifar.ts";
+import { clearCifarCache, DEFAULT_DATA, loadCifar10 } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
 import { fileResponse } from "../files.ts";
 

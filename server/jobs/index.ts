@@ -1,5 +1,5 @@
 // The job kinds the coordinator registers (server/job-kind.ts): name -> kind.
-import type { JobKind, JobKindRegistry } from "../job-kind.ts";
+import type { JobKind, JobKindRegistry } from "../../src/protocol/job-kind.ts";
 import { datamodels } from "./datamodels.ts";
 import { trak } from "./trak.ts";
 

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { mulberry32 } from "../../src/data/dataset.ts";
 import { denseCpuBackend, maxSumSearch } from "../../src/detect/search.ts";
-import type { ArrayValue, Executor, JobKind, JobKindRegistry, ShardPlan } from "../job-kind.ts";
+import type { ArrayValue, Executor, JobKind, JobKindRegistry, ShardPlan } from "../../src/protocol/job-kind.ts";
 
 export const TestMatrixSpec = z.object({
   n: z.number().int().min(4).max(4096),

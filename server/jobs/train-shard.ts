@@ -1,47 +1,38 @@
 // What the trak and datamodels jobs share: the job's training set (rebuilt from its settings), train
-// shards (a model trained by a volunteer: checkpoint + margins on all n, spot-checked on the host), and
-// the end of finish (baselines and model 0's evaluation where the coordinator has WebGPU, the summary,
-// the report and scores.json).
+// shards (a model trained by a volunteer: checkpoint + margins on all n, spot-checked on the host), the
+// choice between the device and the host for finish, and the end of finish (the pipeline's one finish,
+// src/detect/finish.ts, without removal and retraining, and the job's summary).
 import { z } from "zod";
-import { assembleBatchRef, uploadDataset } from "../../kernels/batch.ts";
+import { assembleBatchRef } from "../../kernels/batch.ts";
 import { marginRef } from "../../kernels/loss.ts";
+import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { seededIndices } from "../../src/data/dataset.ts";
-import { joinPath, makeDir, writeBytesAtomic } from "../../src/data/io.ts";
-import { topK } from "../../src/detect/metrics.ts";
-import {
-  type BaselineResult, DetectConfig, evaluateOutcome, keyOf, loadTestSet, type Outcome, removalBudget, runBaselines, type Scored, type StageProgress, summarize,
-} from "../../src/detect/pipeline.ts";
-import { writeReport } from "../../src/detect/report.ts";
-import { buildTrainingSet, type TrainingSet } from "../../src/detect/training-set.ts";
-import type { Runtime } from "../../src/gpu/runtime.ts";
+import { keyOf } from "../../src/detect/cache.ts";
+import { DetectConfig } from "../../src/detect/config.ts";
+import { finishDetection } from "../../src/detect/finish.ts";
+import type { Scored } from "../../src/detect/scoring.ts";
+import type { OnStage, StageClock } from "../../src/detect/stages.ts";
+import { buildTrainingSet, type TrainingSet, TrainingSetSpec } from "../../src/detect/training-set.ts";
+import { detectRuntime } from "../../src/gpu/device.ts";
+import { getRuntime, type Runtime } from "../../src/gpu/runtime.ts";
 import { hostModelFromSafetensors, modelFromSafetensors } from "../../src/nn/checkpoint.ts";
-import type { ModelConfig } from "../../src/nn/models.ts";
-import { TRAIN, TrainPayload } from "../../src/volunteer/shards.ts";
-import type { ArrayValue, Inputs, ShardPlan } from "../job-kind.ts";
+import { type Model, releaseModel } from "../../src/nn/models.ts";
+import type { ArrayValue, Inputs, ShardPlan } from "../../src/protocol/job-kind.ts";
+import { TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
 import { datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
 
-/** Spec fields of every job that trains on a served data set. */
-export const JobDataFields = {
+/** The training-set fields of every job that trains on a served data set (src/detect/training-set.ts). */
+export const JobData = TrainingSetSpec.extend({
   /** A dataset the coordinator serves (server/jobs/datasets.ts). */
   data: z.string().default(DEFAULT_DATASET),
-  train: z.number().int().positive().max(50000).default(4000),
+  train: TrainingSetSpec.shape.train.unwrap().max(50000).default(4000),
   // label-consistent poisons with a surrogate model trained on the device: not reproducible on every worker.
   attack: z.enum(["none", "badnets", "blended", "sig", "wanet"]).default("badnets"),
   /** Margins re-evaluated on the host (float64 twin) per submitted checkpoint. */
   spotChecks: z.number().int().min(1).default(16),
   maxCheckpointBytes: z.number().int().positive().default(64 << 20),
-};
-
-export interface JobData {
-  data: string;
-  train: number;
-  seed: number;
-  attack: z.output<typeof JobDataFields.attack>;
-  attackConfig: Record<string, unknown>;
-  model: ModelConfig;
-  spotChecks: number;
-  maxCheckpointBytes: number;
-}
+});
+export type JobData = z.output<typeof JobData> & { model: z.output<typeof DetectConfig>["model"] };
 
 /** The detect settings a job reproduces: its spec's DetectConfig fields (the rest are dropped), with the
  * data set's name resolved to the coordinator's local file. */
@@ -49,7 +40,7 @@ export function detectConfigOf(s: JobData, extra: Partial<z.input<typeof DetectC
   return DetectConfig.parse({ ...s, ...extra, data: datasetPath(s.data) });
 }
 
-export const datasetRef = (s: JobData) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig });
+export const datasetRef = (s: Pick<JobData, "data" | "train" | "seed" | "attack" | "attackConfig">) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig });
 
 const sets = new Map<string, Promise<TrainingSet>>();
 /** The job's poisoned training set, built once per process (the first spot check would otherwise block the
@@ -112,24 +103,25 @@ export async function spotCheckTrain(s: JobData, shard: ShardPlan, result: Recor
   return null;
 }
 
-/** Seconds per stage, as the pipeline's summary reports them. */
-export function stageClock() {
-  const t0 = performance.now();
-  let mark = t0;
-  const seconds: Record<string, number> = {};
-  return {
-    seconds,
-    stage(name: string) {
-      const now = performance.now();
-      seconds[name] = (seconds[name] ?? 0) + (now - mark) / 1000;
-      mark = now;
-    },
-    total: () => (performance.now() - t0) / 1000,
-  };
+/**
+ * The device for a job's finish, autotuned as the pipeline is (the same tiles, so the same rounding); or
+ * null on a coordinator without WebGPU (Node, where Dawn is unreliable), which does `what` on the host in
+ * float64 up to `hostMax` examples.
+ */
+export async function finishRuntime(n: number, hostMax: number, what: string): Promise<Runtime | null> {
+  if (detectRuntime() === "node") {
+    if (n > hostMax) {
+      throw new Error(`this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
+    }
+    return null;
+  }
+  const rt = await getRuntime();
+  await autotuneMatmul(rt);
+  return rt;
 }
 
 /** The search's progress as one line per new subset size. */
-export function searchProgress(onProgress: (msg: string) => void): (p: StageProgress) => void {
+export function searchProgress(onProgress: (msg: string) => void): OnStage {
   let last = "";
   return (p) => {
     if (p.detail && p.detail !== last) onProgress(`search ${(last = p.detail)}`);
@@ -137,52 +129,29 @@ export function searchProgress(onProgress: (msg: string) => void): (p: StageProg
 }
 
 /**
- * The end of a job's finish, from its scores on: flag the budget, run the baselines and evaluate the model
- * of shard `model0` where there is a device (else they stay empty), write summary.json, report.html and
- * scores.json. Removal and retraining are not part of a job (the plan is fixed before the scores exist):
- * "after" figures stay empty and the flagged list is the output.
+ * The end of a job's finish, from its scores on: the pipeline's finish (src/detect/finish.ts) with the
+ * model of shard `model0` for the baselines and the "before" evaluation, and no removal or retraining (the
+ * plan is fixed before the scores exist: the flagged list is the output). Writes summary.json,
+ * report.html and scores.json; returns the job's summary.
  */
-export async function finishReport(a: {
+export async function finishJob(a: {
   spec: JobData; cfg: z.output<typeof DetectConfig>; scored: Scored; rt: Runtime | null; inputs: Inputs; model0: string; outDir: string;
-  clock: ReturnType<typeof stageClock>; onProgress: (msg: string) => void;
+  clock: StageClock; onProgress: (msg: string) => void;
 }): Promise<Record<string, unknown>> {
-  const { cfg, scored, rt, clock } = a;
+  const { rt } = a;
   const { train, poisoned } = await trainingSet(a.spec);
-  const n = train.n;
-  const scores = Float64Array.from(scored.search);
-  const spectral = Float64Array.from(scored.spectral);
-  const flagged = topK(scores, removalBudget(cfg, scores));
-
-  let baselines: BaselineResult = {};
-  let before: Outcome = { clean_acc: NaN, asr: cfg.attack === "none" ? null : NaN };
-  if (rt) {
+  let model: Model | undefined;
+  const model0 = async () => {
     a.onProgress("baselines and evaluation of model 0");
-    const model0 = modelFromSafetensors(rt, (await a.inputs.get(a.model0, "checkpoint")).data as Uint8Array, a.model0).model;
-    const deviceTrain = uploadDataset(rt, train.images, train.labels, n, train.c, train.h, train.w);
-    baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
-    clock.stage("baselines");
-    const test = await loadTestSet(cfg);
-    const deviceTest = uploadDataset(rt, test.images, test.labels, test.n, test.c, test.h, test.w);
-    before = await evaluateOutcome(rt, model0, deviceTest, test, cfg);
-    [deviceTrain.pixels, deviceTrain.labels, deviceTest.pixels, deviceTest.labels].forEach((t) => t.release());
-    model0.params.forEach((p) => p.value.release());
-    clock.stage("evaluate");
-  }
-
-  const adapter = rt?.adapterName ?? "host (float64; no WebGPU in this coordinator)";
-  const summary = summarize({
-    cfg, scores, spectral, flagged, baselines, poisoned, before, n, adapter, stageSeconds: clock.seconds,
-    after: { clean_acc: NaN, asr: before.asr === null ? null : NaN }, // no retraining in a job
-    seconds: clock.total(), lds: scored.lds,
-  });
-  await makeDir(a.outDir);
-  await writeReport({ summary, scores, spectral, baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])), train, poisonedSet: poisoned ? new Set(poisoned) : null }, a.outDir);
-  await writeBytesAtomic(joinPath(a.outDir, "scores.json"), new TextEncoder().encode(JSON.stringify({ search: scored.search, spectral: scored.spectral, backend: scored.backend })));
-  a.onProgress(`done: auroc ${summary.auroc?.toFixed(3) ?? "n/a"}, ${flagged.length} flagged`);
+    return (model = modelFromSafetensors(rt!, (await a.inputs.get(a.model0, "checkpoint")).data as Uint8Array, a.model0).model);
+  };
+  const { summary } = await finishDetection({ cfg: a.cfg, scored: a.scored, train, poisoned, rt, model0, clock: a.clock, onProgress: () => {}, outDir: a.outDir });
+  if (model) releaseModel(model);
+  a.onProgress(`done: auroc ${summary.auroc?.toFixed(3) ?? "n/a"}, ${summary.flagged.length} flagged`);
   return {
     auroc: summary.auroc, precision_at_budget: summary.precision_at_budget, recall_at_budget: summary.recall_at_budget, tpr_at_5fpr: summary.tpr_at_5fpr,
-    flagged: summary.flagged, clean_acc_before: rt ? summary.clean_acc_before : null, asr_before: rt ? summary.asr_before : null, n, adapter,
-    baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
-    spectral_auroc: summary.spectral_score?.auroc ?? null, lds: scored.lds ?? null, seconds: summary.seconds, files: ["summary.json", "report.html", "scores.json"],
+    flagged: summary.flagged, clean_acc_before: rt ? summary.clean_acc_before : null, asr_before: rt ? summary.asr_before : null, n: train.n,
+    adapter: summary.adapter, baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
+    spectral_auroc: summary.spectral_score?.auroc ?? null, lds: summary.lds, seconds: summary.seconds, files: ["summary.json", "report.html", "scores.json"],
   };
 }

@@ -12,18 +12,15 @@
 // twin of the attribution and the same dense search; baselines and model 0's evaluation are left out.
 // Spot checks need no device: the float64 twins of the layers run on the host.
 import { z } from "zod";
-import { autotuneMatmul } from "../../kernels/matmul.ts";
-import type { Features } from "../../src/attribution/featurize.ts";
-import { denseAttributionRef } from "../../src/attribution/trak.ts";
-import { DetectConfig, type Scored, scoreDense, scoreFeatures } from "../../src/detect/pipeline.ts";
+import { DetectConfig } from "../../src/detect/config.ts";
+import { type HostFeatures, scoreHostFeatures } from "../../src/detect/scoring.ts";
+import { stageClock } from "../../src/detect/stages.ts";
 import { ensembleSeed } from "../../src/detect/training-set.ts";
-import { detectRuntime } from "../../src/gpu/device.ts";
-import { getRuntime } from "../../src/gpu/runtime.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
-import { FEATURIZE, type FeaturizePayload, TRAIN } from "../../src/volunteer/shards.ts";
-import { type ArrayValue, defineJobKind, type ShardPlan } from "../job-kind.ts";
-import { bitwiseEqual, datasetRef, detectConfigOf, finishReport, JobDataFields, searchProgress, spotCheckTrain, stageClock, trainingSet, trainShard } from "./train-shard.ts";
+import { type ArrayValue, defineJobKind, type ShardPlan } from "../../src/protocol/job-kind.ts";
+import { FEATURIZE, type FeaturizePayload, TRAIN } from "../../src/protocol/shards.ts";
+import { bitwiseEqual, datasetRef, detectConfigOf, finishJob, finishRuntime, JobData, searchProgress, spotCheckTrain, trainingSet, trainShard } from "./train-shard.ts";
 
 /** Largest job a coordinator without WebGPU finishes on the host (dense float64 A: n² doubles, O(M n² k)). */
 export const HOST_FINISH_MAX = 4096;
@@ -34,7 +31,7 @@ export const TrakSpec = DetectConfig.pick({
   test: true, seed: true, attackConfig: true, model: true, recipe: true, models: true, k: true, projection: true,
   qWeight: true, restarts: true, searchBackend: true, budget: true,
 }).extend({
-  ...JobDataFields,
+  ...JobData.shape,
   /** Training examples per featurize shard: a multiple of the 64-example tile. */
   shardSize: z.number().int().positive().multipleOf(TILE, "a multiple of 64 (the featurisation tile)").default(512),
 });
@@ -120,42 +117,23 @@ export const trak = defineJobKind<TrakSpec>({
     const cfg = detectConfigOf(s);
     const { train } = await trainingSet(s);
     const n = train.n;
-    const onDevice = detectRuntime() !== "node";
-    if (!onDevice && n > HOST_FINISH_MAX) {
-      throw new Error(`this coordinator runs on Node, where the trak finish has no WebGPU (Dawn is unreliable here) and works on the host in float64 up to n = ${HOST_FINISH_MAX} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
-    }
+    const rt = await finishRuntime(n, HOST_FINISH_MAX, "the trak finish");
     clock.stage("data");
 
     onProgress(`assembling features of ${s.models} models`);
-    const hostFeats: { phi: Float32Array; margins: Float32Array; q: Float32Array }[] = [];
+    const feats: HostFeatures[] = [];
     for (let m = 0; m < s.models; m++) {
-      const phi = new Float32Array(n * s.k);
-      const margins = new Float32Array(n);
-      const q = new Float32Array(n);
+      const f = { phi: new Float32Array(n * s.k), margins: new Float32Array(n), q: new Float32Array(n) };
       for (const [a, b] of featurizeRanges(n, s.shardSize)) {
-        const key = `${FEATURIZE}/${m}/${a}-${b}`;
-        const get = async (name: string): Promise<ArrayValue> => inputs.get(key, name);
-        phi.set((await get("phi")).data as Float32Array, a * s.k);
-        margins.set((await get("margins")).data as Float32Array, a);
-        q.set((await get("q")).data as Float32Array, a);
+        const get = async (name: string): Promise<ArrayValue> => inputs.get(`${FEATURIZE}/${m}/${a}-${b}`, name);
+        f.phi.set((await get("phi")).data as Float32Array, a * s.k);
+        f.margins.set((await get("margins")).data as Float32Array, a);
+        f.q.set((await get("q")).data as Float32Array, a);
       }
-      hostFeats.push({ phi, margins, q });
+      feats.push(f);
     }
-    const rt = onDevice ? await getRuntime() : null;
-    let scored: Scored;
-    if (rt) {
-      await autotuneMatmul(rt);
-      const feats: Features[] = hostFeats.map((f) => ({ ...f, phi: rt.upload(f.phi, [n, s.k]), n, k: s.k }));
-      clock.stage("attribute");
-      scored = await scoreFeatures(rt, feats, cfg, searchProgress(onProgress));
-    } else {
-      // Node: the float64 twin of the attribution, then the pipeline's dense host search.
-      const A = Float32Array.from(denseAttributionRef(hostFeats, n, s.k, { qWeight: cfg.qWeight }));
-      for (let i = 0; i < n; i++) A[i * n + i] = 0; // as scoreAttribution: A's diagonal is zero by definition
-      clock.stage("attribute");
-      scored = await scoreDense(A, n, cfg, searchProgress(onProgress));
-    }
+    const scored = await scoreHostFeatures(rt, feats, n, s.k, cfg, searchProgress(onProgress), () => clock.stage("attribute"));
     clock.stage("search");
-    return finishReport({ spec: s, cfg, scored, rt, inputs, model0: trainKey(0), outDir, clock, onProgress });
+    return finishJob({ spec: s, cfg, scored, rt, inputs, model0: trainKey(0), outDir, clock, onProgress });
   },
 });

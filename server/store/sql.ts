@@ -7,7 +7,7 @@
 // - a lease is live while state = 'active' and deadline >= now; an expired one simply stops counting;
 // - a shard is accepted by one UPDATE ... WHERE state = 'open', so exactly once;
 // - the finish step is claimed by one UPDATE ... RETURNING with a deadline the owner keeps extending.
-import type { ArraySpec, DType, ShardPlan } from "../job-kind.ts";
+import type { ArraySpec, DType, ShardPlan } from "../../src/protocol/job-kind.ts";
 import { ApiError } from "../errors.ts";
 import type { SqlDriver, SqlParam, SqlQueryer } from "./driver.ts";
 

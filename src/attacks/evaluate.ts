@@ -47,7 +47,7 @@ export async function evaluateAttack<A extends AttackName>(
 }
 
 async function evalOn(rt: Runtime, model: Model, ds: Dataset, opts: { mean?: number[]; std?: number[]; batchSize?: number }): Promise<Float32Array> {
-  const dev = uploadDataset(rt, ds.images, ds.labels, ds.n, ds.c, ds.h, ds.w);
+  const dev = uploadDataset(rt, ds);
   try {
     return (await evaluate(rt, model, dev, opts)).correct;
   } finally {

@@ -80,7 +80,7 @@ export async function trainSurrogate(
   rt: Runtime, ds: Dataset, o: { widths: number[]; epochs: number; lr: number; batchSize: number; seed: number; mean: number[]; std: number[] }, log?: (line: string) => void,
 ): Promise<Model> {
   const model = buildModel(rt, { kind: "small-cnn", input: [ds.c, ds.h, ds.w], classes: ds.classes.length, widths: o.widths }, o.seed);
-  const dev = uploadDataset(rt, ds.images, ds.labels, ds.n, ds.c, ds.h, ds.w);
+  const dev = uploadDataset(rt, ds);
   await trainModel(rt, model, dev, { epochs: o.epochs, lr: o.lr, batchSize: o.batchSize, seed: o.seed, mean: o.mean, std: o.std }, {
     onEpoch: (e) => log?.(`surrogate epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${e.seconds.toFixed(1)} s`),
   });

@@ -1,66 +1,82 @@
 // Linear datamodeling score: train models on fresh random alpha-subsets of the training set, record their
 // margins on target examples, and compare with the margins the attribution predicts for each subset,
 //   predicted[s][i] = sum_{j in S_s} A[i][j] = (U_targets (Vᵀ 1_{S_s}))_i,
-// by Spearman correlation across subsets, averaged over targets.
+// by Spearman correlation across subsets, averaged over targets; and the same score for an n x n A whose
+// targets are the training examples (heldOutLds).
 import { type DeviceDataset } from "../../kernels/batch.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
-import { buildModel, type Model, type ModelConfig } from "../nn/models.ts";
+import { buildModel, type Model, type ModelConfig, releaseModel } from "../nn/models.ts";
 import { evaluate, type Recipe, trainModel } from "../nn/train.ts";
-import { seededIndices } from "../data/dataset.ts";
+import { maskBits } from "../datamodels/masks.ts";
+import { spearman } from "../math.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { Featurizer, type Projection } from "./featurize.ts";
 import { type Attribution, buildAttribution, type KernelOptions } from "./trak.ts";
 
-/** S masks over n examples, each with round(alpha n) ones, from (seed, s). */
+/** S masks over n examples, each with round(alpha n) ones: the held-out stream of src/datamodels/masks.ts. */
 export function subsetMasks(n: number, S: number, alpha: number, seed: number): Uint8Array[] {
-  const size = Math.round(alpha * n);
-  return Array.from({ length: S }, (_, s) => {
-    const m = new Uint8Array(n);
-    for (const i of seededIndices(n, size, (seed ^ Math.imul(s + 1, 0x9e3779b9)) >>> 0)) m[i] = 1;
-    return m;
-  });
+  return Array.from({ length: S }, (_, s) => maskBits({ n, alpha, seed }, "heldout", s));
 }
 
-/** Average ranks (ties share the mean rank). */
-export function ranks(x: ArrayLike<number>): Float64Array {
-  const idx = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[a] - x[b]);
-  const r = new Float64Array(x.length);
-  for (let i = 0; i < idx.length;) {
-    let j = i;
-    while (j + 1 < idx.length && x[idx[j + 1]] === x[idx[i]]) j++;
-    for (let t = i; t <= j; t++) r[idx[t]] = (i + j) / 2;
-    i = j + 1;
-  }
-  return r;
+export interface Lds {
+  /** The mean over scored targets. */
+  lds: number;
+  /** Per target; NaN where the target was not scored. */
+  perTarget: Float64Array;
+  targets: number;
 }
 
-export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const n = a.length;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) {
-    ma += a[i] / n;
-    mb += b[i] / n;
-  }
-  let sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < n; i++) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) ** 2;
-    sbb += (b[i] - mb) ** 2;
-  }
-  return saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : 0;
+/** The mean of the per-target Spearman correlations, over the targets that were scored (not NaN). */
+function averaged(perTarget: Float64Array): Lds {
+  const valid = perTarget.filter((v) => !Number.isNaN(v));
+  return { lds: valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : NaN, perTarget, targets: valid.length };
 }
 
-export const spearman = (a: ArrayLike<number>, b: ArrayLike<number>) => pearson(ranks(a), ranks(b));
+/** LDS from predicted and actual margins, both [S][T], on separate target examples. */
+export function ldsScore(predicted: ArrayLike<number>[], actual: ArrayLike<number>[]): Lds {
+  const column = (m: ArrayLike<number>[], t: number) => Array.from(m, (row) => row[t]);
+  return averaged(Float64Array.from({ length: predicted[0].length }, (_, t) => spearman(column(predicted, t), column(actual, t))));
+}
 
-/** LDS from predicted and actual margins, both [S][T]: Spearman over s per target, averaged over targets. */
-export function ldsScore(predicted: ArrayLike<number>[], actual: ArrayLike<number>[]): { lds: number; perTarget: Float64Array } {
-  const S = predicted.length;
-  const T = predicted[0].length;
-  const perTarget = new Float64Array(T);
-  for (let t = 0; t < T; t++) {
-    perTarget[t] = spearman(Array.from({ length: S }, (_, s) => predicted[s][t]), Array.from({ length: S }, (_, s) => actual[s][t]));
+/** Subset models held out from a fit: their masks and their margins on the training examples. */
+export interface HeldOut {
+  /** S masks, n bytes each. */
+  masks: Uint8Array[];
+  /** S x n actual margins on the training examples. */
+  margins: Float32Array[];
+}
+
+/**
+ * LDS of an n x n attribution whose targets are the training examples themselves (datamodels, or TRAK's
+ * A read densely), on held-out subset models. `readRows(r0, r1)` gives rows r0..r1-1 of A (row = target).
+ * For target i the Spearman correlation runs over the held-out models whose subset leaves i out: A's
+ * diagonal is zero by definition, and a model trained on i fits i whatever the other examples do, which
+ * no attribution of other examples can predict. Targets with fewer than `minSubsets` such models are
+ * skipped.
+ */
+export async function heldOutLds(readRows: (r0: number, r1: number) => Promise<Float32Array>, n: number, h: HeldOut, opts: { rowBlock?: number; minSubsets?: number } = {}): Promise<Lds> {
+  const minSubsets = opts.minSubsets ?? 3;
+  const block = opts.rowBlock ?? 256;
+  const perTarget = new Float64Array(n).fill(NaN);
+  const members = h.masks.map((m) => Uint32Array.from(Array.from(m.entries()).filter(([, v]) => v).map(([j]) => j)));
+  for (let r0 = 0; r0 < n; r0 += block) {
+    const r1 = Math.min(n, r0 + block);
+    const rows = await readRows(r0, r1);
+    for (let i = r0; i < r1; i++) {
+      const row = rows.subarray((i - r0) * n, (i - r0 + 1) * n);
+      const pred: number[] = [];
+      const actual: number[] = [];
+      h.masks.forEach((mask, s) => {
+        if (mask[i]) return;
+        let p = 0;
+        for (const j of members[s]) p += row[j];
+        pred.push(p);
+        actual.push(h.margins[s][i]);
+      });
+      if (pred.length >= minSubsets) perTarget[i] = spearman(pred, actual);
+    }
   }
-  return { lds: perTarget.reduce((a, b) => a + b, 0) / T, perTarget };
+  return averaged(perTarget);
 }
 
 /** Predicted margins [S][T] of every subset on the targets whose U rows are `targetU` [T, M k]. */
@@ -99,14 +115,6 @@ export async function subsetMargins(rt: Runtime, st: LdsSetting, masks: Uint8Arr
     log?.(`subset model ${s + 1}/${masks.length}`);
   }
   return out;
-}
-
-export function releaseModel(model: Model): void {
-  for (const p of model.params) {
-    p.value.release();
-    p.velocity?.release();
-    p.grad?.release();
-  }
 }
 
 export interface EnsembleFeatures {

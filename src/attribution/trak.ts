@@ -5,6 +5,7 @@
 //   A = U Vᵀ, A[i][j] = attribution of training example j on target i.
 // A is never built unless asked: products with vectors, rows, columns and dense blocks are matmuls on the
 // factors. Targets outside the training set (LDS) get their own U rows from their features: `targetU`.
+import { cholesky } from "../math.ts";
 import { blockCopy } from "../../kernels/project.ts";
 import { matmul, matmulRef } from "../../kernels/matmul.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
@@ -22,24 +23,6 @@ export interface KernelOptions {
    * a backdoor the model fits perfectly has Q ~ 0 on its poisons, which would hide them. Default true.
    */
   qWeight?: boolean;
-}
-
-/** Cholesky factor L (lower, row-major) of a symmetric positive definite k x k matrix, in float64. */
-export function cholesky(a: Float64Array, k: number): Float64Array {
-  const L = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = a[i * k + j];
-      const ri = i * k;
-      const rj = j * k;
-      for (let t = 0; t < j; t++) s -= L[ri + t] * L[rj + t];
-      if (i === j) {
-        if (!(s > 0)) throw new Error(`cholesky: matrix is not positive definite (pivot ${i} = ${s})`);
-        L[ri + i] = Math.sqrt(s);
-      } else L[ri + j] = s / L[rj + j];
-    }
-  }
-  return L;
 }
 
 /** (A + lambda I)⁻¹ for a symmetric positive semi-definite A, through Cholesky: solves L Lᵀ X = I. */

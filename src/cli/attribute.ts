@@ -78,7 +78,7 @@ if (sub === "attribute") {
       train = n >= full.n ? full : seededSubset(full, n, seed);
       log(`${train.n} training examples`);
     }
-    const ds = uploadDataset(rt, train.images, train.labels, train.n, train.c, train.h, train.w);
+    const ds = uploadDataset(rt, train);
     feats.push(await featurize(rt, model, ds, {
       k, projection, seed: projSeed, modelIndex: m, batchSize: num("batch", a.batch, 1),
       onBatch: (d, n) => d === n && log(`model ${m + 1}/${paths.length}: featurised ${n} in ${((performance.now() - t0) / 1000).toFixed(1)} s`),
@@ -115,8 +115,8 @@ if (sub === "attribute") {
   }
   const st = {
     config,
-    train: uploadDataset(rt, train.images, train.labels, train.n, train.c, train.h, train.w),
-    targets: uploadDataset(rt, targets.images, targets.labels, targets.n, targets.c, targets.h, targets.w),
+    train: uploadDataset(rt, train),
+    targets: uploadDataset(rt, targets),
     recipe: { epochs: num("epochs", a.epochs), batchSize: 20, lr: 0.05, cropPad: 0, flip: false, labelSmoothing: 0, ...norm },
     ...norm,
   };

@@ -1,13 +1,15 @@
 // npm run bench -- NAME [--json] [--sizes 256,512]: runs bench/NAME.ts, prints a table (or JSON rows).
+// Every bench/NAME.ts but the harness is a benchmark exporting run(args): BenchReport.
+import { readdirSync } from "node:fs";
 import { printReport } from "../../bench/harness.ts";
 
-const BENCHES = ["matmul", "train", "attribute", "search", "datamodels-regression", "datamodels-train", "coordinator"] as const; // each is bench/NAME.ts exporting run(args): BenchReport
+const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) => f.endsWith(".ts") && f !== "harness.ts").map((f) => f.slice(0, -3)).sort();
 
 export async function runBench(argv: string[]): Promise<void> {
   const name = argv.find((a) => !a.startsWith("--"));
   const json = argv.includes("--json");
   const sizesArg = argv[argv.indexOf("--sizes") + 1];
-  if (!name || !(BENCHES as readonly string[]).includes(name)) {
+  if (!name || !BENCHES.includes(name)) {
     console.error(`usage: npm run bench -- NAME [--json] [--sizes a,b,c]\nbenchmarks: ${BENCHES.join(", ")}`);
     (globalThis as { Deno?: { exit(c: number): never } }).Deno?.exit(2);
     return;

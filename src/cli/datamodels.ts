@@ -15,11 +15,13 @@ import { uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { joinPath, pathKind, readText, writeBytesAtomic } from "../data/io.ts";
-import { heldOutLds, storedHeldOut } from "../datamodels/lds.ts";
-import { fitDatamodels, loadDatamodelTiles, saveDatamodelTiles } from "../datamodels/regression.ts";
-import { DatamodelStore } from "../datamodels/store.ts";
+import { heldOutLds } from "../attribution/lds.ts";
+import { fitDatamodels } from "../datamodels/regression.ts";
+import { loadDatamodelTiles, saveDatamodelTiles } from "../datamodels/tiles.ts";
+import { DatamodelStore, storedHeldOut } from "../datamodels/store.ts";
 import { trainSubsetModels } from "../datamodels/train.ts";
-import { DetectConfig, loadTestSet } from "../detect/pipeline.ts";
+import { DetectConfig } from "../detect/config.ts";
+import { loadTestSet } from "../detect/outcome.ts";
 import { buildTrainingSet } from "../detect/training-set.ts";
 import { getRuntime, type Runtime } from "../gpu/runtime.ts";
 import { progressBar } from "./progress.ts";
@@ -127,8 +129,8 @@ async function trainSplit(rt: Runtime, store: DatamodelStore, job: DatamodelJob,
   const label = split === "train" ? "subset models" : "held-out models";
   const p = await trainSubsetModels(rt, store, split, count, {
     config: job.model, recipe: job.recipe,
-    train: uploadDataset(rt, train.images, train.labels, train.n, train.c, train.h, train.w),
-    targets: targets && uploadDataset(rt, targets.images, targets.labels, targets.n, targets.c, targets.h, targets.w),
+    train: uploadDataset(rt, train),
+    targets: targets && uploadDataset(rt, targets),
   }, (p) => progressBar(label.padEnd(16), p.done, p.total, p.trained ? `${p.secondsPerModel.toFixed(2)} s/model, ${(3600 / p.secondsPerModel).toFixed(0)} models/h` : ""));
   console.error(`${label}: ${p.done}/${p.total} stored (${p.trained} trained now${p.trained ? `, ${p.secondsPerModel.toFixed(2)} s each` : ""})`);
 }

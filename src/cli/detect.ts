@@ -5,7 +5,8 @@
 // With no arguments: the embedded default (CIFAR-10 subset, small CNN, BadNets at 5%), sized for a CPU.
 import { parseArgs } from "node:util";
 import { getRuntime } from "../gpu/runtime.ts";
-import { type DetectConfig, DetectConfig as Schema, runDetect } from "../detect/pipeline.ts";
+import { type DetectConfig, DetectConfig as Schema } from "../detect/config.ts";
+import { runDetect } from "../detect/pipeline.ts";
 import { writeReport } from "../detect/report.ts";
 import { progressBar } from "./progress.ts";
 

@@ -1,7 +1,7 @@
 // The kernel workbench: npm run kernels -- list | test NAME | bench NAME [--json]
 // `test` runs test/kernels/NAME.test.ts in Deno on this machine's adapter (every registered variant);
 // `bench` runs bench/NAME.ts when there is one.
-import { ops } from "../../kernels/index.ts";
+import { loadKernels } from "../../kernels/discover.ts";
 import { runBench } from "./bench.ts";
 
 declare const Deno: {
@@ -38,6 +38,7 @@ async function test(name: string): Promise<number> {
   return (await cmd.output()).code;
 }
 
+const ops = await loadKernels();
 const [verb, name, ...rest] = Deno.args;
 if (verb === "list") await list();
 else if (verb === "test" && name) Deno.exit(await test(name));

@@ -52,13 +52,13 @@ const test = await loadCifar10(a.data!, { split: "test" });
 const model = buildModel(rt, config, seed);
 console.error(`${a.model}: ${parameterCount(model)} parameters, ${train.n} training images`);
 const epochs = num("epochs", a.epochs);
-await trainModel(rt, model, uploadDataset(rt, train.images, train.labels, train.n, 3, 32, 32), {
+await trainModel(rt, model, uploadDataset(rt, train), {
   epochs, batchSize: num("batch", a.batch), lr: num("lr", a.lr), seed,
 }, {
   onProgress: (p) => progressBar(`epoch ${p.epoch + 1}/${p.epochs}`, p.batch, p.batches, `${p.imagesPerSecond.toFixed(0)} img/s`),
   onEpoch: (e) => console.error(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${e.seconds.toFixed(1)} s`),
 });
-const ev = await evaluate(rt, model, uploadDataset(rt, test.images, test.labels, test.n, 3, 32, 32));
+const ev = await evaluate(rt, model, uploadDataset(rt, test));
 const seconds = (performance.now() - t0) / 1000;
 await saveModel(rt, model, a.out!, { seed, epochs, train: train.n, test_accuracy: ev.accuracy });
 console.log(JSON.stringify({ model: a.model, train: train.n, epochs, test_accuracy: ev.accuracy, seconds, checkpoint: a.out, adapter: rt.adapterName }));

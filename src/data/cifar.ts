@@ -4,6 +4,9 @@
 import { checkDataset, type Dataset } from "./dataset.ts";
 import { baseName, gunzipChecked, isGzip, joinPath, makeDir, pathKind, readBytes, writeBytesAtomic } from "./io.ts";
 
+/** The copy of CIFAR-10 beside the project (../shared/datasets/): the default data of every command. */
+export const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
+
 export const CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 /** MD5 of the official release tarball, as published on the CIFAR-10 page. */
 export const CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530";

@@ -8,6 +8,7 @@
 //   DIR/SPLIT.index     one uint32 per record: the model index; appended after its record, so a record
 //                       counts only once its index is written (a torn last record is cut on open)
 import { appendBytes, fileSize, joinPath, makeDir, pathKind, readRange, readText, truncateFile, writeBytesAtomic } from "../data/io.ts";
+import type { HeldOut } from "../attribution/lds.ts";
 import { maskBits, type MaskSpec, SPLITS, type Split } from "./masks.ts";
 
 export interface StoreSpec extends MaskSpec {
@@ -136,4 +137,21 @@ export class DatamodelStore {
     }
     return { X, Y };
   }
+}
+
+/** Held-out models 0..count-1 of a store (all of them must be stored). */
+export async function storedHeldOut(store: DatamodelStore, count: number): Promise<HeldOut> {
+  const order = store.stored("heldout");
+  const masks: Uint8Array[] = [];
+  const margins: Float32Array[] = [];
+  const n = store.n;
+  const L = store.recordLength;
+  const { models, margins: all } = await store.records("heldout", 0, order.length);
+  models.forEach((m, r) => {
+    if (m >= count) return;
+    masks.push(maskBits(store.spec, "heldout", m));
+    margins.push(all.slice(r * L, r * L + n));
+  });
+  if (masks.length !== count) throw new Error(`datamodels: ${masks.length} of the ${count} held-out models are stored; train the rest first`);
+  return { masks, margins };
 }

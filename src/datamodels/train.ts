@@ -3,8 +3,7 @@
 // The dataset stays uploaded once; per model only the parameters are built and freed.
 import type { DeviceDataset } from "../../kernels/batch.ts";
 import type { Runtime } from "../gpu/runtime.ts";
-import { releaseModel } from "../attribution/lds.ts";
-import { buildModel, type ModelConfig } from "../nn/models.ts";
+import { buildModel, type ModelConfig, releaseModel } from "../nn/models.ts";
 import { evaluate, Recipe, trainModel } from "../nn/train.ts";
 import { maskIndices, type Split, subsetSeed } from "./masks.ts";
 import type { DatamodelStore } from "./store.ts";

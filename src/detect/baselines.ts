@@ -3,7 +3,7 @@
 // the host: the features are small (n x F, F = the head's input width).
 import { assembleBatch, type DeviceDataset } from "../../kernels/batch.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
-import { mulberry32 } from "../data/dataset.ts";
+import { type Dataset, mulberry32 } from "../data/dataset.ts";
 import { Dense, type Layer } from "../nn/layers.ts";
 import type { Model } from "../nn/models.ts";
 import { Recipe } from "../nn/train.ts";
@@ -157,4 +157,17 @@ function twoMeans(z: number[][], seed: number): number[] {
     if (!changed && it > 0) break;
   }
   return assign;
+}
+
+/** Every baseline's result, by name. */
+export type BaselineResults = Record<string, BaselineResult>;
+
+/** Both baselines on `model`'s penultimate activations. */
+export async function runBaselines(rt: Runtime, model: Model, deviceTrain: DeviceDataset, train: Dataset, poisoned: number[] | null, seed: number): Promise<BaselineResults> {
+  const rows = await penultimate(rt, model, deviceTrain);
+  const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
+  return {
+    "spectral signatures": spectralSignatures(rows, train.labels, expectedRate, seed),
+    "activation clustering": activationClustering(rows, train.labels, seed),
+  };
 }

@@ -1,7 +1,7 @@
 // summary.json and a self-contained report.html (inline SVG charts and PNG data URIs; no network).
 import { chwToRgb, encodePng } from "../data/png-folder.ts";
 import { joinPath, makeDir, writeBytesAtomic } from "../data/io.ts";
-import type { DetectResult, Summary } from "./pipeline.ts";
+import type { DetectResult, Summary } from "./summary.ts";
 import { rocCurve, topK } from "./metrics.ts";
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
@@ -105,12 +105,15 @@ ${truth ? `<h2>Detectors</h2>
 </body></html>`;
 }
 
-export async function writeReport(r: DetectResult, dir: string): Promise<{ summary: string; html: string }> {
+/** summary.json, report.html and scores.json (the search and spectral score of every example) in `dir`. */
+export async function writeReport(r: DetectResult, dir: string): Promise<{ summary: string; html: string; scores: string }> {
   await makeDir(dir);
   const summary = joinPath(dir, "summary.json");
   const html = joinPath(dir, "report.html");
+  const scores = joinPath(dir, "scores.json");
   const enc = new TextEncoder();
   await writeBytesAtomic(summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2)));
   await writeBytesAtomic(html, enc.encode(renderReport(r)));
-  return { summary, html };
+  await writeBytesAtomic(scores, enc.encode(JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend })));
+  return { summary, html, scores };
 }

@@ -126,3 +126,12 @@ export function buildModel(rt: Runtime, config: ModelConfig, seed: number): Mode
 export function parameterCount(m: Model): number {
   return m.params.filter((p) => p.trainable).reduce((s, p) => s + p.value.size, 0);
 }
+
+/** Free a model's device memory: its parameters and their optimiser state. */
+export function releaseModel(model: Model): void {
+  for (const p of model.params) {
+    p.value.release();
+    p.velocity?.release();
+    p.grad?.release();
+  }
+}

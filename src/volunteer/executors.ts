@@ -7,19 +7,18 @@
 // split.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import type { ArrayValue, Executor } from "../../server/job-kind.ts";
+import type { ArrayValue, Executor } from "../protocol/job-kind.ts";
 import { featurize } from "../attribution/featurize.ts";
 import { maskIndices } from "../datamodels/masks.ts";
-import { releaseModel } from "../attribution/lds.ts";
 import { crc32 } from "../data/io.ts";
 import type { Dataset } from "../data/dataset.ts";
-import { keyOf } from "../detect/pipeline.ts";
+import { keyOf } from "../detect/cache.ts";
 import { buildTrainingSet, type TrainingSet } from "../detect/training-set.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import { modelFromSafetensors, modelToSafetensors } from "../nn/checkpoint.ts";
-import { buildModel, type Model } from "../nn/models.ts";
+import { buildModel, type Model, releaseModel } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
-import { type DatasetRef, FEATURIZE, FeaturizePayload, TRAIN, TrainPayload } from "./shards.ts";
+import { type DatasetRef, FEATURIZE, FeaturizePayload, TRAIN, TrainPayload } from "../protocol/shards.ts";
 
 export type { Executor };
 
@@ -49,7 +48,7 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
       data = undefined;
       const set = await buildTrainingSet(await env.loadTrainSplit(ref.data), ref);
       const t = set.train;
-      data = { key, set, device: uploadDataset(rt, t.images, t.labels, t.n, t.c, t.h, t.w) };
+      data = { key, set, device: uploadDataset(rt, t) };
       env.log?.(`training set ${ref.data} n=${t.n} attack=${ref.attack}: ${set.poisoned?.length ?? 0} poisoned`);
     }
     return data;

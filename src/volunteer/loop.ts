@@ -1,19 +1,12 @@
 // The generic volunteer loop: register, lease, run the shard's executor (dependencies downloaded
 // lazily, heartbeats while it runs), upload the arrays, submit; until `signal` aborts or `maxShards`
 // shards are submitted. Runtime-agnostic (Deno CLI worker, browser Web Worker, Node tests).
-import { CoordinatorError, coordinatorClient, errorOf, getArray, putArray, releaseLease } from "../../server/client.ts";
-import type { ArraySpec, ArrayValue, Executor, Inputs } from "../../server/job-kind.ts";
+import type { Lease, LeasedShard } from "../protocol/api.ts";
+import { CoordinatorClient, CoordinatorError } from "../protocol/client.ts";
+import type { ArrayValue, Executor, Inputs } from "../protocol/job-kind.ts";
 
-export type { Executor, ExecutorContext } from "../../server/job-kind.ts";
-
-export interface LeasedShard {
-  jobId: string;
-  key: string;
-  kind: string;
-  payload: unknown;
-  deps: string[];
-  outputs: Record<string, ArraySpec>;
-}
+export type { Executor, ExecutorContext } from "../protocol/job-kind.ts";
+export type { LeasedShard };
 
 export type WorkerEvent =
   | { type: "registered"; volunteerId: string }
@@ -70,50 +63,38 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   let token = o.token;
   let volunteerId = token?.split(".")[0] ?? "";
   while (!token) {
-    const res = await coordinatorClient(o.server).v1.volunteers.$post({ json: { name: o.name, agent: o.agent } });
-    if ((res.status as number) === 429 && !o.signal?.aborted) {
+    try {
+      ({ token, volunteerId } = await new CoordinatorClient(o.server).register(o.name, o.agent));
+      emit({ type: "registered", volunteerId });
+    } catch (e) {
       // Registrations are limited per address (many volunteers behind one NAT): wait our turn.
-      await (res as Response).body?.cancel();
-      await sleep(1000 * Number((res as Response).headers.get("retry-after") ?? 1), o.signal);
-      continue;
+      if (!(e instanceof CoordinatorError && e.status === 429) || o.signal?.aborted) throw e;
+      await sleep(1000, o.signal);
     }
-    if (!res.ok) throw await errorOf(res);
-    const reg = (await res.json()) as { volunteerId: string; token: string };
-    token = reg.token;
-    volunteerId = reg.volunteerId;
-    emit({ type: "registered", volunteerId });
   }
-  const api = coordinatorClient(o.server, token);
+  const api = new CoordinatorClient(o.server, token);
   const summary: WorkerSummary = { volunteerId, token, submitted: 0, accepted: 0, rejected: 0, pending: 0, errors: 0 };
   const kinds = Object.keys(o.executors);
   let idle = 0;
   while (!o.signal?.aborted && (o.maxShards === undefined || summary.submitted < o.maxShards)) {
-    let res: Response;
+    let lease: Lease | null;
     try {
-      res = await api.v1.leases.$post({ json: { kinds } });
+      lease = await api.lease(kinds);
     } catch (e) {
       if (o.signal?.aborted) break;
       summary.errors++;
       emit({ type: "error", message: `lease: ${(e as Error).message}` });
+      if (e instanceof CoordinatorError && (e.status === 401 || e.status === 403)) throw e;
       await sleep(o.idleMs ?? 500, o.signal);
       continue;
     }
-    if (res.status === 204) {
+    if (!lease) {
       emit({ type: "idle" });
       if (o.maxIdlePolls !== undefined && ++idle >= o.maxIdlePolls) break;
       await sleep(o.idleMs ?? 500, o.signal);
       continue;
     }
-    if (!res.ok) {
-      const err = await errorOf(res);
-      summary.errors++;
-      emit({ type: "error", message: `lease: ${err.message}` });
-      if (err.status === 401 || err.status === 403) throw err;
-      await sleep(o.idleMs ?? 500, o.signal);
-      continue;
-    }
     idle = 0;
-    const lease = (await res.json()) as { leaseId: string; fence: number; deadline: number; leaseMs?: number; shard: LeasedShard };
     const { shard, leaseId, fence } = lease;
     emit({ type: "leased", shard, leaseId, fence, token });
     // The executor stops when the worker stops or the lease is lost (a heartbeat refused).
@@ -121,22 +102,21 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     const onStop = () => shardAbort.abort(o.signal?.reason);
     o.signal?.addEventListener("abort", onStop, { once: true });
     // Heartbeat every third of the lease, timed on this machine's clock (the server's deadline is on
-    // the server's clock); old servers without leaseMs: from the deadline.
-    const leaseMs = lease.leaseMs ?? Math.max(150, lease.deadline - Date.now());
+    // the server's clock).
+    const leaseMs = lease.leaseMs;
     let beating = true;
     const beat = async () => {
       while (beating && !shardAbort.signal.aborted) {
         await sleep(Math.max(50, leaseMs / 3), shardAbort.signal);
         if (!beating || shardAbort.signal.aborted) return;
         try {
-          const r = await api.v1.leases[":leaseId"].heartbeat.$post({ param: { leaseId }, json: { fence } });
-          if (r.ok) await r.body?.cancel();
-          else if ((r.status as number) >= 400 && (r.status as number) < 500 && (r.status as number) !== 429) {
-            emit({ type: "error", shard, message: `heartbeat: ${(await errorOf(r)).message}` });
+          await api.heartbeat(leaseId, fence);
+        } catch (e) {
+          // A refusal (4xx but 429) means the lease is lost; network trouble and 5xx: try the next beat.
+          if (e instanceof CoordinatorError && e.status >= 400 && e.status < 500 && e.status !== 429) {
+            emit({ type: "error", shard, message: `heartbeat: ${e.message}` });
             shardAbort.abort(new Error("lease lost"));
           }
-        } catch {
-          // transient network trouble: try again at the next beat
         }
       }
     };
@@ -149,7 +129,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
           const k = `${depKey}\u0000${name}`;
           let p = cache.get(k);
           if (!p) {
-            p = getArray(o.server, token!, shard.jobId, depKey, name, shardAbort.signal);
+            p = api.getArray(shard.jobId, depKey, name, shardAbort.signal);
             cache.set(k, p);
           }
           return p;
@@ -159,11 +139,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       if (!executor) throw new Error(`no executor for shard kind "${shard.kind}"`);
       let out = await executor(shard.payload, inputs, { onProgress: (frac) => emit({ type: "progress", shard, frac }), signal: shardAbort.signal });
       if (o.transform) out = o.transform(shard, out);
-      for (const [name, a] of Object.entries(out)) await putArray(o.server, token, leaseId, fence, name, a, shardAbort.signal);
+      for (const [name, a] of Object.entries(out)) await api.putArray(leaseId, fence, name, a, shardAbort.signal);
       beating = false;
-      const sub = await api.v1.leases[":leaseId"].submit.$post({ param: { leaseId }, json: { fence } });
-      if (!sub.ok) throw await errorOf(sub);
-      const verdict = (await sub.json()) as { status: "accepted" | "pending-quorum" | "rejected"; reason?: string };
+      const verdict = await api.submit(leaseId, fence);
       summary.submitted++;
       if (verdict.status === "accepted") summary.accepted++;
       else if (verdict.status === "rejected") summary.rejected++;
@@ -173,7 +151,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       if (o.signal?.aborted) {
         // Stopping mid-shard: hand the lease back so the shard is reassigned now, not at its deadline.
         beating = false;
-        await releaseLease(o.server, token, leaseId, fence);
+        await api.release(leaseId, fence);
         break;
       }
       summary.errors++;

@@ -9,7 +9,7 @@ import "../../kernels/index.ts";
 import { loadCifar10, loadCifar10Archive } from "../data/cifar.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { baseName, pathKind } from "../data/io.ts";
-import { DEFAULT_DATA } from "../detect/pipeline.ts";
+import { DEFAULT_DATA } from "../data/cifar.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { trakExecutors } from "./executors.ts";
 import { runWorker, type WorkerEvent } from "./loop.ts";

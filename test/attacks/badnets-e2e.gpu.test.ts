@@ -38,7 +38,7 @@ describe("BadNets end to end on CIFAR-10 (CPU adapter)", () => {
     for (const [name, ds] of [["clean", train], ["poisoned", poisoned]] as const) {
       const t0 = performance.now();
       const model = buildModel(rt, { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [16, 32, 64] }, seed);
-      const dev = uploadDataset(rt, ds.images, ds.labels, ds.n, 3, 32, 32);
+      const dev = uploadDataset(rt, ds);
       await trainModel(rt, model, dev, recipe);
       dev.pixels.release();
       dev.labels.release();

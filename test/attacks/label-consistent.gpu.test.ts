@@ -26,7 +26,7 @@ describe("label-consistent attack (CPU adapter)", () => {
     const seed = testSeed("label-consistent pgd");
     const train = seededSubset(await loadCifar10(CIFAR, { split: "train" }), 1200, seed);
     const model = buildModel(rt, { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [16, 32, 64] }, seed);
-    const dev = uploadDataset(rt, train.images, train.labels, train.n, 3, 32, 32);
+    const dev = uploadDataset(rt, train);
     await trainModel(rt, model, dev, { epochs: 2, batchSize: 64, lr: 0.05, seed });
     const eps = 8;
     const { poisoned, manifest } = await labelConsistent(train, { rate: 0.04, seed, eps, steps: 10, stepSize: 2 }, { rt, model });
@@ -56,7 +56,7 @@ describe("label-consistent attack (CPU adapter)", () => {
     const { applyTrigger } = await import("../../src/attacks/index.ts");
     const cleanPatched = applyTrigger("label-consistent", { seed }, subset(train, manifest.indices));
     const adv = subset(poisoned, manifest.indices);
-    const ev = async (d: typeof adv) => evaluate(rt, model, uploadDataset(rt, d.images, d.labels, d.n, 3, 32, 32));
+    const ev = async (d: typeof adv) => evaluate(rt, model, uploadDataset(rt, d));
     const [before, after] = [await ev(cleanPatched), await ev(adv)];
     const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;
     console.log(`label-consistent: model loss on target images ${mean(before.losses).toFixed(3)} -> ${mean(after.losses).toFixed(3)}, accuracy ${before.accuracy.toFixed(3)} -> ${after.accuracy.toFixed(3)}, max |delta| ${maxDelta}`);

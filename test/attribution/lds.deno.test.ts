@@ -1,7 +1,8 @@
 // Deno only: trains ~40 tiny models (about 30 s on two llvmpipe cores) and writes files.
 import { describe, expect, it } from "vitest";
 import { uploadDataset } from "../../kernels/batch.ts";
-import { ensembleFeatures, ldsBySize, ranks, spearman, subsetMargins, subsetMasks, trainEnsemble } from "../../src/attribution/lds.ts";
+import { ensembleFeatures, ldsBySize, subsetMargins, subsetMasks, trainEnsemble } from "../../src/attribution/lds.ts";
+import { ranks, spearman } from "../../src/math.ts";
 import { syntheticDataset } from "../../src/attribution/synthetic.ts";
 import { buildAttribution } from "../../src/attribution/trak.ts";
 import { exportDenseBlock, loadFactors, saveFactors } from "../../src/attribution/io.ts";
@@ -34,8 +35,8 @@ describe("LDS", () => {
     const norm = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
     const st = {
       config: { kind: "mlp" as const, input: [3, 8, 8] as [number, number, number], classes: 3, hidden: [32] },
-      train: uploadDataset(rt, train.images, train.labels, n, 3, 8, 8),
-      targets: uploadDataset(rt, targets.images, targets.labels, 40, 3, 8, 8),
+      train: uploadDataset(rt, train),
+      targets: uploadDataset(rt, targets),
       recipe: { epochs: 20, batchSize: 20, lr: 0.05, cropPad: 0, flip: false, labelSmoothing: 0, ...norm },
       ...norm,
     };

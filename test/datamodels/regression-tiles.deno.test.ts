@@ -1,7 +1,9 @@
 // Deno only (writes files): the datamodel matrix round-trips through its row-block tiles.
 import { describe, expect, it } from "vitest";
 import { writeBytesAtomic } from "../../src/data/io.ts";
-import { fitDatamodels, loadDatamodelTiles, saveDatamodelTiles, syntheticRegression } from "../../src/datamodels/regression.ts";
+import { fitDatamodels } from "../../src/datamodels/regression.ts";
+import { loadDatamodelTiles, saveDatamodelTiles } from "../../src/datamodels/tiles.ts";
+import { syntheticRegression } from "./synthetic.ts";
 import { assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";

@@ -1,14 +1,7 @@
 import { describe, expect, it } from "vitest";
-import {
-  fitDatamodels,
-  fitDatamodelsRef,
-  gramRef,
-  planFit,
-  type RegressionData,
-  solveLassoRef,
-  solveRidgeRef,
-  syntheticRegression,
-} from "../../src/datamodels/regression.ts";
+import { fitDatamodels, planFit, type RegressionData } from "../../src/datamodels/regression.ts";
+import { fitDatamodelsRef, gramRef, solveLassoRef, solveRidgeRef } from "../../src/datamodels/regression-ref.ts";
+import { syntheticRegression } from "./synthetic.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";

@@ -15,7 +15,7 @@ describe("batch", () => {
       for (const [n, c, h, w] of [[5, 3, 7, 5], [randInt(rand, 2, 40), 1, 9, 9], [20, 3, 32, 32]]) {
         const images = Uint8Array.from({ length: n * c * h * w }, () => randInt(rand, 0, 255));
         const labels = Array.from({ length: n }, () => randInt(rand, 0, 9));
-        const ds = uploadDataset(rt, images, labels, n, c, h, w);
+        const ds = uploadDataset(rt, { images, labels, n, c, h, w });
         const order = Uint32Array.from({ length: n }, (_, i) => i).sort(() => rand() - 0.5);
         const orderT = rt.upload(order, [n], "u32");
         for (const aug of [{ pad: 0, flip: false }, { pad: Math.min(4, h - 1), flip: true }]) {

@@ -13,7 +13,7 @@ describe("training", () => {
     const n = 48;
     const images = Uint8Array.from({ length: n * 3 * 12 * 12 }, () => randInt(rand, 0, 255));
     const labels = Array.from({ length: n }, () => randInt(rand, 0, 3));
-    const ds = uploadDataset(rt, images, labels, n, 3, 12, 12);
+    const ds = uploadDataset(rt, { images, labels, n, c: 3, h: 12, w: 12 });
     const run = async (s: number) => {
       const model = buildModel(rt, { kind: "small-cnn", input: [3, 12, 12], classes: 4, widths: [4, 8] }, 7);
       const stats = await trainModel(rt, model, ds, { epochs: 2, batchSize: 16, lr: 0.05, seed: s });

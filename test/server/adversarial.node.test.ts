@@ -3,7 +3,7 @@
 // shard must be accepted exactly once.
 import { setMaxListeners } from "node:events";
 import { describe, expect, it } from "vitest";
-import type { ArrayValue } from "../../server/job-kind.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { syntheticRows, testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker, type WorkerEvent } from "../../src/volunteer/loop.ts";
 import { type Backend, createJob, ONE_ADDRESS_CROWD, register, type Running, startCoordinator, waitForJob } from "./support.ts";

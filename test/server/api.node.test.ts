@@ -2,9 +2,9 @@
 // change no state (every table and the blob directory are compared before and after).
 import { readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { arrayBytes } from "../../server/arrays.ts";
+import { arrayBytes } from "../../src/protocol/arrays.ts";
 import type { DiskBlobStore } from "../../server/blobs.ts";
-import { putArray } from "../../server/client.ts";
+import { CoordinatorClient } from "../../src/protocol/client.ts";
 import { syntheticRows } from "../../server/jobs/test-kinds.ts";
 import type { SqlStore } from "../../server/store/sql.ts";
 import { ADMIN, createJob, register, startCoordinator } from "./support.ts";
@@ -85,7 +85,7 @@ describe("coordinator API: bad requests", () => {
       expect(await snapshot(c.store, blobs)).toBe(before);
 
       // the lease still works after all that: a correct upload is staged
-      await putArray(c.url, v1.token, lease.leaseId, lease.fence, "rows", { dtype: "f32", shape: [4, 8], data: good });
+      await new CoordinatorClient(c.url, v1.token).putArray(lease.leaseId, lease.fence, "rows", { dtype: "f32", shape: [4, 8], data: good });
       // ...until it expires: then uploads and submits are refused, and the state stays as it was
       await new Promise((r) => setTimeout(r, 1600));
       const afterExpiry = await snapshot(c.store, blobs);

@@ -7,7 +7,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createApp, type AppOptions } from "../../server/app.ts";
-import { arrayBytes } from "../../server/arrays.ts";
+import { arrayBytes } from "../../src/protocol/arrays.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
 import { datasetRoutes, JOB_KINDS } from "../../server/jobs/index.ts";
 import { syntheticRows, TEST_KINDS } from "../../server/jobs/test-kinds.ts";

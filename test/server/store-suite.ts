@@ -1,7 +1,7 @@
 // The storage suite: the same checks on every backend (SQLite via better-sqlite3 in Node and
 // node:sqlite in Deno, and a real PostgreSQL server). A settable clock expires leases without sleeping.
 import { describe, expect, it } from "vitest";
-import type { ShardPlan } from "../../server/job-kind.ts";
+import type { ShardPlan } from "../../src/protocol/job-kind.ts";
 import type { SqlStore } from "../../server/store/sql.ts";
 import { type Backend, openStore } from "./support.ts";
 

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type AppOptions } from "../../server/app.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
-import { coordinatorClient, errorOf } from "../../server/client.ts";
+import type { JobStatus } from "../../src/protocol/api.ts";
+import { CoordinatorClient } from "../../src/protocol/client.ts";
 import { type HttpLimits, serveHttp } from "../../server/http.ts";
 import { TEST_KINDS } from "../../server/jobs/test-kinds.ts";
 import type { SqlDriver } from "../../server/store/driver.ts";
@@ -88,19 +89,15 @@ export async function startCoordinator(backend: Backend, opts: Partial<AppOption
   };
 }
 
-export async function createJob(url: string, spec: Record<string, unknown>, kind = "test-matrix"): Promise<string> {
-  const res = await coordinatorClient(url, ADMIN).v1.jobs.$post({ json: { kind, spec } });
-  if (res.status !== 201) throw await errorOf(res);
-  return ((await res.json()) as { jobId: string }).jobId;
+export function createJob(url: string, spec: Record<string, unknown>, kind = "test-matrix"): Promise<string> {
+  return new CoordinatorClient(url, ADMIN).createJob(kind, spec);
 }
 
-export async function jobStatus(url: string, jobId: string) {
-  const res = await coordinatorClient(url).v1.jobs[":id"].$get({ param: { id: jobId } });
-  if (!res.ok) throw await errorOf(res);
-  return (await res.json()) as { state: string; shards: { total: number; accepted: number; leased: number; pending: number }; summary?: Record<string, unknown>; error?: string };
+export function jobStatus(url: string, jobId: string): Promise<JobStatus> {
+  return new CoordinatorClient(url).jobStatus(jobId);
 }
 
-export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000) {
+export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000): Promise<JobStatus> {
   const t0 = Date.now();
   for (;;) {
     const s = await jobStatus(url, jobId);
@@ -110,10 +107,8 @@ export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000)
   }
 }
 
-export async function register(url: string, name = "v"): Promise<{ volunteerId: string; token: string }> {
-  const res = await coordinatorClient(url).v1.volunteers.$post({ json: { name } });
-  if (res.status !== 201) throw await errorOf(res);
-  return (await res.json()) as { volunteerId: string; token: string };
+export function register(url: string, name = "v"): Promise<{ volunteerId: string; token: string }> {
+  return new CoordinatorClient(url).register(name);
 }
 
 // ------------------------------------------------------------------ child processes

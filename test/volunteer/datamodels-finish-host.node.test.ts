@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { ArrayValue } from "../../server/job-kind.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { datamodels, DatamodelsSpec, subsetKey } from "../../server/jobs/datamodels.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
 import { maskBits } from "../../src/datamodels/masks.ts";

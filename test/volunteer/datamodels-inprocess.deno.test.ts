@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readTextFile(p: string): Promise<string> };
 import { datamodels, DatamodelsSpec } from "../../server/jobs/datamodels.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
-import type { ArrayValue } from "../../server/job-kind.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { datamodels, DatamodelsSpec, subsetKey } from "../../server/jobs/datamodels.ts";
 import { maskIndices, subsetSeed } from "../../src/datamodels/masks.ts";
-import { TrainPayload } from "../../src/volunteer/shards.ts";
+import { TrainPayload } from "../../src/protocol/shards.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";
 
 describe("datamodels plan", () => {

@@ -1,6 +1,6 @@
 // A TRAK job small enough for the CPU adapter: 256 CIFAR-10 images, a tiny CNN, one epoch, k = 64,
 // two featurize shards per model.
-import type { DetectConfig } from "../../src/detect/pipeline.ts";
+import type { DetectConfig } from "../../src/detect/config.ts";
 
 export const TINY = {
   train: 256, test: 300, models: 1, k: 64, shardSize: 128, restarts: 3,

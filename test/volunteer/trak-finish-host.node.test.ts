@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { ArrayValue } from "../../server/job-kind.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
 import { featurizeRanges, trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { buildTrainingSet } from "../../src/detect/training-set.ts";

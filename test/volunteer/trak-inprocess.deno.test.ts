@@ -5,7 +5,7 @@ declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { rec
 import { trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { decodeSafetensors, encodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
-import type { ArrayValue } from "../../server/job-kind.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";

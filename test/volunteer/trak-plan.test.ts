@@ -1,8 +1,8 @@
 // The trak job's plan, spec validation and agreement rule (no device needed).
 import { describe, expect, it } from "vitest";
 import { featurizeRanges, trak, TrakSpec, TOLERANCE } from "../../server/jobs/trak.ts";
-import type { ArrayValue } from "../../server/job-kind.ts";
-import { FeaturizePayload, TrainPayload } from "../../src/volunteer/shards.ts";
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
+import { FeaturizePayload, TrainPayload } from "../../src/protocol/shards.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
 describe("trak plan", () => {

@@ -2,7 +2,7 @@
 // progress, and stops it when the tab goes away (pagehide / beforeunload): the loop is aborted, which
 // releases its lease when it can; otherwise the lease simply expires and the shard is reassigned.
 import * as Comlink from "comlink";
-import { releaseLease } from "../../../server/client.ts";
+import { CoordinatorClient } from "../../protocol/client.ts";
 import type { VolunteerStatus, VolunteerWorkerApi } from "./worker.ts";
 
 const READY = "volunteer-worker-ready"; // worker.ts's READY (not imported: that would bundle the worker here)
@@ -70,7 +70,7 @@ $("stop").addEventListener("click", () => void stop());
 const leaving = () => {
   void api?.stop();
   const l = latest?.lease;
-  if (l) void releaseLease(l.server, l.token, l.leaseId, l.fence);
+  if (l) void new CoordinatorClient(l.server, l.token).release(l.leaseId, l.fence);
 };
 addEventListener("pagehide", leaving);
 addEventListener("beforeunload", leaving);

@@ -1,12 +1,12 @@
-// Builds the browser volunteer page into a directory the coordinator serves at /volunteer
-// (AppOptions.volunteerDir): index.html plus two esbuild bundles, page.js (the tab) and worker.js (the
-// Web Worker that runs the kernels). esbuild is the binary npm already installed (via tsx/vite); it is
+// Builds the browser volunteer page (src/volunteer/browser/) into a directory the coordinator serves at
+// /volunteer (AppOptions.volunteerDir): index.html plus two esbuild bundles, page.js (the tab) and
+// worker.js (the Web Worker that runs the kernels). esbuild is the binary npm already installed (via tsx/vite); it is
 // spawned through node:child_process, which works under Deno and Node alike.
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 
-const here = (p: string) => new URL(p, import.meta.url).pathname;
-const ROOT = here("../../../");
+const ROOT = new URL("../", import.meta.url).pathname;
+const PAGE = `${ROOT}src/volunteer/browser/`;
 export const DEFAULT_PAGE_DIR = `${ROOT}.cache/volunteer-page`;
 
 let built: Promise<string> | undefined;
@@ -23,10 +23,10 @@ async function copyShaders(from: string, to: string): Promise<void> {
 export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
   built ??= (async () => {
     await mkdir(outDir, { recursive: true });
-    await copyFile(here("./index.html"), `${outDir}/index.html`);
+    await copyFile(`${PAGE}index.html`, `${outDir}/index.html`);
     const esbuild = `${ROOT}node_modules/.bin/esbuild`;
     const args = [
-      here("./page.ts"), here("./worker.ts"), "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
+      `${PAGE}page.ts`, `${PAGE}worker.ts`, "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
       // Node-only code paths are behind runtime checks and dynamic imports; keep them out of the bundle.
       "--external:node:*", "--external:webgpu", `--outdir=${outDir}`, "--log-level=warning",
     ];

@@ -1,6 +1,6 @@
-// The plug-in interface between the coordinator (server/) and the job kinds (server/jobs/).
-// Changes after the first commit are additive only and are listed here:
-//   - lease and heartbeat responses also carry `leaseMs` (workers pace heartbeats on their own clock).
+// The plug-in interface between the coordinator (server/) and the job kinds (server/jobs/), and what a
+// volunteer's executor is (src/volunteer/). Changes are additive only: running jobs and volunteers of an
+// older version must keep working.
 import type { z } from "zod";
 
 export type DType = "f32" | "u32" | "i32" | "u8";
@@ -77,7 +77,7 @@ export function defineJobKind<Spec>(kind: JobKind<Spec>): JobKind<Spec> {
   return kind;
 }
 
-/** What a worker runs for one shard kind (src/volunteer/loop.ts re-exports it). */
+/** What a worker runs for one shard kind. */
 export interface ExecutorContext {
   /** Fraction done in [0, 1]. */
   onProgress(frac: number): void;

@@ -2,10 +2,10 @@
 // Every array that arrives is checked against its plan: dtype, shape, byte size and finiteness.
 import { type ArraySpec, type ArrayValue, type DType, DTYPE_BYTES } from "./job-kind.ts";
 
-export const DTYPES = Object.keys(DTYPE_BYTES) as DType[];
+export const DTYPES = ["f32", "u32", "i32", "u8"] as const satisfies readonly DType[];
 
 export function isDType(s: string | null | undefined): s is DType {
-  return !!s && (DTYPES as string[]).includes(s);
+  return !!s && (DTYPES as readonly string[]).includes(s);
 }
 
 /** "3,4" -> [3, 4]; null when malformed (empty parts, non-integers, negatives). "" is a scalar: []. */

@@ -1,0 +1,84 @@
+// The one finish of a detect run, from the scores on, for the single-machine pipeline and every volunteer
+// job alike: the removal budget, the baselines and the "before" outcome on the first model, removal and
+// retraining where the caller can retrain (the pipeline; a job's plan is fixed before its scores exist),
+// the summary, and the report files.
+import { type DeviceDataset, releaseDataset, uploadDataset } from "../../kernels/batch.ts";
+import type { Dataset } from "../data/dataset.ts";
+import type { Runtime } from "../gpu/runtime.ts";
+import type { Model } from "../nn/models.ts";
+import { type BaselineResults, runBaselines } from "./baselines.ts";
+import type { Cfg } from "./config.ts";
+import { frequencyBudget, topK } from "./metrics.ts";
+import { evaluateOutcome, loadTestSet, type Outcome } from "./outcome.ts";
+import { writeReport } from "./report.ts";
+import type { Scored } from "./scoring.ts";
+import type { OnStage, StageClock } from "./stages.ts";
+import { type DetectResult, summarize } from "./summary.ts";
+
+/** Examples removed: see DetectConfig.budget. */
+export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array): number {
+  return cfg.budget === "auto" ? frequencyBudget(scores) : Math.min(cfg.budget, scores.length);
+}
+
+export interface FinishInput {
+  cfg: Cfg;
+  scored: Scored;
+  train: Dataset;
+  /** The attack's manifest (evaluation only), or null. */
+  poisoned: number[] | null;
+  /** The device, or null where there is none (a coordinator on Node): no baselines and no evaluation then. */
+  rt: Runtime | null;
+  /** The first model, for the baselines and the "before" outcome. */
+  model0: () => Promise<Model>;
+  /** The training set on the device when the caller has it; else it is uploaded here and released. */
+  deviceTrain?: DeviceDataset;
+  /** A model trained without `remove`. Absent: nothing is removed, and "after" stays empty. */
+  retrain?: (remove: readonly number[], label: string) => Promise<Model>;
+  clock: StageClock;
+  onProgress: OnStage;
+  /** Write summary.json, report.html and scores.json here. */
+  outDir?: string;
+}
+
+export async function finishDetection(a: FinishInput): Promise<DetectResult> {
+  const { cfg, scored, train, poisoned, rt, clock } = a;
+  const scores = Float64Array.from(scored.search);
+  const spectral = Float64Array.from(scored.spectral);
+  const flagged = topK(scores, removalBudget(cfg, scores));
+  const none: Outcome = { clean_acc: NaN, asr: cfg.attack === "none" ? null : NaN };
+  let baselines: BaselineResults = {};
+  let before = none;
+  let after = none;
+  const baselineAfter: Record<string, Outcome> = {};
+  if (rt) {
+    const model0 = await a.model0();
+    const deviceTrain = a.deviceTrain ?? uploadDataset(rt, train);
+    baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
+    clock.stage("baselines");
+    a.onProgress({ stage: "evaluate", done: 0, total: 1 });
+    const test = await loadTestSet(cfg);
+    const deviceTest = uploadDataset(rt, test);
+    const outcome = (m: Model) => evaluateOutcome(rt, m, deviceTest, test, cfg);
+    before = await outcome(model0);
+    clock.stage("evaluate");
+    if (a.retrain) {
+      after = await outcome(await a.retrain(flagged, "retrain without flagged"));
+      if (cfg.retrainBaselines) {
+        for (const [name, b] of Object.entries(baselines)) baselineAfter[name] = await outcome(await a.retrain(b.flagged, `retrain without ${name}`));
+      }
+      clock.stage("retrain");
+    }
+    releaseDataset(deviceTest);
+    if (!a.deviceTrain) releaseDataset(deviceTrain);
+  }
+  const summary = summarize({
+    cfg, scores, spectral, flagged, baselines, baselineAfter, poisoned, before, after, n: train.n, lds: scored.lds,
+    adapter: rt?.adapterName ?? "host (float64; no WebGPU here)", seconds: clock.total(), stageSeconds: clock.seconds,
+  });
+  const result: DetectResult = {
+    summary, scores, spectral, backend: scored.backend, train, poisonedSet: poisoned ? new Set(poisoned) : null,
+    baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])),
+  };
+  if (a.outDir) await writeReport(result, a.outDir);
+  return result;
+}

@@ -1,0 +1,81 @@
+// What a detect run reports: the summary (detection metrics against the attack's manifest, when there is
+// one; outcomes before and after removal; the baselines; timings) and the arrays the report draws.
+import type { Dataset } from "../data/dataset.ts";
+import type { BaselineResults } from "./baselines.ts";
+import type { Cfg } from "./config.ts";
+import { detectionMetrics, type DetectionMetrics, topK } from "./metrics.ts";
+import type { Outcome } from "./outcome.ts";
+
+export interface DetectorRow extends DetectionMetrics {
+  name: string;
+  after?: Outcome;
+}
+
+export interface Summary {
+  auroc: number | null;
+  precision_at_budget: number | null;
+  recall_at_budget: number | null;
+  tpr_at_5fpr: number | null;
+  flagged: number[];
+  asr_before: number | null;
+  asr_after: number | null;
+  clean_acc_before: number;
+  clean_acc_after: number;
+  seconds: number;
+  baselines: Record<string, Omit<DetectorRow, "name">>;
+  spectral_score: DetectionMetrics | null;
+  stage_seconds: Record<string, number>;
+  /** LDS of A on `ldsModels` held-out subset models (src/datamodels/lds.ts), when asked for. */
+  lds: number | null;
+  config: Cfg;
+  adapter: string;
+  n: number;
+  poisoned: number[] | null;
+}
+
+export interface DetectResult {
+  summary: Summary;
+  /** For the report and scores.json. */
+  scores: Float64Array;
+  spectral: Float64Array;
+  /** Where the search ran (scoring.ts Scored.backend). */
+  backend: string;
+  baselineScores: Record<string, Float64Array>;
+  train: Dataset;
+  poisonedSet: Set<number> | null;
+}
+
+/** The summary from the scores and outcomes (after = NaN where no retraining was done). */
+export function summarize(a: {
+  cfg: Cfg; scores: Float64Array; spectral: Float64Array; flagged: number[]; baselines: BaselineResults; baselineAfter?: Record<string, Outcome>;
+  poisoned: number[] | null; before: Outcome; after: Outcome; n: number; adapter: string; seconds: number; stageSeconds: Record<string, number>; lds?: number;
+}): Summary {
+  const { poisoned, n, flagged } = a;
+  const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: n }, (_, i) => s.has(i)); })() : null;
+  const baselineRows: Record<string, Omit<DetectorRow, "name">> = {};
+  for (const [name, b] of Object.entries(a.baselines)) {
+    const metrics = truth ? detectionMetrics(b.scores, truth, b.flagged) : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
+    baselineRows[name] = { ...metrics, ...(a.baselineAfter?.[name] ? { after: a.baselineAfter[name] } : {}) };
+  }
+  const ours = truth ? detectionMetrics(a.scores, truth, flagged) : null;
+  return {
+    auroc: ours?.auroc ?? null,
+    precision_at_budget: ours?.precision_at_budget ?? null,
+    recall_at_budget: ours?.recall_at_budget ?? null,
+    tpr_at_5fpr: ours?.tpr_at_5fpr ?? null,
+    flagged,
+    asr_before: a.before.asr,
+    asr_after: a.after.asr,
+    clean_acc_before: a.before.clean_acc,
+    clean_acc_after: a.after.clean_acc,
+    seconds: a.seconds,
+    baselines: baselineRows,
+    spectral_score: truth ? detectionMetrics(a.spectral, truth, topK(a.spectral, flagged.length)) : null,
+    stage_seconds: a.stageSeconds,
+    lds: a.lds ?? null,
+    config: a.cfg,
+    adapter: a.adapter,
+    n,
+    poisoned,
+  };
+}

@@ -1,0 +1,50 @@
+// Small numerics shared across the project, in float64 on the host.
+
+/** Cholesky factor L (lower, row-major) of a symmetric positive definite k x k matrix, in float64. */
+export function cholesky(a: Float64Array, k: number): Float64Array {
+  const L = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = a[i * k + j];
+      const ri = i * k;
+      const rj = j * k;
+      for (let t = 0; t < j; t++) s -= L[ri + t] * L[rj + t];
+      if (i === j) {
+        if (!(s > 0)) throw new Error(`cholesky: matrix is not positive definite (pivot ${i} = ${s})`);
+        L[ri + i] = Math.sqrt(s);
+      } else L[ri + j] = s / L[rj + j];
+    }
+  }
+  return L;
+}
+
+/** Average ranks (ties share the mean rank). */
+export function ranks(x: ArrayLike<number>): Float64Array {
+  const idx = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[a] - x[b]);
+  const r = new Float64Array(x.length);
+  for (let i = 0; i < idx.length;) {
+    let j = i;
+    while (j + 1 < idx.length && x[idx[j + 1]] === x[idx[i]]) j++;
+    for (let t = i; t <= j; t++) r[idx[t]] = (i + j) / 2;
+    i = j + 1;
+  }
+  return r;
+}
+
+export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = a.length;
+  let ma = 0, mb = 0;
+  for (let i = 0; i < n; i++) {
+    ma += a[i] / n;
+    mb += b[i] / n;
+  }
+  let sab = 0, saa = 0, sbb = 0;
+  for (let i = 0; i < n; i++) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) ** 2;
+    sbb += (b[i] - mb) ** 2;
+  }
+  return saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : 0;
+}
+
+export const spearman = (a: ArrayLike<number>, b: ArrayLike<number>) => pearson(ranks(a), ranks(b));
