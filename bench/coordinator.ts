@@ -17,10 +17,8 @@ import { openPg } from "../server/store/pg.ts";
 import { openSqliteDeno } from "../server/store/sqlite-deno.ts";
 import { SqlStore } from "../server/store/sql.ts";
 import { type BenchReport, median } from "./harness.ts";
+import { env } from "../src/platform.ts";
 
-declare const Deno: {
-  env: { get(k: string): string | undefined };
-};
 
 const ADMIN = "bench-admin-token-0123456789";
 
@@ -79,7 +77,7 @@ async function measure(driver: SqlDriver, clients: number, rounds: number) {
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
   const rows: Record<string, number | string>[] = [];
   const notes: string[] = [];
-  const pgUrl = Deno.env.get("BENCH_PG_URL") ?? Deno.env.get("PG_TEST_URL");
+  const pgUrl = env("BENCH_PG_URL") ?? env("PG_TEST_URL");
   const backends: [string, () => Promise<SqlDriver>][] = [["sqlite", async () => openSqliteDeno(join(mkdtempSync(join(tmpdir(), "bench-db-")), "db.sqlite"))]];
   if (pgUrl) backends.push(["postgresql", () => openPg(pgUrl, { schema: `bench_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`, max: 20 })]);
   else notes.push("PostgreSQL skipped: set PG_TEST_URL (or BENCH_PG_URL) to a server this user may create schemas on.");

@@ -12,15 +12,14 @@ import { fitDatamodelsRef } from "../src/datamodels/regression-ref.ts";
 import { syntheticRegression } from "../test/datamodels/synthetic.ts";
 import { getRuntime, type Runtime } from "../src/gpu/runtime.ts";
 import type { BenchReport } from "./harness.ts";
+import { env, memoryRss } from "../src/platform.ts";
 
 const MODELS = 2000;
 const solverName = (o: FitOptions) => (o.penalty === "l1" ? "l1" : o.ridgeSolver === "apg" ? "l2 apg" : "l2 cg");
 const MiB = 2 ** 20;
 
 function rssMiB(): number {
-  const g = globalThis as { Deno?: { memoryUsage(): { rss: number } }; process?: { memoryUsage(): { rss: number } } };
-  const m = g.Deno?.memoryUsage() ?? g.process?.memoryUsage();
-  return m ? m.rss / MiB : NaN;
+  return (memoryRss() ?? NaN) / MiB;
 }
 
 /** Device bytes held at the peak of a fit: H, R, Θ, the extrapolated point, H·Θ, the best Θ (N² each), the
@@ -51,7 +50,6 @@ async function timeFit(rt: Runtime, n: number, opts: FitOptions) {
 
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
   const rt = await getRuntime();
-  const env = (k: string) => (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k);
   const bigIters = Number(env("REG_ITERS_BIG") ?? 2);
   const cpuN = Number(env("REG_CPU_N") ?? 400);
   const cpuIters = Number(env("REG_CPU_ITERS") ?? 10);

@@ -15,11 +15,11 @@ import { getRuntime } from "../src/gpu/runtime.ts";
 import { buildModel, releaseModel } from "../src/nn/models.ts";
 import { trainModel } from "../src/nn/train.ts";
 import type { BenchReport } from "./harness.ts";
+import { env } from "../src/platform.ts";
 
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
   const rt = await getRuntime();
   await autotuneMatmul(rt, { log: args.log });
-  const env = (k: string) => (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k);
   const count = Number(env("DM_BENCH_MODELS") ?? 8);
   const { model: config, recipe } = DetectConfig.parse({});
   const alpha = 0.5;

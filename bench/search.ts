@@ -11,14 +11,13 @@ import { denseCpuBackend, maxSumSearch, type SearchBackend, type SearchOptions }
 import { denseGpuBackend, factorBackend } from "../src/detect/search-gpu.ts";
 import { getRuntime, type Runtime } from "../src/gpu/runtime.ts";
 import type { BenchReport } from "./harness.ts";
+import { env, memoryRss } from "../src/platform.ts";
 
 const R = 2048;
 const MiB = 2 ** 20;
 
 function rssMiB(): number {
-  const g = globalThis as { Deno?: { memoryUsage(): { rss: number } }; process?: { memoryUsage(): { rss: number } } };
-  const m = g.Deno?.memoryUsage() ?? g.process?.memoryUsage();
-  return m ? m.rss / MiB : NaN;
+  return (memoryRss() ?? NaN) / MiB;
 }
 
 async function timeSearch(rt: Runtime | undefined, b: SearchBackend, opts: SearchOptions) {
@@ -49,7 +48,6 @@ async function timeSearch(rt: Runtime | undefined, b: SearchBackend, opts: Searc
 
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
   const rt = await getRuntime();
-  const env = (k: string) => (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k);
   const restarts = Number(env("SEARCH_RESTARTS") ?? 1);
   const maxEpochs = Number(env("SEARCH_MAX_EPOCHS") ?? 100);
   const rows: Record<string, number | string>[] = [];

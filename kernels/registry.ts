@@ -3,6 +3,8 @@
 // runs the active one. Select with `useVariant(op, name)` or KERNEL_VARIANTS="matmul=mine,softmax=fast".
 // How to add your own: kernels/README.md.
 
+import { env } from "../src/platform.ts";
+
 export interface Variant {
   /** Unique within its op. */
   name: string;
@@ -60,14 +62,7 @@ export function useVariant(op: string, variant: string): void {
 }
 
 function envChoice(op: string): string | undefined {
-  const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
-  let spec: string | undefined;
-  try {
-    spec = g.Deno ? g.Deno.env.get("KERNEL_VARIANTS") : g.process?.env?.KERNEL_VARIANTS;
-  } catch {
-    spec = undefined; // Deno without --allow-env
-  }
-  for (const pair of (spec ?? "").split(",")) {
+  for (const pair of (env("KERNEL_VARIANTS") ?? "").split(",")) {
     const [k, v] = pair.split("=").map((s) => s.trim());
     if (k === op && v) return v;
   }

@@ -22,6 +22,7 @@ import { dirname } from "node:path";
 import { z } from "zod";
 import type { Hono } from "hono";
 import { buildVolunteerPage } from "./volunteer-page.ts";
+import { args, env, exit, onSignal } from "../src/platform.ts";
 import { createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
 import { DEFAULT_HTTP_LIMITS, serveHttp } from "./http.ts";
@@ -141,4 +142,17 @@ export async function startCoordinator(flags: ServeFlags, openSqlite: (path: str
       await store.close();
     },
   };
+}
+
+/** The `serve` command: flags from the command line and environment, stopped by SIGINT or SIGTERM. */
+export async function serveMain(openSqlite: (path: string) => SqlDriver): Promise<void> {
+  try {
+    const running = await startCoordinator(parseFlags(args(), env), openSqlite);
+    const stop = () => void running.close().then(() => exit(0));
+    onSignal("SIGINT", stop);
+    onSignal("SIGTERM", stop);
+  } catch (e) {
+    console.error(`serve: ${(e as Error).message}`);
+    exit(2);
+  }
 }

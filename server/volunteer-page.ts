@@ -4,6 +4,7 @@
 // spawned through node:child_process, which works under Deno and Node alike.
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { args, isMain } from "../src/platform.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const PAGE = `${ROOT}src/volunteer/browser/`;
@@ -46,4 +47,4 @@ export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
   return built;
 }
 
-if ((import.meta as { main?: boolean }).main) console.log(await buildVolunteerPage(process.argv[2] ?? (globalThis as { Deno?: { args: string[] } }).Deno?.args[0]));
+if (isMain(import.meta)) console.log(await buildVolunteerPage(args()[0]));

@@ -6,9 +6,8 @@ import { baseName } from "../../src/data/io.ts";
 import { clearCifarCache, DEFAULT_DATA, loadCifar10 } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
 import { fileResponse } from "../files.ts";
+import { env } from "../../src/platform.ts";
 
-const env = (k: string): string | undefined => (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k] ??
-  (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k);
 
 /** Name -> local path. CIFAR10_PATH overrides the default ../shared/datasets location. */
 export function datasetFiles(): Record<string, string> {

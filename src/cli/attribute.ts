@@ -21,10 +21,11 @@ import { exportDenseBlock, saveFactors } from "../attribution/io.ts";
 import { ensembleFeatures, ldsBySize, subsetMargins, subsetMasks, trainEnsemble } from "../attribution/lds.ts";
 import { syntheticDataset } from "../attribution/synthetic.ts";
 import { buildAttribution } from "../attribution/trak.ts";
+import { args } from "../platform.ts";
+import { makeDir } from "../data/io.ts";
 
-declare const Deno: { args: string[]; mkdir(p: string, o: { recursive: boolean }): Promise<void> };
 const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
-const argv = Deno.args;
+const argv = args();
 const sub = argv[0] === "lds" ? "lds" : "attribute";
 const { values: a } = parseArgs({
   args: sub === "lds" ? argv.slice(1) : argv,
@@ -87,7 +88,7 @@ if (sub === "attribute") {
     ds.labels.release();
   }
   const { attribution } = await buildAttribution(rt, feats, ko);
-  await Deno.mkdir(a.out!, { recursive: true });
+  await makeDir(a.out!);
   await saveFactors(`${a.out}/factors.safetensors`, attribution, feats, {
     seed: projSeed, k, method: `trak-${projection}`, models: paths, train: train!.n, data_seed: a.seed ?? "checkpoint",
   });

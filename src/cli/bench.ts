@@ -2,6 +2,7 @@
 // Every bench/NAME.ts but the harness is a benchmark exporting run(args): BenchReport.
 import { readdirSync } from "node:fs";
 import { printReport } from "../../bench/harness.ts";
+import { args, exit, isMain } from "../platform.ts";
 
 const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) => f.endsWith(".ts") && f !== "harness.ts").map((f) => f.slice(0, -3)).sort();
 
@@ -11,7 +12,7 @@ export async function runBench(argv: string[]): Promise<void> {
   const sizesArg = argv[argv.indexOf("--sizes") + 1];
   if (!name || !BENCHES.includes(name)) {
     console.error(`usage: npm run bench -- NAME [--json] [--sizes a,b,c]\nbenchmarks: ${BENCHES.join(", ")}`);
-    (globalThis as { Deno?: { exit(c: number): never } }).Deno?.exit(2);
+    exit(2);
     return;
   }
   const mod = await import(`../../bench/${name}.ts`);
@@ -20,4 +21,4 @@ export async function runBench(argv: string[]): Promise<void> {
   printReport(`bench ${name}`, report, json);
 }
 
-if ((import.meta as { main?: boolean }).main) await runBench((globalThis as unknown as { Deno: { args: string[] } }).Deno.args);
+if (isMain(import.meta)) await runBench(args());

@@ -25,8 +25,8 @@ import { loadTestSet } from "../detect/outcome.ts";
 import { buildTrainingSet } from "../detect/training-set.ts";
 import { getRuntime, type Runtime } from "../gpu/runtime.ts";
 import { progressBar } from "./progress.ts";
+import { args, exit } from "../platform.ts";
 
-declare const Deno: { args: string[]; exit(c: number): never };
 
 /** What a job trains on and how: the detect pipeline's data, attack, model and recipe, plus the subset fraction. */
 export const DatamodelJob = DetectConfig.pick({ data: true, seed: true, attack: true, attackConfig: true, model: true, recipe: true }).extend({
@@ -41,10 +41,10 @@ const USAGE = "usage: npm run datamodels -- train|fit|lds [--out DIR] ... (see t
 
 function fail(msg: string): never {
   console.error(`datamodels: ${msg}`);
-  Deno.exit(2);
+  exit(2);
 }
 
-const [cmd, ...rest] = Deno.args;
+const [cmd, ...rest] = args();
 if (!["train", "fit", "lds"].includes(cmd)) fail(`unknown command "${cmd ?? ""}"\n${USAGE}`);
 let parsed;
 try {

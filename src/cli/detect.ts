@@ -9,9 +9,10 @@ import { type DetectConfig, DetectConfig as Schema } from "../detect/config.ts";
 import { runDetect } from "../detect/pipeline.ts";
 import { writeReport } from "../detect/report.ts";
 import { progressBar } from "./progress.ts";
+import { args, exit } from "../platform.ts";
 
 const { values: a } = parseArgs({
-  args: (globalThis as unknown as { Deno: { args: string[] } }).Deno.args,
+  args: args(),
   options: {
     attack: { type: "string" },
     rate: { type: "string" },
@@ -78,7 +79,7 @@ const config: DetectConfig = {
 const parsed = Schema.safeParse(config);
 if (!parsed.success) {
   console.error(`detect: bad settings:\n${parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`).join("\n")}`);
-  (globalThis as unknown as { Deno: { exit(c: number): never } }).Deno.exit(2);
+  exit(2);
 }
 
 const rt = await getRuntime();

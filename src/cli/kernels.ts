@@ -3,17 +3,12 @@
 // `bench` runs bench/NAME.ts when there is one.
 import { loadKernels } from "../../kernels/discover.ts";
 import { runBench } from "./bench.ts";
+import { stat } from "node:fs/promises";
+import { args, execPath, exit, run } from "../platform.ts";
 
-declare const Deno: {
-  args: string[];
-  exit(code: number): never;
-  execPath(): string;
-  stat(p: URL): Promise<unknown>;
-  Command: new (cmd: string, o: { args: string[]; stdout: "inherit"; stderr: "inherit"; cwd: string }) => { output(): Promise<{ code: number }> };
-};
 
 const root = new URL("../../", import.meta.url);
-const exists = (rel: string) => Deno.stat(new URL(rel, root)).then(() => true, () => false);
+const exists = (rel: string) => stat(new URL(rel, root)).then(() => true, () => false);
 
 async function list(): Promise<void> {
   for (const [name, op] of ops) {
@@ -34,21 +29,20 @@ async function test(name: string): Promise<number> {
     console.error(`no test for "${name}" (${file}); kernels: ${[...ops.keys()].join(", ")}`);
     return 2;
   }
-  const cmd = new Deno.Command(Deno.execPath(), { args: ["test", "-A", "--no-check", file], stdout: "inherit", stderr: "inherit", cwd: root.pathname });
-  return (await cmd.output()).code;
+  return run(execPath(), ["test", "-A", "--no-check", file], { cwd: root.pathname });
 }
 
 const ops = await loadKernels();
-const [verb, name, ...rest] = Deno.args;
+const [verb, name, ...rest] = args();
 if (verb === "list") await list();
-else if (verb === "test" && name) Deno.exit(await test(name));
+else if (verb === "test" && name) exit(await test(name));
 else if (verb === "bench" && name) {
   if (!(await exists(`bench/${name}.ts`))) {
     console.error(`no benchmark for "${name}" (bench/${name}.ts)`);
-    Deno.exit(2);
+    exit(2);
   }
   await runBench([name, ...rest]);
 } else {
   console.error("usage: npm run kernels -- list | test NAME | bench NAME [--json]");
-  Deno.exit(2);
+  exit(2);
 }

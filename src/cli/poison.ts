@@ -7,18 +7,17 @@
 // Poisons a seeded subset of the CIFAR-10 training set and writes a PNG grid: clean images in the top
 // row, their poisoned versions below (and with --diff, |poisoned - clean| x 4 in a third row).
 import { parseArgs } from "node:util";
-import { loadCifar10 } from "../data/cifar.ts";
+import { DEFAULT_DATA, loadCifar10 } from "../data/cifar.ts";
 import { type Dataset, seededSubset } from "../data/dataset.ts";
 import { readBytes, writeBytesAtomic } from "../data/io.ts";
 import { decodePngRgb, imageGridPng } from "../data/png-folder.ts";
 import { type AttackConfigs, type AttackName, ATTACKS, checkAttackName, poison } from "../attacks/index.ts";
+import { args, exit } from "../platform.ts";
 
-const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
-const args = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args;
 const usage = `usage: poison preview --attack ${ATTACKS.join("|")} [--rate R] [--target T] [--out preview.png] [--n 8] (see the header of src/cli/poison.ts)`;
 
 const { values: a, positionals } = parseArgs({
-  args,
+  args: args(),
   allowPositionals: true,
   options: {
     attack: { type: "string" },
@@ -49,7 +48,7 @@ const { values: a, positionals } = parseArgs({
 
 if (a.help || positionals[0] !== "preview" || !a.attack) {
   console.error(usage);
-  (globalThis as unknown as { Deno: { exit(c: number): never } }).Deno.exit(a.help ? 0 : 2);
+  exit(a.help ? 0 : 2);
 }
 
 const num = (flag: string, v: string | undefined): number | undefined => {

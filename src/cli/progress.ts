@@ -1,8 +1,7 @@
 // A one-line progress bar on stderr (redrawn in place on a terminal, a line per update elsewhere).
-declare const Deno: { stderr: { writeSync(b: Uint8Array): number; isTerminal(): boolean } } | undefined;
+import { stderrIsTerminal, writeStderr } from "../platform.ts";
 
-const enc = new TextEncoder();
-const tty = typeof Deno !== "undefined" && Deno.stderr.isTerminal();
+const tty = stderrIsTerminal();
 
 let lastLine = 0;
 
@@ -16,6 +15,5 @@ export function progressBar(label: string, done: number, total: number, extra = 
   const filled = Math.round(frac * width);
   const line = `${label} [${"=".repeat(filled)}${" ".repeat(width - filled)}] ${done}/${total} ${extra}`;
   const out = tty ? `\r${line}\x1b[K${done >= total ? "\n" : ""}` : `${line}\n`;
-  if (typeof Deno !== "undefined") Deno.stderr.writeSync(enc.encode(out));
-  else console.error(line);
+  writeStderr(out);
 }

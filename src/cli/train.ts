@@ -12,10 +12,11 @@ import { saveModel } from "../nn/checkpoint.ts";
 import { buildModel, parameterCount, type ModelConfig } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
 import { progressBar } from "./progress.ts";
+import { args } from "../platform.ts";
 
 const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
 const { values: a } = parseArgs({
-  args: (globalThis as unknown as { Deno: { args: string[] } }).Deno.args,
+  args: args(),
   options: {
     data: { type: "string", default: DEFAULT_DATA },
     model: { type: "string", default: "small-cnn" },

@@ -1,27 +1,15 @@
-// Minimal file access that works in Node (node:fs/promises) and Deno (Deno.*), so the data and
-// checkpoint code stays runtime-agnostic. Node's module is imported lazily, so nothing here pulls
-// in node: specifiers when running under Deno (or a bundler for the browser).
+// Minimal file access for the data and checkpoint code, through node:fs/promises (Node and Deno both
+// provide it). It is imported on first use, so a browser bundle that never touches files loads fine.
 import { gunzipSync } from "fflate";
 
-interface DenoFs {
-  readFile(path: string): Promise<Uint8Array>;
-  writeFile(path: string, data: Uint8Array): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
-  remove(path: string, opts?: { recursive?: boolean }): Promise<void>;
-  mkdir(path: string, opts?: { recursive?: boolean }): Promise<void>;
-  stat(path: string): Promise<{ isFile: boolean; isDirectory: boolean; size: number }>;
-  readDir(path: string): AsyncIterable<{ name: string; isFile: boolean; isDirectory: boolean }>;
-}
-const deno = (globalThis as { Deno?: DenoFs }).Deno;
-const nodeFs = () => import("node:fs/promises");
+const fs = () => import("node:fs/promises");
 
 export interface DirEntry { name: string; isFile: boolean; isDirectory: boolean }
 export type PathKind = "file" | "dir" | null;
 
 export async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    if (deno) return await deno.readFile(path);
-    const b = await (await nodeFs()).readFile(path);
+    const b = await (await fs()).readFile(path);
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     throw new Error(`${path}: cannot read (${(e as Error).message})`);
@@ -36,14 +24,8 @@ export async function readText(path: string): Promise<string> {
 export async function writeBytesAtomic(path: string, data: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   try {
-    if (deno) {
-      await deno.writeFile(tmp, data);
-      await deno.rename(tmp, path);
-    } else {
-      const fs = await nodeFs();
-      await fs.writeFile(tmp, data);
-      await fs.rename(tmp, path);
-    }
+    await (await fs()).writeFile(tmp, data);
+    await (await fs()).rename(tmp, path);
   } catch (e) {
     await removePath(tmp).catch(() => {});
     throw new Error(`${path}: cannot write (${(e as Error).message})`);
@@ -52,11 +34,7 @@ export async function writeBytesAtomic(path: string, data: Uint8Array): Promise<
 
 export async function pathKind(path: string): Promise<PathKind> {
   try {
-    if (deno) {
-      const s = await deno.stat(path);
-      return s.isDirectory ? "dir" : s.isFile ? "file" : null;
-    }
-    const s = await (await nodeFs()).stat(path);
+    const s = await (await fs()).stat(path);
     return s.isDirectory() ? "dir" : s.isFile() ? "file" : null;
   } catch {
     return null;
@@ -65,12 +43,7 @@ export async function pathKind(path: string): Promise<PathKind> {
 
 export async function listDir(path: string): Promise<DirEntry[]> {
   try {
-    if (deno) {
-      const out: DirEntry[] = [];
-      for await (const e of deno.readDir(path)) out.push({ name: e.name, isFile: e.isFile, isDirectory: e.isDirectory });
-      return out;
-    }
-    const ents = await (await nodeFs()).readdir(path, { withFileTypes: true });
+    const ents = await (await fs()).readdir(path, { withFileTypes: true });
     return ents.map((e) => ({ name: e.name, isFile: e.isFile(), isDirectory: e.isDirectory() }));
   } catch (e) {
     throw new Error(`${path}: cannot list directory (${(e as Error).message})`);
@@ -78,13 +51,11 @@ export async function listDir(path: string): Promise<DirEntry[]> {
 }
 
 export async function makeDir(path: string): Promise<void> {
-  if (deno) await deno.mkdir(path, { recursive: true });
-  else await (await nodeFs()).mkdir(path, { recursive: true });
+  await (await fs()).mkdir(path, { recursive: true });
 }
 
 export async function removePath(path: string): Promise<void> {
-  if (deno) await deno.remove(path, { recursive: true });
-  else await (await nodeFs()).rm(path, { recursive: true, force: true });
+  await (await fs()).rm(path, { recursive: true, force: true });
 }
 
 export function joinPath(dir: string, name: string): string {
@@ -139,22 +110,11 @@ export function gunzipChecked(data: Uint8Array, label: string): Uint8Array {
 }
 
 // Append-only files (datamodel margins arrive one model at a time and must survive an interrupted run).
-interface DenoFile {
-  write(p: Uint8Array): Promise<number>;
-  seek(offset: number, whence: number): Promise<number>;
-  read(p: Uint8Array): Promise<number | null>;
-  close(): void;
-}
-const denoFiles = deno as unknown as {
-  open(path: string, o: { read?: boolean; append?: boolean; create?: boolean }): Promise<DenoFile>;
-  truncate(path: string, len: number): Promise<void>;
-} | undefined;
 
 /** Size in bytes, or -1 when there is no such file. */
 export async function fileSize(path: string): Promise<number> {
   try {
-    if (deno) return (await deno.stat(path)).size;
-    return (await (await nodeFs()).stat(path)).size;
+    return (await (await fs()).stat(path)).size;
   } catch {
     return -1;
   }
@@ -163,14 +123,7 @@ export async function fileSize(path: string): Promise<number> {
 /** Appends `data` at the end of `path` (created if missing). */
 export async function appendBytes(path: string, data: Uint8Array): Promise<void> {
   try {
-    if (denoFiles) {
-      const f = await denoFiles.open(path, { append: true, create: true });
-      try {
-        for (let at = 0; at < data.length;) at += await f.write(data.subarray(at));
-      } finally {
-        f.close();
-      }
-    } else await (await nodeFs()).appendFile(path, data);
+    await (await fs()).appendFile(path, data);
   } catch (e) {
     throw new Error(`${path}: cannot append (${(e as Error).message})`);
   }
@@ -181,29 +134,15 @@ export async function readRange(path: string, offset: number, length: number): P
   const out = new Uint8Array(length);
   let got = 0;
   try {
-    if (denoFiles) {
-      const f = await denoFiles.open(path, { read: true });
-      try {
-        await f.seek(offset, 0);
-        while (got < length) {
-          const r = await f.read(out.subarray(got));
-          if (r === null) break;
-          got += r;
-        }
-      } finally {
-        f.close();
+    const h = await (await fs()).open(path, "r");
+    try {
+      while (got < length) {
+        const { bytesRead } = await h.read(out, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
       }
-    } else {
-      const h = await (await nodeFs()).open(path, "r");
-      try {
-        while (got < length) {
-          const { bytesRead } = await h.read(out, got, length - got, offset + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-      } finally {
-        await h.close();
-      }
+    } finally {
+      await h.close();
     }
   } catch (e) {
     throw new Error(`${path}: cannot read bytes ${offset}..${offset + length} (${(e as Error).message})`);
@@ -214,6 +153,5 @@ export async function readRange(path: string, offset: number, length: number): P
 
 /** Cuts `path` to `length` bytes (drops a torn last record). */
 export async function truncateFile(path: string, length: number): Promise<void> {
-  if (denoFiles) await denoFiles.truncate(path, length);
-  else await (await nodeFs()).truncate(path, length);
+  await (await fs()).truncate(path, length);
 }

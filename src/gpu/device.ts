@@ -1,5 +1,6 @@
 /// <reference types="@webgpu/types" />
 // Device acquisition, in one place, for Deno, browsers and Node (Dawn via the `webgpu` npm package).
+import { env, runtime, setEnv } from "../platform.ts";
 
 export type RuntimeName = "deno" | "browser" | "node";
 
@@ -40,10 +41,7 @@ const REQUIRED_MINIMUM: Record<string, number> = {
 export const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 export function detectRuntime(): RuntimeName {
-  const g = globalThis as { Deno?: unknown; window?: unknown; WorkerGlobalScope?: unknown; process?: { versions?: { node?: string } } };
-  if (g.Deno) return "deno";
-  if (g.process?.versions?.node) return "node";
-  return "browser";
+  return runtime;
 }
 
 function noAdapterHelp(runtime: RuntimeName): string {
@@ -63,11 +61,8 @@ function noAdapterHelp(runtime: RuntimeName): string {
 }
 
 async function nodeGpu(): Promise<GPU> {
-  const proc = (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process;
   const fs = await import("node:fs");
-  if (!proc.env.VK_ICD_FILENAMES && !proc.env.VK_DRIVER_FILES && fs.existsSync(SWIFTSHADER_ICD)) {
-    proc.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  }
+  if (!env("VK_ICD_FILENAMES") && !env("VK_DRIVER_FILES") && fs.existsSync(SWIFTSHADER_ICD)) setEnv("VK_ICD_FILENAMES", SWIFTSHADER_ICD);
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
   try {
     const specifier = "webgpu"; // a variable, so browser bundlers leave this Node-only import alone

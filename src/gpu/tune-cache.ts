@@ -1,5 +1,7 @@
 // Persisted autotune results: a JSON file under .cache/ in Node and Deno, localStorage in browsers.
 // Keys name the adapter, so one cache serves several machines.
+import { runtime } from "../platform.ts";
+
 const FILE = new URL("../../.cache/autotune.json", import.meta.url);
 type Store = Record<string, Record<string, number>>;
 
@@ -9,9 +11,8 @@ async function load(): Promise<Store> {
   if (memory) return memory;
   memory = {};
   try {
-    const g = globalThis as { Deno?: { readTextFile(u: URL): Promise<string> }; localStorage?: Storage };
-    if (g.Deno) memory = JSON.parse(await g.Deno.readTextFile(FILE));
-    else if (g.localStorage) memory = JSON.parse(g.localStorage.getItem("autotune") ?? "{}");
+    const g = globalThis as { localStorage?: Storage };
+    if (runtime === "browser" && g.localStorage) memory = JSON.parse(g.localStorage.getItem("autotune") ?? "{}");
     else {
       const fs = await import("node:fs/promises");
       memory = JSON.parse(await fs.readFile(FILE, "utf8"));
@@ -31,11 +32,8 @@ export async function putTuned(key: string, value: Record<string, number>): Prom
   store[key] = value;
   const text = JSON.stringify(store, null, 1);
   try {
-    const g = globalThis as { Deno?: { mkdir(u: URL, o: object): Promise<void>; writeTextFile(u: URL, s: string): Promise<void> }; localStorage?: Storage };
-    if (g.Deno) {
-      await g.Deno.mkdir(new URL(".", FILE), { recursive: true });
-      await g.Deno.writeTextFile(FILE, text);
-    } else if (g.localStorage) g.localStorage.setItem("autotune", text);
+    const g = globalThis as { localStorage?: Storage };
+    if (runtime === "browser" && g.localStorage) g.localStorage.setItem("autotune", text);
     else {
       const fs = await import("node:fs/promises");
       await fs.mkdir(new URL(".", FILE), { recursive: true });

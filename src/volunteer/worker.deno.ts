@@ -6,23 +6,18 @@
 // else it is downloaded from the coordinator once).
 import { parseArgs } from "node:util";
 import "../../kernels/index.ts";
-import { loadCifar10, loadCifar10Archive } from "../data/cifar.ts";
+import { DEFAULT_DATA, loadCifar10, loadCifar10Archive } from "../data/cifar.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { baseName, pathKind } from "../data/io.ts";
-import { DEFAULT_DATA } from "../data/cifar.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { trakExecutors } from "./executors.ts";
 import { runWorker, type WorkerEvent } from "./loop.ts";
+import { hostname } from "node:os";
+import { args, exit, onSignal } from "../platform.ts";
 
-declare const Deno: {
-  args: string[];
-  exit(code: number): never;
-  addSignalListener(sig: "SIGINT" | "SIGTERM", f: () => void): void;
-  hostname(): string;
-};
 
 const { values: a } = parseArgs({
-  args: Deno.args,
+  args: args(),
   options: {
     server: { type: "string" },
     "max-shards": { type: "string" },
@@ -33,7 +28,7 @@ const { values: a } = parseArgs({
 });
 const fail = (msg: string): never => {
   console.error(`worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] [--name NAME]`);
-  Deno.exit(2);
+  exit(2);
 };
 const server = a.server ?? fail("--server URL is required");
 try {
@@ -51,12 +46,12 @@ const log = (msg: string) => console.log(`${stamp()} ${msg}`);
 const ctl = new AbortController();
 let signals = 0;
 const stop = (sig: string) => () => {
-  if (++signals > 1) Deno.exit(130);
+  if (++signals > 1) exit(130);
   log(`${sig}: stopping (again to exit at once)`);
   ctl.abort();
 };
-Deno.addSignalListener("SIGINT", stop("SIGINT"));
-Deno.addSignalListener("SIGTERM", stop("SIGTERM"));
+onSignal("SIGINT", stop("SIGINT"));
+onSignal("SIGTERM", stop("SIGTERM"));
 
 const rt = await getRuntime();
 log(`adapter ${rt.adapterName}; coordinator ${server}`);
@@ -125,7 +120,7 @@ function describeEvent(e: WorkerEvent): string | null {
 
 try {
   await runWorker({
-    server, executors, signal: ctl.signal, maxShards, name: a.name ?? `deno@${Deno.hostname()}`, agent: `deno worker (${rt.adapterName})`,
+    server, executors, signal: ctl.signal, maxShards, name: a.name ?? `deno@${hostname()}`, agent: `deno worker (${rt.adapterName})`,
     onProgress: (e) => {
       const line = describeEvent(e);
       if (line) log(line);
@@ -134,8 +129,8 @@ try {
 } catch (e) {
   if (!ctl.signal.aborted) {
     console.error(`worker: ${(e as Error).message}`);
-    Deno.exit(1);
+    exit(1);
   }
 }
 log(`stopped after ${done} shards`);
-Deno.exit(0);
+exit(0);

@@ -10,8 +10,9 @@ import { decodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randomF32 } from "../support/rng.ts";
+import { tempDir } from "../support/files.ts";
+import { readFile, rm } from "node:fs/promises";
 
-declare const Deno: { makeTempDir(): Promise<string>; readFile(p: string): Promise<Uint8Array>; remove(p: string, o: { recursive: boolean }): Promise<void> };
 
 describe("LDS", () => {
   it("spearman and ranks", () => {
@@ -63,9 +64,9 @@ describe("attribution files", () => {
       return { phi: rt.upload(randomF32(rand, n * k), [n, k]), margins, q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))), n, k };
     });
     const { attribution: a } = await buildAttribution(rt, feats, {});
-    const dir = await Deno.makeTempDir();
+    const dir = tempDir("test");
     await exportDenseBlock(`${dir}/block.safetensors`, a, { r0: 2, r1: 27, c0: 5, c1: 29 }, 7); // 4 bands
-    const f = decodeSafetensors(await Deno.readFile(`${dir}/block.safetensors`));
+    const f = decodeSafetensors(new Uint8Array(await readFile(`${dir}/block.safetensors`)));
     expect(f.tensors.A.shape).toEqual([25, 24]);
     expect(f.metadata.r0).toBe("2");
     assertClose(f.tensors.A.data as Float32Array, await a.readBlock(2, 27, 5, 29), { rtol: 0 }, "block file");
@@ -74,7 +75,7 @@ describe("attribution files", () => {
     expect(fac.tensors.U.shape).toEqual([n, M * k]);
     expect(fac.tensors.K.shape).toEqual([M, k, k]);
     expect(fac.metadata.method).toBe("trak-dense");
-    await Deno.remove(dir, { recursive: true });
+    await rm(dir, { recursive: true, force: true });
     a.release();
     feats.forEach((x) => x.phi.release());
   });

@@ -7,15 +7,16 @@ import { DatamodelStore } from "../../src/datamodels/store.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
+import { tempDir } from "../support/files.ts";
+import { readdir, rm } from "node:fs/promises";
 
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readDir(p: string): AsyncIterable<{ name: string }> };
 
 describe("datamodels end to end", () => {
   it("fits a matrix with a positive LDS on held-out models and a positive poison block, and the search ranks the poisons above chance", async () => {
     const rt = await testRuntime();
     rt.poisonOutputs = false; // speed: kernel tests check every element
     const seed = testSeed("datamodels e2e") % 1000;
-    const cache = await Deno.makeTempDir();
+    const cache = tempDir("test");
     // n = 300 real CIFAR-10 images, BadNets (5x5 white patch, target 0) at 15%, a one-hidden-layer MLP
     // (32 units) trained 3 epochs on each 60-example (alpha 0.2) subset: ~0.27 s per model on two llvmpipe
     // cores. What makes the poisons findable at this scale (AUROC of the search, pipeline seeds 1-5):
@@ -41,7 +42,7 @@ describe("datamodels end to end", () => {
       `ASR ${s.asr_before?.toFixed(2)}, stages ${JSON.stringify(Object.fromEntries(Object.entries(s.stage_seconds).map(([k, v]) => [k, Math.round(v)])))}, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     // Every subset model and held-out model is in the store, so a rerun would train nothing.
     let dir = "";
-    for await (const e of Deno.readDir(cache)) if (e.name.startsWith("datamodels-")) dir = `${cache}/${e.name}`;
+    for (const name of await readdir(cache)) if (name.startsWith("datamodels-")) dir = `${cache}/${name}`;
     const store = await DatamodelStore.openExisting(dir);
     expect(store.models).toBe(settings.dmModels);
     expect(store.stored("heldout").length).toBe(settings.ldsModels);
@@ -73,7 +74,7 @@ describe("datamodels end to end", () => {
     // 300 a random ranking has AUROC 0.5 with sd 0.047, so 0.55 is only 1 sd above chance, but 2.4 sd of
     // the measured spread below its mean (0.6 failed on seed 10): a thin margin both ways at this scale.
     expect(s.auroc!).toBeGreaterThan(0.55);
-    await Deno.remove(cache, { recursive: true });
+    await rm(cache, { recursive: true, force: true });
     rt.poisonOutputs = true;
   });
 });

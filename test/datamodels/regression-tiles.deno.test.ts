@@ -7,8 +7,9 @@ import { syntheticRegression } from "./synthetic.ts";
 import { assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";
+import { tempDir } from "../support/files.ts";
+import { readdir, rm } from "node:fs/promises";
 
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readDir(p: string): AsyncIterable<{ name: string }> };
 
 describe("datamodel tiles", () => {
   it("save + load give back every block of the weights and the per-target metadata", async () => {
@@ -18,11 +19,11 @@ describe("datamodel tiles", () => {
     const n = 45;
     const fit = await fitDatamodels(rt, syntheticRegression({ n, models: 80, seed }), { penalty: "l1", iterations: 5, seed });
     const W = (await rt.read(fit.weights)) as Float32Array;
-    const dir = await Deno.makeTempDir();
+    const dir = tempDir("test");
     try {
       await saveDatamodelTiles(rt, fit, dir, 7);
       const names: string[] = [];
-      for await (const e of Deno.readDir(dir)) names.push(e.name);
+      for (const name of await readdir(dir)) names.push(name);
       expect(names.filter((x) => x.endsWith(".safetensors")).length).toBe(Math.ceil(n / 7) + 1);
       const tiles = await loadDatamodelTiles(dir);
       expect(tiles.n).toBe(n);
@@ -43,7 +44,7 @@ describe("datamodel tiles", () => {
       await expect(loadDatamodelTiles(dir)).rejects.toThrow(/cover 7 of 45/);
     } finally {
       fit.weights.release();
-      await Deno.remove(dir, { recursive: true });
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

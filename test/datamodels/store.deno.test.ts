@@ -4,14 +4,15 @@ import { appendBytes, fileSize } from "../../src/data/io.ts";
 import { maskBits } from "../../src/datamodels/masks.ts";
 import { DatamodelStore } from "../../src/datamodels/store.ts";
 import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
+import { tempDir } from "../support/files.ts";
+import { rm } from "node:fs/promises";
 
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void> };
 
 describe("datamodels store", () => {
   it("appends margins, survives a torn record, serves rows with regenerated masks", async () => {
     const seed = testSeed("datamodels store");
     const rand = mulberry32(seed);
-    const dir = await Deno.makeTempDir();
+    const dir = tempDir("test");
     const spec = { n: 37, alpha: 0.5, seed, targets: 5, job: { data: "x", recipe: { epochs: 2 } } };
     const store = await DatamodelStore.open(dir, spec);
     const written: Float32Array[] = [];
@@ -40,6 +41,6 @@ describe("datamodels store", () => {
     await expect(again.rows(2, 3)).rejects.toThrow(/out of/);
     await expect(DatamodelStore.open(dir, { ...spec, alpha: 0.3 })).rejects.toThrow(/different datamodels job/);
     await expect(DatamodelStore.open(dir, { ...spec, job: { data: "y", recipe: { epochs: 2 } } })).rejects.toThrow(/different datamodels job/);
-    await Deno.remove(dir, { recursive: true });
+    await rm(dir, { recursive: true, force: true });
   });
 });

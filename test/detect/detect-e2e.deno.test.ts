@@ -1,17 +1,18 @@
 // Deno only (reads CIFAR-10 from disk): the whole detect pipeline, small, on the CPU adapter.
 import { describe, expect, it } from "vitest";
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void> };
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { renderReport } from "../../src/detect/report.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
+import { tempDir } from "../support/files.ts";
+import { rm } from "node:fs/promises";
 
 describe("detect end to end", () => {
   it("ranks BadNets poisons of a CIFAR-10 subset far above clean examples", async () => {
     const rt = await testRuntime();
     rt.poisonOutputs = false; // speed: kernel tests check every element
     const seed = testSeed("detect e2e") % 1000;
-    const cache = await Deno.makeTempDir();
+    const cache = tempDir("test");
     const r = await runDetect(rt, { train: 2000, test: 2000, seed, cache, models: 2 });
     const s = r.summary;
     console.log(`detect e2e: auroc ${s.auroc?.toFixed(3)}, recall@budget ${s.recall_at_budget?.toFixed(2)}, ASR ${s.asr_before?.toFixed(2)} -> ${s.asr_after?.toFixed(2)}, ` +
@@ -26,7 +27,7 @@ describe("detect end to end", () => {
     expect(html).toMatch(/<svg/);
     expect(html).toMatch(/data:image\/png;base64,/);
     expect(/https?:\/\//.test(html)).toBe(false); // self-contained: no network references
-    await Deno.remove(cache, { recursive: true });
+    await rm(cache, { recursive: true, force: true });
     rt.poisonOutputs = true;
   });
 });

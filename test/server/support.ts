@@ -2,9 +2,7 @@
 // (PG_TEST_URL, one fresh schema per store), an in-process coordinator on a real loopback socket,
 // and job/worker helpers.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type AppOptions } from "../../server/app.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
@@ -15,17 +13,15 @@ import { TEST_KINDS } from "../../server/jobs/test-kinds.ts";
 import type { SqlDriver } from "../../server/store/driver.ts";
 import { openPg } from "../../server/store/pg.ts";
 import { SqlStore, type StoreOptions } from "../../server/store/sql.ts";
+import { env, runtime } from "../../src/platform.ts";
+import { tempDir } from "../support/files.ts";
 
 export type Backend = "sqlite" | "pg";
 
-const env = (k: string): string | undefined =>
-  (globalThis as { Deno?: { env: { get(k: string): string | undefined } } }).Deno?.env.get(k) ?? (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[k];
 
 export const ADMIN = "test-admin-token-0123456789";
 
-export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `${prefix}-`));
-}
+export { tempDir };
 
 /** PostgreSQL for tests: PG_TEST_URL, or a clear failure (CI starts a server and sets it, see .ci/run). */
 export function pgUrl(): string {
@@ -41,7 +37,7 @@ export function freshSchema(): string {
 
 /** A SQLite driver for this runtime: node:sqlite under Deno, better-sqlite3 under Node. */
 export async function openSqlite(path: string): Promise<SqlDriver> {
-  if ((globalThis as { Deno?: unknown }).Deno) return (await import("../../server/store/sqlite-deno.ts")).openSqliteDeno(path);
+  if (runtime === "deno") return (await import("../../server/store/sqlite-deno.ts")).openSqliteDeno(path);
   return (await import("../../server/store/sqlite-node.ts")).openSqliteNode(path);
 }
 

@@ -1,6 +1,6 @@
 // The slice of vitest's API our kernel tests use, on top of Deno.test, so the same test files run on
 // Deno's WebGPU (llvmpipe/lavapipe, or a real GPU). deno.json maps "vitest" here.
-declare const Deno: { test(def: { name: string; fn: () => unknown; sanitizeOps?: boolean; sanitizeResources?: boolean }): void };
+import { deno } from "../../src/platform.ts";
 
 const prefix: string[] = [];
 
@@ -15,7 +15,7 @@ export function describe(name: string, body: () => void): void {
 
 export function it(name: string, fn: () => unknown): void {
   // WebGPU keeps device resources alive across tests by design: the device is shared.
-  Deno.test({ name: [...prefix, name].join(" > "), fn, sanitizeOps: false, sanitizeResources: false });
+  deno!.test({ name: [...prefix, name].join(" > "), fn, sanitizeOps: false, sanitizeResources: false });
 }
 export const test = it;
 

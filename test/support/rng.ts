@@ -1,10 +1,10 @@
 import { mulberry32 } from "../../src/data/dataset.ts";
+import { env } from "../../src/platform.ts";
 export { mulberry32 };
 
 // Seeded test data. Every test prints its seed; rerun one with TEST_SEED=<seed>.
 export function testSeed(name: string): number {
-  const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } }; process?: { env: Record<string, string | undefined> } };
-  const fixed = g.Deno ? g.Deno.env.get("TEST_SEED") : g.process?.env.TEST_SEED;
+  const fixed = env("TEST_SEED");
   const seed = fixed ? Number(fixed) : (Math.random() * 2 ** 32) >>> 0;
   console.log(`[seed] ${name}: ${seed} (rerun with TEST_SEED=${seed})`);
   return seed;

@@ -1,7 +1,6 @@
 // Deno only: the datamodels job's shards run in-process through the volunteer executors (no coordinator),
 // spot checks exercised, finish compared with runDetect --attribution datamodels on the same adapter.
 import { describe, expect, it } from "vitest";
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readTextFile(p: string): Promise<string> };
 import { datamodels, DatamodelsSpec } from "../../server/jobs/datamodels.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
@@ -10,6 +9,8 @@ import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
+import { tempDir } from "../support/files.ts";
+import { readFile, rm } from "node:fs/promises";
 
 describe("datamodels job in process", () => {
   it("subset shards through the executors give runDetect's datamodels scores and LDS; tampered margins are refused", async () => {
@@ -37,12 +38,12 @@ describe("datamodels job in process", () => {
     const full = results.get("train/0")!.margins.data, sub = results.get("subset/0")!.margins.data;
     expect(full.some((v, i) => v !== sub[i])).toBe(true);
 
-    const out = await Deno.makeTempDir();
+    const out = tempDir("test");
     t = performance.now();
     const summary = await datamodels.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
     console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
-    const ours = JSON.parse(await Deno.readTextFile(`${out}/scores.json`)) as { search: number[] };
-    const cache = await Deno.makeTempDir();
+    const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[] };
+    const cache = tempDir("test");
     const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out });
     let maxd = 0;
     ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
@@ -51,8 +52,8 @@ describe("datamodels job in process", () => {
     expect(Number.isFinite(summary.lds as number)).toBe(true);
     expect(summary.lds).toBe(ref.summary.lds);
     expect(summary.auroc).toBe(ref.summary.auroc);
-    await Deno.remove(out, { recursive: true });
-    await Deno.remove(cache, { recursive: true });
+    await rm(out, { recursive: true, force: true });
+    await rm(cache, { recursive: true, force: true });
     rt.poisonOutputs = true;
   });
 });

@@ -1,17 +1,9 @@
 // Real processes for the volunteer tests (Deno): a coordinator on a loopback port with its own SQLite
 // file and blob directory, and `deno task worker` processes, each with its output collected.
-declare const Deno: {
-  Command: new (cmd: string, o: { args: string[]; cwd?: string; env?: Record<string, string>; stdout: "piped"; stderr: "piped" }) => { spawn(): Child };
-  execPath(): string;
-  makeTempDir(): Promise<string>;
-};
-interface Child {
-  pid: number;
-  stdout: ReadableStream<Uint8Array>;
-  stderr: ReadableStream<Uint8Array>;
-  status: Promise<{ code: number; signal: string | null }>;
-  kill(sig?: string): void;
-}
+import { CoordinatorClient } from "../../src/protocol/client.ts";
+import type { JobStatus } from "../../src/protocol/api.ts";
+import { type Child, execPath, spawnChild } from "../../src/platform.ts";
+import { tempDir } from "../support/files.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 export const ADMIN = "volunteer-test-admin-token";
@@ -19,9 +11,10 @@ export const ADMIN = "volunteer-test-admin-token";
 export class Proc {
   lines: string[] = [];
   #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  readonly exited: Promise<{ code: number; signal: string | null }>;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
   constructor(readonly name: string, readonly child: Child, echo = false) {
-    const pump = async (s: ReadableStream<Uint8Array>) => {
+    this.exited = child.exited;
+    const pump = async (s: AsyncIterable<Uint8Array>) => {
       const dec = new TextDecoder();
       let buf = "";
       for await (const chunk of s) {
@@ -42,7 +35,6 @@ export class Proc {
     };
     void pump(child.stdout);
     void pump(child.stderr);
-    this.exited = child.status;
   }
   /** Resolves with the first line (already seen or to come) matching `re`. */
   waitFor(re: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
@@ -55,23 +47,18 @@ export class Proc {
       this.#waiters.push({ re, resolve: (m) => (clearTimeout(t), resolve(m)) });
     });
   }
-  kill(sig = "SIGTERM"): void {
-    try {
-      this.child.kill(sig);
-    } catch {
-      // already gone
-    }
+  kill(sig: "SIGTERM" | "SIGKILL" = "SIGTERM"): void {
+    this.child.kill(sig);
   }
 }
 
-function deno(name: string, args: string[], echo: boolean): Proc {
-  const child = new Deno.Command(Deno.execPath(), { args: ["run", "-A", "--no-check", ...args], cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" }, stdout: "piped", stderr: "piped" }).spawn();
-  return new Proc(name, child, echo);
+async function deno(name: string, args: string[], echo: boolean): Promise<Proc> {
+  return new Proc(name, await spawnChild(execPath(), ["run", "-A", "--no-check", ...args], { cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" } }), echo);
 }
 
 export async function startCoordinator(opts: { leaseMs?: number; echo?: boolean } = {}): Promise<{ proc: Proc; url: string; dir: string }> {
-  const dir = await Deno.makeTempDir();
-  const proc = deno("coordinator", [
+  const dir = tempDir("volunteer-coordinator");
+  const proc = await deno("coordinator", [
     "server/main.deno.ts", "--port", "0", "--host", "127.0.0.1", "--db", `${dir}/db.sqlite`, "--blobs", `${dir}/blobs`,
     "--admin-token", ADMIN, "--lease-ms", String(opts.leaseMs ?? 60_000),
   ], opts.echo ?? false);
@@ -79,26 +66,16 @@ export async function startCoordinator(opts: { leaseMs?: number; echo?: boolean 
   return { proc, url: m[1], dir };
 }
 
-export function startWorker(name: string, server: string, extra: string[] = [], echo = false): Proc {
+export function startWorker(name: string, server: string, extra: string[] = [], echo = false): Promise<Proc> {
   return deno(name, ["src/volunteer/worker.deno.ts", "--server", server, "--name", name, ...extra], echo);
 }
 
-export async function createJob(url: string, kind: string, spec: unknown): Promise<string> {
-  const res = await fetch(`${url}/v1/jobs`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ kind, spec }) });
-  const body = await res.json();
-  if (res.status !== 201) throw new Error(`create job: ${res.status} ${JSON.stringify(body)}`);
-  return body.jobId;
+export function createJob(url: string, kind: string, spec: unknown): Promise<string> {
+  return new CoordinatorClient(url, ADMIN).createJob(kind, spec);
 }
 
-export interface JobStatus {
-  state: string;
-  shards: { total: number; accepted: number; leased: number; pending: number };
-  summary?: Record<string, unknown>;
-  error?: string;
-}
-
-export async function jobStatus(url: string, id: string): Promise<JobStatus> {
-  return (await fetch(`${url}/v1/jobs/${id}`)).json();
+export function jobStatus(url: string, id: string): Promise<JobStatus> {
+  return new CoordinatorClient(url).jobStatus(id);
 }
 
 export async function waitForJob(url: string, id: string, until: (s: JobStatus) => boolean, timeoutMs: number): Promise<JobStatus> {

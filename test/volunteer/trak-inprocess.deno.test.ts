@@ -1,7 +1,6 @@
 // Deno only: the trak job's shards run in-process through the executors (no coordinator), spot checks
 // and agreement exercised, finish compared with runDetect on the same settings and adapter.
 import { describe, expect, it } from "vitest";
-declare const Deno: { makeTempDir(): Promise<string>; remove(p: string, o: { recursive: boolean }): Promise<void>; readTextFile(p: string): Promise<string> };
 import { trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { decodeSafetensors, encodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
@@ -12,6 +11,8 @@ import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 
 import { TINY } from "./fixtures.ts";
+import { tempDir } from "../support/files.ts";
+import { readFile, rm } from "node:fs/promises";
 
 describe("trak job in process", () => {
   it("shards through the executors give runDetect's scores; spot check and agreement reject tampering", async () => {
@@ -43,18 +44,18 @@ describe("trak job in process", () => {
       results.set(s.key, r);
     }
     console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    const out = await Deno.makeTempDir();
+    const out = tempDir("test");
     t = performance.now();
     const summary = await trak.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
     console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
-    const ours = JSON.parse(await Deno.readTextFile(`${out}/scores.json`)) as { search: number[]; spectral: number[] };
-    const cache = await Deno.makeTempDir();
+    const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[]; spectral: number[] };
+    const cache = tempDir("test");
     const ref = await runDetect(rt, { ...TINY, seed, cache, out });
     let maxd = 0;
     ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
     console.log(`max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}`);
     expect(maxd).toBeLessThan(1e-9);
-    await Deno.remove(out, { recursive: true });
-    await Deno.remove(cache, { recursive: true });
+    await rm(out, { recursive: true, force: true });
+    await rm(cache, { recursive: true, force: true });
   });
 });

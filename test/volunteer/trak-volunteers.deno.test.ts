@@ -5,13 +5,14 @@
 // so the features are bitwise equal and the search sees the same matrix. Tolerance 1e-9 (the scores are
 // counts over sizes; any real difference moves them by at least 1/size).
 import { describe, expect, it } from "vitest";
-declare const Deno: { remove(p: string, o: { recursive: boolean }): Promise<void>; makeTempDir(): Promise<string> };
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 import { createJob, jobStatus, startCoordinator, startWorker, waitForJob } from "./procs.ts";
 import { TINY } from "./fixtures.ts";
+import { tempDir } from "../support/files.ts";
+import { rm } from "node:fs/promises";
 
 describe("trak job through volunteer processes", () => {
   it("survives a worker killed mid-shard and gives runDetect's scores", async () => {
@@ -26,7 +27,7 @@ describe("trak job through volunteer processes", () => {
     const jobId = await createJob(url, "trak", spec);
     try {
       // (c) a volunteer that takes a train shard and dies with it
-      const doomed = startWorker("doomed", url, ["--kinds", "train"]);
+      const doomed = await startWorker("doomed", url, ["--kinds", "train"]);
       const leased = await doomed.waitFor(/leased (train\/\d)/);
       await doomed.waitFor(/start train/);
       doomed.kill("SIGKILL");
@@ -37,7 +38,7 @@ describe("trak job through volunteer processes", () => {
       console.log(`killed "doomed" holding ${leased[1]}`);
 
       // (a) two volunteers finish the job; one of them must redo the dead volunteer's shard
-      const workers = [startWorker("w1", url), startWorker("w2", url)];
+      const workers = await Promise.all([startWorker("w1", url), startWorker("w2", url)]);
       const redo = await Promise.race(workers.map((w) => w.waitFor(new RegExp(`leased ${leased[1]} .*fence (\\d+)`), 90_000)));
       const reassignedAfter = Date.now() - killedAt;
       console.log(`${leased[1]} re-leased ${reassignedAfter} ms after the kill (fence ${redo[1]})`);
@@ -53,7 +54,7 @@ describe("trak job through volunteer processes", () => {
       const html = await (await fetch(`${url}/v1/jobs/${jobId}/report/report.html`)).text();
       expect(html).toMatch(/<svg/);
 
-      const cache = await Deno.makeTempDir();
+      const cache = tempDir("test");
       const ref = await runDetect(rt, { ...TINY, models: 2, seed, cache, out: cache });
       let maxd = 0, maxs = 0;
       ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
@@ -63,11 +64,11 @@ describe("trak job through volunteer processes", () => {
       expect(maxd).toBeLessThan(1e-9);
       expect(maxs).toBeLessThan(1e-6);
       expect(done.summary?.auroc).toBe(ref.summary.auroc);
-      await Deno.remove(cache, { recursive: true });
+      await rm(cache, { recursive: true, force: true });
     } finally {
       coord.kill("SIGTERM");
       await coord.exited;
-      await Deno.remove(dir, { recursive: true });
+      await rm(dir, { recursive: true, force: true });
       rt.poisonOutputs = true;
     }
   });

@@ -36,7 +36,7 @@ function reachable(entry: string): Set<string> {
 
 describe("module boundaries", () => {
   it("finds imports of every form", () => {
-    expect(importsOf("test/layout.test.ts")).toEqual(["kernels/discover.ts"]); // a dynamic import, below
+    expect(importsOf("test/layout.node.test.ts")).toEqual(["kernels/discover.ts"]); // a dynamic import, below
     expect(importsOf("src/detect/pipeline.ts")).toContain("src/detect/finish.ts");
     expect(importsOf("server/serve.ts")).toContain("server/jobs/index.ts"); // a dynamic import
   });
