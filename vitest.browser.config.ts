@@ -7,7 +7,13 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/kernels/**/*.test.ts", "test/nn/**/*.test.ts", "test/attribution/**/*.test.ts", "test/detect/**/*.gpu.test.ts", "test/datamodels/**/*.gpu.test.ts"],
+    include: [
+      "test/kernels/**/*.test.ts",
+      "test/nn/**/*.test.ts",
+      "test/attribution/**/*.test.ts",
+      "test/detect/**/*.gpu.test.ts",
+      "test/datamodels/**/*.gpu.test.ts",
+    ],
     // Reads CIFAR-10 from disk, which a page cannot: Deno runs it.
     exclude: ["test/nn/cifar-train.test.ts", "**/*.deno.test.ts", "**/node_modules/**"],
     // Browsers have no process.env: pass TEST_SEED through import.meta.env; the setup file exposes it

@@ -12,7 +12,14 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // Kernel and model tests need a GPU adapter: they run in Chromium (vitest.browser.config.ts) and Deno.
-    exclude: ["test/kernels/**", "test/nn/**", "test/attribution/**", "**/*.gpu.test.ts", "**/*.deno.test.ts", "**/node_modules/**"],
+    exclude: [
+      "test/kernels/**",
+      "test/nn/**",
+      "test/attribution/**",
+      "**/*.gpu.test.ts",
+      "**/*.deno.test.ts",
+      "**/node_modules/**",
+    ],
     // Dawn crashes in forked workers at teardown; worker threads are fine. One software GPU on two
     // cores: run files one at a time in one worker so they share the device.
     pool: "forks",

@@ -11,7 +11,9 @@ import { getRuntime } from "../src/gpu/runtime.ts";
 import { buildModel, type ModelConfig, parameterCount } from "../src/nn/models.ts";
 import { type BenchReport, timeMs } from "./harness.ts";
 
-export async function run(args: { sizes?: number[]; log?: (s: string) => void; lds?: boolean; model?: string }): Promise<BenchReport> {
+export async function run(
+  args: { sizes?: number[]; log?: (s: string) => void; lds?: boolean; model?: string },
+): Promise<BenchReport> {
   const rt = await getRuntime();
   await autotuneMatmul(rt, { log: args.log });
   const k = args.sizes?.[0] ?? 512;
@@ -41,10 +43,23 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void; l
     f.release();
     const perSec = n / (ms / 1000);
     args.log?.(`${name} ${projection} k=${k}: ${perSec.toFixed(1)} examples/s`);
-    rows.push({ model: name, projection, k, params: parameterCount(model), examples_per_s: perSec, ms_per_64: (ms * batch) / n });
+    rows.push({
+      model: name,
+      projection,
+      k,
+      params: parameterCount(model),
+      examples_per_s: perSec,
+      ms_per_64: (ms * batch) / n,
+    });
   }
   if (args.lds ?? true) {
-    const common = { classes: 3, shape: [3, 8, 8] as [number, number, number], prototypeSeed: 7, signal: 25, noise: 60 };
+    const common = {
+      classes: 3,
+      shape: [3, 8, 8] as [number, number, number],
+      prototypeSeed: 7,
+      signal: 25,
+      noise: 60,
+    };
     const train = syntheticDataset({ ...common, n: 100, seed: 1 });
     const targets = syntheticDataset({ ...common, n: 40, seed: 2, labelNoise: 0 });
     const norm = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
@@ -63,12 +78,24 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void; l
       for (const normalize of [false, true]) {
         const feats = await ensembleFeatures(rt, models, st, { k: 256, projection, seed: 3 });
         for (const r of await ldsBySize(rt, feats, masks, actual, [1, 2, 4, 8], { normalize })) {
-          rows.push({ model: "mlp synthetic n=100", projection: `${projection}${normalize ? " +normK" : ""}`, k: 256, M: r.M, lds: r.lds });
+          rows.push({
+            model: "mlp synthetic n=100",
+            projection: `${projection}${normalize ? " +normK" : ""}`,
+            k: 256,
+            M: r.M,
+            lds: r.lds,
+          });
         }
         feats.train.forEach((f) => f.phi.release());
         feats.targets.forEach((t) => t.release());
       }
     }
   }
-  return { adapter: rt.adapterName, rows, notes: [`featurisation: ${n} examples in tiles of ${batch}; LDS: 32 subset models (alpha 0.5), 40 held-out targets`] };
+  return {
+    adapter: rt.adapterName,
+    rows,
+    notes: [
+      `featurisation: ${n} examples in tiles of ${batch}; LDS: 32 subset models (alpha 0.5), 40 held-out targets`,
+    ],
+  };
 }

@@ -19,7 +19,6 @@ import { SqlStore } from "../server/store/sql.ts";
 import { type BenchReport, median } from "./harness.ts";
 import { env } from "../src/platform.ts";
 
-
 const ADMIN = "bench-admin-token-0123456789";
 
 async function measure(driver: SqlDriver, clients: number, rounds: number) {
@@ -57,7 +56,9 @@ async function measure(driver: SqlDriver, clients: number, rounds: number) {
           const x = new Float32Array(payload.len);
           x[0] = payload.i;
           await api.putArray(l.leaseId, l.fence, "x", { dtype: "f32", shape: [x.length], data: x });
-          if ((await api.submit(l.leaseId, l.fence)).status !== "accepted") throw new Error("bench: a result was not accepted");
+          if ((await api.submit(l.leaseId, l.fence)).status !== "accepted") {
+            throw new Error("bench: a result was not accepted");
+          }
           latencies.push(performance.now() - s);
           done++;
         }
@@ -66,7 +67,13 @@ async function measure(driver: SqlDriver, clients: number, rounds: number) {
     const secs = (performance.now() - t0) / 1000;
     latencies.sort((a, b) => a - b);
     await app.coordinator.settled();
-    return { roundTrips: done, seconds: secs, perSecond: done / secs, p50ms: median(latencies), p95ms: latencies[Math.floor(latencies.length * 0.95)] };
+    return {
+      roundTrips: done,
+      seconds: secs,
+      perSecond: done / secs,
+      p50ms: median(latencies),
+      p95ms: latencies[Math.floor(latencies.length * 0.95)],
+    };
   } finally {
     await server.close();
     await app.coordinator.stop();
@@ -78,9 +85,18 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
   const rows: Record<string, number | string>[] = [];
   const notes: string[] = [];
   const pgUrl = env("BENCH_PG_URL") ?? env("PG_TEST_URL");
-  const backends: [string, () => Promise<SqlDriver>][] = [["sqlite", async () => openSqliteDeno(join(mkdtempSync(join(tmpdir(), "bench-db-")), "db.sqlite"))]];
-  if (pgUrl) backends.push(["postgresql", () => openPg(pgUrl, { schema: `bench_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`, max: 20 })]);
-  else notes.push("PostgreSQL skipped: set PG_TEST_URL (or BENCH_PG_URL) to a server this user may create schemas on.");
+  const backends: [string, () => Promise<SqlDriver>][] = [[
+    "sqlite",
+    async () => openSqliteDeno(join(mkdtempSync(join(tmpdir(), "bench-db-")), "db.sqlite")),
+  ]];
+  if (pgUrl) {
+    backends.push([
+      "postgresql",
+      () => openPg(pgUrl, { schema: `bench_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`, max: 20 }),
+    ]);
+  } else {notes.push(
+      "PostgreSQL skipped: set PG_TEST_URL (or BENCH_PG_URL) to a server this user may create schemas on.",
+    );}
   for (const [name, open] of backends) {
     for (const clients of args.sizes ?? [1, 10, 100]) {
       const rounds = Math.max(200, clients * 10);
@@ -89,6 +105,8 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
       rows.push({ store: name, clients, ...r });
     }
   }
-  notes.push("One round trip = POST /v1/leases + PUT one 64-byte array + POST submit (spot check, accept). Server and clients share one Deno process.");
+  notes.push(
+    "One round trip = POST /v1/leases + PUT one 64-byte array + POST submit (spot check, accept). Server and clients share one Deno process.",
+  );
   return { adapter: "CPU (coordinator; no GPU work)", rows, notes };
 }

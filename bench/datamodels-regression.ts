@@ -30,7 +30,8 @@ function deviceMiB(n: number, batch: number, heldOut: number, cg: boolean): numb
 }
 
 /** n³ products a fit ran: one per iteration, plus one per path point to start CG. */
-const products = (opts: FitOptions, itersRun: number, lambdas: number) => itersRun + (opts.penalty !== "l1" && opts.ridgeSolver !== "apg" ? lambdas : 0);
+const products = (opts: FitOptions, itersRun: number, lambdas: number) =>
+  itersRun + (opts.penalty !== "l1" && opts.ridgeSolver !== "apg" ? lambdas : 0);
 
 async function timeFit(rt: Runtime, n: number, opts: FitOptions) {
   const data = syntheticRegression({ n, models: MODELS, seed: 7 });
@@ -45,7 +46,12 @@ async function timeFit(rt: Runtime, n: number, opts: FitOptions) {
   await rt.sync();
   const ms = performance.now() - t0;
   fit.weights.release();
-  return { ms, gramMs: gramEnd - t0, mse: fit.heldOutMse.reduce((a, b) => a + b, 0) / n, itersRun: (fit.pathIterations ?? []).reduce((a, b) => a + b, 0) };
+  return {
+    ms,
+    gramMs: gramEnd - t0,
+    mse: fit.heldOutMse.reduce((a, b) => a + b, 0) / n,
+    itersRun: (fit.pathIterations ?? []).reduce((a, b) => a + b, 0),
+  };
 }
 
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
@@ -64,15 +70,29 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
   };
   for (const n of args.sizes ?? [5000, 1000]) {
     const iterations = n >= 2000 ? bigIters : 100;
-    const configs: FitOptions[] = penalties.flatMap((penalty) => penalty === "l2" && n < 2000 ? [{ penalty }, { penalty, ridgeSolver: "apg" as const }] : [{ penalty }]);
+    const configs: FitOptions[] = penalties.flatMap((penalty) =>
+      penalty === "l2" && n < 2000 ? [{ penalty }, { penalty, ridgeSolver: "apg" as const }] : [{ penalty }]
+    );
     for (const c of configs) {
       const opts: FitOptions = { ...c, iterations, batchRows, seed: 1 };
       const r = await timeFit(rt, n, opts);
       const prods = products(opts, r.itersRun, lambdas);
       push({
-        impl: "device", n, models: MODELS, penalty: solverName(opts), lambdas, iters: iterations, iters_run: r.itersRun, products: prods,
-        ms: r.ms, gram_ms: r.gramMs, ms_per_product: (r.ms - r.gramMs) / prods, targets_per_s: (n * 1000) / r.ms,
-        device_MiB: deviceMiB(n, batchRows, heldOut, solverName(opts) === "l2 cg"), rss_MiB: rssMiB(), mse: r.mse,
+        impl: "device",
+        n,
+        models: MODELS,
+        penalty: solverName(opts),
+        lambdas,
+        iters: iterations,
+        iters_run: r.itersRun,
+        products: prods,
+        ms: r.ms,
+        gram_ms: r.gramMs,
+        ms_per_product: (r.ms - r.gramMs) / prods,
+        targets_per_s: (n * 1000) / r.ms,
+        device_MiB: deviceMiB(n, batchRows, heldOut, solverName(opts) === "l2 cg"),
+        rss_MiB: rssMiB(),
+        mse: r.mse,
       });
     }
   }
@@ -81,12 +101,44 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     const opts: FitOptions = { penalty, iterations: cpuIters, tolerance: 0, batchRows, seed: 1 };
     const g = await timeFit(rt, cpuN, opts);
     const prods = products(opts, g.itersRun, lambdas);
-    push({ impl: "device", n: cpuN, models: MODELS, penalty: solverName(opts), lambdas, iters: cpuIters, iters_run: g.itersRun, products: prods, ms: g.ms, gram_ms: g.gramMs, ms_per_product: (g.ms - g.gramMs) / prods, targets_per_s: (cpuN * 1000) / g.ms, device_MiB: deviceMiB(cpuN, batchRows, heldOut, penalty === "l2"), rss_MiB: rssMiB(), mse: g.mse });
+    push({
+      impl: "device",
+      n: cpuN,
+      models: MODELS,
+      penalty: solverName(opts),
+      lambdas,
+      iters: cpuIters,
+      iters_run: g.itersRun,
+      products: prods,
+      ms: g.ms,
+      gram_ms: g.gramMs,
+      ms_per_product: (g.ms - g.gramMs) / prods,
+      targets_per_s: (cpuN * 1000) / g.ms,
+      device_MiB: deviceMiB(cpuN, batchRows, heldOut, penalty === "l2"),
+      rss_MiB: rssMiB(),
+      mse: g.mse,
+    });
     const data = syntheticRegression({ n: cpuN, models: MODELS, seed: 7 });
     const t0 = performance.now();
     const c = await fitDatamodelsRef(data, opts);
     const ms = performance.now() - t0;
-    push({ impl: "CPU f64 twin", n: cpuN, models: MODELS, penalty: solverName(opts), lambdas, iters: cpuIters, iters_run: c.pathIterations.reduce((a, b) => a + b, 0), products: prods, ms, gram_ms: "-", ms_per_product: "-", targets_per_s: (cpuN * 1000) / ms, device_MiB: 0, rss_MiB: rssMiB(), mse: c.heldOutMse.reduce((a, b) => a + b, 0) / cpuN });
+    push({
+      impl: "CPU f64 twin",
+      n: cpuN,
+      models: MODELS,
+      penalty: solverName(opts),
+      lambdas,
+      iters: cpuIters,
+      iters_run: c.pathIterations.reduce((a, b) => a + b, 0),
+      products: prods,
+      ms,
+      gram_ms: "-",
+      ms_per_product: "-",
+      targets_per_s: (cpuN * 1000) / ms,
+      device_MiB: 0,
+      rss_MiB: rssMiB(),
+      mse: c.heldOutMse.reduce((a, b) => a + b, 0) / cpuN,
+    });
   }
   return {
     adapter: rt.adapterName,

@@ -30,7 +30,15 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     const ds = uploadDataset(rt, { images, labels, n, c: 3, h: 32, w: 32 });
     const imagesPerModel = (m: number) => recipe.epochs * m + n; // training passes + margins on all n
     const row = (what: string, seconds: number, models: number, images: number) => {
-      rows.push({ n, what, models, seconds, s_per_model: seconds / models, models_per_hour: (3600 * models) / seconds, img_per_s: images / seconds });
+      rows.push({
+        n,
+        what,
+        models,
+        seconds,
+        s_per_model: seconds / models,
+        models_per_hour: (3600 * models) / seconds,
+        img_per_s: images / seconds,
+      });
       args.log?.(JSON.stringify(rows[rows.length - 1]));
     };
 
@@ -41,8 +49,20 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     const setting = { config, recipe, train: ds };
     await trainSubsetModels(rt, store, "heldout", 1, setting);
     let t0 = performance.now();
-    await trainSubsetModels(rt, store, "train", count, setting, (p) => p.trained && args.log?.(`subset model ${p.done}/${p.total}: ${p.secondsPerModel.toFixed(2)} s each`));
-    row(`datamodel subset models (alpha ${alpha})`, (performance.now() - t0) / 1000, count, count * imagesPerModel(Math.round(alpha * n)));
+    await trainSubsetModels(
+      rt,
+      store,
+      "train",
+      count,
+      setting,
+      (p) => p.trained && args.log?.(`subset model ${p.done}/${p.total}: ${p.secondsPerModel.toFixed(2)} s each`),
+    );
+    row(
+      `datamodel subset models (alpha ${alpha})`,
+      (performance.now() - t0) / 1000,
+      count,
+      count * imagesPerModel(Math.round(alpha * n)),
+    );
     await removePath(dir);
 
     t0 = performance.now();
@@ -62,7 +82,9 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     adapter: rt.adapterName,
     rows,
     notes: [
-      `small CNN ${JSON.stringify(config)}; recipe epochs ${recipe.epochs}, batch ${recipe.batchSize}; img_per_s counts training images plus the margin pass over all n.`,
+      `small CNN ${
+        JSON.stringify(config)
+      }; recipe epochs ${recipe.epochs}, batch ${recipe.batchSize}; img_per_s counts training images plus the margin pass over all n.`,
       "TRAK needs a few ensemble members; datamodels needs thousands of subset models (each costs about alpha + 1/epochs of a full-set model).",
     ],
   };

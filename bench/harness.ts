@@ -16,7 +16,10 @@ export function median(xs: number[]): number {
  * Median milliseconds per call of `runBatch(reps)`, which must do `reps` calls and wait for a completed
  * readback. The batch size grows until one sample takes >= minMs, amortising the ~11 ms readback.
  */
-export async function timeMs(runBatch: (reps: number) => Promise<void>, opts: { samples?: number; minMs?: number } = {}): Promise<number> {
+export async function timeMs(
+  runBatch: (reps: number) => Promise<void>,
+  opts: { samples?: number; minMs?: number } = {},
+): Promise<number> {
   const samples = opts.samples ?? 5;
   const minMs = opts.minMs ?? 250;
   await runBatch(1); // warm-up: compile and first-touch
@@ -44,7 +47,9 @@ export function printReport(title: string, r: BenchReport, json: boolean): void 
   }
   console.log(`${title} on ${r.adapter}`);
   const cols = [...new Set(r.rows.flatMap((x) => Object.keys(x)))];
-  const fmt = (v: unknown) => (typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : String(v ?? ""));
+  const fmt = (
+    v: unknown,
+  ) => (typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2)) : String(v ?? ""));
   const widths = cols.map((c) => Math.max(c.length, ...r.rows.map((x) => fmt(x[c]).length)));
   const line = (cells: string[]) => "| " + cells.map((c, i) => c.padStart(widths[i])).join(" | ") + " |";
   console.log(line(cols));

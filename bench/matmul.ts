@@ -45,8 +45,17 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     b.release();
     const gflops = (ms: number) => (2 * n ** 3) / (ms * 1e6);
     const v = chooseVariant(matmulProblem([n, n], [n, n]));
-    args.log?.(`${n}: ours ${ours.toFixed(2)} ms (${v.name} ${JSON.stringify(tileFor(v))}), tfjs ${peer.toFixed(2)} ms`);
-    rows.push({ size: n, ours_gflops: gflops(ours), peer: "tfjs-webgpu", peer_gflops: gflops(peer), ratio: peer / ours, ours_variant: `${v.name} ${JSON.stringify(tileFor(v))}` });
+    args.log?.(
+      `${n}: ours ${ours.toFixed(2)} ms (${v.name} ${JSON.stringify(tileFor(v))}), tfjs ${peer.toFixed(2)} ms`,
+    );
+    rows.push({
+      size: n,
+      ours_gflops: gflops(ours),
+      peer: "tfjs-webgpu",
+      peer_gflops: gflops(peer),
+      ratio: peer / ours,
+      ours_variant: `${v.name} ${JSON.stringify(tileFor(v))}`,
+    });
   }
   return { adapter: rt.adapterName, rows };
 }

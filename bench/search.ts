@@ -55,17 +55,40 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
   for (const n of args.sizes ?? [5000, 20000, 50000]) {
     const sizes = [Math.ceil(n / 100), Math.floor(n / 10)];
     const cap = n >= 50000 ? Math.min(maxEpochs, Number(env("SEARCH_MAX_EPOCHS_50K") ?? 3)) : maxEpochs;
-    const opts: SearchOptions = { sizes, restarts, seed: 1, maxEpochs: cap, onProgress: (p) => args.log?.(`n=${n} s=${p.size} restart ${p.restart}: ${p.epochs} epochs, objective ${p.objective.toFixed(1)}`) };
-    const config = `sizes ${sizes.join("+")} x ${restarts} restart${restarts > 1 ? "s" : ""}${cap < 100 ? `, <= ${cap} epochs` : ""}`;
+    const opts: SearchOptions = {
+      sizes,
+      restarts,
+      seed: 1,
+      maxEpochs: cap,
+      onProgress: (p) =>
+        args.log?.(`n=${n} s=${p.size} restart ${p.restart}: ${p.epochs} epochs, objective ${p.objective.toFixed(1)}`),
+    };
+    const config = `sizes ${sizes.join("+")} x ${restarts} restart${restarts > 1 ? "s" : ""}${
+      cap < 100 ? `, <= ${cap} epochs` : ""
+    }`;
     const f = Factors.random(rt, n, R, 7);
     await rt.sync();
     const fb = factorBackend(rt, f);
     const r1 = await timeSearch(rt, fb, opts);
-    rows.push({ n, backend: "factors (device)", config, ms: r1.ms, epochs: r1.epochs, swaps: r1.swaps, ms_per_swap: r1.ms / Math.max(1, r1.swaps), device_MiB: (f.deviceBytes + fb.deviceBytes) / MiB, rss_MiB: rssMiB(), best_objective: r1.best });
+    rows.push({
+      n,
+      backend: "factors (device)",
+      config,
+      ms: r1.ms,
+      epochs: r1.epochs,
+      swaps: r1.swaps,
+      ms_per_swap: r1.ms / Math.max(1, r1.swaps),
+      device_MiB: (f.deviceBytes + fb.deviceBytes) / MiB,
+      rss_MiB: rssMiB(),
+      best_objective: r1.best,
+    });
     args.log?.(JSON.stringify(rows[rows.length - 1]));
     fb.dispose();
     const denseBytes = n * n * 4;
-    if (denseBytes <= rt.device.limits.maxStorageBufferBindingSize && n * R * 4 <= rt.device.limits.maxStorageBufferBindingSize) {
+    if (
+      denseBytes <= rt.device.limits.maxStorageBufferBindingSize &&
+      n * R * 4 <= rt.device.limits.maxStorageBufferBindingSize
+    ) {
       const c = f.chunks[0];
       const t0 = performance.now();
       const A = matmul(rt, c.U, c.V, { transB: true });
@@ -73,7 +96,19 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
       await rt.sync();
       const buildMs = performance.now() - t0;
       const r2 = await timeSearch(rt, db, opts);
-      rows.push({ n, backend: "dense (device)", config, ms: r2.ms, build_ms: buildMs, epochs: r2.epochs, swaps: r2.swaps, ms_per_swap: r2.ms / Math.max(1, r2.swaps), device_MiB: (f.deviceBytes + db.deviceBytes + denseBytes) / MiB, rss_MiB: rssMiB(), best_objective: r2.best });
+      rows.push({
+        n,
+        backend: "dense (device)",
+        config,
+        ms: r2.ms,
+        build_ms: buildMs,
+        epochs: r2.epochs,
+        swaps: r2.swaps,
+        ms_per_swap: r2.ms / Math.max(1, r2.swaps),
+        device_MiB: (f.deviceBytes + db.deviceBytes + denseBytes) / MiB,
+        rss_MiB: rssMiB(),
+        best_objective: r2.best,
+      });
       args.log?.(JSON.stringify(rows[rows.length - 1]));
       db.dispose();
       const Ah = await rt.read(A);
@@ -81,15 +116,31 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
       const t1 = performance.now();
       const cb = denseCpuBackend(Ah, n);
       const r3 = await timeSearch(undefined, cb, opts);
-      rows.push({ n, backend: "dense (CPU f64 twin)", config, ms: r3.ms, build_ms: performance.now() - t1 - r3.ms, epochs: r3.epochs, swaps: r3.swaps, ms_per_swap: r3.ms / Math.max(1, r3.swaps), device_MiB: 0, rss_MiB: rssMiB(), best_objective: r3.best });
+      rows.push({
+        n,
+        backend: "dense (CPU f64 twin)",
+        config,
+        ms: r3.ms,
+        build_ms: performance.now() - t1 - r3.ms,
+        epochs: r3.epochs,
+        swaps: r3.swaps,
+        ms_per_swap: r3.ms / Math.max(1, r3.swaps),
+        device_MiB: 0,
+        rss_MiB: rssMiB(),
+        best_objective: r3.best,
+      });
       args.log?.(JSON.stringify(rows[rows.length - 1]));
     } else {
-      const why = `dense n=${n}: does not fit (Sym needs ${(denseBytes / MiB).toFixed(0)} MiB in one binding, the adapter allows ${(rt.device.limits.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB)`;
+      const why = `dense n=${n}: does not fit (Sym needs ${
+        (denseBytes / MiB).toFixed(0)
+      } MiB in one binding, the adapter allows ${(rt.device.limits.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB)`;
       rows.push({ n, backend: "dense (device)", config: "does not fit", ms: "-" });
       notes.push(why);
     }
     f.release();
   }
-  notes.push(`r = ${R}; device_MiB: factors + search state (+ A and Sym for dense), from tensor sizes; rss_MiB: process RSS after the run (llvmpipe's buffers live in it).`);
+  notes.push(
+    `r = ${R}; device_MiB: factors + search state (+ A and Sym for dense), from tensor sizes; rss_MiB: process RSS after the run (llvmpipe's buffers live in it).`,
+  );
   return { adapter: rt.adapterName, rows, notes };
 }

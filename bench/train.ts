@@ -18,7 +18,15 @@ function tfjsModel(cfg: Extract<ModelConfig, { kind: "small-cnn" }>): tfl.Layers
   const m = tfl.sequential();
   const [c, h, w] = cfg.input;
   (cfg.widths ?? [32, 64, 128]).forEach((width, i) => {
-    m.add(tfl.layers.conv2d({ filters: width, kernelSize: 3, padding: "same", useBias: false, ...(i === 0 ? { inputShape: [h, w, c] } : {}) }));
+    m.add(
+      tfl.layers.conv2d({
+        filters: width,
+        kernelSize: 3,
+        padding: "same",
+        useBias: false,
+        ...(i === 0 ? { inputShape: [h, w, c] } : {}),
+      }),
+    );
     m.add(tfl.layers.batchNormalization());
     m.add(tfl.layers.reLU());
     m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
@@ -35,7 +43,12 @@ export async function run(args: { log?: (s: string) => void; models?: string[] }
   tf.registerBackend("webgpu", () => new WebGPUBackend(rt.device), 10);
   await tf.setBackend("webgpu");
   const rows = [];
-  const cfg: Extract<ModelConfig, { kind: "small-cnn" }> = { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [32, 64, 128] };
+  const cfg: Extract<ModelConfig, { kind: "small-cnn" }> = {
+    kind: "small-cnn",
+    input: [3, 32, 32],
+    classes: 10,
+    widths: [32, 64, 128],
+  };
   const n = B * 8;
   const images = Uint8Array.from({ length: n * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256));
   const labels = Uint32Array.from({ length: n }, () => Math.floor(Math.random() * 10));
@@ -56,13 +69,22 @@ export async function run(args: { log?: (s: string) => void; models?: string[] }
     let last: tf.Scalar | null = null;
     for (let r = 0; r < reps; r++) {
       last?.dispose();
-      last = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tm.apply(x, { training: true }) as tf.Tensor), true) as tf.Scalar;
+      last = opt.minimize(
+        () => tf.losses.softmaxCrossEntropy(y, tm.apply(x, { training: true }) as tf.Tensor),
+        true,
+      ) as tf.Scalar;
     }
     await last!.data();
     last!.dispose();
   }, { samples: 3, minMs: 2000 });
   const peer = B / (peerMs / 1000);
   args.log?.(`tfjs: ${peerMs.toFixed(1)} ms per batch (${peer.toFixed(0)} img/s)`);
-  rows.push({ model: "small-cnn", ours_img_per_s: ours, peer: "tfjs-webgpu", peer_img_per_s: peer, ratio: ours / peer });
+  rows.push({
+    model: "small-cnn",
+    ours_img_per_s: ours,
+    peer: "tfjs-webgpu",
+    peer_img_per_s: peer,
+    ratio: ours / peer,
+  });
   return { adapter: rt.adapterName, rows };
 }

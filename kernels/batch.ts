@@ -49,13 +49,18 @@ export interface HostImages {
 export function uploadDataset(rt: Runtime, ds: HostImages): DeviceDataset {
   const { images, labels, n, c, h, w } = ds;
   if (c > 4) throw new Error(`batch: at most 4 channels, got ${c}`);
-  if (images.length !== n * c * h * w) throw new Error(`uploadDataset: ${images.length} bytes, expected ${n}x${c}x${h}x${w}`);
+  if (images.length !== n * c * h * w) {
+    throw new Error(`uploadDataset: ${images.length} bytes, expected ${n}x${c}x${h}x${w}`);
+  }
   const padded = new Uint8Array(Math.ceil(images.length / 4) * 4);
   padded.set(images);
   return {
     pixels: rt.upload(new Uint32Array(padded.buffer), [padded.length / 4], "u32"),
     labels: rt.upload(Uint32Array.from(labels), [n], "u32"),
-    n, c, h, w,
+    n,
+    c,
+    h,
+    w,
   };
 }
 
@@ -65,24 +70,59 @@ export function releaseDataset(ds: DeviceDataset): void {
 }
 
 export function assembleBatch(rt: Runtime, ds: DeviceDataset, s: BatchSpec): { x: Tensor; y: Tensor<"u32"> } {
-  if (s.start + s.size > s.order.size) throw new Error(`batch [${s.start}, ${s.start + s.size}) runs past the order of ${s.order.size}`);
+  if (s.start + s.size > s.order.size) {
+    throw new Error(`batch [${s.start}, ${s.start + s.size}) runs past the order of ${s.order.size}`);
+  }
   if (s.pad > 127) throw new Error("batch: crop padding above 127 pixels is not supported");
   const v = batchOp.active;
   const x = rt.empty([ds.c, s.size, ds.h, ds.w]);
   const y = rt.empty([s.size], "u32");
   const four = (a: number[], fill: number) => [0, 1, 2, 3].map((i) => a[i] ?? fill);
   const uniforms = {
-    mean: four(s.mean, 0), inv_std: four(s.std.map((d) => 1 / d), 1),
-    B: s.size, C: ds.c, H: ds.h, W: ds.w, start: s.start, pad: s.pad, flip: +s.flip, seed: s.seed >>> 0, stream: s.stream >>> 0,
+    mean: four(s.mean, 0),
+    inv_std: four(s.std.map((d) => 1 / d), 1),
+    B: s.size,
+    C: ds.c,
+    H: ds.h,
+    W: ds.w,
+    start: s.start,
+    pad: s.pad,
+    flip: +s.flip,
+    seed: s.seed >>> 0,
+    stream: s.stream >>> 0,
   };
   const buffers = { pixels: ds.pixels, order: s.order, labels: ds.labels, x, y };
-  rt.dispatch({ label: `batch.images/${v.name}`, code: v.code, entryPoint: "images", constants: { WG: 256 }, buffers, uniforms, workgroups: grid1d(x.size, 256) });
-  rt.dispatch({ label: `batch.targets/${v.name}`, code: v.code, entryPoint: "targets", constants: { WG: 256 }, buffers, uniforms, workgroups: [Math.ceil(s.size / 256)] });
+  rt.dispatch({
+    label: `batch.images/${v.name}`,
+    code: v.code,
+    entryPoint: "images",
+    constants: { WG: 256 },
+    buffers,
+    uniforms,
+    workgroups: grid1d(x.size, 256),
+  });
+  rt.dispatch({
+    label: `batch.targets/${v.name}`,
+    code: v.code,
+    entryPoint: "targets",
+    constants: { WG: 256 },
+    buffers,
+    uniforms,
+    workgroups: [Math.ceil(s.size / 256)],
+  });
   return { x, y };
 }
 
 /** CPU twin: the same batch in float64. */
-export function assembleBatchRef(images: Uint8Array, labels: ArrayLike<number>, c: number, h: number, w: number, order: ArrayLike<number>, s: Omit<BatchSpec, "order">) {
+export function assembleBatchRef(
+  images: Uint8Array,
+  labels: ArrayLike<number>,
+  c: number,
+  h: number,
+  w: number,
+  order: ArrayLike<number>,
+  s: Omit<BatchSpec, "order">,
+) {
   const x = new Float64Array(c * s.size * h * w);
   const y = new Float64Array(s.size);
   for (let b = 0; b < s.size; b++) {

@@ -15,8 +15,16 @@ export interface BatchNormVariant extends Variant {
   workgroupSize: number;
 }
 
-export const batchNormOp = defineOp<BatchNormVariant>("batchnorm", "batch norm over CNHW: training and eval forward, backward");
-batchNormOp.register({ name: "default", file: "wgsl/batchnorm.wgsl", code: await wgsl("batchnorm.wgsl"), workgroupSize: 256 });
+export const batchNormOp = defineOp<BatchNormVariant>(
+  "batchnorm",
+  "batch norm over CNHW: training and eval forward, backward",
+);
+batchNormOp.register({
+  name: "default",
+  file: "wgsl/batchnorm.wgsl",
+  code: await wgsl("batchnorm.wgsl"),
+  workgroupSize: 256,
+});
 
 export interface BatchNormState {
   /** [C], updated in place by batchNormTrain. */
@@ -38,14 +46,26 @@ export interface BatchNormSaved {
 function channels(x: Tensor, ...perChannel: Tensor[]): { C: number; L: number } {
   const C = x.shape[0];
   if (x.shape.length < 2 || !C) throw new Error(`batchnorm: expected [C, N, H, W], got [${x.shape}]`);
-  for (const t of perChannel) if (t.size !== C) throw new Error(`batchnorm: a per-channel tensor has shape [${t.shape}], expected [${C}]`);
+  for (const t of perChannel) {
+    if (t.size !== C) throw new Error(`batchnorm: a per-channel tensor has shape [${t.shape}], expected [${C}]`);
+  }
   return { C, L: x.size / C };
 }
 
-const channelGrid = (C: number, x = 1): [number, number, number] => (C <= 65535 ? [x, C, 1] : [x, 65535, Math.ceil(C / 65535)]);
+const channelGrid = (
+  C: number,
+  x = 1,
+): [number, number, number] => (C <= 65535 ? [x, C, 1] : [x, 65535, Math.ceil(C / 65535)]);
 
 /** Training forward: y, plus the saved batch statistics; running stats updated in place. */
-export function batchNormTrain(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, opts: BatchNormOptions = {}): { y: Tensor } & BatchNormSaved {
+export function batchNormTrain(
+  rt: Runtime,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  state: BatchNormState,
+  opts: BatchNormOptions = {},
+): { y: Tensor } & BatchNormSaved {
   const { C, L } = channels(x, gamma, beta, state.runningMean, state.runningVar);
   if (L < 2) throw new Error(`batchnorm: training needs more than one value per channel, got ${L}`);
   const v = batchNormOp.active;
@@ -57,7 +77,16 @@ export function batchNormTrain(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tens
     code: v.code,
     entryPoint: "train_fwd",
     constants: { WG: v.workgroupSize },
-    buffers: { x, gamma, beta, y, save_mean: mean, save_invstd: invstd, run_mean: state.runningMean, run_var: state.runningVar },
+    buffers: {
+      x,
+      gamma,
+      beta,
+      y,
+      save_mean: mean,
+      save_invstd: invstd,
+      run_mean: state.runningMean,
+      run_var: state.runningVar,
+    },
     uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1) },
     workgroups: channelGrid(C),
   });
@@ -65,7 +94,14 @@ export function batchNormTrain(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tens
 }
 
 /** Eval forward with the running statistics. */
-export function batchNormEval(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, opts: BatchNormOptions = {}): Tensor {
+export function batchNormEval(
+  rt: Runtime,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  state: BatchNormState,
+  opts: BatchNormOptions = {},
+): Tensor {
   const { C, L } = channels(x, gamma, beta, state.runningMean, state.runningVar);
   const v = batchNormOp.active;
   const y = rt.empty(x.shape, "f32");
@@ -82,7 +118,13 @@ export function batchNormEval(rt: Runtime, x: Tensor, gamma: Tensor, beta: Tenso
 }
 
 /** Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics. */
-export function batchNormBackward(rt: Runtime, x: Tensor, dy: Tensor, gamma: Tensor, saved: BatchNormSaved): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+export function batchNormBackward(
+  rt: Runtime,
+  x: Tensor,
+  dy: Tensor,
+  gamma: Tensor,
+  saved: BatchNormSaved,
+): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
   const { C, L } = channels(x, gamma, saved.mean, saved.invstd);
   if (dy.size !== x.size) throw new Error(`batchnorm backward: dy [${dy.shape}] does not match x [${x.shape}]`);
   const v = batchNormOp.active;
@@ -105,7 +147,12 @@ export function batchNormBackward(rt: Runtime, x: Tensor, dy: Tensor, gamma: Ten
 
 type Arr = ArrayLike<number>;
 
-function stats(x: Arr, C: number, L: number, eps: number): { mean: Float64Array; variance: Float64Array; invstd: Float64Array } {
+function stats(
+  x: Arr,
+  C: number,
+  L: number,
+  eps: number,
+): { mean: Float64Array; variance: Float64Array; invstd: Float64Array } {
   const mean = new Float64Array(C);
   const variance = new Float64Array(C);
   for (let c = 0; c < C; c++) {
@@ -120,7 +167,14 @@ function stats(x: Arr, C: number, L: number, eps: number): { mean: Float64Array;
 }
 
 export function batchNormTrainRef(
-  x: Arr, gamma: Arr, beta: Arr, runningMean: Arr, runningVar: Arr, C: number, L: number, opts: BatchNormOptions = {},
+  x: Arr,
+  gamma: Arr,
+  beta: Arr,
+  runningMean: Arr,
+  runningVar: Arr,
+  C: number,
+  L: number,
+  opts: BatchNormOptions = {},
 ): { y: Float64Array; mean: Float64Array; invstd: Float64Array; runningMean: Float64Array; runningVar: Float64Array } {
   const eps = opts.eps ?? 1e-5;
   const m = opts.momentum ?? 0.1;
@@ -138,7 +192,16 @@ export function batchNormTrainRef(
   };
 }
 
-export function batchNormEvalRef(x: Arr, gamma: Arr, beta: Arr, runningMean: Arr, runningVar: Arr, C: number, L: number, eps = 1e-5): Float64Array {
+export function batchNormEvalRef(
+  x: Arr,
+  gamma: Arr,
+  beta: Arr,
+  runningMean: Arr,
+  runningVar: Arr,
+  C: number,
+  L: number,
+  eps = 1e-5,
+): Float64Array {
   return Float64Array.from(x, (v, i) => {
     const c = Math.floor(i / L);
     return (gamma[c] * (v - runningMean[c])) / Math.sqrt(runningVar[c] + eps) + beta[c];
@@ -146,7 +209,14 @@ export function batchNormEvalRef(x: Arr, gamma: Arr, beta: Arr, runningMean: Arr
 }
 
 /** Gradients of batchNormTrainRef's y, recomputing the batch statistics from x. */
-export function batchNormBackwardRef(x: Arr, dy: Arr, gamma: Arr, C: number, L: number, eps = 1e-5): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
+export function batchNormBackwardRef(
+  x: Arr,
+  dy: Arr,
+  gamma: Arr,
+  C: number,
+  L: number,
+  eps = 1e-5,
+): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
   const { mean, invstd } = stats(x, C, L, eps);
   const dgamma = new Float64Array(C);
   const dbeta = new Float64Array(C);

@@ -22,7 +22,13 @@ export interface Conv2dVariant extends Variant {
 }
 
 export const conv2dOp = defineOp<Conv2dVariant>("conv2d", "im2col, col2im and per-row bias add for CNHW convolution");
-conv2dOp.register({ name: "default", file: "wgsl/im2col.wgsl", code: await wgsl("im2col.wgsl"), workgroupSize: 256, itemsPerInvocation: 16 });
+conv2dOp.register({
+  name: "default",
+  file: "wgsl/im2col.wgsl",
+  code: await wgsl("im2col.wgsl"),
+  workgroupSize: 256,
+  itemsPerInvocation: 16,
+});
 
 export interface ConvGeom {
   kh: number;
@@ -46,7 +52,9 @@ export function convOutSize(H: number, W: number, g: ConvGeom): { OH: number; OW
   }
   const OH = Math.floor((H + 2 * g.pad - g.kh) / g.stride) + 1;
   const OW = Math.floor((W + 2 * g.pad - g.kw) / g.stride) + 1;
-  if (OH < 1 || OW < 1) throw new Error(`conv2d: a ${g.kh}x${g.kw} kernel does not fit a ${H}x${W} input with pad ${g.pad}`);
+  if (OH < 1 || OW < 1) {
+    throw new Error(`conv2d: a ${g.kh}x${g.kw} kernel does not fit a ${H}x${W} input with pad ${g.pad}`);
+  }
   return { OH, OW };
 }
 
@@ -110,7 +118,9 @@ export function col2im(rt: Runtime, dcols: Tensor, xShape: readonly number[], g:
   const [C, N, H, W] = xShape;
   const { OH, OW } = convOutSize(H, W, g);
   const rows = C * g.kh * g.kw;
-  if (dcols.size !== rows * N * OH * OW) throw new Error(`col2im: dcols [${dcols.shape}] is not [${rows}, ${N * OH * OW}]`);
+  if (dcols.size !== rows * N * OH * OW) {
+    throw new Error(`col2im: dcols [${dcols.shape}] is not [${rows}, ${N * OH * OW}]`);
+  }
   const v = conv2dOp.active;
   const dx = rt.empty([C, N, H, W], "f32");
   const P = N * H * W;
@@ -217,13 +227,21 @@ export function im2colRef(x: Arr, s: Omit<ConvShapes, "O">, g: ConvGeom): Float6
   const { OH, OW } = convOutSize(H, W, g);
   const P = N * OH * OW;
   const out = new Float64Array(C * g.kh * g.kw * P);
-  for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
-    const row = (c * g.kh + ki) * g.kw + kj;
-    for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-      const h = oh * g.stride + ki - g.pad;
-      const w = ow * g.stride + kj - g.pad;
-      const inside = h >= 0 && h < H && w >= 0 && w < W;
-      out[row * P + (n * OH + oh) * OW + ow] = inside ? x[((c * N + n) * H + h) * W + w] : 0;
+  for (let c = 0; c < C; c++) {
+    for (let ki = 0; ki < g.kh; ki++) {
+      for (let kj = 0; kj < g.kw; kj++) {
+        const row = (c * g.kh + ki) * g.kw + kj;
+        for (let n = 0; n < N; n++) {
+          for (let oh = 0; oh < OH; oh++) {
+            for (let ow = 0; ow < OW; ow++) {
+              const h = oh * g.stride + ki - g.pad;
+              const w = ow * g.stride + kj - g.pad;
+              const inside = h >= 0 && h < H && w >= 0 && w < W;
+              out[row * P + (n * OH + oh) * OW + ow] = inside ? x[((c * N + n) * H + h) * W + w] : 0;
+            }
+          }
+        }
+      }
     }
   }
   return out;
@@ -235,12 +253,22 @@ export function col2imRef(dcols: Arr, s: Omit<ConvShapes, "O">, g: ConvGeom): Fl
   const { OH, OW } = convOutSize(H, W, g);
   const P = N * OH * OW;
   const dx = new Float64Array(C * N * H * W);
-  for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
-    const row = (c * g.kh + ki) * g.kw + kj;
-    for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-      const h = oh * g.stride + ki - g.pad;
-      const w = ow * g.stride + kj - g.pad;
-      if (h >= 0 && h < H && w >= 0 && w < W) dx[((c * N + n) * H + h) * W + w] += dcols[row * P + (n * OH + oh) * OW + ow];
+  for (let c = 0; c < C; c++) {
+    for (let ki = 0; ki < g.kh; ki++) {
+      for (let kj = 0; kj < g.kw; kj++) {
+        const row = (c * g.kh + ki) * g.kw + kj;
+        for (let n = 0; n < N; n++) {
+          for (let oh = 0; oh < OH; oh++) {
+            for (let ow = 0; ow < OW; ow++) {
+              const h = oh * g.stride + ki - g.pad;
+              const w = ow * g.stride + kj - g.pad;
+              if (h >= 0 && h < H && w >= 0 && w < W) {
+                dx[((c * N + n) * H + h) * W + w] += dcols[row * P + (n * OH + oh) * OW + ow];
+              }
+            }
+          }
+        }
+      }
     }
   }
   return dx;
@@ -251,37 +279,63 @@ export function conv2dRef(x: Arr, w: Arr, b: Arr | undefined, s: ConvShapes, g: 
   const { C, N, H, W, O } = s;
   const { OH, OW } = convOutSize(H, W, g);
   const y = new Float64Array(O * N * OH * OW);
-  for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-    let acc = b ? b[o] : 0;
-    for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
-      const h = oh * g.stride + ki - g.pad;
-      const ww = ow * g.stride + kj - g.pad;
-      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
-      acc += w[((o * C + c) * g.kh + ki) * g.kw + kj] * x[((c * N + n) * H + h) * W + ww];
+  for (let o = 0; o < O; o++) {
+    for (let n = 0; n < N; n++) {
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          let acc = b ? b[o] : 0;
+          for (let c = 0; c < C; c++) {
+            for (let ki = 0; ki < g.kh; ki++) {
+              for (let kj = 0; kj < g.kw; kj++) {
+                const h = oh * g.stride + ki - g.pad;
+                const ww = ow * g.stride + kj - g.pad;
+                if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                acc += w[((o * C + c) * g.kh + ki) * g.kw + kj] * x[((c * N + n) * H + h) * W + ww];
+              }
+            }
+          }
+          y[((o * N + n) * OH + oh) * OW + ow] = acc;
+        }
+      }
     }
-    y[((o * N + n) * OH + oh) * OW + ow] = acc;
   }
   return y;
 }
 
 /** Gradients of conv2dRef with respect to x, w and b, given dy[O, N, OH, OW]. */
-export function conv2dBackwardRef(x: Arr, w: Arr, dy: Arr, s: ConvShapes, g: ConvGeom): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
+export function conv2dBackwardRef(
+  x: Arr,
+  w: Arr,
+  dy: Arr,
+  s: ConvShapes,
+  g: ConvGeom,
+): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
   const { C, N, H, W, O } = s;
   const { OH, OW } = convOutSize(H, W, g);
   const dx = new Float64Array(C * N * H * W);
   const dw = new Float64Array(O * C * g.kh * g.kw);
   const db = new Float64Array(O);
-  for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-    const d = dy[((o * N + n) * OH + oh) * OW + ow];
-    db[o] += d;
-    for (let c = 0; c < C; c++) for (let ki = 0; ki < g.kh; ki++) for (let kj = 0; kj < g.kw; kj++) {
-      const h = oh * g.stride + ki - g.pad;
-      const ww = ow * g.stride + kj - g.pad;
-      if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
-      const wi = ((o * C + c) * g.kh + ki) * g.kw + kj;
-      const xi = ((c * N + n) * H + h) * W + ww;
-      dw[wi] += d * x[xi];
-      dx[xi] += d * w[wi];
+  for (let o = 0; o < O; o++) {
+    for (let n = 0; n < N; n++) {
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          const d = dy[((o * N + n) * OH + oh) * OW + ow];
+          db[o] += d;
+          for (let c = 0; c < C; c++) {
+            for (let ki = 0; ki < g.kh; ki++) {
+              for (let kj = 0; kj < g.kw; kj++) {
+                const h = oh * g.stride + ki - g.pad;
+                const ww = ow * g.stride + kj - g.pad;
+                if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                const wi = ((o * C + c) * g.kh + ki) * g.kw + kj;
+                const xi = ((c * N + n) * H + h) * W + ww;
+                dw[wi] += d * x[xi];
+                dx[xi] += d * w[wi];
+              }
+            }
+          }
+        }
+      }
     }
   }
   return { dx, dw, db };

@@ -10,7 +10,12 @@ export interface ElementwiseVariant extends Variant {
 }
 
 export const elementwiseOp = defineOp<ElementwiseVariant>("elementwise", "add, mul, axpy, scale, relu, relu_grad");
-elementwiseOp.register({ name: "default", file: "wgsl/elementwise.wgsl", code: await wgsl("elementwise.wgsl"), workgroupSize: 256 });
+elementwiseOp.register({
+  name: "default",
+  file: "wgsl/elementwise.wgsl",
+  code: await wgsl("elementwise.wgsl"),
+  workgroupSize: 256,
+});
 
 export type BinaryOp = "add" | "mul";
 export type UnaryOp = "scale" | "relu";
@@ -48,7 +53,8 @@ export function axpy(rt: Runtime, alpha: number, a: Tensor, b: Tensor, out?: Ten
   }
   return run(rt, "axpy", a, b, alpha, out);
 }
-export const scale = (rt: Runtime, a: Tensor, alpha: number, out?: Tensor) => run(rt, "scale", a, undefined, alpha, out);
+export const scale = (rt: Runtime, a: Tensor, alpha: number, out?: Tensor) =>
+  run(rt, "scale", a, undefined, alpha, out);
 export const relu = (rt: Runtime, a: Tensor, out?: Tensor) => run(rt, "relu", a, undefined, 0, out);
 /** Upstream gradient `grad` passed where the relu's input `x` was positive. */
 export function reluGrad(rt: Runtime, grad: Tensor, x: Tensor, out?: Tensor): Tensor {
@@ -59,7 +65,8 @@ export function reluGrad(rt: Runtime, grad: Tensor, x: Tensor, out?: Tensor): Te
 // ---------------------------------------------------------------- CPU twins (float64)
 
 type Arr = ArrayLike<number>;
-const bcast = (a: Arr, b: Arr, f: (x: number, y: number) => number) => Float64Array.from(a, (x, i) => f(x, b[i % b.length]));
+const bcast = (a: Arr, b: Arr, f: (x: number, y: number) => number) =>
+  Float64Array.from(a, (x, i) => f(x, b[i % b.length]));
 export const addRef = (a: Arr, b: Arr) => bcast(a, b, (x, y) => x + y);
 export const mulRef = (a: Arr, b: Arr) => bcast(a, b, (x, y) => x * y);
 export const axpyRef = (alpha: number, a: Arr, b: Arr) => bcast(a, b, (x, y) => alpha * x + y);

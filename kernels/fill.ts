@@ -33,6 +33,11 @@ export function fill<T extends Tensor>(rt: Runtime, out: T, value: number): T {
   return out;
 }
 
-export function full<D extends DType = "f32">(rt: Runtime, shape: readonly number[], value: number, dtype: D = "f32" as D): Tensor<D> {
+export function full<D extends DType = "f32">(
+  rt: Runtime,
+  shape: readonly number[],
+  value: number,
+  dtype: D = "f32" as D,
+): Tensor<D> {
   return fill(rt, rt.empty(shape, dtype), value);
 }

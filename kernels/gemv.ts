@@ -64,7 +64,9 @@ export function gemv(rt: Runtime, M: Tensor, x: Tensor, opts: GemvOptions = {}):
     const vec4 = v.code4 !== undefined && cols % 4 === 0 && xOffset % 4 === 0;
     const entry = opts.entry ?? (vec4 ? "rows_thread4" : cols >= v.cooperativeFrom ? "rows_wg" : "rows_thread");
     if (entry === "rows_thread4") {
-      if (!vec4) throw new Error(`gemv: rows_thread4 needs cols and xOffset divisible by 4 (cols ${cols}, xOffset ${xOffset})`);
+      if (!vec4) {
+        throw new Error(`gemv: rows_thread4 needs cols and xOffset divisible by 4 (cols ${cols}, xOffset ${xOffset})`);
+      }
       const wg = v.workgroupSize4 ?? v.workgroupSize;
       rt.dispatch({
         label: `gemv.rows_thread4/${v.name}`,
@@ -114,7 +116,13 @@ export function gemv(rt: Runtime, M: Tensor, x: Tensor, opts: GemvOptions = {}):
 }
 
 /** CPU twin in float64: y = M x or M^T x for a row-major [rows, cols] M. */
-export function gemvRef(M: ArrayLike<number>, rows: number, cols: number, x: ArrayLike<number>, trans = false): Float64Array {
+export function gemvRef(
+  M: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  x: ArrayLike<number>,
+  trans = false,
+): Float64Array {
   const y = new Float64Array(trans ? cols : rows);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {

@@ -25,14 +25,24 @@ export interface LossResult {
   correct: Tensor;
 }
 
-function run(rt: Runtime, entry: "cross_entropy" | "margin", logits: Tensor, labels: Tensor, o: LossOptions): LossResult {
+function run(
+  rt: Runtime,
+  entry: "cross_entropy" | "margin",
+  logits: Tensor,
+  labels: Tensor,
+  o: LossOptions,
+): LossResult {
   if (logits.shape.length !== 2) throw new Error(`${entry}: logits must be [classes, batch], got [${logits.shape}]`);
   const [K, B] = logits.shape;
-  if (labels.size !== B || labels.dtype !== "u32") throw new Error(`${entry}: labels must be u32 [${B}], got ${labels.dtype} [${labels.shape}]`);
+  if (labels.size !== B || labels.dtype !== "u32") {
+    throw new Error(`${entry}: labels must be u32 [${B}], got ${labels.dtype} [${labels.shape}]`);
+  }
   const value = o.into?.value ?? rt.empty([B]);
   const correct = o.into?.correct ?? rt.empty([B]);
   const offset = o.into?.offset ?? 0;
-  if (offset + B > value.size || offset + B > correct.size) throw new Error(`${entry}: ${B} values at offset ${offset} overflow a buffer of ${value.size}`);
+  if (offset + B > value.size || offset + B > correct.size) {
+    throw new Error(`${entry}: ${B} values at offset ${offset} overflow a buffer of ${value.size}`);
+  }
   const dlogits = rt.empty([K, B]);
   const v = lossOp.active;
   rt.dispatch({
@@ -47,8 +57,10 @@ function run(rt: Runtime, entry: "cross_entropy" | "margin", logits: Tensor, lab
   return { value, dlogits, correct };
 }
 
-export const crossEntropy = (rt: Runtime, logits: Tensor, labels: Tensor, o: LossOptions = {}) => run(rt, "cross_entropy", logits, labels, o);
-export const margin = (rt: Runtime, logits: Tensor, labels: Tensor, o: LossOptions = {}) => run(rt, "margin", logits, labels, o);
+export const crossEntropy = (rt: Runtime, logits: Tensor, labels: Tensor, o: LossOptions = {}) =>
+  run(rt, "cross_entropy", logits, labels, o);
+export const margin = (rt: Runtime, logits: Tensor, labels: Tensor, o: LossOptions = {}) =>
+  run(rt, "margin", logits, labels, o);
 
 // ---------------------------------------------------------------- CPU twins (float64)
 
@@ -60,7 +72,14 @@ const logSumExp = (z: number[]) => {
   return m + Math.log(z.reduce((s, x) => s + Math.exp(x - m), 0));
 };
 
-export function crossEntropyRef(logits: ArrayLike<number>, labels: ArrayLike<number>, K: number, B: number, eps = 0, gradScale = 1) {
+export function crossEntropyRef(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  K: number,
+  B: number,
+  eps = 0,
+  gradScale = 1,
+) {
   const value = new Float64Array(B);
   const dlogits = new Float64Array(K * B);
   for (let i = 0; i < B; i++) {

@@ -42,7 +42,7 @@ const memo = <T>(f: (key: string) => T) => {
   const cache = new Map<string, T>();
   return (key: string) => {
     let v = cache.get(key);
-    if (v === undefined) cache.set(key, (v = f(key)));
+    if (v === undefined) cache.set(key, v = f(key));
     return v;
   };
 };
@@ -119,7 +119,11 @@ const SPLITK_MIN_STEPS = 32;
 export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk: number } {
   const nkb = Math.max(1, ceilDiv(p.K, 4));
   const blocks = ceilDiv(p.M, t.TM) * ceilDiv(p.N, t.TN) * p.batch;
-  const want = Math.min(ceilDiv(SPLITK_TARGET_WGS, blocks), Math.floor(nkb / (t.WG * SPLITK_MIN_STEPS)), Math.floor(65535 / p.batch));
+  const want = Math.min(
+    ceilDiv(SPLITK_TARGET_WGS, blocks),
+    Math.floor(nkb / (t.WG * SPLITK_MIN_STEPS)),
+    Math.floor(65535 / p.batch),
+  );
   const chunk = ceilDiv(nkb, Math.max(1, want) * t.WG);
   return { S: ceilDiv(nkb, chunk * t.WG), chunk };
 }
@@ -127,13 +131,17 @@ export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk:
 const splitKCode = memo((k) => splitKShader(JSON.parse(k)));
 const splitKTileCode = (t: MatmulTile, p: MatmulProblem) =>
   splitKCode(JSON.stringify({ TM: t.TM, TN: t.TN, WG: t.WG, ALIGNED: p.K % 4 === 0 ? 1 : 0 }));
-const splitKWorkgroups = (p: MatmulProblem, t: MatmulTile): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
+const splitKWorkgroups = (
+  p: MatmulProblem,
+  t: MatmulTile,
+): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
 
 export const splitKVariant = matmulOp.register({
   name: "splitk-nt",
   file: "kernels/matmul-codegen.ts (splitKShader)",
   code: splitKShader({ ...SPLITK_TILES[0], ALIGNED: 0 }),
-  description: "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads along K (A's uniform), second pass sums the splits",
+  description:
+    "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads along K (A's uniform), second pass sums the splits",
   tiles: SPLITK_TILES,
   shader: (t, p) => ({ code: splitKTileCode(t, p), constants: {} }),
   supports: (p) => p.transB && !p.transA,
@@ -150,8 +158,21 @@ export const splitKVariant = matmulOp.register({
     // One partial block of C per invocation: no workgroup barrier (a barrier with a large register
     // tile live across it cost llvmpipe ~0.2 ms per workgroup), then a second pass sums them.
     const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
-    rt.dispatch({ label: "matmul/splitk-nt", code, buffers: { A: a, B: b, P: partial }, uniforms, workgroups: splitKWorkgroups(p, t) });
-    rt.dispatch({ label: "matmul/splitk-nt.reduce", code, entryPoint: "reduce", buffers: { P: partial, C: out }, uniforms, workgroups: grid1d(uniforms.total, 64) });
+    rt.dispatch({
+      label: "matmul/splitk-nt",
+      code,
+      buffers: { A: a, B: b, P: partial },
+      uniforms,
+      workgroups: splitKWorkgroups(p, t),
+    });
+    rt.dispatch({
+      label: "matmul/splitk-nt.reduce",
+      code,
+      entryPoint: "reduce",
+      buffers: { P: partial, C: out },
+      uniforms,
+      workgroups: grid1d(uniforms.total, 64),
+    });
     partial.release();
   },
 });
@@ -192,7 +213,12 @@ function contractUniforms(p: MatmulProblem, a: Tensor, b: Tensor) {
 }
 
 /** The matrix problem for tensors a, b (2-D, or batched with equal or broadcast (1) leading sizes). */
-export function matmulProblem(aShape: readonly number[], bShape: readonly number[], transA = false, transB = false): MatmulProblem & { outShape: number[] } {
+export function matmulProblem(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  transA = false,
+  transB = false,
+): MatmulProblem & { outShape: number[] } {
   if (aShape.length < 2 || bShape.length < 2) throw new Error(`matmul needs matrices, got [${aShape}] and [${bShape}]`);
   const [ar, ac] = aShape.slice(-2);
   const [br, bc] = bShape.slice(-2);
@@ -200,7 +226,9 @@ export function matmulProblem(aShape: readonly number[], bShape: readonly number
   const K = transA ? ar : ac;
   const Kb = transB ? bc : br;
   const N = transB ? br : bc;
-  if (K !== Kb) throw new Error(`matmul: inner sizes differ, [${aShape}]${transA ? "ᵀ" : ""} x [${bShape}]${transB ? "ᵀ" : ""}`);
+  if (K !== Kb) {
+    throw new Error(`matmul: inner sizes differ, [${aShape}]${transA ? "ᵀ" : ""} x [${bShape}]${transB ? "ᵀ" : ""}`);
+  }
   const ba = batchOf(aShape);
   const bb = batchOf(bShape);
   if (ba !== bb && ba !== 1 && bb !== 1) throw new Error(`matmul: batch sizes ${ba} and ${bb} do not broadcast`);
@@ -242,9 +270,15 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
   }
   const v = opts.variant ?? chooseVariant(p);
   const tile = opts.tile ?? tileFor(v);
-  if (!v.supports(p, tile)) throw new Error(`matmul variant "${v.name}" does not support ${JSON.stringify(p)} with tile ${JSON.stringify(tile)}`);
+  if (!v.supports(p, tile)) {
+    throw new Error(
+      `matmul variant "${v.name}" does not support ${JSON.stringify(p)} with tile ${JSON.stringify(tile)}`,
+    );
+  }
   const out = opts.out ?? rt.empty(p.outShape, "f32");
-  if (out.size !== p.batch * p.M * p.N) throw new Error(`matmul: out has ${out.size} elements, expected [${p.outShape}]`);
+  if (out.size !== p.batch * p.M * p.N) {
+    throw new Error(`matmul: out has ${out.size} elements, expected [${p.outShape}]`);
+  }
   if (v.run) {
     v.run(rt, a, b, out, p, tile);
     return out;
@@ -265,7 +299,10 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
  * Time every candidate tile of every variant on a square problem and keep the fastest per variant.
  * Results are cached per adapter (and shader source) on disk, so this costs seconds once per machine.
  */
-export async function autotuneMatmul(rt: Runtime, opts: { size?: number; reps?: number; force?: boolean; log?: (s: string) => void } = {}): Promise<Map<string, MatmulTile>> {
+export async function autotuneMatmul(
+  rt: Runtime,
+  opts: { size?: number; reps?: number; force?: boolean; log?: (s: string) => void } = {},
+): Promise<Map<string, MatmulTile>> {
   const size = opts.size ?? 1024; // large enough to fill two CPU cores with 64x32 tiles
   const reps = opts.reps ?? 5;
   const a = rt.upload(new Float32Array(size * size).fill(0.5), [size, size]);
@@ -302,7 +339,11 @@ export async function autotuneMatmul(rt: Runtime, opts: { size?: number; reps?: 
         if ((best && ms > 2 * best.ms) || (r >= 1 && spent > 1000)) break;
       }
       const ms = samples.sort((x, y) => x - y)[samples.length >> 1]; // median: the machine may be busy
-      opts.log?.(`autotune ${v.name} ${JSON.stringify(tile)}: ${ms.toFixed(2)} ms (${((2 * size ** 3) / ms / 1e6).toFixed(1)} GFLOP/s)`);
+      opts.log?.(
+        `autotune ${v.name} ${JSON.stringify(tile)}: ${ms.toFixed(2)} ms (${
+          ((2 * size ** 3) / ms / 1e6).toFixed(1)
+        } GFLOP/s)`,
+      );
       if (!best || ms < best.ms) best = { tile, ms };
     }
     if (best) {
@@ -326,7 +367,16 @@ function hash(s: string): string {
 export function matmulRef(
   a: ArrayLike<number>,
   b: ArrayLike<number>,
-  p: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean; broadcastA?: boolean; broadcastB?: boolean },
+  p: {
+    M: number;
+    N: number;
+    K: number;
+    batch?: number;
+    transA?: boolean;
+    transB?: boolean;
+    broadcastA?: boolean;
+    broadcastB?: boolean;
+  },
 ): Float64Array {
   const { M, N, K } = p;
   const batch = p.batch ?? 1;

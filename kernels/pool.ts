@@ -17,7 +17,10 @@ export interface PoolVariant extends Variant {
   workgroupSize: number;
 }
 
-export const poolOp = defineOp<PoolVariant>("pool", "2x2 max pool and global avg/max pool over H, W (CNHW), with backward");
+export const poolOp = defineOp<PoolVariant>(
+  "pool",
+  "2x2 max pool and global avg/max pool over H, W (CNHW), with backward",
+);
 poolOp.register({ name: "default", file: "wgsl/pool.wgsl", code: await wgsl("pool.wgsl"), workgroupSize: 256 });
 
 function dims4(shape: readonly number[], what: string): [number, number, number, number] {
@@ -25,7 +28,12 @@ function dims4(shape: readonly number[], what: string): [number, number, number,
   return shape as [number, number, number, number];
 }
 
-function run(rt: Runtime, entry: string, buffers: Record<string, Tensor>, u: { planes: number; H: number; W: number; OH: number; OW: number; n: number }): void {
+function run(
+  rt: Runtime,
+  entry: string,
+  buffers: Record<string, Tensor>,
+  u: { planes: number; H: number; W: number; OH: number; OW: number; n: number },
+): void {
   const v = poolOp.active;
   rt.dispatch({
     label: `pool.${entry}/${v.name}`,
@@ -53,7 +61,9 @@ export function maxPool2x2Backward(rt: Runtime, dy: Tensor, idx: Tensor, xShape:
   const [C, N, H, W] = dims4(xShape, "maxPool2x2Backward");
   const OH = H >> 1;
   const OW = W >> 1;
-  if (dy.size !== C * N * OH * OW || idx.size !== dy.size) throw new Error(`maxPool2x2Backward: dy [${dy.shape}] / idx [${idx.shape}] do not match x [${xShape}]`);
+  if (dy.size !== C * N * OH * OW || idx.size !== dy.size) {
+    throw new Error(`maxPool2x2Backward: dy [${dy.shape}] / idx [${idx.shape}] do not match x [${xShape}]`);
+  }
   const dx = rt.empty([C, N, H, W], "f32");
   run(rt, "maxpool2_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH, OW, n: C * N * H * W });
   return dx;
@@ -85,7 +95,9 @@ export function globalMaxPool(rt: Runtime, x: Tensor): { y: Tensor; idx: Tensor<
 
 export function globalMaxPoolBackward(rt: Runtime, dy: Tensor, idx: Tensor, xShape: readonly number[]): Tensor {
   const [C, N, H, W] = dims4(xShape, "globalMaxPoolBackward");
-  if (dy.size !== C * N || idx.size !== C * N) throw new Error(`globalMaxPoolBackward: dy [${dy.shape}] / idx [${idx.shape}] are not [${C}, ${N}]`);
+  if (dy.size !== C * N || idx.size !== C * N) {
+    throw new Error(`globalMaxPoolBackward: dy [${dy.shape}] / idx [${idx.shape}] are not [${C}, ${N}]`);
+  }
   const dx = rt.empty([C, N, H, W], "f32");
   run(rt, "global_max_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH: 1, OW: 1, n: C * N * H * W });
   return dx;
@@ -101,15 +113,21 @@ export function maxPool2x2Ref(x: Arr, shape: readonly number[]): { y: Float64Arr
   const OW = W >> 1;
   const y = new Float64Array(C * N * OH * OW);
   const idx = new Uint32Array(y.length);
-  for (let p = 0; p < C * N; p++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-    let best = -1;
-    for (let dh = 0; dh < 2; dh++) for (let dw = 0; dw < 2; dw++) {
-      const i = (p * H + 2 * oh + dh) * W + 2 * ow + dw;
-      if (best < 0 || x[i] > x[best]) best = i;
+  for (let p = 0; p < C * N; p++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        let best = -1;
+        for (let dh = 0; dh < 2; dh++) {
+          for (let dw = 0; dw < 2; dw++) {
+            const i = (p * H + 2 * oh + dh) * W + 2 * ow + dw;
+            if (best < 0 || x[i] > x[best]) best = i;
+          }
+        }
+        const o = (p * OH + oh) * OW + ow;
+        y[o] = x[best];
+        idx[o] = best;
+      }
     }
-    const o = (p * OH + oh) * OW + ow;
-    y[o] = x[best];
-    idx[o] = best;
   }
   return { y, idx };
 }

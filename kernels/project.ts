@@ -13,10 +13,20 @@ import { wgsl } from "../src/gpu/wgsl.ts";
 import { RANDOM_LIB, rngBits, rngCombine } from "./random.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
 
-export const projectOp = defineOp<Variant>("project", "TRAK dense projection with on-the-fly Rademacher R; split over parameters");
-projectOp.register({ name: "default", file: "wgsl/project_dense.wgsl", code: RANDOM_LIB + (await wgsl("project_dense.wgsl")) });
+export const projectOp = defineOp<Variant>(
+  "project",
+  "TRAK dense projection with on-the-fly Rademacher R; split over parameters",
+);
+projectOp.register({
+  name: "default",
+  file: "wgsl/project_dense.wgsl",
+  code: RANDOM_LIB + (await wgsl("project_dense.wgsl")),
+});
 
-export const blockCopyOp = defineOp<Variant>("block_copy", "strided 2-D block copy with scale and optional row weights");
+export const blockCopyOp = defineOp<Variant>(
+  "block_copy",
+  "strided 2-D block copy with scale and optional row weights",
+);
 blockCopyOp.register({ name: "default", file: "wgsl/block_copy.wgsl", code: await wgsl("block_copy.wgsl") });
 
 const TP = 16;
@@ -69,8 +79,12 @@ export function accumulateRows(rt: Runtime, partial: Tensor, phi: Tensor, row0: 
   const k = phi.shape[phi.shape.length - 1];
   const N = partial.shape.length === 3 ? partial.shape[1] : partial.size / k;
   const S = partial.size / (N * k);
-  if (!Number.isInteger(S) || partial.size !== S * N * k) throw new Error(`accumulateRows: partial [${partial.shape}] does not match k = ${k}`);
-  if ((row0 + N) * k > phi.size) throw new Error(`accumulateRows: rows ${row0}..${row0 + N} overflow phi [${phi.shape}]`);
+  if (!Number.isInteger(S) || partial.size !== S * N * k) {
+    throw new Error(`accumulateRows: partial [${partial.shape}] does not match k = ${k}`);
+  }
+  if ((row0 + N) * k > phi.size) {
+    throw new Error(`accumulateRows: rows ${row0}..${row0 + N} overflow phi [${phi.shape}]`);
+  }
   const v = projectOp.active;
   rt.dispatch({
     label: `project.reduce/${v.name}`,
@@ -91,7 +105,12 @@ export function projectDense(rt: Runtime, G: Tensor, phi: Tensor, row0: number, 
 }
 
 /** The explicit +-1 rows [p0, p0 + rows) of R (unscaled), as [rows, k]: the baseline and tests. */
-export function generateR(rt: Runtime, rows: number, k: number, o: { seed: number; model: number; pOffset: number }): Tensor {
+export function generateR(
+  rt: Runtime,
+  rows: number,
+  k: number,
+  o: { seed: number; model: number; pOffset: number },
+): Tensor {
   const out = rt.empty([rows, k]);
   const v = projectOp.active;
   rt.dispatch({
@@ -105,10 +124,21 @@ export function generateR(rt: Runtime, rows: number, k: number, o: { seed: numbe
   return out;
 }
 
-function uniforms(u: Partial<Record<"N" | "P" | "k" | "seed" | "model" | "p_offset" | "chunk" | "S" | "row0" | "scale", number>>) {
+function uniforms(
+  u: Partial<Record<"N" | "P" | "k" | "seed" | "model" | "p_offset" | "chunk" | "S" | "row0" | "scale", number>>,
+) {
   return {
-    N: 0, P: 0, k: 0, chunk: 0, S: 1, row0: 0, scale: 1, ...u,
-    seed: (u.seed ?? 0) >>> 0, model: (u.model ?? 0) >>> 0, p_offset: (u.p_offset ?? 0) >>> 0,
+    N: 0,
+    P: 0,
+    k: 0,
+    chunk: 0,
+    S: 1,
+    row0: 0,
+    scale: 1,
+    ...u,
+    seed: (u.seed ?? 0) >>> 0,
+    model: (u.model ?? 0) >>> 0,
+    p_offset: (u.p_offset ?? 0) >>> 0,
   };
 }
 
@@ -132,15 +162,31 @@ export interface BlockCopy {
 export function blockCopy(rt: Runtime, src: Tensor, dst: Tensor, b: BlockCopy): Tensor {
   const { rows, cols } = b;
   const [sr0, sc0, dr0, dc0] = [b.sr0 ?? 0, b.sc0 ?? 0, b.dr0 ?? 0, b.dc0 ?? 0];
-  if ((sr0 + rows - 1) * b.sld + sc0 + cols > src.size || sc0 + cols > b.sld) throw new Error(`blockCopy: source block out of range of [${src.shape}]`);
-  if ((dr0 + rows - 1) * b.dld + dc0 + cols > dst.size || dc0 + cols > b.dld) throw new Error(`blockCopy: destination block out of range of [${dst.shape}]`);
+  if ((sr0 + rows - 1) * b.sld + sc0 + cols > src.size || sc0 + cols > b.sld) {
+    throw new Error(`blockCopy: source block out of range of [${src.shape}]`);
+  }
+  if ((dr0 + rows - 1) * b.dld + dc0 + cols > dst.size || dc0 + cols > b.dld) {
+    throw new Error(`blockCopy: destination block out of range of [${dst.shape}]`);
+  }
   if (src.buffer === dst.buffer) throw new Error("blockCopy: src and dst must differ");
   const v = blockCopyOp.active;
   rt.dispatch({
     label: `block_copy/${v.name}`,
     code: v.code,
     buffers: { src, w: b.w ?? src, dst },
-    uniforms: { rows, cols, sr0, sc0, sld: b.sld, dr0, dc0, dld: b.dld, use_w: b.w ? 1 : 0, accumulate: b.accumulate ? 1 : 0, alpha: b.alpha ?? 1 },
+    uniforms: {
+      rows,
+      cols,
+      sr0,
+      sc0,
+      sld: b.sld,
+      dr0,
+      dc0,
+      dld: b.dld,
+      use_w: b.w ? 1 : 0,
+      accumulate: b.accumulate ? 1 : 0,
+      alpha: b.alpha ?? 1,
+    },
     workgroups: grid1d(rows * cols, 256),
   });
   return dst;
@@ -149,7 +195,11 @@ export function blockCopy(rt: Runtime, src: Tensor, dst: Tensor, b: BlockCopy): 
 // ---------------------------------------------------------------- TypeScript twins
 
 /** R[p, j] for p in [pOffset, pOffset + rows): +-1 (unscaled), row-major [rows, k]. */
-export function projectionMatrixRef(rows: number, k: number, o: { seed: number; model: number; pOffset: number }): Float64Array {
+export function projectionMatrixRef(
+  rows: number,
+  k: number,
+  o: { seed: number; model: number; pOffset: number },
+): Float64Array {
   const out = new Float64Array(rows * k);
   for (let p = 0; p < rows; p++) {
     const h = rngBits(o.seed, o.model, o.pOffset + p);
@@ -159,7 +209,13 @@ export function projectionMatrixRef(rows: number, k: number, o: { seed: number; 
 }
 
 /** (1/sqrt k) G R in float64, G [N, P]. */
-export function projectDenseRef(G: ArrayLike<number>, N: number, P: number, k: number, o: { seed: number; model: number; pOffset: number }): Float64Array {
+export function projectDenseRef(
+  G: ArrayLike<number>,
+  N: number,
+  P: number,
+  k: number,
+  o: { seed: number; model: number; pOffset: number },
+): Float64Array {
   const R = projectionMatrixRef(P, k, o);
   const out = new Float64Array(N * k);
   const s = 1 / Math.sqrt(k);

@@ -14,7 +14,12 @@ export interface RandomVariant extends Variant {
 export const RANDOM_LIB = await wgsl("random_lib.wgsl");
 
 export const randomOp = defineOp<RandomVariant>("random", "counter-based uniform, normal and +-1");
-randomOp.register({ name: "default", file: "wgsl/random.wgsl", code: RANDOM_LIB + (await wgsl("random.wgsl")), workgroupSize: 256 });
+randomOp.register({
+  name: "default",
+  file: "wgsl/random.wgsl",
+  code: RANDOM_LIB + (await wgsl("random.wgsl")),
+  workgroupSize: 256,
+});
 
 export type Distribution = "uniform" | "normal" | "sign";
 const DIST: Record<Distribution, number> = { uniform: 0, normal: 1, sign: 2 };
@@ -26,7 +31,13 @@ export interface RandomOptions {
   offset?: number;
 }
 
-export function random(rt: Runtime, shape: readonly number[], dist: Distribution, opts: RandomOptions, out?: Tensor): Tensor {
+export function random(
+  rt: Runtime,
+  shape: readonly number[],
+  dist: Distribution,
+  opts: RandomOptions,
+  out?: Tensor,
+): Tensor {
   const v = randomOp.active;
   const o = out ?? rt.empty(shape, "f32");
   rt.dispatch({

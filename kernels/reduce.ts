@@ -12,17 +12,31 @@ export interface ReduceVariant extends Variant {
 }
 
 export const reduceOp = defineOp<ReduceVariant>("reduce", "sum, max, argmax along an axis");
-reduceOp.register({ name: "default", file: "wgsl/reduce.wgsl", code: await wgsl("reduce.wgsl"), workgroupSize: 64, cooperativeFrom: 512 });
+reduceOp.register({
+  name: "default",
+  file: "wgsl/reduce.wgsl",
+  code: await wgsl("reduce.wgsl"),
+  workgroupSize: 64,
+  cooperativeFrom: 512,
+});
 
 export type ReduceKind = "sum" | "max" | "argmax";
 const OP_CODE: Record<ReduceKind, number> = { sum: 0, max: 1, argmax: 2 };
 
 /** View `shape` as [outer, len, inner] around `axis` (negative counts from the end). */
-export function splitAxis(shape: readonly number[], axis: number): { outer: number; len: number; inner: number; outShape: number[] } {
+export function splitAxis(
+  shape: readonly number[],
+  axis: number,
+): { outer: number; len: number; inner: number; outShape: number[] } {
   const ax = axis < 0 ? shape.length + axis : axis;
   if (ax < 0 || ax >= shape.length) throw new Error(`axis ${axis} is out of range for shape [${shape}]`);
   const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-  return { outer: prod(shape.slice(0, ax)), len: shape[ax], inner: prod(shape.slice(ax + 1)), outShape: shape.filter((_, i) => i !== ax) };
+  return {
+    outer: prod(shape.slice(0, ax)),
+    len: shape[ax],
+    inner: prod(shape.slice(ax + 1)),
+    outShape: shape.filter((_, i) => i !== ax),
+  };
 }
 
 export function reduce(rt: Runtime, kind: ReduceKind, x: Tensor, axis: number): Tensor {
@@ -49,7 +63,12 @@ export const max = (rt: Runtime, x: Tensor, axis: number) => reduce(rt, "max", x
 export const argmax = (rt: Runtime, x: Tensor, axis: number) => reduce(rt, "argmax", x, axis);
 
 /** CPU twin in float64. */
-export function reduceRef(kind: ReduceKind, x: ArrayLike<number>, shape: readonly number[], axis: number): Float64Array {
+export function reduceRef(
+  kind: ReduceKind,
+  x: ArrayLike<number>,
+  shape: readonly number[],
+  axis: number,
+): Float64Array {
   const { outer, len, inner } = splitAxis(shape, axis);
   const out = new Float64Array(outer * inner);
   for (let o = 0; o < outer; o++) {

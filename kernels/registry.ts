@@ -30,7 +30,9 @@ export class KernelOp<V extends Variant = Variant> {
 
   use(name: string): void {
     if (!this.variants.some((v) => v.name === name)) {
-      throw new Error(`kernel "${this.name}" has no variant "${name}" (has: ${this.variants.map((v) => v.name).join(", ")})`);
+      throw new Error(
+        `kernel "${this.name}" has no variant "${name}" (has: ${this.variants.map((v) => v.name).join(", ")})`,
+      );
     }
     this.#active = name;
   }

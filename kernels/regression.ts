@@ -22,12 +22,39 @@ export interface RegressionVariant extends Variant {
   workgroupSize: number;
 }
 
-export const regressionOp = defineOp<RegressionVariant>("regression", "datamodels regression steps: centring, proximal step, held-out error and selection per target");
-regressionOp.register({ name: "default", file: "wgsl/regression.wgsl", code: await wgsl("regression.wgsl"), workgroupSize: 256 });
+export const regressionOp = defineOp<RegressionVariant>(
+  "regression",
+  "datamodels regression steps: centring, proximal step, held-out error and selection per target",
+);
+regressionOp.register({
+  name: "default",
+  file: "wgsl/regression.wgsl",
+  code: await wgsl("regression.wgsl"),
+  workgroupSize: 256,
+});
 
-const ZERO_UNIFORMS = { rows: 0, cols: 0, count: 0, n: 0, index: 0, s: 0, c: 0, step: 0, ridge: 0, beta: 0, offdiag: 0, floor2: 0 };
+const ZERO_UNIFORMS = {
+  rows: 0,
+  cols: 0,
+  count: 0,
+  n: 0,
+  index: 0,
+  s: 0,
+  c: 0,
+  step: 0,
+  ridge: 0,
+  beta: 0,
+  offdiag: 0,
+  floor2: 0,
+};
 
-function dispatch(rt: Runtime, entry: string, buffers: Record<string, Tensor>, uniforms: Partial<typeof ZERO_UNIFORMS>, items: number): void {
+function dispatch(
+  rt: Runtime,
+  entry: string,
+  buffers: Record<string, Tensor>,
+  uniforms: Partial<typeof ZERO_UNIFORMS>,
+  items: number,
+): void {
   const v = regressionOp.active;
   rt.dispatch({
     label: `regression.${entry}/${v.name}`,
@@ -71,7 +98,11 @@ export interface ProxStepParams {
  * t' = soft(y − step (hy − r + ridge y), step lam1[j]), y' = t' + beta (t' − t). Updates theta and y in place,
  * and overwrites hy (spent) with |t' − t|.
  */
-export function proxStep(rt: Runtime, b: { hy: Tensor; r: Tensor; lam1: Tensor; theta: Tensor; y: Tensor }, p: ProxStepParams): void {
+export function proxStep(
+  rt: Runtime,
+  b: { hy: Tensor; r: Tensor; lam1: Tensor; theta: Tensor; y: Tensor },
+  p: ProxStepParams,
+): void {
   const [rows, cols] = cols2d(b.theta, "proxStep theta");
   for (const k of ["hy", "r", "y"] as const) need(b[k], rows * cols, `proxStep ${k}`);
   need(b.lam1, cols, "proxStep lam1");
@@ -80,7 +111,14 @@ export function proxStep(rt: Runtime, b: { hy: Tensor; r: Tensor; lam1: Tensor; 
 }
 
 /** out[j] += Σ_k (yh[k, j] − p[k, j] − bias[j])² over the first `rows` rows, for columns j < n. */
-export function colSse(rt: Runtime, p: Tensor, yh: Tensor, bias: Tensor, out: Tensor, o: { rows: number; n: number }): Tensor {
+export function colSse(
+  rt: Runtime,
+  p: Tensor,
+  yh: Tensor,
+  bias: Tensor,
+  out: Tensor,
+  o: { rows: number; n: number },
+): Tensor {
   const [, cols] = cols2d(p, "colSse p");
   need(p, o.rows * cols, "colSse p");
   need(yh, o.rows * cols, "colSse yh");
@@ -111,12 +149,34 @@ export interface Selection {
 }
 
 /** Where sse[j] < best[j]: take candidate column j of cand, its bias and `index` (two ordered dispatches). */
-export function selectBest(rt: Runtime, cand: Tensor, sse: Tensor, bias: Tensor, sel: Selection, index: number, n: number): void {
+export function selectBest(
+  rt: Runtime,
+  cand: Tensor,
+  sse: Tensor,
+  bias: Tensor,
+  sel: Selection,
+  index: number,
+  n: number,
+): void {
   const [rows, cols] = cols2d(cand, "selectBest cand");
   need(sel.bestTheta, rows * cols, "selectBest bestTheta");
-  for (const [t, what] of [[sse, "sse"], [bias, "bias"], [sel.best, "best"], [sel.bestBias, "bestBias"], [sel.choice, "choice"]] as const) need(t, n, `selectBest ${what}`);
-  dispatch(rt, "select_copy", { cand, sse, best: sel.best, best_theta: sel.bestTheta }, { cols, count: rows * cols, n }, rows * cols);
-  dispatch(rt, "select_update", { sse, bias, best: sel.best, best_bias: sel.bestBias, choice: sel.choice }, { n, index }, n);
+  for (
+    const [t, what] of [[sse, "sse"], [bias, "bias"], [sel.best, "best"], [sel.bestBias, "bestBias"], [
+      sel.choice,
+      "choice",
+    ]] as const
+  ) need(t, n, `selectBest ${what}`);
+  dispatch(
+    rt,
+    "select_copy",
+    { cand, sse, best: sel.best, best_theta: sel.bestTheta },
+    { cols, count: rows * cols, n },
+    rows * cols,
+  );
+  dispatch(rt, "select_update", { sse, bias, best: sel.best, best_bias: sel.bestBias, choice: sel.choice }, {
+    n,
+    index,
+  }, n);
 }
 
 /** [n, n] with out[i, j] = cand[j, i] (i ≠ j), 0 on the diagonal: targets as rows, cropped from a padded cand. */
@@ -143,8 +203,16 @@ export interface CgState {
 /** res = pdir = r − hy − ridge θ, with hy = H θ. */
 export function cgInit(rt: Runtime, s: CgState, r: Tensor, hy: Tensor, ridge: number): void {
   const [rows, cols] = cols2d(s.theta, "cgInit theta");
-  for (const [t, what] of [[r, "r"], [hy, "hy"], [s.res, "res"], [s.pdir, "pdir"]] as const) need(t, rows * cols, `cgInit ${what}`);
-  dispatch(rt, "cg_init", { r, hy, theta: s.theta, res: s.res, pdir: s.pdir }, { cols, count: rows * cols, ridge }, rows * cols);
+  for (const [t, what] of [[r, "r"], [hy, "hy"], [s.res, "res"], [s.pdir, "pdir"]] as const) {
+    need(t, rows * cols, `cgInit ${what}`);
+  }
+  dispatch(
+    rt,
+    "cg_init",
+    { r, hy, theta: s.theta, res: s.res, pdir: s.pdir },
+    { cols, count: rows * cols, ridge },
+    rows * cols,
+  );
 }
 
 /** out[j] = Σ_k p[k, j] (yh[k, j] + ridge p[k, j]) for columns j < n: pᵀ(H + ridge I)p with yh = H p, or |p|² with yh = p, ridge 0. */
@@ -161,25 +229,50 @@ export function colDot(rt: Runtime, p: Tensor, yh: Tensor, ridge: number, n: num
 export function cgStep(rt: Runtime, s: CgState, hy: Tensor, rr: Tensor, pap: Tensor, ridge: number): void {
   const [rows, cols] = cols2d(s.theta, "cgStep theta");
   for (const [t, what] of [[rr, "rr"], [pap, "pap"], [s.r0, "r0"]] as const) need(t, cols, `cgStep ${what}`);
-  dispatch(rt, "cg_step", { hy, pdir: s.pdir, rr, pap, r0: s.r0, theta: s.theta, res: s.res }, { cols, count: rows * cols, ridge, floor2: s.floor2 }, rows * cols);
+  dispatch(rt, "cg_step", { hy, pdir: s.pdir, rr, pap, r0: s.r0, theta: s.theta, res: s.res }, {
+    cols,
+    count: rows * cols,
+    ridge,
+    floor2: s.floor2,
+  }, rows * cols);
 }
 
 /** pdir = res + β pdir, β_j = rrNew[j] / rr[j]; stopped columns keep their direction. */
 export function cgDirection(rt: Runtime, s: CgState, rr: Tensor, rrNew: Tensor): void {
   const [rows, cols] = cols2d(s.theta, "cgDirection theta");
   for (const [t, what] of [[rr, "rr"], [rrNew, "rrNew"], [s.r0, "r0"]] as const) need(t, cols, `cgDirection ${what}`);
-  dispatch(rt, "cg_dir", { res: s.res, rr, rr_new: rrNew, r0: s.r0, pdir: s.pdir }, { cols, count: rows * cols, floor2: s.floor2 }, rows * cols);
+  dispatch(rt, "cg_dir", { res: s.res, rr, rr_new: rrNew, r0: s.r0, pdir: s.pdir }, {
+    cols,
+    count: rows * cols,
+    floor2: s.floor2,
+  }, rows * cols);
 }
 
 // ---------------------------------------------------------------- CPU twins (float64)
 
 type Arr = ArrayLike<number>;
 
-export function rank1UpdateRef(mat: Arr, rows: number, cols: number, u: Arr, v: Arr, s: number, c: number): Float64Array {
+export function rank1UpdateRef(
+  mat: Arr,
+  rows: number,
+  cols: number,
+  u: Arr,
+  v: Arr,
+  s: number,
+  c: number,
+): Float64Array {
   return Float64Array.from({ length: rows * cols }, (_, e) => s * (mat[e] + c * u[Math.floor(e / cols)] * v[e % cols]));
 }
 
-export function proxStepRef(hy: Arr, r: Arr, lam1: Arr, theta: Arr, y: Arr, cols: number, p: ProxStepParams): { theta: Float64Array; y: Float64Array; step: Float64Array } {
+export function proxStepRef(
+  hy: Arr,
+  r: Arr,
+  lam1: Arr,
+  theta: Arr,
+  y: Arr,
+  cols: number,
+  p: ProxStepParams,
+): { theta: Float64Array; y: Float64Array; step: Float64Array } {
   const t2 = new Float64Array(theta.length);
   const y2 = new Float64Array(theta.length);
   const d = new Float64Array(theta.length);
@@ -207,12 +300,20 @@ export function colSseRef(p: Arr, yh: Arr, bias: Arr, rows: number, cols: number
 
 export function colAbsMaxRef(p: Arr, rows: number, cols: number, n: number, offDiagonal = false): Float64Array {
   const o = new Float64Array(n);
-  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) if (k !== j || !offDiagonal) o[j] = Math.max(o[j], Math.abs(p[k * cols + j]));
+  for (let k = 0; k < rows; k++) {
+    for (let j = 0; j < n; j++) if (k !== j || !offDiagonal) o[j] = Math.max(o[j], Math.abs(p[k * cols + j]));
+  }
   return o;
 }
 
 export function selectBestRef(
-  cand: Arr, cols: number, sse: Arr, bias: Arr, sel: { best: Arr; bestTheta: Arr; bestBias: Arr; choice: Arr }, index: number, n: number,
+  cand: Arr,
+  cols: number,
+  sse: Arr,
+  bias: Arr,
+  sel: { best: Arr; bestTheta: Arr; bestBias: Arr; choice: Arr },
+  index: number,
+  n: number,
 ): { best: Float64Array; bestTheta: Float64Array; bestBias: Float64Array; choice: Float64Array } {
   const better = (j: number) => j < n && sse[j] < sel.best[j];
   return {
@@ -235,14 +336,27 @@ export function cgInitRef(r: Arr, hy: Arr, theta: Arr, ridge: number): Float64Ar
 
 export function colDotRef(p: Arr, yh: Arr, ridge: number, rows: number, cols: number, n: number): Float64Array {
   const o = new Float64Array(n);
-  for (let k = 0; k < rows; k++) for (let j = 0; j < n; j++) o[j] += p[k * cols + j] * (yh[k * cols + j] + ridge * p[k * cols + j]);
+  for (let k = 0; k < rows; k++) {
+    for (let j = 0; j < n; j++) o[j] += p[k * cols + j] * (yh[k * cols + j] + ridge * p[k * cols + j]);
+  }
   return o;
 }
 
 /** Whether CG column j still runs: rr[j] > floor2 · r0[j]. */
 export const cgActive = (rr: Arr, r0: Arr, floor2: number, j: number) => rr[j] > floor2 * r0[j];
 
-export function cgStepRef(theta: Arr, res: Arr, pdir: Arr, hy: Arr, rr: Arr, pap: Arr, r0: Arr, floor2: number, ridge: number, cols: number): { theta: Float64Array; res: Float64Array } {
+export function cgStepRef(
+  theta: Arr,
+  res: Arr,
+  pdir: Arr,
+  hy: Arr,
+  rr: Arr,
+  pap: Arr,
+  r0: Arr,
+  floor2: number,
+  ridge: number,
+  cols: number,
+): { theta: Float64Array; res: Float64Array } {
   const alpha = (j: number) => (cgActive(rr, r0, floor2, j) && pap[j] > 0 ? rr[j] / pap[j] : 0);
   return {
     theta: Float64Array.from(theta, (t, e) => t + alpha(e % cols) * pdir[e]),
@@ -250,7 +364,15 @@ export function cgStepRef(theta: Arr, res: Arr, pdir: Arr, hy: Arr, rr: Arr, pap
   };
 }
 
-export function cgDirectionRef(res: Arr, pdir: Arr, rr: Arr, rrNew: Arr, r0: Arr, floor2: number, cols: number): Float64Array {
+export function cgDirectionRef(
+  res: Arr,
+  pdir: Arr,
+  rr: Arr,
+  rrNew: Arr,
+  r0: Arr,
+  floor2: number,
+  cols: number,
+): Float64Array {
   return Float64Array.from(pdir, (p, e) => {
     const j = e % cols;
     return cgActive(rr, r0, floor2, j) ? res[e] + (rrNew[j] / rr[j]) * p : p;

@@ -35,7 +35,13 @@ export type SearchEntry =
   | "spectral_step";
 
 /** Record one dispatch of a search entry point. `items` sizes the grid of the per-element entries. */
-export function searchKernel(rt: Runtime, entry: SearchEntry, buffers: Record<string, Tensor>, u: SearchUniforms, items = 1): void {
+export function searchKernel(
+  rt: Runtime,
+  entry: SearchEntry,
+  buffers: Record<string, Tensor>,
+  u: SearchUniforms,
+  items = 1,
+): void {
   const v = searchOp.active;
   const WG = v.workgroupSize;
   let workgroups: [number, number?, number?];

@@ -27,7 +27,9 @@ export function transpose<T extends Tensor>(rt: Runtime, x: T): T {
 export function transposeRef(x: ArrayLike<number>, batch: number, rows: number, cols: number): Float64Array {
   const out = new Float64Array(batch * rows * cols);
   for (let b = 0; b < batch; b++) {
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[b * rows * cols + c * rows + r] = x[b * rows * cols + r * cols + c];
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) out[b * rows * cols + c * rows + r] = x[b * rows * cols + r * cols + c];
+    }
   }
   return out;
 }

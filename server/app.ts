@@ -12,7 +12,7 @@ import { extname, join, normalize, sep } from "node:path";
 import { z } from "zod";
 import { CreateJob, Fence, LeaseParam, LeaseRequest, Register } from "../src/protocol/api.ts";
 import { formatShape } from "../src/protocol/arrays.ts";
-import { sha256Hex, type BlobStore } from "./blobs.ts";
+import { type BlobStore, sha256Hex } from "./blobs.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
 import { ApiError } from "./errors.ts";
 import { fileResponse } from "./files.ts";
@@ -73,11 +73,21 @@ function zodMessage(issues: readonly { path: readonly PropertyKey[]; message: st
 /** zod validation with a clear 400 `{ error }`. */
 const validate = <T extends z.ZodType, Target extends "json" | "query" | "param">(target: Target, schema: T) =>
   zValidator(target, schema, (r, c) => {
-    if (!r.success) return c.json({ error: `invalid ${target === "json" ? "body" : target}: ${zodMessage(r.error.issues)}` }, 400);
+    if (!r.success) {
+      return c.json({ error: `invalid ${target === "json" ? "body" : target}: ${zodMessage(r.error.issues)}` }, 400);
+    }
   });
 
-const CONTENT_TYPES: Record<string, string> = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json", ".wasm": "application/wasm", ".png": "image/png", ".svg": "image/svg+xml" };
-
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript",
+  ".mjs": "text/javascript",
+  ".css": "text/css",
+  ".json": "application/json",
+  ".wasm": "application/wasm",
+  ".png": "image/png",
+  ".svg": "image/svg+xml",
+};
 
 export function createApp(o: AppOptions) {
   const coord = o.coordinator ?? new Coordinator(o);
@@ -99,7 +109,9 @@ export function createApp(o: AppOptions) {
   // Failed authentications cost the address a token each; with none left, every attempt from it gets 429
   // (so guessing the admin token is as slow as the bucket refills).
   const lockedOut = (c: Context<Env>) => {
-    if (authFailures.wait(c.get("address"))) limit(authFailures, c.get("address"), "too many failed authentications from your address");
+    if (authFailures.wait(c.get("address"))) {
+      limit(authFailures, c.get("address"), "too many failed authentications from your address");
+    }
   };
   const refused = (c: Context<Env>, error: ApiError): ApiError => {
     limit(authFailures, c.get("address"), "too many failed authentications from your address");
@@ -111,7 +123,9 @@ export function createApp(o: AppOptions) {
     const t = bearer(c);
     if (!t) throw refused(c, new ApiError(401, "missing bearer token (Authorization: Bearer <admin token>)"));
     // Compare digests: constant time, and equal lengths whatever the token's length.
-    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) throw refused(c, new ApiError(403, "not the admin token"));
+    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) {
+      throw refused(c, new ApiError(403, "not the admin token"));
+    }
     limit(perVolunteer, "admin", "rate limit exceeded");
     await next();
   };
@@ -143,7 +157,9 @@ export function createApp(o: AppOptions) {
     .get("/v1/jobs/:id/report/:file{.+}", async (c) => {
       const file = c.req.param("file");
       const bytes = await coord.reportFile(c.req.param("id"), file);
-      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream" });
+      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream",
+      });
     })
     .post("/v1/volunteers", jsonBody(), validate("json", Register), async (c) => {
       limit(registrations, c.get("address"), "too many registrations from your address");
@@ -151,7 +167,13 @@ export function createApp(o: AppOptions) {
       const volunteerId = crypto.randomUUID();
       const token = `${volunteerId}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
       // Only the token's hash is stored: a leaked database does not leak volunteers' tokens.
-      await coord.store.createVolunteer(volunteerId, name ?? "anonymous", agent ?? "", sha256Hex(new TextEncoder().encode(token)), c.get("address"));
+      await coord.store.createVolunteer(
+        volunteerId,
+        name ?? "anonymous",
+        agent ?? "",
+        sha256Hex(new TextEncoder().encode(token)),
+        c.get("address"),
+      );
       return c.json({ volunteerId, token }, 201);
     })
     .post("/v1/leases", jsonBody(), volunteer, validate("json", LeaseRequest), async (c) => {
@@ -159,13 +181,28 @@ export function createApp(o: AppOptions) {
       if (!lease) return c.body(null, 204);
       return c.json(lease, 200);
     })
-    .post("/v1/leases/:leaseId/heartbeat", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
-      const deadline = await coord.heartbeat(c.req.valid("param").leaseId, c.get("volunteer"), c.req.valid("json").fence);
-      return c.json({ deadline, leaseMs: coord.leaseMs }, 200);
-    })
+    .post(
+      "/v1/leases/:leaseId/heartbeat",
+      jsonBody(),
+      volunteer,
+      validate("param", LeaseParam),
+      validate("json", Fence),
+      async (c) => {
+        const deadline = await coord.heartbeat(
+          c.req.valid("param").leaseId,
+          c.get("volunteer"),
+          c.req.valid("json").fence,
+        );
+        return c.json({ deadline, leaseMs: coord.leaseMs }, 200);
+      },
+    )
     .get("/v1/jobs/:id/shards/:key{.+}/arrays/:name", volunteer, async (c) => {
       const { meta, bytes } = await coord.acceptedArray(c.req.param("id"), c.req.param("key"), c.req.param("name"));
-      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { "content-type": "application/octet-stream", "x-dtype": meta.dtype, "x-shape": formatShape(meta.shape) });
+      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": "application/octet-stream",
+        "x-dtype": meta.dtype,
+        "x-shape": formatShape(meta.shape),
+      });
     })
     .put(
       "/v1/leases/:leaseId/arrays/:name",
@@ -174,7 +211,9 @@ export function createApp(o: AppOptions) {
       validate("query", Fence),
       async (c, next) => {
         const ct = c.req.header("content-type") ?? "";
-        if (!ct.startsWith("application/octet-stream")) throw new ApiError(415, `arrays are uploaded as application/octet-stream (got "${ct}")`);
+        if (!ct.startsWith("application/octet-stream")) {
+          throw new ApiError(415, `arrays are uploaded as application/octet-stream (got "${ct}")`);
+        }
         const { leaseId, name } = c.req.valid("param");
         const max = await coord.uploadLimit(leaseId, c.get("volunteer").id, c.req.valid("query").fence, name);
         return bodyLimit({ maxSize: max, onError: tooLarge(max) })(c, next);
@@ -182,17 +221,42 @@ export function createApp(o: AppOptions) {
       async (c) => {
         const { leaseId, name } = c.req.valid("param");
         const body = new Uint8Array(await c.req.arrayBuffer());
-        await coord.putArray(leaseId, c.get("volunteer").id, c.req.valid("query").fence, name, c.req.header("x-dtype") ?? null, c.req.header("x-shape") ?? null, body);
+        await coord.putArray(
+          leaseId,
+          c.get("volunteer").id,
+          c.req.valid("query").fence,
+          name,
+          c.req.header("x-dtype") ?? null,
+          c.req.header("x-shape") ?? null,
+          body,
+        );
         return c.body(null, 204);
       },
     )
-    .post("/v1/leases/:leaseId/release", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
-      await coord.store.release(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence);
-      return c.body(null, 204);
-    })
-    .post("/v1/leases/:leaseId/submit", jsonBody(), volunteer, validate("param", LeaseParam), validate("json", Fence), async (c) => {
-      return c.json(await coord.submit(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence), 200);
-    });
+    .post(
+      "/v1/leases/:leaseId/release",
+      jsonBody(),
+      volunteer,
+      validate("param", LeaseParam),
+      validate("json", Fence),
+      async (c) => {
+        await coord.store.release(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence);
+        return c.body(null, 204);
+      },
+    )
+    .post(
+      "/v1/leases/:leaseId/submit",
+      jsonBody(),
+      volunteer,
+      validate("param", LeaseParam),
+      validate("json", Fence),
+      async (c) => {
+        return c.json(
+          await coord.submit(c.req.valid("param").leaseId, c.get("volunteer").id, c.req.valid("json").fence),
+          200,
+        );
+      },
+    );
 
   if (o.volunteerDir) {
     const root = normalize(o.volunteerDir);
@@ -200,7 +264,11 @@ export function createApp(o: AppOptions) {
       const rel = c.req.param("path") || "index.html";
       const path = normalize(join(root, rel));
       const inside = path === root || path.startsWith(root.endsWith(sep) ? root : root + sep);
-      const res = inside ? await fileResponse(path, c.req.raw, { "content-type": CONTENT_TYPES[extname(path)] ?? "application/octet-stream" }) : null;
+      const res = inside
+        ? await fileResponse(path, c.req.raw, {
+          "content-type": CONTENT_TYPES[extname(path)] ?? "application/octet-stream",
+        })
+        : null;
       if (!res) throw new ApiError(404, `no file ${rel}`);
       return res;
     });
@@ -224,4 +292,3 @@ export function createApp(o: AppOptions) {
   });
   return Object.assign(app, { coordinator: coord });
 }
-

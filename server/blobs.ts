@@ -78,7 +78,9 @@ export class DiskBlobStore implements BlobStore {
   }
 
   async delete(entry: BlobEntry): Promise<void> {
-    if (!/^[0-9a-f]{2}[/\\][0-9a-f]{64}(\.[0-9a-f-]+\.tmp)?$/.test(entry.name)) throw new Error(`blob: not a blob file ${entry.name}`);
+    if (!/^[0-9a-f]{2}[/\\][0-9a-f]{64}(\.[0-9a-f-]+\.tmp)?$/.test(entry.name)) {
+      throw new Error(`blob: not a blob file ${entry.name}`);
+    }
     await rm(join(this.dir, entry.name), { force: true });
   }
 }

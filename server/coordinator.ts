@@ -52,7 +52,6 @@ export interface CoordinatorOptions {
   log?: (msg: string) => void;
 }
 
-
 export class Coordinator {
   readonly store: SqlStore;
   readonly blobs: BlobStore;
@@ -82,7 +81,11 @@ export class Coordinator {
     this.blobs = o.blobs;
     this.kinds = o.kinds;
     this.leaseMs = o.leaseMs ?? 60_000;
-    this.leaseLimits = { perVolunteer: o.maxLiveLeases ?? 4, perSource: o.maxSourceLeases ?? 16, jobShare: o.sourceJobShare ?? 0.5 };
+    this.leaseLimits = {
+      perVolunteer: o.maxLiveLeases ?? 4,
+      perSource: o.maxSourceLeases ?? 16,
+      jobShare: o.sourceJobShare ?? 0.5,
+    };
     this.maxLeaseAgeMs = o.maxLeaseAgeMs ?? 12 * 3600_000;
     this.newMaxLeaseAgeMs = o.newMaxLeaseAgeMs ?? 3600_000;
     this.provenAfter = o.provenAfter ?? 3;
@@ -120,7 +123,14 @@ export class Coordinator {
   async createJob(kindName: string, rawSpec: unknown): Promise<string> {
     const kind = this.kindOf(kindName);
     const parsed = kind.spec.safeParse(rawSpec);
-    if (!parsed.success) throw new ApiError(400, `invalid spec for "${kindName}": ${parsed.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`).join("; ")}`);
+    if (!parsed.success) {
+      throw new ApiError(
+        400,
+        `invalid spec for "${kindName}": ${
+          parsed.error.issues.map((i) => `${i.path.join(".") || "spec"}: ${i.message}`).join("; ")
+        }`,
+      );
+    }
     let shards: ShardPlan[];
     try {
       shards = kind.plan(parsed.data);
@@ -154,7 +164,14 @@ export class Coordinator {
     const job = await this.store.getJob(jobId);
     if (!job) throw new ApiError(404, `unknown job ${jobId}`);
     const hash = Object.hasOwn(job.files, file) ? job.files[file] : undefined;
-    if (!hash) throw new ApiError(404, job.state === "done" ? `job ${jobId} has no report file "${file}"` : `job ${jobId} is ${job.state}; its report is not written yet`);
+    if (!hash) {
+      throw new ApiError(
+        404,
+        job.state === "done"
+          ? `job ${jobId} has no report file "${file}"`
+          : `job ${jobId} is ${job.state}; its report is not written yet`,
+      );
+    }
     return this.blobs.get(hash);
   }
 
@@ -171,13 +188,23 @@ export class Coordinator {
       deadline: lease.deadline,
       // The lease length too: a worker paces heartbeats on its own clock, which may differ from ours.
       leaseMs: this.leaseMs,
-      shard: { jobId: shard.jobId, key: shard.key, kind: shard.kind, payload: shard.payload, deps: shard.deps, outputs: shard.outputs, ...(shard.maxBytes !== undefined ? { maxBytes: shard.maxBytes } : {}) },
+      shard: {
+        jobId: shard.jobId,
+        key: shard.key,
+        kind: shard.kind,
+        payload: shard.payload,
+        deps: shard.deps,
+        outputs: shard.outputs,
+        ...(shard.maxBytes !== undefined ? { maxBytes: shard.maxBytes } : {}),
+      },
     };
   }
 
   /** Extend a live lease; a volunteer without a record of valid results may extend it for less long. */
   heartbeat(leaseId: string, volunteer: VolunteerRow, fence: number): Promise<number> {
-    const maxAge = volunteer.valid >= this.provenAfter ? this.maxLeaseAgeMs : Math.min(this.maxLeaseAgeMs, this.newMaxLeaseAgeMs);
+    const maxAge = volunteer.valid >= this.provenAfter
+      ? this.maxLeaseAgeMs
+      : Math.min(this.maxLeaseAgeMs, this.newMaxLeaseAgeMs);
     return this.store.heartbeat(leaseId, volunteer.id, fence, this.leaseMs, maxAge);
   }
 
@@ -185,7 +212,12 @@ export class Coordinator {
   private async plannedOutput(leaseId: string, volunteerId: string, fence: number, name: string) {
     const lease = await this.store.usableLease(leaseId, volunteerId, fence);
     const shard = (await this.store.getShard(lease.jobId, lease.key))!;
-    if (!Object.hasOwn(shard.outputs, name)) throw new ApiError(404, `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`);
+    if (!Object.hasOwn(shard.outputs, name)) {
+      throw new ApiError(
+        404,
+        `shard "${shard.key}" has no output "${name}"; planned: ${Object.keys(shard.outputs).join(", ")}`,
+      );
+    }
     return { shard, spec: shard.outputs[name] };
   }
 
@@ -195,19 +227,34 @@ export class Coordinator {
     return maxBytesOf(spec, shard.maxBytes);
   }
 
-  async putArray(leaseId: string, volunteerId: string, fence: number, name: string, dtype: string | null, shape: string | null, body: Uint8Array): Promise<void> {
+  async putArray(
+    leaseId: string,
+    volunteerId: string,
+    fence: number,
+    name: string,
+    dtype: string | null,
+    shape: string | null,
+    body: Uint8Array,
+  ): Promise<void> {
     const { shard, spec } = await this.plannedOutput(leaseId, volunteerId, fence, name);
     const checked = checkArray(name, spec, shard.maxBytes, dtype, shape, body);
     if (!checked.ok) throw new ApiError(422, checked.reason);
     const hash = await this.blobs.put(body);
-    await this.store.stageArray(leaseId, volunteerId, fence, name, { dtype: checked.value.dtype, shape: checked.value.shape, hash });
+    await this.store.stageArray(leaseId, volunteerId, fence, name, {
+      dtype: checked.value.dtype,
+      shape: checked.value.shape,
+      hash,
+    });
   }
 
   async acceptedArray(jobId: string, key: string, name: string): Promise<{ meta: StoredArray; bytes: Uint8Array }> {
     const arrays = await this.store.acceptedArrays(jobId, key);
     if (!arrays) {
       const shard = await this.store.getShard(jobId, key);
-      throw new ApiError(404, shard ? `shard "${key}" has no accepted result yet` : `unknown shard "${key}" in job ${jobId}`);
+      throw new ApiError(
+        404,
+        shard ? `shard "${key}" has no accepted result yet` : `unknown shard "${key}" in job ${jobId}`,
+      );
     }
     if (!Object.hasOwn(arrays, name)) throw new ApiError(404, `shard "${key}" has no array "${name}"`);
     const meta = arrays[name];
@@ -216,7 +263,9 @@ export class Coordinator {
 
   private async loadArrays(r: ResultRow): Promise<Record<string, ArrayValue>> {
     const out: Record<string, ArrayValue> = {};
-    for (const [name, a] of Object.entries(r.arrays)) out[name] = { dtype: a.dtype, shape: a.shape, data: typedArray(a.dtype, await this.blobs.get(a.hash)) };
+    for (const [name, a] of Object.entries(r.arrays)) {
+      out[name] = { dtype: a.dtype, shape: a.shape, data: typedArray(a.dtype, await this.blobs.get(a.hash)) };
+    }
     return out;
   }
 
@@ -259,7 +308,9 @@ export class Coordinator {
       outcome = await this.store.accept(result.id, null, []);
     } else {
       // Quorum: compare with the other pending results of this shard (all from other volunteers).
-      const others = (await this.store.shardResults(result.jobId, result.key)).filter((r) => r.id !== result.id && r.status === "pending");
+      const others = (await this.store.shardResults(result.jobId, result.key)).filter((r) =>
+        r.id !== result.id && r.status === "pending"
+      );
       let partner: string | null = null;
       const disagreed: string[] = [];
       for (const o of others) {
@@ -295,7 +346,10 @@ export class Coordinator {
 
   private async runFinish(jobId: string): Promise<void> {
     if (!(await this.store.claimFinish(jobId, this.instanceId, this.finishTtlMs))) return;
-    const keepAlive = setInterval(() => void this.store.extendFinish(jobId, this.instanceId, this.finishTtlMs).catch(() => undefined), Math.max(50, this.finishTtlMs / 3));
+    const keepAlive = setInterval(
+      () => void this.store.extendFinish(jobId, this.instanceId, this.finishTtlMs).catch(() => undefined),
+      Math.max(50, this.finishTtlMs / 3),
+    );
     const outDir = await mkdtemp(join(tmpdir(), `finish-${jobId}-`));
     try {
       const { kind, spec } = await this.specOf(jobId);
@@ -309,9 +363,12 @@ export class Coordinator {
         const rel = join((f as { parentPath?: string }).parentPath ?? outDir, f.name).slice(outDir.length + 1);
         files[rel] = await this.blobs.put(new Uint8Array(await readFile(join(outDir, rel))));
       }
-      if (!files["summary.json"]) files["summary.json"] = await this.blobs.put(new TextEncoder().encode(JSON.stringify(summary, null, 2)));
-      if (!(await this.store.completeFinish(jobId, this.instanceId, summary, files))) this.log(`job ${jobId}: finish claim lost; another instance finishes it`);
-      else this.log(`job ${jobId}: done`);
+      if (!files["summary.json"]) {
+        files["summary.json"] = await this.blobs.put(new TextEncoder().encode(JSON.stringify(summary, null, 2)));
+      }
+      if (!(await this.store.completeFinish(jobId, this.instanceId, summary, files))) {
+        this.log(`job ${jobId}: finish claim lost; another instance finishes it`);
+      } else this.log(`job ${jobId}: done`);
     } catch (e) {
       await this.store.failFinish(jobId, this.instanceId, `finish failed: ${(e as Error).message}`);
       throw e;
@@ -366,7 +423,10 @@ export class Coordinator {
   start(intervalMs = 2000): this {
     void this.sweep().catch(() => undefined);
     this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), intervalMs);
-    this.collector = setInterval(() => void this.collectGarbage().catch((e) => this.log(`garbage collection: ${(e as Error).message}`)), this.gcIntervalMs);
+    this.collector = setInterval(
+      () => void this.collectGarbage().catch((e) => this.log(`garbage collection: ${(e as Error).message}`)),
+      this.gcIntervalMs,
+    );
     return this;
   }
 

@@ -7,7 +7,10 @@ const CHUNK = 256 * 1024;
 
 /** The one range a `Range` header asks for; null to serve the whole file (absent, malformed or several
  *  ranges, which RFC 9110 lets a server ignore); "unsatisfiable" when it starts past the end. */
-export function parseRange(header: string | null, size: number): { start: number; end: number } | null | "unsatisfiable" {
+export function parseRange(
+  header: string | null,
+  size: number,
+): { start: number; end: number } | null | "unsatisfiable" {
   const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
   if (!m || (m[1] === "" && m[2] === "")) return null;
   if (m[1] === "") {
@@ -66,7 +69,11 @@ function fileStream(path: string, start: number, length: number): ReadableStream
 }
 
 /** The file at `path` for `req` (GET or HEAD), or null when it is not a regular file. */
-export async function fileResponse(path: string, req: Request, headers: Record<string, string> = {}): Promise<Response | null> {
+export async function fileResponse(
+  path: string,
+  req: Request,
+  headers: Record<string, string> = {},
+): Promise<Response | null> {
   let size: number;
   try {
     const s = await stat(path);
@@ -77,7 +84,9 @@ export async function fileResponse(path: string, req: Request, headers: Record<s
   }
   const h: Record<string, string> = { "accept-ranges": "bytes", ...headers };
   const range = parseRange(req.headers.get("range"), size);
-  if (range === "unsatisfiable") return new Response(null, { status: 416, headers: { ...h, "content-range": `bytes */${size}` } });
+  if (range === "unsatisfiable") {
+    return new Response(null, { status: 416, headers: { ...h, "content-range": `bytes */${size}` } });
+  }
   const { start, end } = range ?? { start: 0, end: size - 1 };
   if (range) h["content-range"] = `bytes ${start}-${end}/${size}`;
   h["content-length"] = String(end - start + 1);

@@ -107,7 +107,7 @@ async function writeResponse(response: Response, res: ServerResponse, req: Incom
 function toRequest(req: IncomingMessage, port: number): Request {
   const headers = new Headers();
   for (const [k, v] of Object.entries(req.headers)) {
-    if (Array.isArray(v)) for (const x of v) headers.append(k, x);
+    if (Array.isArray(v)) { for (const x of v) headers.append(k, x); }
     else if (v !== undefined) headers.set(k, v);
   }
   const hasBody = req.method !== "GET" && req.method !== "HEAD";
@@ -120,7 +120,12 @@ function toRequest(req: IncomingMessage, port: number): Request {
 }
 
 /** Serve `handler` on host:port (0: any free port) under `limits`. */
-export function serveHttp(handler: FetchHandler, port: number, host = "0.0.0.0", limits: Partial<HttpLimits> = {}): Promise<HttpServer> {
+export function serveHttp(
+  handler: FetchHandler,
+  port: number,
+  host = "0.0.0.0",
+  limits: Partial<HttpLimits> = {},
+): Promise<HttpServer> {
   const l = { ...DEFAULT_HTTP_LIMITS, ...limits };
   const server = createServer({
     headersTimeout: l.headersTimeoutMs,

@@ -48,7 +48,9 @@ const Flags = z.object({
   "max-connections": z.coerce.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnections),
   "max-leases-per-address": z.coerce.number().int().min(1).default(16),
   "trust-proxy": z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
-  kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default("default"),
+  kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default(
+    "default",
+  ),
   "volunteer-dir": z.string().optional(),
 });
 export type ServeFlags = z.infer<typeof Flags>;
@@ -73,7 +75,11 @@ export function parseFlags(argv: string[], env: (k: string) => string | undefine
   }
   const known = Object.keys(Flags.shape);
   const unknown = Object.keys(raw).filter((k) => !known.includes(k));
-  if (unknown.length) throw new Error(`unknown flag(s): ${unknown.map((k) => `--${k}`).join(", ")}; known: ${known.map((k) => `--${k}`).join(" ")}`);
+  if (unknown.length) {
+    throw new Error(
+      `unknown flag(s): ${unknown.map((k) => `--${k}`).join(", ")}; known: ${known.map((k) => `--${k}`).join(" ")}`,
+    );
+  }
   if (!raw.pg && env("DATABASE_URL")) raw.pg = env("DATABASE_URL")!;
   if (!raw["admin-token"] && env("COORDINATOR_ADMIN_TOKEN")) raw["admin-token"] = env("COORDINATOR_ADMIN_TOKEN")!;
   const r = Flags.safeParse(raw);
@@ -97,7 +103,11 @@ async function loadKinds(list: string): Promise<{ kinds: JobKindRegistry; routes
   return { kinds, routes };
 }
 
-export async function startCoordinator(flags: ServeFlags, openSqlite: (path: string) => SqlDriver, log: (s: string) => void = console.log) {
+export async function startCoordinator(
+  flags: ServeFlags,
+  openSqlite: (path: string) => SqlDriver,
+  log: (s: string) => void = console.log,
+) {
   let driver: SqlDriver;
   if (flags.pg) driver = await openPg(flags.pg, { schema: flags["pg-schema"] });
   else {
@@ -132,7 +142,11 @@ export async function startCoordinator(flags: ServeFlags, openSqlite: (path: str
     maxConnectionsPerAddress: flags["max-connections-per-address"],
     maxConnections: flags["max-connections"],
   });
-  log(`coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${flags.pg ? "postgresql" : `sqlite ${flags.db}`}; kinds: ${[...kinds.keys()].join(", ")})`);
+  log(
+    `coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${
+      flags.pg ? "postgresql" : `sqlite ${flags.db}`
+    }; kinds: ${[...kinds.keys()].join(", ")})`,
+  );
   return {
     app,
     port: server.port,

@@ -27,18 +27,34 @@ export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
     await copyFile(`${PAGE}index.html`, `${outDir}/index.html`);
     const esbuild = `${ROOT}node_modules/.bin/esbuild`;
     const args = [
-      `${PAGE}page.ts`, `${PAGE}worker.ts`, "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
+      `${PAGE}page.ts`,
+      `${PAGE}worker.ts`,
+      "--bundle",
+      "--format=esm",
+      "--platform=browser",
+      "--target=es2022",
       // Node-only code paths are behind runtime checks and dynamic imports; keep them out of the bundle.
-      "--external:node:*", "--external:webgpu", `--outdir=${outDir}`, "--log-level=warning",
+      "--external:node:*",
+      "--external:webgpu",
+      `--outdir=${outDir}`,
+      "--log-level=warning",
     ];
     await new Promise<void>((resolve, reject) =>
-      execFile(esbuild, args, { cwd: ROOT }, (err, _stdout, stderr) => (err ? reject(new Error(`esbuild failed: ${stderr || err.message}`)) : resolve())));
+      execFile(
+        esbuild,
+        args,
+        { cwd: ROOT },
+        (err, _stdout, stderr) => (err ? reject(new Error(`esbuild failed: ${stderr || err.message}`)) : resolve()),
+      )
+    );
     // The shaders load at run time from ../../wgsl/ beside the code (src/gpu/wgsl.ts): served here as
     // /volunteer/wgsl/, so the bundle looks for them at ./wgsl/.
     const bundle = `${outDir}/worker.js`;
     const code = await readFile(bundle, "utf8");
     const parts = code.split(`"../../wgsl/"`);
-    if (parts.length !== 2) throw new Error(`build: expected one reference to "../../wgsl/" in the bundle, found ${parts.length - 1}`);
+    if (parts.length !== 2) {
+      throw new Error(`build: expected one reference to "../../wgsl/" in the bundle, found ${parts.length - 1}`);
+    }
     await writeFile(bundle, parts.join(`"./wgsl/"`));
     await copyShaders(`${ROOT}wgsl`, `${outDir}/wgsl`);
     return outDir;

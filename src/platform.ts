@@ -11,8 +11,24 @@ interface DenoGlobal {
   addSignalListener(signal: string, f: () => void): void;
   stderr: { isTerminal(): boolean; writeSync(b: Uint8Array): number };
   test(def: { name: string; fn: () => unknown; sanitizeOps?: boolean; sanitizeResources?: boolean }): void;
-  Command: new (cmd: string, o: { args: string[]; cwd?: string; env?: Record<string, string>; stdin: "null"; stdout: "piped" | "inherit"; stderr: "piped" | "inherit" }) => {
-    spawn(): { pid: number; stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array>; status: Promise<{ code: number; signal: string | null }>; kill(signal?: string): void };
+  Command: new (
+    cmd: string,
+    o: {
+      args: string[];
+      cwd?: string;
+      env?: Record<string, string>;
+      stdin: "null";
+      stdout: "piped" | "inherit";
+      stderr: "piped" | "inherit";
+    },
+  ) => {
+    spawn(): {
+      pid: number;
+      stdout: ReadableStream<Uint8Array>;
+      stderr: ReadableStream<Uint8Array>;
+      status: Promise<{ code: number; signal: string | null }>;
+      kill(signal?: string): void;
+    };
   };
 }
 
@@ -29,7 +45,11 @@ interface NodeProcess {
 
 /** Deno's global namespace, where there is one. */
 export const deno = (globalThis as { Deno?: DenoGlobal }).Deno;
-const node = deno ? undefined : (globalThis as { process?: NodeProcess }).process?.versions?.node ? (globalThis as { process?: NodeProcess }).process : undefined;
+const node = deno
+  ? undefined
+  : (globalThis as { process?: NodeProcess }).process?.versions?.node
+  ? (globalThis as { process?: NodeProcess }).process
+  : undefined;
 
 export const runtime: "deno" | "node" | "browser" = deno ? "deno" : node ? "node" : "browser";
 
@@ -42,7 +62,9 @@ export function args(): string[] {
  *  page put a `process.env` there (the browser tests forward TEST_SEED so). */
 export function env(name: string): string | undefined {
   try {
-    return deno ? deno.env.get(name) : (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+    return deno
+      ? deno.env.get(name)
+      : (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
   } catch {
     return undefined;
   }
@@ -109,10 +131,21 @@ export interface Child {
  * Start `command args` with its output piped. Deno's own Command under Deno: its node:child_process
  * reports a child that caught SIGTERM and exited 0 as killed by the signal.
  */
-export async function spawnChild(command: string, argv: string[], opts: { cwd?: string; env?: Record<string, string>; inherit?: boolean } = {}): Promise<Child> {
+export async function spawnChild(
+  command: string,
+  argv: string[],
+  opts: { cwd?: string; env?: Record<string, string>; inherit?: boolean } = {},
+): Promise<Child> {
   const io = opts.inherit ? "inherit" : "piped";
   if (deno) {
-    const c = new deno.Command(command, { args: argv, cwd: opts.cwd, env: opts.env, stdin: "null", stdout: io, stderr: io }).spawn();
+    const c = new deno.Command(command, {
+      args: argv,
+      cwd: opts.cwd,
+      env: opts.env,
+      stdin: "null",
+      stdout: io,
+      stderr: io,
+    }).spawn();
     const none = (async function* () {})();
     return {
       pid: c.pid,
@@ -129,7 +162,11 @@ export async function spawnChild(command: string, argv: string[], opts: { cwd?: 
     };
   }
   const { spawn } = await import("node:child_process");
-  const c = spawn(command, argv, { cwd: opts.cwd, env: { ...environment(), ...opts.env }, stdio: ["ignore", io === "piped" ? "pipe" : "inherit", io === "piped" ? "pipe" : "inherit"] });
+  const c = spawn(command, argv, {
+    cwd: opts.cwd,
+    env: { ...environment(), ...opts.env },
+    stdio: ["ignore", io === "piped" ? "pipe" : "inherit", io === "piped" ? "pipe" : "inherit"],
+  });
   const none = (async function* () {})();
   return {
     pid: c.pid ?? -1,
@@ -144,7 +181,11 @@ export async function spawnChild(command: string, argv: string[], opts: { cwd?: 
 }
 
 /** Run `command args` with the terminal's stdio; resolves to its exit code (128 + n when a signal ended it). */
-export async function run(command: string, argv: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<number> {
+export async function run(
+  command: string,
+  argv: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<number> {
   const { code } = await (await spawnChild(command, argv, { ...opts, inherit: true })).exited;
   return code ?? 128;
 }

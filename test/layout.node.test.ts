@@ -19,7 +19,11 @@ function sources(dir: string): string[] {
 /** Relative modules `file` imports (static, dynamic, re-exports, type-only), as repo paths. */
 export function importsOf(file: string): string[] {
   const code = readFileSync(join(ROOT, file), "utf8");
-  const specs = [...code.matchAll(/(?:^|\n)\s*(?:import|export)\b[^"'`;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g)].map((m) => m[1] ?? m[2]);
+  const specs = [
+    ...code.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^"'`;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g,
+    ),
+  ].map((m) => m[1] ?? m[2]);
   return specs.filter((s) => s.startsWith(".")).map((s) => relative(ROOT, normalize(join(ROOT, dirname(file), s))));
 }
 
@@ -42,19 +46,25 @@ describe("module boundaries", () => {
   });
 
   it("nothing under src/ imports server/", () => {
-    const bad = sources("src").flatMap((f) => importsOf(f).filter((i) => i.startsWith("server/")).map((i) => `${f} -> ${i}`));
+    const bad = sources("src").flatMap((f) =>
+      importsOf(f).filter((i) => i.startsWith("server/")).map((i) => `${f} -> ${i}`)
+    );
     expect(bad).toEqual([]);
   });
 
   it("server/ takes nothing from src/volunteer/", () => {
-    const bad = sources("server").flatMap((f) => importsOf(f).filter((i) => i.startsWith("src/volunteer/")).map((i) => `${f} -> ${i}`));
+    const bad = sources("server").flatMap((f) =>
+      importsOf(f).filter((i) => i.startsWith("src/volunteer/")).map((i) => `${f} -> ${i}`)
+    );
     expect(bad).toEqual([]);
   });
 
   it("the browser volunteer page does not pull in the pipeline, the coordinator or the CLIs", () => {
     const graph = [...reachable("src/volunteer/browser/page.ts"), ...reachable("src/volunteer/browser/worker.ts")];
     expect(graph).toContain("src/protocol/client.ts");
-    const bad = graph.filter((f) => f === "src/detect/pipeline.ts" || f.startsWith("server/") || f.startsWith("src/cli/"));
+    const bad = graph.filter((f) =>
+      f === "src/detect/pipeline.ts" || f.startsWith("server/") || f.startsWith("src/cli/")
+    );
     expect(bad).toEqual([]);
   });
 });
@@ -62,15 +72,25 @@ describe("module boundaries", () => {
 describe("kernel contract", () => {
   it("every op a module in kernels/ declares registers itself, has a shader and test/kernels/<op>.test.ts", async () => {
     const { kernelModules, loadKernels } = await import("../kernels/discover.ts");
-    const declared = (await kernelModules()).flatMap((f) => [...readFileSync(join(ROOT, "kernels", f), "utf8").matchAll(/defineOp(?:<[^>]*>)?\(\s*"([^"]+)"/g)].map((m) => m[1]));
+    const declared = (await kernelModules()).flatMap((f) =>
+      [...readFileSync(join(ROOT, "kernels", f), "utf8").matchAll(/defineOp(?:<[^>]*>)?\(\s*"([^"]+)"/g)].map((m) =>
+        m[1]
+      )
+    );
     expect(declared.length).toBeGreaterThan(15);
     const ops = await loadKernels();
     expect([...ops.keys()].sort()).toEqual([...declared].sort());
     const problems: string[] = [];
     for (const [name, op] of ops) {
-      if (!existsSync(join(ROOT, "test/kernels", `${name}.test.ts`))) problems.push(`${name}: no test/kernels/${name}.test.ts`);
+      if (!existsSync(join(ROOT, "test/kernels", `${name}.test.ts`))) {
+        problems.push(`${name}: no test/kernels/${name}.test.ts`);
+      }
       // A generated variant names its generator: "kernels/matmul-codegen.ts (exactShader)".
-      for (const v of op.variants) if (!existsSync(join(ROOT, v.file.split(" ")[0]))) problems.push(`${name}/${v.name}: no shader file ${v.file}`);
+      for (const v of op.variants) {
+        if (!existsSync(join(ROOT, v.file.split(" ")[0]))) {
+          problems.push(`${name}/${v.name}: no shader file ${v.file}`);
+        }
+      }
     }
     expect(problems).toEqual([]);
   });

@@ -20,7 +20,11 @@ const isRoot = process.getuid?.() === 0;
 
 const say = (s: string) => console.error(`[npm test] ${s}`);
 
-function sh(cmd: string, args: string[], opts: { asPostgres?: boolean; env?: Record<string, string> } = {}): { ok: boolean; out: string } {
+function sh(
+  cmd: string,
+  args: string[],
+  opts: { asPostgres?: boolean; env?: Record<string, string> } = {},
+): { ok: boolean; out: string } {
   const [c, a] = opts.asPostgres && isRoot ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
   const r = spawnSync(c, a, { encoding: "utf8", env: { ...environment(), ...opts.env } });
   return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error?.message ?? ""}` };
@@ -28,7 +32,10 @@ function sh(cmd: string, args: string[], opts: { asPostgres?: boolean; env?: Rec
 
 function missingPackages(needPostgres: boolean): string[] {
   if (!sh("dpkg-query", ["--version"]).ok) return []; // not Debian: nothing to check or install here
-  return PACKAGES.filter((p) => (p !== "postgresql" || needPostgres) && !/install ok installed/.test(sh("dpkg-query", ["-W", "-f=${Status}", p]).out));
+  return PACKAGES.filter((p) =>
+    (p !== "postgresql" || needPostgres) &&
+    !/install ok installed/.test(sh("dpkg-query", ["-W", "-f=${Status}", p]).out)
+  );
 }
 
 function ensurePackages(needPostgres: boolean): void {
@@ -64,7 +71,9 @@ function freePort(): Promise<number> {
 
 /** A PostgreSQL server of Debian's binaries in a temp directory; resolves to its URL and a stop function. */
 async function throwawayPostgres(): Promise<{ url: string; stop(): void }> {
-  const versions = existsSync("/usr/lib/postgresql") ? readdirSync("/usr/lib/postgresql").filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`)) : [];
+  const versions = existsSync("/usr/lib/postgresql")
+    ? readdirSync("/usr/lib/postgresql").filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`))
+    : [];
   if (!versions.length) throw new Error("no PostgreSQL binaries under /usr/lib/postgresql/*/bin");
   const bin = `/usr/lib/postgresql/${versions.sort((a, b) => Number(b) - Number(a))[0]}/bin`;
   const dir = mkdtempSync(join(tmpdir(), "pg-test-"));
@@ -75,10 +84,15 @@ async function throwawayPostgres(): Promise<{ url: string; stop(): void }> {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`${what} failed:\n${out.slice(-2000)}`);
   };
-  const init = sh(`${bin}/initdb`, ["-D", data, "-U", "coord", "--auth=trust", "-E", "UTF8", "--no-sync"], { asPostgres: true });
+  const init = sh(`${bin}/initdb`, ["-D", data, "-U", "coord", "--auth=trust", "-E", "UTF8", "--no-sync"], {
+    asPostgres: true,
+  });
   if (!init.ok) fail("initdb", init.out);
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300`;
-  const start = sh(`${bin}/pg_ctl`, ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"], { asPostgres: true });
+  const opts =
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300`;
+  const start = sh(`${bin}/pg_ctl`, ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"], {
+    asPostgres: true,
+  });
   if (!start.ok) fail("pg_ctl start", start.out);
   return {
     url: `postgres://coord@127.0.0.1:${port}/postgres`,

@@ -21,14 +21,34 @@ import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { defineJobKind } from "../../src/protocol/job-kind.ts";
 import { TRAIN } from "../../src/protocol/shards.ts";
-import { bitwiseEqual, datasetRef, detectConfigOf, finishJob, finishRuntime, JobData, searchProgress, spotCheckTrain, trainingSet, trainShard } from "./train-shard.ts";
+import {
+  bitwiseEqual,
+  datasetRef,
+  detectConfigOf,
+  finishJob,
+  finishRuntime,
+  JobData,
+  searchProgress,
+  spotCheckTrain,
+  trainingSet,
+  trainShard,
+} from "./train-shard.ts";
 
 /** Largest n a coordinator without WebGPU fits on the host (float64 twin: O(n³) per solver iteration). */
 export const HOST_FIT_MAX = 1024;
 
 export const DatamodelsSpec = DetectConfig.pick({
-  test: true, seed: true, attackConfig: true, model: true, recipe: true, dmModels: true, dmAlpha: true, dmPenalty: true, ldsModels: true,
-  restarts: true, budget: true,
+  test: true,
+  seed: true,
+  attackConfig: true,
+  model: true,
+  recipe: true,
+  dmModels: true,
+  dmAlpha: true,
+  dmPenalty: true,
+  ldsModels: true,
+  restarts: true,
+  budget: true,
 }).extend(JobData.shape);
 export type DatamodelsSpec = z.output<typeof DatamodelsSpec>;
 
@@ -47,11 +67,20 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
     const n = s.train;
     const dataset = datasetRef(s);
     const model = ModelConfig.parse(s.model), recipe = Recipe.parse(s.recipe);
-    const shards = [trainShard(FULL_MODEL, { dataset, model, recipe, m: 0, seed: ensembleSeed(s.seed, 0) }, n, s.maxCheckpointBytes)];
+    const shards = [
+      trainShard(FULL_MODEL, { dataset, model, recipe, m: 0, seed: ensembleSeed(s.seed, 0) }, n, s.maxCheckpointBytes),
+    ];
     const subsets = (split: Split, count: number) => {
       for (let m = 0; m < count; m++) {
         const mask = { alpha: s.dmAlpha, seed: s.seed, split, model: m };
-        shards.push(trainShard(subsetKey(split, m), { dataset, model, recipe, m, seed: subsetSeed(s.seed, split, m), mask }, n, s.maxCheckpointBytes));
+        shards.push(
+          trainShard(
+            subsetKey(split, m),
+            { dataset, model, recipe, m, seed: subsetSeed(s.seed, split, m), mask },
+            n,
+            s.maxCheckpointBytes,
+          ),
+        );
       }
     };
     subsets("train", s.dmModels);
@@ -69,10 +98,12 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
     const n = (await trainingSet(s)).train.n;
     const rt = await finishRuntime(n, HOST_FIT_MAX, "the datamodels fit");
     const spec = maskSpec(s, n);
-    const margins = async (split: Split, m: number) => (await inputs.get(subsetKey(split, m), "margins")).data as Float32Array;
+    const margins = async (split: Split, m: number) =>
+      (await inputs.get(subsetKey(split, m), "margins")).data as Float32Array;
     // Streamed in row batches straight from the blob store: O(batch n) in memory, as the issue asks.
     const data: RegressionData = {
-      n, models: s.dmModels,
+      n,
+      models: s.dmModels,
       async rows(start, count) {
         const X = new Uint8Array(count * n), Y = new Float32Array(count * n);
         for (let r = 0; r < count; r++) {

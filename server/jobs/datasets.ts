@@ -8,7 +8,6 @@ import type { Dataset } from "../../src/data/dataset.ts";
 import { fileResponse } from "../files.ts";
 import { env } from "../../src/platform.ts";
 
-
 /** Name -> local path. CIFAR10_PATH overrides the default ../shared/datasets location. */
 export function datasetFiles(): Record<string, string> {
   const cifar = env("CIFAR10_PATH") ?? DEFAULT_DATA;
@@ -25,7 +24,9 @@ function servedPath(name: string): string | undefined {
 
 export function datasetPath(name: string): string {
   const path = servedPath(name);
-  if (!path) throw new Error(`unknown dataset "${name}"; the coordinator serves ${Object.keys(datasetFiles()).join(", ")}`);
+  if (!path) {
+    throw new Error(`unknown dataset "${name}"; the coordinator serves ${Object.keys(datasetFiles()).join(", ")}`);
+  }
   return path;
 }
 
@@ -48,7 +49,12 @@ export function datasetRoutes(): Hono {
   return new Hono().get("/v1/datasets/:name", async (c) => {
     const name = c.req.param("name");
     const path = servedPath(name);
-    const res = path ? await fileResponse(path, c.req.raw, { "content-type": "application/octet-stream", "cache-control": "public, max-age=86400, immutable" }) : null;
+    const res = path
+      ? await fileResponse(path, c.req.raw, {
+        "content-type": "application/octet-stream",
+        "cache-control": "public, max-age=86400, immutable",
+      })
+      : null;
     return res ?? c.json({ error: `no dataset "${name}" here` }, 404);
   });
 }

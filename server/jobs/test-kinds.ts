@@ -60,7 +60,9 @@ export function syntheticRows(p: Omit<RowsPayload, "slowMs">): Float32Array {
 
 function shardRanges(spec: TestMatrixSpec): { start: number; count: number }[] {
   const out: { start: number; count: number }[] = [];
-  for (let start = 0; start < spec.n; start += spec.rowsPerShard) out.push({ start, count: Math.min(spec.rowsPerShard, spec.n - start) });
+  for (let start = 0; start < spec.n; start += spec.rowsPerShard) {
+    out.push({ start, count: Math.min(spec.rowsPerShard, spec.n - start) });
+  }
   return out;
 }
 
@@ -78,10 +80,31 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
     if (spec.block >= spec.n) throw new Error("block must be smaller than n");
     const shards: ShardPlan[] = [];
     for (const [i, r] of shardRanges(spec).entries()) {
-      const payload: RowsPayload = { seed: spec.seed, n: spec.n, start: r.start, count: r.count, block: spec.block, slowMs: spec.slowMs };
-      shards.push({ key: `rows/${i}`, kind: "test-rows", payload, deps: [], outputs: { rows: { dtype: "f32", shape: [r.count, spec.n] } }, deterministic: true });
+      const payload: RowsPayload = {
+        seed: spec.seed,
+        n: spec.n,
+        start: r.start,
+        count: r.count,
+        block: spec.block,
+        slowMs: spec.slowMs,
+      };
+      shards.push({
+        key: `rows/${i}`,
+        kind: "test-rows",
+        payload,
+        deps: [],
+        outputs: { rows: { dtype: "f32", shape: [r.count, spec.n] } },
+        deterministic: true,
+      });
       if (spec.scale) {
-        shards.push({ key: `scale/${i}`, kind: "test-scale", payload: { ...payload, dep: `rows/${i}` }, deps: [`rows/${i}`], outputs: { scaled: { dtype: "f32", shape: [r.count, spec.n] } }, deterministic: false });
+        shards.push({
+          key: `scale/${i}`,
+          kind: "test-scale",
+          payload: { ...payload, dep: `rows/${i}` },
+          deps: [`rows/${i}`],
+          outputs: { scaled: { dtype: "f32", shape: [r.count, spec.n] } },
+          deterministic: false,
+        });
       }
     }
     return shards;
@@ -106,7 +129,7 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
     let scaledTotal = 0;
     for (const [i, r] of shardRanges(spec).entries()) {
       A.set((await inputs.get(`rows/${i}`, "rows")).data, r.start * n);
-      if (spec.scale) for (const v of (await inputs.get(`scale/${i}`, "scaled")).data) scaledTotal += v;
+      if (spec.scale) { for (const v of (await inputs.get(`scale/${i}`, "scaled")).data) scaledTotal += v; }
     }
     onProgress?.("searching");
     const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [spec.block], restarts: 4, seed: spec.seed });
@@ -121,18 +144,35 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
       scaledTotal,
     };
     await writeFile(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
-    await writeFile(join(outDir, "report.html"), `<!doctype html><title>test-matrix</title><p>members: ${summary.members.join(", ")}</p>`);
+    await writeFile(
+      join(outDir, "report.html"),
+      `<!doctype html><title>test-matrix</title><p>members: ${summary.members.join(", ")}</p>`,
+    );
     return summary;
   },
 };
 
 /** "test-bench": independent nondeterministic shards with a tiny output and a trivial spot check, so a
  *  round trip measures the coordinator (lease, upload, submit, check, accept) and nothing else. */
-export const TestBenchSpec = z.object({ shards: z.number().int().min(1).max(1_000_000), len: z.number().int().min(1).max(1 << 20).default(16) });
+export const TestBenchSpec = z.object({
+  shards: z.number().int().min(1).max(1_000_000),
+  len: z.number().int().min(1).max(1 << 20).default(16),
+});
 export const testBench: JobKind<z.infer<typeof TestBenchSpec>> = {
   name: "test-bench",
   spec: TestBenchSpec,
-  plan: (spec) => Array.from({ length: spec.shards }, (_, i) => ({ key: `b/${i}`, kind: "test-bench", payload: { i, len: spec.len }, deps: [], outputs: { x: { dtype: "f32", shape: [spec.len] } }, deterministic: false })),
+  plan: (spec) =>
+    Array.from(
+      { length: spec.shards },
+      (_, i) => ({
+        key: `b/${i}`,
+        kind: "test-bench",
+        payload: { i, len: spec.len },
+        deps: [],
+        outputs: { x: { dtype: "f32", shape: [spec.len] } },
+        deterministic: false,
+      }),
+    ),
   agree: () => true,
   async spotCheck(_spec, shard, result) {
     const { i } = shard.payload as { i: number };
@@ -145,7 +185,10 @@ export const testBench: JobKind<z.infer<typeof TestBenchSpec>> = {
   },
 };
 
-export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix], [testBench.name, testBench]]);
+export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix], [
+  testBench.name,
+  testBench,
+]]);
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {

@@ -36,11 +36,20 @@ export type JobData = z.output<typeof JobData> & { model: z.output<typeof Detect
 
 /** The detect settings a job reproduces: its spec's DetectConfig fields (the rest are dropped), with the
  * data set's name resolved to the coordinator's local file. */
-export function detectConfigOf(s: JobData, extra: Partial<z.input<typeof DetectConfig>> = {}): z.output<typeof DetectConfig> {
+export function detectConfigOf(
+  s: JobData,
+  extra: Partial<z.input<typeof DetectConfig>> = {},
+): z.output<typeof DetectConfig> {
   return DetectConfig.parse({ ...s, ...extra, data: datasetPath(s.data) });
 }
 
-export const datasetRef = (s: Pick<JobData, "data" | "train" | "seed" | "attack" | "attackConfig">) => ({ data: s.data, train: s.train, seed: s.seed, attack: s.attack, attackConfig: s.attackConfig });
+export const datasetRef = (s: Pick<JobData, "data" | "train" | "seed" | "attack" | "attackConfig">) => ({
+  data: s.data,
+  train: s.train,
+  seed: s.seed,
+  attack: s.attack,
+  attackConfig: s.attackConfig,
+});
 
 const sets = new Map<string, Promise<TrainingSet>>();
 /** The job's poisoned training set, built once per process (the first spot check would otherwise block the
@@ -59,14 +68,21 @@ export function trainingSet(s: JobData): Promise<TrainingSet> {
 /** A train shard: the model of `payload`, returned as checkpoint + margins on all n examples. */
 export function trainShard(key: string, payload: TrainPayload, n: number, maxCheckpointBytes: number): ShardPlan {
   return {
-    key, kind: TRAIN, payload, deps: [], deterministic: false, maxBytes: maxCheckpointBytes,
+    key,
+    kind: TRAIN,
+    payload,
+    deps: [],
+    deterministic: false,
+    maxBytes: maxCheckpointBytes,
     outputs: { checkpoint: { dtype: "u8", shape: [-1] }, margins: { dtype: "f32", shape: [n] } },
   };
 }
 
 /** Results of nondeterministic shards are never compared in tolerance; a replay must be bitwise the same. */
 export const bitwiseEqual = (a: Record<string, ArrayValue>, b: Record<string, ArrayValue>): boolean =>
-  Object.keys(a).every((k) => b[k] && a[k].data.length === b[k].data.length && a[k].data.every((v, i) => v === b[k].data[i]));
+  Object.keys(a).every((k) =>
+    b[k] && a[k].data.length === b[k].data.length && a[k].data.every((v, i) => v === b[k].data[i])
+  );
 
 /** |device f32 margin - host float64 margin| allowed per spot-checked example, times (1 + |m|). */
 export const SPOT_MARGIN_TOLERANCE = 1e-3;
@@ -78,7 +94,12 @@ export const SPOT_MARGIN_TOLERANCE = 1e-3;
  * (observed f32 vs f64 differences on these models: ~1e-6). It does not show the model was trained on
  * the shard's data: that is the trust model's replication and reputation (DESIGN.md section 4).
  */
-export async function spotCheckTrain(s: JobData, shard: ShardPlan, result: Record<string, ArrayValue>, seed: number): Promise<string | null> {
+export async function spotCheckTrain(
+  s: JobData,
+  shard: ShardPlan,
+  result: Record<string, ArrayValue>,
+  seed: number,
+): Promise<string | null> {
   const p = TrainPayload.parse(shard.payload);
   let model;
   try {
@@ -91,13 +112,24 @@ export async function spotCheckTrain(s: JobData, shard: ShardPlan, result: Recor
   if (claimed.length !== train.n) return `${shard.key}: ${claimed.length} margins for ${train.n} examples`;
   const count = Math.min(s.spotChecks, train.n);
   const idx = seededIndices(train.n, count, seed >>> 0);
-  const { x, y } = assembleBatchRef(train.images, train.labels, train.c, train.h, train.w, idx, { start: 0, size: count, mean: p.recipe.mean, std: p.recipe.std, pad: 0, flip: false, seed: 0, stream: 0 });
+  const { x, y } = assembleBatchRef(train.images, train.labels, train.c, train.h, train.w, idx, {
+    start: 0,
+    size: count,
+    mean: p.recipe.mean,
+    std: p.recipe.std,
+    pad: 0,
+    flip: false,
+    seed: 0,
+    stream: 0,
+  });
   const logits = model.net.forwardRef({ shape: [train.c, count, train.h, train.w], data: x }, "eval");
   const ref = marginRef(logits.data, y, model.classes, count).value;
   for (let j = 0; j < count; j++) {
     const got = claimed[idx[j]];
     if (!(Math.abs(got - ref[j]) <= SPOT_MARGIN_TOLERANCE * (1 + Math.abs(ref[j])))) {
-      return `${shard.key}: claimed margin ${got} of example ${idx[j]} is not the checkpoint's (${ref[j].toPrecision(6)})`;
+      return `${shard.key}: claimed margin ${got} of example ${idx[j]} is not the checkpoint's (${
+        ref[j].toPrecision(6)
+      })`;
     }
   }
   return null;
@@ -111,7 +143,9 @@ export async function spotCheckTrain(s: JobData, shard: ShardPlan, result: Recor
 export async function finishRuntime(n: number, hostMax: number, what: string): Promise<Runtime | null> {
   if (detectRuntime() === "node") {
     if (n > hostMax) {
-      throw new Error(`this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`);
+      throw new Error(
+        `this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`,
+      );
     }
     return null;
   }
@@ -135,23 +169,51 @@ export function searchProgress(onProgress: (msg: string) => void): OnStage {
  * report.html and scores.json; returns the job's summary.
  */
 export async function finishJob(a: {
-  spec: JobData; cfg: z.output<typeof DetectConfig>; scored: Scored; rt: Runtime | null; inputs: Inputs; model0: string; outDir: string;
-  clock: StageClock; onProgress: (msg: string) => void;
+  spec: JobData;
+  cfg: z.output<typeof DetectConfig>;
+  scored: Scored;
+  rt: Runtime | null;
+  inputs: Inputs;
+  model0: string;
+  outDir: string;
+  clock: StageClock;
+  onProgress: (msg: string) => void;
 }): Promise<Record<string, unknown>> {
   const { rt } = a;
   const { train, poisoned } = await trainingSet(a.spec);
   let model: Model | undefined;
   const model0 = async () => {
     a.onProgress("baselines and evaluation of model 0");
-    return (model = modelFromSafetensors(rt!, (await a.inputs.get(a.model0, "checkpoint")).data as Uint8Array, a.model0).model);
+    return (model =
+      modelFromSafetensors(rt!, (await a.inputs.get(a.model0, "checkpoint")).data as Uint8Array, a.model0).model);
   };
-  const { summary } = await finishDetection({ cfg: a.cfg, scored: a.scored, train, poisoned, rt, model0, clock: a.clock, onProgress: () => {}, outDir: a.outDir });
+  const { summary } = await finishDetection({
+    cfg: a.cfg,
+    scored: a.scored,
+    train,
+    poisoned,
+    rt,
+    model0,
+    clock: a.clock,
+    onProgress: () => {},
+    outDir: a.outDir,
+  });
   if (model) releaseModel(model);
   a.onProgress(`done: auroc ${summary.auroc?.toFixed(3) ?? "n/a"}, ${summary.flagged.length} flagged`);
   return {
-    auroc: summary.auroc, precision_at_budget: summary.precision_at_budget, recall_at_budget: summary.recall_at_budget, tpr_at_5fpr: summary.tpr_at_5fpr,
-    flagged: summary.flagged, clean_acc_before: rt ? summary.clean_acc_before : null, asr_before: rt ? summary.asr_before : null, n: train.n,
-    adapter: summary.adapter, baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
-    spectral_auroc: summary.spectral_score?.auroc ?? null, lds: summary.lds, seconds: summary.seconds, files: ["summary.json", "report.html", "scores.json"],
+    auroc: summary.auroc,
+    precision_at_budget: summary.precision_at_budget,
+    recall_at_budget: summary.recall_at_budget,
+    tpr_at_5fpr: summary.tpr_at_5fpr,
+    flagged: summary.flagged,
+    clean_acc_before: rt ? summary.clean_acc_before : null,
+    asr_before: rt ? summary.asr_before : null,
+    n: train.n,
+    adapter: summary.adapter,
+    baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
+    spectral_auroc: summary.spectral_score?.auroc ?? null,
+    lds: summary.lds,
+    seconds: summary.seconds,
+    files: ["summary.json", "report.html", "scores.json"],
   };
 }

@@ -20,7 +20,18 @@ import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { type ArrayValue, defineJobKind, type ShardPlan } from "../../src/protocol/job-kind.ts";
 import { FEATURIZE, type FeaturizePayload, TRAIN } from "../../src/protocol/shards.ts";
-import { bitwiseEqual, datasetRef, detectConfigOf, finishJob, finishRuntime, JobData, searchProgress, spotCheckTrain, trainingSet, trainShard } from "./train-shard.ts";
+import {
+  bitwiseEqual,
+  datasetRef,
+  detectConfigOf,
+  finishJob,
+  finishRuntime,
+  JobData,
+  searchProgress,
+  spotCheckTrain,
+  trainingSet,
+  trainShard,
+} from "./train-shard.ts";
 
 /** Largest job a coordinator without WebGPU finishes on the host (dense float64 A: n² doubles, O(M n² k)). */
 export const HOST_FINISH_MAX = 4096;
@@ -28,8 +39,18 @@ export const HOST_FINISH_MAX = 4096;
 const TILE = 64; // featurisation tile of the pipeline: shard boundaries on tiles keep the rounding identical
 
 export const TrakSpec = DetectConfig.pick({
-  test: true, seed: true, attackConfig: true, model: true, recipe: true, models: true, k: true, projection: true,
-  qWeight: true, restarts: true, searchBackend: true, budget: true,
+  test: true,
+  seed: true,
+  attackConfig: true,
+  model: true,
+  recipe: true,
+  models: true,
+  k: true,
+  projection: true,
+  qWeight: true,
+  restarts: true,
+  searchBackend: true,
+  budget: true,
 }).extend({
   ...JobData.shape,
   /** Training examples per featurize shard: a multiple of the 64-example tile. */
@@ -71,16 +92,45 @@ export const trak = defineJobKind<TrakSpec>({
     const dataset = datasetRef(s);
     const shards: ShardPlan[] = [];
     for (let m = 0; m < s.models; m++) {
-      shards.push(trainShard(trainKey(m), { dataset, model: ModelConfig.parse(s.model), recipe: Recipe.parse(s.recipe), m, seed: ensembleSeed(s.seed, m) }, n, s.maxCheckpointBytes));
+      shards.push(
+        trainShard(
+          trainKey(m),
+          {
+            dataset,
+            model: ModelConfig.parse(s.model),
+            recipe: Recipe.parse(s.recipe),
+            m,
+            seed: ensembleSeed(s.seed, m),
+          },
+          n,
+          s.maxCheckpointBytes,
+        ),
+      );
     }
     for (let m = 0; m < s.models; m++) {
       for (const [a, b] of featurizeRanges(n, s.shardSize)) {
         const payload: FeaturizePayload = {
-          dataset, checkpoint: trainKey(m), k: s.k, projection: s.projection, seed: s.seed, modelIndex: m, start: a, end: b, batchSize: TILE,
+          dataset,
+          checkpoint: trainKey(m),
+          k: s.k,
+          projection: s.projection,
+          seed: s.seed,
+          modelIndex: m,
+          start: a,
+          end: b,
+          batchSize: TILE,
         };
         shards.push({
-          key: `${FEATURIZE}/${m}/${a}-${b}`, kind: FEATURIZE, payload, deps: [trainKey(m)], deterministic: true,
-          outputs: { phi: { dtype: "f32", shape: [b - a, s.k] }, margins: { dtype: "f32", shape: [b - a] }, q: { dtype: "f32", shape: [b - a] } },
+          key: `${FEATURIZE}/${m}/${a}-${b}`,
+          kind: FEATURIZE,
+          payload,
+          deps: [trainKey(m)],
+          deterministic: true,
+          outputs: {
+            phi: { dtype: "f32", shape: [b - a, s.k] },
+            margins: { dtype: "f32", shape: [b - a] },
+            q: { dtype: "f32", shape: [b - a] },
+          },
         });
       }
     }
@@ -110,7 +160,13 @@ export const trak = defineJobKind<TrakSpec>({
     return true;
   },
 
-  spotCheck: (s, shard, result, _inputs, seed) => (shard.kind === TRAIN ? spotCheckTrain(s, shard, result, seed) : Promise.resolve(null)),
+  spotCheck: (
+    s,
+    shard,
+    result,
+    _inputs,
+    seed,
+  ) => (shard.kind === TRAIN ? spotCheckTrain(s, shard, result, seed) : Promise.resolve(null)),
 
   async finish(s, inputs, outDir, onProgress = () => {}) {
     const clock = stageClock();
@@ -132,7 +188,15 @@ export const trak = defineJobKind<TrakSpec>({
       }
       feats.push(f);
     }
-    const scored = await scoreHostFeatures(rt, feats, n, s.k, cfg, searchProgress(onProgress), () => clock.stage("attribute"));
+    const scored = await scoreHostFeatures(
+      rt,
+      feats,
+      n,
+      s.k,
+      cfg,
+      searchProgress(onProgress),
+      () => clock.stage("attribute"),
+    );
     clock.stage("search");
     return finishJob({ spec: s, cfg, scored, rt, inputs, model0: trainKey(0), outDir, clock, onProgress });
   },

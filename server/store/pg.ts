@@ -30,7 +30,7 @@ export class PgDriver extends PgQueryer implements SqlDriver {
   }
 
   async tx<T>(fn: (q: SqlQueryer) => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0;; attempt++) {
       const client = await this.pool.connect();
       try {
         await client.query("BEGIN");
@@ -63,7 +63,9 @@ export class PgDriver extends PgQueryer implements SqlDriver {
 
 /** `schema`: use (and create) this schema instead of public, e.g. one per test. */
 export async function openPg(url: string, opts: { max?: number; schema?: string } = {}): Promise<PgDriver> {
-  if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(opts.schema)) throw new Error(`bad schema name ${opts.schema}`);
+  if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]*$/.test(opts.schema)) {
+    throw new Error(`bad schema name ${opts.schema}`);
+  }
   if (opts.schema) {
     const c = new pg.Client({ connectionString: url });
     await c.connect();
@@ -73,7 +75,11 @@ export async function openPg(url: string, opts: { max?: number; schema?: string 
       await c.end();
     }
   }
-  const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 20, ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}) });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 20,
+    ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
+  });
   pool.on("error", () => undefined); // an idle client's connection dropped: the pool replaces it
   return new PgDriver(pool);
 }

@@ -182,7 +182,15 @@ function toResult(r: Row): ResultRow {
 }
 
 function toVolunteer(r: Row): VolunteerRow {
-  return { id: String(r.id), name: String(r.name), agent: String(r.agent), source: String(r.source ?? ""), streak: num(r.streak), valid: num(r.valid), invalid: num(r.invalid) };
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    agent: String(r.agent),
+    source: String(r.source ?? ""),
+    streak: num(r.streak),
+    valid: num(r.valid),
+    invalid: num(r.invalid),
+  };
 }
 
 export interface StoreOptions {
@@ -212,7 +220,9 @@ function leaseProblem(lease: LeaseRow | null, volunteerId: string, fence: number
   if (lease.fence !== fence) return new ApiError(409, `stale fence ${fence}: the lease's fence is ${lease.fence}`);
   if (lease.state === "submitted") return new ApiError(409, "this lease was already submitted");
   if (lease.state === "released") return new ApiError(409, "this lease was released; lease the shard again");
-  if (lease.deadline < now) return new ApiError(410, `the lease expired at ${new Date(lease.deadline).toISOString()}; lease the shard again`);
+  if (lease.deadline < now) {
+    return new ApiError(410, `the lease expired at ${new Date(lease.deadline).toISOString()}; lease the shard again`);
+  }
   return null;
 }
 
@@ -240,7 +250,11 @@ export class SqlStore {
     try {
       await this.db.all(`SELECT source FROM volunteers LIMIT 0`);
     } catch {
-      await this.db.run(`ALTER TABLE volunteers ADD COLUMN ${this.dialect === "pg" ? "IF NOT EXISTS " : ""}source TEXT NOT NULL DEFAULT ''`);
+      await this.db.run(
+        `ALTER TABLE volunteers ADD COLUMN ${
+          this.dialect === "pg" ? "IF NOT EXISTS " : ""
+        }source TEXT NOT NULL DEFAULT ''`,
+      );
     }
     return this;
   }
@@ -257,17 +271,41 @@ export class SqlStore {
       if (keys.has(s.key)) throw new ApiError(400, `plan: duplicate shard key "${s.key}"`);
       keys.add(s.key);
     }
-    for (const s of shards) for (const d of s.deps) if (!keys.has(d)) throw new ApiError(400, `plan: shard "${s.key}" depends on unknown shard "${d}"`);
+    for (const s of shards) {
+      for (const d of s.deps) {
+        if (!keys.has(d)) throw new ApiError(400, `plan: shard "${s.key}" depends on unknown shard "${d}"`);
+      }
+    }
     const now = this.now();
     await this.db.tx(async (q) => {
-      await q.run(`INSERT INTO jobs (id, kind, spec, state, created_at) VALUES (?, ?, ?, 'running', ?)`, [id, kind, JSON.stringify(spec), now]);
+      await q.run(`INSERT INTO jobs (id, kind, spec, state, created_at) VALUES (?, ?, ?, 'running', ?)`, [
+        id,
+        kind,
+        JSON.stringify(spec),
+        now,
+      ]);
       for (const [idx, s] of shards.entries()) {
         await q.run(
           `INSERT INTO shards (job_id, key, idx, job_created, kind, payload, deps, outputs, max_bytes, deterministic, state, deps_left, fence, replicas)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, 0, ?)`,
-          [id, s.key, idx, now, s.kind, JSON.stringify(s.payload ?? null), JSON.stringify(s.deps), JSON.stringify(s.outputs), s.maxBytes ?? null, s.deterministic ? 1 : 0, new Set(s.deps).size, s.deterministic ? 2 : 1],
+          [
+            id,
+            s.key,
+            idx,
+            now,
+            s.kind,
+            JSON.stringify(s.payload ?? null),
+            JSON.stringify(s.deps),
+            JSON.stringify(s.outputs),
+            s.maxBytes ?? null,
+            s.deterministic ? 1 : 0,
+            new Set(s.deps).size,
+            s.deterministic ? 2 : 1,
+          ],
         );
-        for (const d of new Set(s.deps)) await q.run(`INSERT INTO shard_deps (job_id, dep, key) VALUES (?, ?, ?)`, [id, d, s.key]);
+        for (const d of new Set(s.deps)) {
+          await q.run(`INSERT INTO shard_deps (job_id, dep, key) VALUES (?, ?, ?)`, [id, d, s.key]);
+        }
       }
     });
   }
@@ -317,14 +355,17 @@ export class SqlStore {
   // ------------------------------------------------------------------ volunteers
 
   async createVolunteer(id: string, name: string, agent: string, tokenHash: string, source = ""): Promise<void> {
-    await this.db.run(`INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`, [
-      id,
-      name,
-      agent,
-      tokenHash,
-      this.now(),
-      source,
-    ]);
+    await this.db.run(
+      `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
+      [
+        id,
+        name,
+        agent,
+        tokenHash,
+        this.now(),
+        source,
+      ],
+    );
   }
 
   async volunteerByTokenHash(hash: string): Promise<VolunteerRow | null> {
@@ -345,13 +386,27 @@ export class SqlStore {
    * `limits` bound what one volunteer and one registration address hold (checked before the claim, so
    * concurrent claims on PostgreSQL may overshoot by the number of claims in flight).
    */
-  async claimLease(volunteerId: string, kinds: string[] | undefined, leaseMs: number, solo: boolean, limits: Partial<LeaseLimits> = {}): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
+  async claimLease(
+    volunteerId: string,
+    kinds: string[] | undefined,
+    leaseMs: number,
+    solo: boolean,
+    limits: Partial<LeaseLimits> = {},
+  ): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
     if (kinds && kinds.length === 0) return null;
     const l = { ...NO_LIMITS, ...limits };
     return this.db.tx(async (q) => {
       const now = this.now();
-      const [live] = await q.all<Row>(`SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`, [volunteerId, now]);
-      if (num(live.n) >= l.perVolunteer) throw new ApiError(429, `you hold ${num(live.n)} live leases (the most allowed is ${l.perVolunteer}): submit them or let them expire`);
+      const [live] = await q.all<Row>(
+        `SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`,
+        [volunteerId, now],
+      );
+      if (num(live.n) >= l.perVolunteer) {
+        throw new ApiError(
+          429,
+          `you hold ${num(live.n)} live leases (the most allowed is ${l.perVolunteer}): submit them or let them expire`,
+        );
+      }
       // Live leases of every volunteer registered from this one's address, by job.
       const bySource = await q.all<Row>(
         `SELECT l.job_id, COUNT(*) AS n FROM leases l JOIN volunteers v ON v.id = l.volunteer_id
@@ -359,7 +414,12 @@ export class SqlStore {
         [now, volunteerId],
       );
       const sourceTotal = bySource.reduce((a, r) => a + num(r.n), 0);
-      if (sourceTotal >= l.perSource) throw new ApiError(429, `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit them or let them expire`);
+      if (sourceTotal >= l.perSource) {
+        throw new ApiError(
+          429,
+          `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit them or let them expire`,
+        );
+      }
       const fullJobs: string[] = [];
       for (const r of bySource) {
         const [t] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ?`, [String(r.job_id)]);
@@ -367,9 +427,11 @@ export class SqlStore {
       }
       const jobSql = fullJobs.length ? ` AND s.job_id NOT IN (${fullJobs.map(() => "?").join(", ")})` : "";
       const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
-      const outstanding = `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
+      const outstanding =
+        `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
           + (SELECT COUNT(*) FROM results r WHERE r.job_id = s.job_id AND r.key = s.key AND r.status = 'pending')`;
-      const mine = `EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.volunteer_id = ? AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?)))`;
+      const mine =
+        `EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.volunteer_id = ? AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?)))`;
       // PostgreSQL: SKIP LOCKED lets concurrent claimers pass each other; the shard row lock is what
       // every lease issue takes, and the re-count below (a fresh statement, so a fresh snapshot)
       // sees leases committed between this statement's snapshot and the lock.
@@ -392,13 +454,37 @@ export class SqlStore {
           `SELECT ${outstanding.replaceAll("s.job_id", "?").replaceAll("s.key", "?")} AS n,
              (SELECT COUNT(*) FROM leases l WHERE l.job_id = ? AND l.key = ? AND l.volunteer_id = ? AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?))) AS mine,
              (SELECT state FROM shards WHERE job_id = ? AND key = ?) AS state`,
-          [shard.jobId, shard.key, now, shard.jobId, shard.key, shard.jobId, shard.key, volunteerId, now, shard.jobId, shard.key],
+          [
+            shard.jobId,
+            shard.key,
+            now,
+            shard.jobId,
+            shard.key,
+            shard.jobId,
+            shard.key,
+            volunteerId,
+            now,
+            shard.jobId,
+            shard.key,
+          ],
         );
         const n = num(c.n);
         if (c.state !== "open" || num(c.mine) > 0 || n >= shard.replicas) continue;
         const weight = solo && shard.deterministic && shard.replicas === 2 && n === 0 ? 2 : 1;
-        const [f] = await q.all<Row>(`UPDATE shards SET fence = fence + 1 WHERE job_id = ? AND key = ? RETURNING fence`, [shard.jobId, shard.key]);
-        const lease: LeaseRow = { id: crypto.randomUUID(), jobId: shard.jobId, key: shard.key, volunteerId, fence: num(f.fence), weight, deadline: now + leaseMs, state: "active" };
+        const [f] = await q.all<Row>(
+          `UPDATE shards SET fence = fence + 1 WHERE job_id = ? AND key = ? RETURNING fence`,
+          [shard.jobId, shard.key],
+        );
+        const lease: LeaseRow = {
+          id: crypto.randomUUID(),
+          jobId: shard.jobId,
+          key: shard.key,
+          volunteerId,
+          fence: num(f.fence),
+          weight,
+          deadline: now + leaseMs,
+          state: "active",
+        };
         await q.run(
           `INSERT INTO leases (id, job_id, key, volunteer_id, fence, weight, deadline, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
           [lease.id, lease.jobId, lease.key, volunteerId, lease.fence, weight, lease.deadline, now],
@@ -423,14 +509,25 @@ export class SqlStore {
   }
 
   /** Extend a live lease; `maxAgeMs` caps a lease's whole life, so heartbeats cannot hold a shard forever. */
-  async heartbeat(leaseId: string, volunteerId: string, fence: number, leaseMs: number, maxAgeMs = Infinity): Promise<number> {
+  async heartbeat(
+    leaseId: string,
+    volunteerId: string,
+    fence: number,
+    leaseMs: number,
+    maxAgeMs = Infinity,
+  ): Promise<number> {
     return this.db.tx(async (q) => {
       const now = this.now();
       const rows = await q.all<Row>(`SELECT * FROM leases WHERE id = ?${this.lock}`, [leaseId]);
       const lease = rows[0] ? toLease(rows[0]) : null;
       const problem = leaseProblem(lease, volunteerId, fence, now);
       if (problem) throw problem;
-      if (now - num(rows[0].created_at) > maxAgeMs) throw new ApiError(410, `the lease is older than the most a shard may take (${maxAgeMs} ms); it will not be extended`);
+      if (now - num(rows[0].created_at) > maxAgeMs) {
+        throw new ApiError(
+          410,
+          `the lease is older than the most a shard may take (${maxAgeMs} ms); it will not be extended`,
+        );
+      }
       const deadline = now + leaseMs;
       await q.run(`UPDATE leases SET deadline = ? WHERE id = ?`, [deadline, leaseId]);
       return deadline;
@@ -465,20 +562,34 @@ export class SqlStore {
    * Turn a live lease with every planned output staged into a result. The result is 'pending' (the
    * coordinator then checks it), or 'rejected' at once when the shard was accepted meanwhile.
    */
-  async submit(leaseId: string, volunteerId: string, fence: number): Promise<{ result: ResultRow; lease: LeaseRow; shard: ShardRow }> {
+  async submit(
+    leaseId: string,
+    volunteerId: string,
+    fence: number,
+  ): Promise<{ result: ResultRow; lease: LeaseRow; shard: ShardRow }> {
     return this.db.tx(async (q) => {
       const now = this.now();
       const lrows = await q.all<Row>(`SELECT * FROM leases WHERE id = ?${this.lock}`, [leaseId]);
       const lease = lrows[0] ? toLease(lrows[0]) : null;
       const problem = leaseProblem(lease, volunteerId, fence, now);
       if (problem) throw problem;
-      const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [lease!.jobId, lease!.key]);
+      const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [
+        lease!.jobId,
+        lease!.key,
+      ]);
       const shard = toShard(srows[0]);
       const staged = await q.all<Row>(`SELECT * FROM lease_arrays WHERE lease_id = ?`, [leaseId]);
       const arrays: Record<string, StoredArray> = {};
-      for (const a of staged) arrays[String(a.name)] = { dtype: a.dtype as DType, shape: JSON.parse(String(a.shape)), hash: String(a.hash) };
+      for (const a of staged) {
+        arrays[String(a.name)] = { dtype: a.dtype as DType, shape: JSON.parse(String(a.shape)), hash: String(a.hash) };
+      }
       const missing = Object.keys(shard.outputs).filter((n) => !arrays[n]);
-      if (missing.length) throw new ApiError(400, `missing arrays: ${missing.join(", ")} (upload them with PUT /v1/leases/${leaseId}/arrays/NAME first)`);
+      if (missing.length) {
+        throw new ApiError(
+          400,
+          `missing arrays: ${missing.join(", ")} (upload them with PUT /v1/leases/${leaseId}/arrays/NAME first)`,
+        );
+      }
       const late = shard.state !== "open";
       const result: ResultRow = {
         id: crypto.randomUUID(),
@@ -495,7 +606,18 @@ export class SqlStore {
       await q.run(`UPDATE leases SET state = 'submitted' WHERE id = ?`, [leaseId]);
       await q.run(
         `INSERT INTO results (id, job_id, key, volunteer_id, lease_id, fence, arrays, status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        [result.id, result.jobId, result.key, volunteerId, leaseId, fence, JSON.stringify(arrays), result.status, result.reason, now],
+        [
+          result.id,
+          result.jobId,
+          result.key,
+          volunteerId,
+          leaseId,
+          fence,
+          JSON.stringify(arrays),
+          result.status,
+          result.reason,
+          now,
+        ],
       );
       return { result, lease: lease!, shard };
     });
@@ -509,11 +631,16 @@ export class SqlStore {
   }
 
   async shardResults(jobId: string, key: string): Promise<ResultRow[]> {
-    return (await this.db.all<Row>(`SELECT * FROM results WHERE job_id = ? AND key = ? ORDER BY created_at, id`, [jobId, key])).map(toResult);
+    return (await this.db.all<Row>(`SELECT * FROM results WHERE job_id = ? AND key = ? ORDER BY created_at, id`, [
+      jobId,
+      key,
+    ])).map(toResult);
   }
 
   async jobResults(jobId: string): Promise<ResultRow[]> {
-    return (await this.db.all<Row>(`SELECT * FROM results WHERE job_id = ? ORDER BY created_at, id`, [jobId])).map(toResult);
+    return (await this.db.all<Row>(`SELECT * FROM results WHERE job_id = ? ORDER BY created_at, id`, [jobId])).map(
+      toResult,
+    );
   }
 
   private async credit(q: SqlQueryer, volunteerIds: string[], valid: boolean): Promise<void> {
@@ -524,10 +651,18 @@ export class SqlStore {
     }
   }
 
-  private async setStatus(q: SqlQueryer, ids: string[], status: ResultStatus, reason: string | null): Promise<string[]> {
+  private async setStatus(
+    q: SqlQueryer,
+    ids: string[],
+    status: ResultStatus,
+    reason: string | null,
+  ): Promise<string[]> {
     const credited: string[] = [];
     for (const id of ids) {
-      const rows = await q.all<Row>(`UPDATE results SET status = ?, reason = ? WHERE id = ? AND status = 'pending' RETURNING volunteer_id`, [status, reason, id]);
+      const rows = await q.all<Row>(
+        `UPDATE results SET status = ?, reason = ? WHERE id = ? AND status = 'pending' RETURNING volunteer_id`,
+        [status, reason, id],
+      );
       if (rows[0]) credited.push(String(rows[0].volunteer_id));
     }
     return credited;
@@ -538,13 +673,19 @@ export class SqlStore {
    * credited too; `rejectIds`, pending results that disagreed with it, rejected). When the shard was
    * accepted meanwhile, `resultId` is credited if the accepted result is its partner, else rejected late.
    */
-  async accept(resultId: string, partnerId: string | null, rejectIds: string[]): Promise<{ status: "accepted" | "rejected"; jobComplete: boolean; reason?: string }> {
+  async accept(
+    resultId: string,
+    partnerId: string | null,
+    rejectIds: string[],
+  ): Promise<{ status: "accepted" | "rejected"; jobComplete: boolean; reason?: string }> {
     type Outcome = { status: "accepted" | "rejected"; jobComplete: boolean; reason?: string };
     return this.db.tx(async (q): Promise<Outcome> => {
       const [r] = (await q.all<Row>(`SELECT * FROM results WHERE id = ?`, [resultId])).map(toResult);
       const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [r.jobId, r.key]);
       const shard = toShard(srows[0]);
-      if (r.status !== "pending") return { status: "rejected", jobComplete: false, reason: r.reason ?? `result is ${r.status}` };
+      if (r.status !== "pending") {
+        return { status: "rejected", jobComplete: false, reason: r.reason ?? `result is ${r.status}` };
+      }
       if (shard.state !== "open") {
         if (partnerId && shard.acceptedResult === partnerId) {
           await this.credit(q, await this.setStatus(q, [resultId], "valid", "agreed with the accepted result"), true);
@@ -554,7 +695,10 @@ export class SqlStore {
         return { status: "rejected", jobComplete: false, reason: "late: the shard already has an accepted result" };
       }
       const chosen = partnerId ?? resultId;
-      const changed = await q.run(`UPDATE shards SET state = 'accepted', accepted_result = ? WHERE job_id = ? AND key = ? AND state = 'open'`, [chosen, r.jobId, r.key]);
+      const changed = await q.run(
+        `UPDATE shards SET state = 'accepted', accepted_result = ? WHERE job_id = ? AND key = ? AND state = 'open'`,
+        [chosen, r.jobId, r.key],
+      );
       if (changed !== 1) throw new Error(`accept: shard ${r.jobId}/${r.key} changed under its row lock`);
       const good = [
         ...(await this.setStatus(q, [chosen], "accepted", null)),
@@ -563,14 +707,19 @@ export class SqlStore {
       await this.credit(q, good, true);
       await this.credit(q, await this.setStatus(q, rejectIds, "rejected", "disagreed with the accepted result"), false);
       // Leases still out on this shard are now pointless; their submissions will be rejected as late.
-      await q.run(`UPDATE shards SET deps_left = deps_left - 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps WHERE job_id = ? AND dep = ?)`, [r.jobId, r.jobId, r.key]);
+      await q.run(
+        `UPDATE shards SET deps_left = deps_left - 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps WHERE job_id = ? AND dep = ?)`,
+        [r.jobId, r.jobId, r.key],
+      );
       return { status: "accepted", jobComplete: false };
     }).then(async (out) => {
       // Counted after the commit: two last shards accepted concurrently (PostgreSQL, READ COMMITTED)
       // would each still see the other open from inside their transactions.
       if (out.status === "accepted" && out.jobComplete === false) {
         const r = await this.getResult(resultId);
-        const [open] = await this.db.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ? AND state = 'open'`, [r!.jobId]);
+        const [open] = await this.db.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ? AND state = 'open'`, [
+          r!.jobId,
+        ]);
         out.jobComplete = num(open.n) === 0;
       }
       return out;
@@ -591,13 +740,22 @@ export class SqlStore {
   async wantAnotherReplica(jobId: string, key: string): Promise<void> {
     await this.db.tx(async (q) => {
       await q.all(`SELECT key FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [jobId, key]);
-      const [c] = await q.all<Row>(`SELECT COUNT(*) AS n FROM results WHERE job_id = ? AND key = ? AND status = 'pending'`, [jobId, key]);
+      const [c] = await q.all<Row>(
+        `SELECT COUNT(*) AS n FROM results WHERE job_id = ? AND key = ? AND status = 'pending'`,
+        [jobId, key],
+      );
       const pending = num(c.n);
       if (pending >= this.maxResults) {
-        await q.run(`UPDATE jobs SET state = 'failed', error = ? WHERE id = ? AND state = 'running'`, [`shard "${key}": ${pending} results and no two agree`, jobId]);
+        await q.run(`UPDATE jobs SET state = 'failed', error = ? WHERE id = ? AND state = 'running'`, [
+          `shard "${key}": ${pending} results and no two agree`,
+          jobId,
+        ]);
         return;
       }
-      await q.run(`UPDATE shards SET replicas = CASE WHEN replicas < ? THEN ? ELSE replicas END WHERE job_id = ? AND key = ? AND state = 'open'`, [pending + 1, pending + 1, jobId, key]);
+      await q.run(
+        `UPDATE shards SET replicas = CASE WHEN replicas < ? THEN ? ELSE replicas END WHERE job_id = ? AND key = ? AND state = 'open'`,
+        [pending + 1, pending + 1, jobId, key],
+      );
     });
   }
 
@@ -622,7 +780,10 @@ export class SqlStore {
   /** Forget staged uploads of leases that can no longer submit: expired, released, or submitted (their
    *  arrays now belong to the result). */
   async dropDeadStaging(): Promise<number> {
-    return this.db.run(`DELETE FROM lease_arrays WHERE lease_id IN (SELECT id FROM leases WHERE state <> 'active' OR deadline < ?)`, [this.now()]);
+    return this.db.run(
+      `DELETE FROM lease_arrays WHERE lease_id IN (SELECT id FROM leases WHERE state <> 'active' OR deadline < ?)`,
+      [this.now()],
+    );
   }
 
   /** Every blob a row still needs: staged uploads, results that were not rejected, report files. */
@@ -664,22 +825,36 @@ export class SqlStore {
   }
 
   async extendFinish(jobId: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.db.run(`UPDATE jobs SET finish_deadline = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`, [this.now() + ttlMs, jobId, owner])) === 1;
+    return (await this.db.run(
+      `UPDATE jobs SET finish_deadline = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`,
+      [this.now() + ttlMs, jobId, owner],
+    )) === 1;
   }
 
-  async completeFinish(jobId: string, owner: string, summary: Record<string, unknown>, files: Record<string, string>): Promise<boolean> {
+  async completeFinish(
+    jobId: string,
+    owner: string,
+    summary: Record<string, unknown>,
+    files: Record<string, string>,
+  ): Promise<boolean> {
     return (
-      (await this.db.run(`UPDATE jobs SET state = 'done', summary = ?, files = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`, [
-        JSON.stringify(summary),
-        JSON.stringify(files),
-        jobId,
-        owner,
-      ])) === 1
+      (await this.db.run(
+        `UPDATE jobs SET state = 'done', summary = ?, files = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`,
+        [
+          JSON.stringify(summary),
+          JSON.stringify(files),
+          jobId,
+          owner,
+        ],
+      )) === 1
     );
   }
 
   async failFinish(jobId: string, owner: string, error: string): Promise<boolean> {
-    return (await this.db.run(`UPDATE jobs SET state = 'failed', error = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`, [error, jobId, owner])) === 1;
+    return (await this.db.run(
+      `UPDATE jobs SET state = 'failed', error = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`,
+      [error, jobId, owner],
+    )) === 1;
   }
 }
 

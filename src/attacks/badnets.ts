@@ -5,7 +5,16 @@
 import { z } from "zod";
 import type { Dataset } from "../data/dataset.ts";
 import {
-  type AttackResult, commonShape, copyDataset, imageRng, imageView, parseConfig, relabel, SALT, selectPoisoned, triggerSeedOf,
+  type AttackResult,
+  commonShape,
+  copyDataset,
+  imageRng,
+  imageView,
+  parseConfig,
+  relabel,
+  SALT,
+  selectPoisoned,
+  triggerSeedOf,
 } from "./types.ts";
 
 export const POSITIONS = ["bottom-right", "bottom-left", "top-right", "top-left", "random"] as const;
@@ -23,7 +32,8 @@ export const patchShape = {
   /** Solid colour: one grey value or one value per channel. */
   color: z.array(byte).min(1).default([255]),
   /** An arbitrary small pattern, [h][w] grey or [c][h][w]; overrides color and patchSize. */
-  pattern: z.union([z.array(z.array(byte).min(1)).min(1), z.array(z.array(z.array(byte).min(1)).min(1)).min(1)]).optional(),
+  pattern: z.union([z.array(z.array(byte).min(1)).min(1), z.array(z.array(z.array(byte).min(1)).min(1)).min(1)])
+    .optional(),
 };
 export const PatchConfig = z.strictObject(patchShape);
 export type PatchConfig = z.output<typeof PatchConfig>;
@@ -46,10 +56,16 @@ export function buildPatch(p: PatchConfig, c: number, what = "patch"): Patch {
     const planes = (grey ? [p.pattern] : p.pattern) as number[][][];
     const ph = planes[0].length, pw = planes[0][0].length;
     for (const pl of planes) {
-      if (pl.length !== ph || pl.some((row) => row.length !== pw)) throw new Error(`${what}: pattern rows must all have the same length (a ${ph}x${pw} rectangle)`);
+      if (pl.length !== ph || pl.some((row) => row.length !== pw)) {
+        throw new Error(`${what}: pattern rows must all have the same length (a ${ph}x${pw} rectangle)`);
+      }
     }
-    if (planes.length !== 1 && planes.length !== c) throw new Error(`${what}: pattern has ${planes.length} channels, the images have ${c}`);
-    if (p.patchSize !== undefined && (p.patchSize !== ph || p.patchSize !== pw)) throw new Error(`${what}: patchSize ${p.patchSize} disagrees with the ${ph}x${pw} pattern`);
+    if (planes.length !== 1 && planes.length !== c) {
+      throw new Error(`${what}: pattern has ${planes.length} channels, the images have ${c}`);
+    }
+    if (p.patchSize !== undefined && (p.patchSize !== ph || p.patchSize !== pw)) {
+      throw new Error(`${what}: patchSize ${p.patchSize} disagrees with the ${ph}x${pw} pattern`);
+    }
     const pixels = new Uint8Array(c * ph * pw);
     for (let ch = 0; ch < c; ch++) {
       const pl = planes[planes.length === 1 ? 0 : ch];
@@ -58,20 +74,35 @@ export function buildPatch(p: PatchConfig, c: number, what = "patch"): Patch {
     return { pixels, ph, pw };
   }
   const size = p.patchSize ?? 3;
-  if (p.color.length !== 1 && p.color.length !== c) throw new Error(`${what}: color has ${p.color.length} values, the images have ${c} channels (give 1 or ${c})`);
+  if (p.color.length !== 1 && p.color.length !== c) {
+    throw new Error(`${what}: color has ${p.color.length} values, the images have ${c} channels (give 1 or ${c})`);
+  }
   const pixels = new Uint8Array(c * size * size);
-  for (let ch = 0; ch < c; ch++) pixels.fill(p.color[p.color.length === 1 ? 0 : ch], ch * size * size, (ch + 1) * size * size);
+  for (let ch = 0; ch < c; ch++) {
+    pixels.fill(p.color[p.color.length === 1 ? 0 : ch], ch * size * size, (ch + 1) * size * size);
+  }
   return { pixels, ph: size, pw: size };
 }
 
 /** Top-left corner of the patch on image `i` (of an h x w image). */
-export function patchOrigin(p: PatchConfig, patch: Patch, h: number, w: number, triggerSeed: number, i: number): { y: number; x: number } {
+export function patchOrigin(
+  p: PatchConfig,
+  patch: Patch,
+  h: number,
+  w: number,
+  triggerSeed: number,
+  i: number,
+): { y: number; x: number } {
   const { ph, pw } = patch;
   switch (p.position) {
-    case "top-left": return { y: p.margin, x: p.margin };
-    case "top-right": return { y: p.margin, x: w - pw - p.margin };
-    case "bottom-left": return { y: h - ph - p.margin, x: p.margin };
-    case "bottom-right": return { y: h - ph - p.margin, x: w - pw - p.margin };
+    case "top-left":
+      return { y: p.margin, x: p.margin };
+    case "top-right":
+      return { y: p.margin, x: w - pw - p.margin };
+    case "bottom-left":
+      return { y: h - ph - p.margin, x: p.margin };
+    case "bottom-right":
+      return { y: h - ph - p.margin, x: w - pw - p.margin };
     case "random": {
       const r = imageRng(triggerSeed, SALT.position, i);
       const y = Math.floor(r() * (h - ph + 1));
@@ -82,11 +113,19 @@ export function patchOrigin(p: PatchConfig, patch: Patch, h: number, w: number, 
 
 export function checkPatchFits(p: PatchConfig, patch: Patch, ds: Pick<Dataset, "h" | "w">, what: string): void {
   const m = p.position === "random" ? 0 : p.margin;
-  if (patch.ph + m > ds.h || patch.pw + m > ds.w) throw new Error(`${what}: a ${patch.ph}x${patch.pw} patch with margin ${m} does not fit a ${ds.h}x${ds.w} image`);
+  if (patch.ph + m > ds.h || patch.pw + m > ds.w) {
+    throw new Error(`${what}: a ${patch.ph}x${patch.pw} patch with margin ${m} does not fit a ${ds.h}x${ds.w} image`);
+  }
 }
 
 /** Stamps the patch on images `which` of `ds` in place (image index i picks the random position). */
-export function stampPatch(ds: Dataset, which: Iterable<number>, p: PatchConfig, triggerSeed: number, what = "patch"): void {
+export function stampPatch(
+  ds: Dataset,
+  which: Iterable<number>,
+  p: PatchConfig,
+  triggerSeed: number,
+  what = "patch",
+): void {
   const patch = buildPatch(p, ds.c, what);
   checkPatchFits(p, patch, ds, what);
   const { ph, pw } = patch;

@@ -5,7 +5,17 @@ import { z } from "zod";
 import type { Dataset } from "../data/dataset.ts";
 import { range } from "./badnets.ts";
 import {
-  type AttackResult, clampByte, commonShape, copyDataset, imageView, parseConfig, relabel, SALT, selectPoisoned, streamSeed, triggerSeedOf,
+  type AttackResult,
+  clampByte,
+  commonShape,
+  copyDataset,
+  imageView,
+  parseConfig,
+  relabel,
+  SALT,
+  selectPoisoned,
+  streamSeed,
+  triggerSeedOf,
 } from "./types.ts";
 import { mulberry32 } from "../data/dataset.ts";
 
@@ -14,7 +24,10 @@ export const BlendPattern = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("image"),
     /** Interleaved RGB (HWC), w*h*3 bytes. */
-    rgb: z.union([z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected a Uint8Array"), z.array(z.number().int().min(0).max(255))]),
+    rgb: z.union([
+      z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected a Uint8Array"),
+      z.array(z.number().int().min(0).max(255)),
+    ]),
     w: z.number().int().positive(),
     h: z.number().int().positive(),
     /** Where it came from (a file name), for the manifest. */
@@ -40,13 +53,15 @@ export function blendPattern(c: BlendedParsed, ds: Pick<Dataset, "c" | "h" | "w"
     for (let k = 0; k < out.length; k++) out[k] = Math.floor(rand() * 256);
     return out;
   }
-  if (p.rgb.length !== p.w * p.h * 3) throw new Error(`blended: pattern image has ${p.rgb.length} bytes, expected ${p.w}x${p.h}x3 RGB`);
+  if (p.rgb.length !== p.w * p.h * 3) {
+    throw new Error(`blended: pattern image has ${p.rgb.length} bytes, expected ${p.w}x${p.h}x3 RGB`);
+  }
   for (let y = 0; y < h; y++) {
     const sy = Math.min(p.h - 1, Math.floor(((y + 0.5) * p.h) / h));
     for (let x = 0; x < w; x++) {
       const sx = Math.min(p.w - 1, Math.floor(((x + 0.5) * p.w) / w));
       const s = (sy * p.w + sx) * 3;
-      if (ds.c === 3) for (let ch = 0; ch < 3; ch++) out[(ch * h + y) * w + x] = p.rgb[s + ch];
+      if (ds.c === 3) { for (let ch = 0; ch < 3; ch++) out[(ch * h + y) * w + x] = p.rgb[s + ch]; }
       else if (ds.c === 1) out[y * w + x] = Math.round((p.rgb[s] + p.rgb[s + 1] + p.rgb[s + 2]) / 3);
       else throw new Error(`blended: an image pattern needs 1- or 3-channel images, got ${ds.c}`);
     }

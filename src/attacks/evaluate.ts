@@ -6,7 +6,7 @@ import { type Dataset, subset } from "../data/dataset.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
 import { evaluate } from "../nn/train.ts";
-import { type AttackConfigs, applyTrigger, parseAttackConfig } from "./index.ts";
+import { applyTrigger, type AttackConfigs, parseAttackConfig } from "./index.ts";
 import type { AttackName } from "./types.ts";
 
 export interface AttackEvaluation {
@@ -19,7 +19,12 @@ export interface AttackEvaluation {
 }
 
 export async function evaluateAttack<A extends AttackName>(
-  rt: Runtime, model: Model, cleanTest: Dataset, attack: A, config: AttackConfigs[A], opts: { mean?: number[]; std?: number[]; batchSize?: number } = {},
+  rt: Runtime,
+  model: Model,
+  cleanTest: Dataset,
+  attack: A,
+  config: AttackConfigs[A],
+  opts: { mean?: number[]; std?: number[]; batchSize?: number } = {},
 ): Promise<AttackEvaluation> {
   const c = parseAttackConfig(attack, config) as { targetClass: number };
   const K = cleanTest.classes.length;
@@ -46,7 +51,12 @@ export async function evaluateAttack<A extends AttackName>(
   };
 }
 
-async function evalOn(rt: Runtime, model: Model, ds: Dataset, opts: { mean?: number[]; std?: number[]; batchSize?: number }): Promise<Float32Array> {
+async function evalOn(
+  rt: Runtime,
+  model: Model,
+  ds: Dataset,
+  opts: { mean?: number[]; std?: number[]; batchSize?: number },
+): Promise<Float32Array> {
   const dev = uploadDataset(rt, ds);
   try {
     return (await evaluate(rt, model, dev, opts)).correct;

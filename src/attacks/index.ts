@@ -4,9 +4,15 @@
 import type { Dataset } from "../data/dataset.ts";
 import { badnets, type BadNetsConfig, BadNetsConfig as BadNetsSchema, badnetsTrigger } from "./badnets.ts";
 import { blended, type BlendedConfig, BlendedConfig as BlendedSchema, blendedTrigger } from "./blended.ts";
-import { labelConsistent, type LabelConsistentConfig, LabelConsistentConfig as LcSchema, type LabelConsistentContext, labelConsistentTrigger } from "./label-consistent.ts";
+import {
+  labelConsistent,
+  type LabelConsistentConfig,
+  LabelConsistentConfig as LcSchema,
+  type LabelConsistentContext,
+  labelConsistentTrigger,
+} from "./label-consistent.ts";
 import { sig, type SigConfig, SigConfig as SigSchema, sigTrigger } from "./sig.ts";
-import { type AttackName, ATTACKS, type AttackResult, parseConfig } from "./types.ts";
+import { type AttackName, type AttackResult, ATTACKS, parseConfig } from "./types.ts";
 import { wanet, type WanetConfig, WanetConfig as WanetSchema, wanetTrigger } from "./wanet.ts";
 
 export * from "./types.ts";
@@ -22,11 +28,17 @@ export interface AttackConfigs {
 }
 
 export const SCHEMAS = {
-  badnets: BadNetsSchema, blended: BlendedSchema, sig: SigSchema, wanet: WanetSchema, "label-consistent": LcSchema,
+  badnets: BadNetsSchema,
+  blended: BlendedSchema,
+  sig: SigSchema,
+  wanet: WanetSchema,
+  "label-consistent": LcSchema,
 } as const;
 
 export function checkAttackName(name: string): AttackName {
-  if (!(ATTACKS as readonly string[]).includes(name)) throw new Error(`unknown attack "${name}"; expected one of ${ATTACKS.join(", ")}`);
+  if (!(ATTACKS as readonly string[]).includes(name)) {
+    throw new Error(`unknown attack "${name}"; expected one of ${ATTACKS.join(", ")}`);
+  }
   return name as AttackName;
 }
 
@@ -36,13 +48,23 @@ export function parseAttackConfig<A extends AttackName>(attack: A, config: Attac
 }
 
 /** Poisons a training set with any attack. `ctx` (runtime, clean model) is used by label-consistent only. */
-export async function poison<A extends AttackName>(attack: A, ds: Dataset, config: AttackConfigs[A], ctx: LabelConsistentContext = {}): Promise<AttackResult> {
+export async function poison<A extends AttackName>(
+  attack: A,
+  ds: Dataset,
+  config: AttackConfigs[A],
+  ctx: LabelConsistentContext = {},
+): Promise<AttackResult> {
   switch (checkAttackName(attack)) {
-    case "badnets": return badnets(ds, config as BadNetsConfig);
-    case "blended": return blended(ds, config as BlendedConfig);
-    case "sig": return sig(ds, config as SigConfig);
-    case "wanet": return wanet(ds, config as WanetConfig);
-    case "label-consistent": return await labelConsistent(ds, config as LabelConsistentConfig, ctx);
+    case "badnets":
+      return badnets(ds, config as BadNetsConfig);
+    case "blended":
+      return blended(ds, config as BlendedConfig);
+    case "sig":
+      return sig(ds, config as SigConfig);
+    case "wanet":
+      return wanet(ds, config as WanetConfig);
+    case "label-consistent":
+      return await labelConsistent(ds, config as LabelConsistentConfig, ctx);
   }
 }
 
@@ -53,10 +75,15 @@ export async function poison<A extends AttackName>(attack: A, ds: Dataset, confi
  */
 export function applyTrigger<A extends AttackName>(attack: A, config: AttackConfigs[A], ds: Dataset): Dataset {
   switch (checkAttackName(attack)) {
-    case "badnets": return badnetsTrigger(ds, config as BadNetsConfig);
-    case "blended": return blendedTrigger(ds, config as BlendedConfig);
-    case "sig": return sigTrigger(ds, config as SigConfig);
-    case "wanet": return wanetTrigger(ds, config as WanetConfig);
-    case "label-consistent": return labelConsistentTrigger(ds, config as LabelConsistentConfig);
+    case "badnets":
+      return badnetsTrigger(ds, config as BadNetsConfig);
+    case "blended":
+      return blendedTrigger(ds, config as BlendedConfig);
+    case "sig":
+      return sigTrigger(ds, config as SigConfig);
+    case "wanet":
+      return wanetTrigger(ds, config as WanetConfig);
+    case "label-consistent":
+      return labelConsistentTrigger(ds, config as LabelConsistentConfig);
   }
 }

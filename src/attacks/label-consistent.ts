@@ -10,7 +10,16 @@ import type { Dataset } from "../data/dataset.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
 import { buildPatch, checkPatchFits, patchShape, range, stampPatch } from "./badnets.ts";
-import { type AttackResult, commonShape, copyDataset, parseConfig, SALT, selectPoisoned, streamSeed, triggerSeedOf } from "./types.ts";
+import {
+  type AttackResult,
+  commonShape,
+  copyDataset,
+  parseConfig,
+  SALT,
+  selectPoisoned,
+  streamSeed,
+  triggerSeedOf,
+} from "./types.ts";
 
 export const LabelConsistentConfig = z.strictObject({
   ...commonShape,
@@ -45,7 +54,11 @@ export interface LabelConsistentContext {
   log?: (line: string) => void;
 }
 
-export async function labelConsistent(ds: Dataset, config: LabelConsistentConfig = {}, ctx: LabelConsistentContext = {}): Promise<AttackResult<LabelConsistentParsed>> {
+export async function labelConsistent(
+  ds: Dataset,
+  config: LabelConsistentConfig = {},
+  ctx: LabelConsistentContext = {},
+): Promise<AttackResult<LabelConsistentParsed>> {
   const c = parseConfig("label-consistent", LabelConsistentConfig, config);
   const indices = selectPoisoned("label-consistent", ds, c);
   const poisoned = copyDataset(ds, `${ds.name}+label-consistent`);
@@ -61,19 +74,34 @@ export async function labelConsistent(ds: Dataset, config: LabelConsistentConfig
     indices.forEach((i, j) => images.set(ds.images.subarray(i * size, (i + 1) * size), j * size));
     const labels = Uint8Array.from(indices, (i) => ds.labels[i]);
     const adv = await pgdAttack(rt, model, images, labels, ds, {
-      eps: c.eps, stepSize: c.stepSize, steps: c.steps, randomStart: c.randomStart, batchSize: c.pgdBatch, seed: streamSeed(c.seed, SALT.pgd), ...norm, log: ctx.log,
+      eps: c.eps,
+      stepSize: c.stepSize,
+      steps: c.steps,
+      randomStart: c.randomStart,
+      batchSize: c.pgdBatch,
+      seed: streamSeed(c.seed, SALT.pgd),
+      ...norm,
+      log: ctx.log,
     });
     indices.forEach((i, j) => poisoned.images.set(adv.subarray(j * size, (j + 1) * size), i * size));
   }
   stampPatch(poisoned, indices, c, triggerSeedOf(c), "label-consistent");
-  return { poisoned, manifest: { attack: "label-consistent", config: c, indices, originalLabels: indices.map((i) => ds.labels[i]) } };
+  return {
+    poisoned,
+    manifest: { attack: "label-consistent", config: c, indices, originalLabels: indices.map((i) => ds.labels[i]) },
+  };
 }
 
-export function normalisation(c: Pick<LabelConsistentParsed, "mean" | "std">, channels: number): { mean: number[]; std: number[] } {
+export function normalisation(
+  c: Pick<LabelConsistentParsed, "mean" | "std">,
+  channels: number,
+): { mean: number[]; std: number[] } {
   const mean = c.mean ?? (channels === 3 ? [0.4914, 0.4822, 0.4465] : undefined);
   const std = c.std ?? (channels === 3 ? [0.247, 0.2435, 0.2616] : undefined);
   if (!mean || !std || mean.length !== channels || std.length !== channels) {
-    throw new Error(`label-consistent: ${channels}-channel images need mean and std with ${channels} values each (the defaults are CIFAR-10's)`);
+    throw new Error(
+      `label-consistent: ${channels}-channel images need mean and std with ${channels} values each (the defaults are CIFAR-10's)`,
+    );
   }
   return { mean, std };
 }

@@ -25,7 +25,14 @@ export interface PgdOptions {
 }
 
 /** Perturbs m CHW images (u8) of shape ds.c x ds.h x ds.w; returns new bytes. */
-export async function pgdAttack(rt: Runtime, model: Model, images: Uint8Array, labels: Uint8Array, shape: Pick<Dataset, "c" | "h" | "w">, o: PgdOptions): Promise<Uint8Array> {
+export async function pgdAttack(
+  rt: Runtime,
+  model: Model,
+  images: Uint8Array,
+  labels: Uint8Array,
+  shape: Pick<Dataset, "c" | "h" | "w">,
+  o: PgdOptions,
+): Promise<Uint8Array> {
   const { c: C, h: H, w: W } = shape;
   const P = H * W, size = C * P, m = labels.length;
   const out = new Uint8Array(images.length);
@@ -38,9 +45,15 @@ export async function pgdAttack(rt: Runtime, model: Model, images: Uint8Array, l
     const start = Math.floor((b * m) / batches), end = Math.floor(((b + 1) * m) / batches), N = end - start;
     // Host copies in CNHW, values in [0, 1].
     const x0 = new Float32Array(C * N * P);
-    for (let n = 0; n < N; n++) for (let ch = 0; ch < C; ch++) for (let p = 0; p < P; p++) x0[(ch * N + n) * P + p] = images[(start + n) * size + ch * P + p] / 255;
+    for (let n = 0; n < N; n++) {
+      for (let ch = 0; ch < C; ch++) {
+        for (let p = 0; p < P; p++) x0[(ch * N + n) * P + p] = images[(start + n) * size + ch * P + p] / 255;
+      }
+    }
     const x = x0.slice();
-    if (o.randomStart) for (let k = 0; k < x.length; k++) x[k] = Math.min(1, Math.max(0, x0[k] + (rand() * 2 - 1) * eps));
+    if (o.randomStart) {
+      for (let k = 0; k < x.length; k++) x[k] = Math.min(1, Math.max(0, x0[k] + (rand() * 2 - 1) * eps));
+    }
     const y = rt.upload(Uint32Array.from(labels.subarray(start, end)), [N], "u32");
     const xn = new Float32Array(x.length);
     for (let s = 0; s < o.steps; s++) {
@@ -66,7 +79,10 @@ export async function pgdAttack(rt: Runtime, model: Model, images: Uint8Array, l
         for (let p = 0; p < P; p++) {
           const orig = images[(start + n) * size + ch * P + p];
           const v = Math.round(x[(ch * N + n) * P + p] * 255);
-          out[(start + n) * size + ch * P + p] = Math.min(255, Math.max(0, Math.min(orig + Math.floor(o.eps), Math.max(orig - Math.floor(o.eps), v))));
+          out[(start + n) * size + ch * P + p] = Math.min(
+            255,
+            Math.max(0, Math.min(orig + Math.floor(o.eps), Math.max(orig - Math.floor(o.eps), v))),
+          );
         }
       }
     }
@@ -77,12 +93,32 @@ export async function pgdAttack(rt: Runtime, model: Model, images: Uint8Array, l
 
 /** A small CNN trained on the clean dataset (the PGD surrogate). */
 export async function trainSurrogate(
-  rt: Runtime, ds: Dataset, o: { widths: number[]; epochs: number; lr: number; batchSize: number; seed: number; mean: number[]; std: number[] }, log?: (line: string) => void,
+  rt: Runtime,
+  ds: Dataset,
+  o: { widths: number[]; epochs: number; lr: number; batchSize: number; seed: number; mean: number[]; std: number[] },
+  log?: (line: string) => void,
 ): Promise<Model> {
-  const model = buildModel(rt, { kind: "small-cnn", input: [ds.c, ds.h, ds.w], classes: ds.classes.length, widths: o.widths }, o.seed);
+  const model = buildModel(rt, {
+    kind: "small-cnn",
+    input: [ds.c, ds.h, ds.w],
+    classes: ds.classes.length,
+    widths: o.widths,
+  }, o.seed);
   const dev = uploadDataset(rt, ds);
-  await trainModel(rt, model, dev, { epochs: o.epochs, lr: o.lr, batchSize: o.batchSize, seed: o.seed, mean: o.mean, std: o.std }, {
-    onEpoch: (e) => log?.(`surrogate epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${e.seconds.toFixed(1)} s`),
+  await trainModel(rt, model, dev, {
+    epochs: o.epochs,
+    lr: o.lr,
+    batchSize: o.batchSize,
+    seed: o.seed,
+    mean: o.mean,
+    std: o.std,
+  }, {
+    onEpoch: (e) =>
+      log?.(
+        `surrogate epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${
+          e.seconds.toFixed(1)
+        } s`,
+      ),
   });
   dev.pixels.release();
   dev.labels.release();

@@ -4,7 +4,15 @@
 import { z } from "zod";
 import type { Dataset } from "../data/dataset.ts";
 import { range } from "./badnets.ts";
-import { type AttackResult, clampByte, commonShape, copyDataset, imageView, parseConfig, selectPoisoned } from "./types.ts";
+import {
+  type AttackResult,
+  clampByte,
+  commonShape,
+  copyDataset,
+  imageView,
+  parseConfig,
+  selectPoisoned,
+} from "./types.ts";
 
 export const SigConfig = z.strictObject({
   ...commonShape,
@@ -36,7 +44,10 @@ export function sig(ds: Dataset, config: SigConfig = {}): AttackResult<SigParsed
   const indices = selectPoisoned("sig", ds, c);
   const poisoned = copyDataset(ds, `${ds.name}+sig`);
   addSignal(poisoned, indices, c);
-  return { poisoned, manifest: { attack: "sig", config: c, indices, originalLabels: indices.map((i) => ds.labels[i]) } };
+  return {
+    poisoned,
+    manifest: { attack: "sig", config: c, indices, originalLabels: indices.map((i) => ds.labels[i]) },
+  };
 }
 
 export function sigTrigger(ds: Dataset, config: SigConfig = {}): Dataset {

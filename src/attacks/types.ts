@@ -9,7 +9,11 @@ export type AttackName = (typeof ATTACKS)[number];
 
 /** Dirty-label attacks relabel to the target class; clean-label ones poison target-class images only. */
 export const CLEAN_LABEL: Readonly<Record<AttackName, boolean>> = {
-  badnets: false, blended: false, sig: true, wanet: false, "label-consistent": true,
+  badnets: false,
+  blended: false,
+  sig: true,
+  wanet: false,
+  "label-consistent": true,
 };
 
 export interface Manifest<C = unknown> {
@@ -66,7 +70,9 @@ export function copyDataset(ds: Dataset, name: string): Dataset {
 /** Throws unless the target and source classes name classes of `ds`. */
 export function checkClasses(attack: string, ds: Dataset, c: CommonConfig): void {
   const k = ds.classes.length;
-  if (c.targetClass >= k) throw new Error(`${attack}: targetClass ${c.targetClass} is out of range 0..${k - 1} for ${ds.name}`);
+  if (c.targetClass >= k) {
+    throw new Error(`${attack}: targetClass ${c.targetClass} is out of range 0..${k - 1} for ${ds.name}`);
+  }
   for (const s of c.sourceClasses ?? []) {
     if (s >= k) throw new Error(`${attack}: source class ${s} is out of range 0..${k - 1} for ${ds.name}`);
   }
@@ -78,11 +84,15 @@ export function sourceClassesOf(attack: AttackName, ds: Dataset, c: CommonConfig
   if (CLEAN_LABEL[attack]) {
     const src = c.sourceClasses ?? [c.targetClass];
     if (src.some((s) => s !== c.targetClass)) {
-      throw new Error(`${attack} is a clean-label attack: it poisons target-class images only, so sourceClasses may only be [${c.targetClass}], got [${src}]`);
+      throw new Error(
+        `${attack} is a clean-label attack: it poisons target-class images only, so sourceClasses may only be [${c.targetClass}], got [${src}]`,
+      );
     }
     return [c.targetClass];
   }
-  return c.sourceClasses ? [...new Set(c.sourceClasses)] : ds.classes.map((_, i) => i).filter((i) => i !== c.targetClass);
+  return c.sourceClasses
+    ? [...new Set(c.sourceClasses)]
+    : ds.classes.map((_, i) => i).filter((i) => i !== c.targetClass);
 }
 
 /**
@@ -95,7 +105,11 @@ export function selectPoisoned(attack: AttackName, ds: Dataset, c: CommonConfig)
   for (let i = 0; i < ds.n; i++) if (sources.has(ds.labels[i])) pool.push(i);
   const count = Math.round(c.rate * ds.n);
   if (count > pool.length) {
-    throw new Error(`${attack}: rate ${c.rate} of ${ds.n} examples asks for ${count} poisoned examples, but only ${pool.length} have a source class [${[...sources]}]`);
+    throw new Error(
+      `${attack}: rate ${c.rate} of ${ds.n} examples asks for ${count} poisoned examples, but only ${pool.length} have a source class [${[
+        ...sources,
+      ]}]`,
+    );
   }
   return sample(pool, count, streamSeed(c.seed, SALT.select)).sort((a, b) => a - b);
 }
@@ -127,7 +141,7 @@ export function streamSeed(seed: number, ...stream: number[]): number {
 }
 
 /** The random stream of image `i`: the same image index gives the same draws at poison and test time. */
-export const imageRng = (seed: number, salt: number, i: number): (() => number) => mulberry32(streamSeed(seed, salt, i));
+export const imageRng = (seed: number, salt: number, i: number): () => number => mulberry32(streamSeed(seed, salt, i));
 
 export const clampByte = (v: number): number => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
 

@@ -10,7 +10,18 @@ import { z } from "zod";
 import { type Dataset, mulberry32 } from "../data/dataset.ts";
 import { range } from "./badnets.ts";
 import {
-  type AttackResult, clampByte, commonShape, copyDataset, imageRng, imageView, parseConfig, relabel, SALT, sample, selectPoisoned, streamSeed,
+  type AttackResult,
+  clampByte,
+  commonShape,
+  copyDataset,
+  imageRng,
+  imageView,
+  parseConfig,
+  relabel,
+  SALT,
+  sample,
+  selectPoisoned,
+  streamSeed,
   triggerSeedOf,
 } from "./types.ts";
 
@@ -45,7 +56,13 @@ function cubicWeights(t: number): [number, number, number, number] {
 }
 
 /** Upsamples a k x k plane to h x w (align_corners), bicubic with clamped borders or bilinear. */
-export function upsample(plane: ArrayLike<number>, k: number, h: number, w: number, mode: "bicubic" | "bilinear"): Float64Array {
+export function upsample(
+  plane: ArrayLike<number>,
+  k: number,
+  h: number,
+  w: number,
+  mode: "bicubic" | "bilinear",
+): Float64Array {
   const out = new Float64Array(h * w);
   const at = (y: number, x: number) => plane[Math.min(k - 1, Math.max(0, y)) * k + Math.min(k - 1, Math.max(0, x))];
   for (let y = 0; y < h; y++) {
@@ -54,7 +71,8 @@ export function upsample(plane: ArrayLike<number>, k: number, h: number, w: numb
       const fx = w > 1 ? (x * (k - 1)) / (w - 1) : 0, x0 = Math.floor(fx), tx = fx - x0;
       let v = 0;
       if (mode === "bilinear") {
-        v = (1 - ty) * ((1 - tx) * at(y0, x0) + tx * at(y0, x0 + 1)) + ty * ((1 - tx) * at(y0 + 1, x0) + tx * at(y0 + 1, x0 + 1));
+        v = (1 - ty) * ((1 - tx) * at(y0, x0) + tx * at(y0, x0 + 1)) +
+          ty * ((1 - tx) * at(y0 + 1, x0) + tx * at(y0 + 1, x0 + 1));
       } else {
         const wy = cubicWeights(ty), wx = cubicWeights(tx);
         for (let a = 0; a < 4; a++) for (let b = 0; b < 4; b++) v += wy[a] * wx[b] * at(y0 - 1 + a, x0 - 1 + b);
@@ -140,7 +158,11 @@ export function wanet(ds: Dataset, config: WanetConfig = {}): AttackResult<Wanet
   const taken = new Set(indices);
   const rest = range(ds.n).filter((i) => !taken.has(i));
   const nNoise = Math.round(c.crossRatio * indices.length);
-  if (nNoise > rest.length) throw new Error(`wanet: crossRatio ${c.crossRatio} asks for ${nNoise} noise-mode examples, only ${rest.length} examples are not poisoned`);
+  if (nNoise > rest.length) {
+    throw new Error(
+      `wanet: crossRatio ${c.crossRatio} asks for ${nNoise} noise-mode examples, only ${rest.length} examples are not poisoned`,
+    );
+  }
   const noiseIndices = sample(rest, nNoise, streamSeed(c.seed, SALT.noiseSelect)).sort((a, b) => a - b);
   const poisoned = copyDataset(ds, `${ds.name}+wanet`);
   const field = wanetField(c, ds.h, ds.w);

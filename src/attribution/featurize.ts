@@ -67,7 +67,14 @@ export function factoredStream(model: number, index: number, side: 0 | 1): numbe
 }
 
 /** The factored side matrix R_side [rows, cols] as +-1 from rngSign(seed, stream, r * cols + c) (TS twin). */
-export function factoredSideRef(seed: number, model: number, index: number, side: 0 | 1, rows: number, cols: number): Float64Array {
+export function factoredSideRef(
+  seed: number,
+  model: number,
+  index: number,
+  side: 0 | 1,
+  rows: number,
+  cols: number,
+): Float64Array {
   const s = factoredStream(model, index, side);
   return Float64Array.from({ length: rows * cols }, (_, i) => rngSign(seed, s, i));
 }
@@ -117,15 +124,31 @@ export class Featurizer {
     if (opts.k % 4 !== 0) throw new Error(`featurize: k must be a multiple of 4, got ${opts.k}`);
     for (const wl of this.layers) {
       if (opts.projection === "factored") {
-        const rOut = random(rt, [wl.O, this.kOut], "sign", { seed: opts.seed, stream: factoredStream(opts.modelIndex, wl.index, 0) });
-        const rIn = random(rt, [wl.CK, this.kIn], "sign", { seed: opts.seed, stream: factoredStream(opts.modelIndex, wl.index, 1) });
+        const rOut = random(rt, [wl.O, this.kOut], "sign", {
+          seed: opts.seed,
+          stream: factoredStream(opts.modelIndex, wl.index, 0),
+        });
+        const rIn = random(rt, [wl.CK, this.kIn], "sign", {
+          seed: opts.seed,
+          stream: factoredStream(opts.modelIndex, wl.index, 1),
+        });
         this.#sides.set(wl, { rOut, rIn });
       } else if (opts.projection === "baseline") {
         const P = wl.O * wl.CK;
-        const maxRows = Math.max(1, Math.floor(Math.min(rt.device.limits.maxStorageBufferBindingSize, 64 << 20) / (4 * this.k)));
+        const maxRows = Math.max(
+          1,
+          Math.floor(Math.min(rt.device.limits.maxStorageBufferBindingSize, 64 << 20) / (4 * this.k)),
+        );
         const chunks: { p0: number; R: Tensor }[] = [];
         for (let p0 = 0; p0 < P; p0 += maxRows) {
-          chunks.push({ p0, R: generateR(rt, Math.min(maxRows, P - p0), this.k, { seed: opts.seed, model: opts.modelIndex, pOffset: wl.offset + p0 }) });
+          chunks.push({
+            p0,
+            R: generateR(rt, Math.min(maxRows, P - p0), this.k, {
+              seed: opts.seed,
+              model: opts.modelIndex,
+              pOffset: wl.offset + p0,
+            }),
+          });
         }
         this.#explicit.set(wl, chunks);
       }
@@ -156,7 +179,9 @@ export class Featurizer {
     // dyT [B*T, O], xT [B*T, CK]: one row per (example, position).
     const dyT = transpose(rt, dy.reshape([O, B * T]));
     const xT = wl.layer instanceof Conv2d ? im2colT(rt, input, wl.layer.geom) : transpose(rt, input);
-    if (xT.size !== B * T * CK) throw new Error(`featurize: layer input gives [${xT.shape}], expected [${B * T}, ${CK}]`);
+    if (xT.size !== B * T * CK) {
+      throw new Error(`featurize: layer input gives [${xT.shape}], expected [${B * T}, ${CK}]`);
+    }
     if (this.opts.projection === "factored") {
       const { rOut, rIn } = this.#sides.get(wl)!;
       const pOut = matmul(rt, dyT, rOut); // [B*T, kOut]
@@ -167,12 +192,19 @@ export class Featurizer {
     } else {
       const G = matmul(rt, dyT.reshape([B, T, O]), xT.reshape([B, T, CK]), { transA: true }).reshape([B, O * CK]);
       if (this.opts.projection === "dense") {
-        projectDense(rt, G, phi, row0, { seed: this.opts.seed, model: this.opts.modelIndex, pOffset: wl.offset, targetWorkgroups: this.opts.targetWorkgroups });
+        projectDense(rt, G, phi, row0, {
+          seed: this.opts.seed,
+          model: this.opts.modelIndex,
+          pOffset: wl.offset,
+          targetWorkgroups: this.opts.targetWorkgroups,
+        });
       } else {
         const P = O * CK;
         for (const { p0, R } of this.#explicit.get(wl)!) {
           const rows = R.shape[0];
-          const Gc = rows === P ? G : blockCopy(rt, G, rt.empty([B, rows]), { rows: B, cols: rows, sc0: p0, sld: P, dld: rows });
+          const Gc = rows === P
+            ? G
+            : blockCopy(rt, G, rt.empty([B, rows]), { rows: B, cols: rows, sc0: p0, sld: P, dld: rows });
           const prod = matmul(rt, Gc, R); // [B, k]
           accumulateRows(rt, prod, phi, row0, 1 / Math.sqrt(this.k));
           prod.release();
@@ -199,7 +231,17 @@ export class Featurizer {
     const std = [...(this.opts.std ?? CIFAR10_STD)];
     for (let start = 0; start < n; start += B) {
       const size = Math.min(B, n - start);
-      const { x, y } = assembleBatch(rt, ds, { order, start, size, mean, std, pad: 0, flip: false, seed: 0, stream: 0 });
+      const { x, y } = assembleBatch(rt, ds, {
+        order,
+        start,
+        size,
+        mean,
+        std,
+        pad: 0,
+        flip: false,
+        seed: 0,
+        stream: 0,
+      });
       this.batch(x, y, phi, start, margins, correct);
       x.release();
       y.release();
@@ -223,7 +265,12 @@ export class Featurizer {
 }
 
 /** Featurise one model over a dataset. */
-export async function featurize(rt: Runtime, model: Model, ds: DeviceDataset, opts: FeaturizeOptions): Promise<Features> {
+export async function featurize(
+  rt: Runtime,
+  model: Model,
+  ds: DeviceDataset,
+  opts: FeaturizeOptions,
+): Promise<Features> {
   const f = new Featurizer(rt, model, opts);
   try {
     return await f.run(ds);

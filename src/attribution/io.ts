@@ -16,7 +16,12 @@ export interface FactorsMeta {
 }
 
 /** Write U, V, Qbar, per-model Q, margins and K to a safetensors file (one readback). */
-export async function saveFactors(path: string, a: Attribution, perModel: { q: Float32Array; margins: Float32Array }[], meta: FactorsMeta): Promise<void> {
+export async function saveFactors(
+  path: string,
+  a: Attribution,
+  perModel: { q: Float32Array; margins: Float32Array }[],
+  meta: FactorsMeta,
+): Promise<void> {
   const { U, V, K } = await a.read();
   const { n, M, k } = a.meta;
   const tensors: Record<string, StTensor> = {
@@ -40,7 +45,9 @@ export async function saveFactors(path: string, a: Attribution, perModel: { q: F
 
 export async function loadFactors(path: string) {
   const f = decodeSafetensors(await readBytes(path), path);
-  if (f.metadata.format !== FACTORS_FORMAT) throw new Error(`${path}: not a TRAK factors file (format ${f.metadata.format ?? "missing"})`);
+  if (f.metadata.format !== FACTORS_FORMAT) {
+    throw new Error(`${path}: not a TRAK factors file (format ${f.metadata.format ?? "missing"})`);
+  }
   return f;
 }
 
@@ -58,7 +65,12 @@ function concat(parts: Float32Array[]): Float32Array {
  * Dense A[r0:r1, c0:c1] to a safetensors file with one F32 tensor "A" of shape [r1 - r0, c1 - c0] and
  * metadata { format, r0, r1, c0, c1 }, computed and written in row bands so host memory stays at one band.
  */
-export async function exportDenseBlock(path: string, a: Attribution, block: { r0?: number; r1?: number; c0?: number; c1?: number } = {}, bandRows = 256): Promise<void> {
+export async function exportDenseBlock(
+  path: string,
+  a: Attribution,
+  block: { r0?: number; r1?: number; c0?: number; c1?: number } = {},
+  bandRows = 256,
+): Promise<void> {
   const { r0 = 0, r1 = a.n, c0 = 0, c1 = a.n } = block;
   const rows = r1 - r0;
   const cols = c1 - c0;
@@ -79,7 +91,9 @@ export async function exportDenseBlock(path: string, a: Attribution, block: { r0
   const fh = await open(tmp, "w");
   try {
     await fh.write(head);
-    for await (const band of a.bands(r0, r1, c0, c1, bandRows)) await fh.write(new Uint8Array(band.data.buffer, band.data.byteOffset, band.data.byteLength));
+    for await (const band of a.bands(r0, r1, c0, c1, bandRows)) {
+      await fh.write(new Uint8Array(band.data.buffer, band.data.byteOffset, band.data.byteLength));
+    }
   } finally {
     await fh.close();
   }

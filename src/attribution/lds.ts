@@ -29,13 +29,19 @@ export interface Lds {
 /** The mean of the per-target Spearman correlations, over the targets that were scored (not NaN). */
 function averaged(perTarget: Float64Array): Lds {
   const valid = perTarget.filter((v) => !Number.isNaN(v));
-  return { lds: valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : NaN, perTarget, targets: valid.length };
+  return {
+    lds: valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : NaN,
+    perTarget,
+    targets: valid.length,
+  };
 }
 
 /** LDS from predicted and actual margins, both [S][T], on separate target examples. */
 export function ldsScore(predicted: ArrayLike<number>[], actual: ArrayLike<number>[]): Lds {
   const column = (m: ArrayLike<number>[], t: number) => Array.from(m, (row) => row[t]);
-  return averaged(Float64Array.from({ length: predicted[0].length }, (_, t) => spearman(column(predicted, t), column(actual, t))));
+  return averaged(
+    Float64Array.from({ length: predicted[0].length }, (_, t) => spearman(column(predicted, t), column(actual, t))),
+  );
 }
 
 /** Subset models held out from a fit: their masks and their margins on the training examples. */
@@ -54,7 +60,12 @@ export interface HeldOut {
  * no attribution of other examples can predict. Targets with fewer than `minSubsets` such models are
  * skipped.
  */
-export async function heldOutLds(readRows: (r0: number, r1: number) => Promise<Float32Array>, n: number, h: HeldOut, opts: { rowBlock?: number; minSubsets?: number } = {}): Promise<Lds> {
+export async function heldOutLds(
+  readRows: (r0: number, r1: number) => Promise<Float32Array>,
+  n: number,
+  h: HeldOut,
+  opts: { rowBlock?: number; minSubsets?: number } = {},
+): Promise<Lds> {
   const minSubsets = opts.minSubsets ?? 3;
   const block = opts.rowBlock ?? 256;
   const perTarget = new Float64Array(n).fill(NaN);
@@ -80,7 +91,12 @@ export async function heldOutLds(readRows: (r0: number, r1: number) => Promise<F
 }
 
 /** Predicted margins [S][T] of every subset on the targets whose U rows are `targetU` [T, M k]. */
-export async function predictSubsetMargins(rt: Runtime, a: Attribution, targetU: Tensor, masks: Uint8Array[]): Promise<Float32Array[]> {
+export async function predictSubsetMargins(
+  rt: Runtime,
+  a: Attribution,
+  targetU: Tensor,
+  masks: Uint8Array[],
+): Promise<Float32Array[]> {
   const S = masks.length;
   const n = a.n;
   const X = new Float32Array(n * S);
@@ -104,7 +120,13 @@ export interface LdsSetting {
 }
 
 /** Margins [S][T] on the targets of models trained on each subset (training seed = seed + s). */
-export async function subsetMargins(rt: Runtime, st: LdsSetting, masks: Uint8Array[], seed: number, log?: (s: string) => void): Promise<Float32Array[]> {
+export async function subsetMargins(
+  rt: Runtime,
+  st: LdsSetting,
+  masks: Uint8Array[],
+  seed: number,
+  log?: (s: string) => void,
+): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   for (let s = 0; s < masks.length; s++) {
     const indices = Uint32Array.from(Array.from(masks[s]).flatMap((v, j) => (v ? [j] : [])));
@@ -123,7 +145,12 @@ export interface EnsembleFeatures {
 }
 
 /** Featurise train and target sets with each model (same projection seed, model index m). */
-export async function ensembleFeatures(rt: Runtime, models: Model[], st: LdsSetting, o: { k: number; projection: Projection; seed: number; batchSize?: number }): Promise<EnsembleFeatures> {
+export async function ensembleFeatures(
+  rt: Runtime,
+  models: Model[],
+  st: LdsSetting,
+  o: { k: number; projection: Projection; seed: number; batchSize?: number },
+): Promise<EnsembleFeatures> {
   const out: EnsembleFeatures = { train: [], targets: [] };
   for (const [m, model] of models.entries()) {
     const f = new Featurizer(rt, model, { ...o, modelIndex: m, mean: st.mean, std: st.std });
@@ -135,7 +162,14 @@ export async function ensembleFeatures(rt: Runtime, models: Model[], st: LdsSett
 }
 
 /** LDS of the attribution built from the first M models of an ensemble, for M in `sizes`. */
-export async function ldsBySize(rt: Runtime, feats: EnsembleFeatures, masks: Uint8Array[], actual: Float32Array[], sizes: number[], ko: KernelOptions = {}): Promise<{ M: number; lds: number }[]> {
+export async function ldsBySize(
+  rt: Runtime,
+  feats: EnsembleFeatures,
+  masks: Uint8Array[],
+  actual: Float32Array[],
+  sizes: number[],
+  ko: KernelOptions = {},
+): Promise<{ M: number; lds: number }[]> {
   const out: { M: number; lds: number }[] = [];
   for (const M of sizes) {
     const { attribution } = await buildAttribution(rt, feats.train.slice(0, M), ko);
@@ -149,7 +183,13 @@ export async function ldsBySize(rt: Runtime, feats: EnsembleFeatures, masks: Uin
 }
 
 /** Train an ensemble of M models on the whole training set (seeds seed + 1000 + m). */
-export async function trainEnsemble(rt: Runtime, st: LdsSetting, M: number, seed: number, log?: (s: string) => void): Promise<Model[]> {
+export async function trainEnsemble(
+  rt: Runtime,
+  st: LdsSetting,
+  M: number,
+  seed: number,
+  log?: (s: string) => void,
+): Promise<Model[]> {
   const models: Model[] = [];
   for (let m = 0; m < M; m++) {
     const model = buildModel(rt, st.config, seed + 1000 + m);

@@ -20,7 +20,10 @@ export function syntheticDataset(o: SyntheticOptions): Dataset {
   const [c, h, w] = o.shape;
   const size = c * h * w;
   const protoRand = mulberry32(o.prototypeSeed ?? o.seed);
-  const protos = Array.from({ length: o.classes }, () => Float64Array.from({ length: size }, () => 2 * protoRand() - 1));
+  const protos = Array.from(
+    { length: o.classes },
+    () => Float64Array.from({ length: size }, () => 2 * protoRand() - 1),
+  );
   const rand = mulberry32(o.seed ^ 0x5bd1e995);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
   const images = new Uint8Array(o.n * size);
@@ -33,5 +36,14 @@ export function syntheticDataset(o: SyntheticOptions): Dataset {
     }
     labels[i] = rand() < (o.labelNoise ?? 0.1) ? Math.floor(rand() * o.classes) : y;
   }
-  return { name: `synthetic[seed=${o.seed},n=${o.n}]`, images, labels, n: o.n, c, h, w, classes: Array.from({ length: o.classes }, (_, i) => `class${i}`) };
+  return {
+    name: `synthetic[seed=${o.seed},n=${o.n}]`,
+    images,
+    labels,
+    n: o.n,
+    c,
+    h,
+    w,
+    classes: Array.from({ length: o.classes }, (_, i) => `class${i}`),
+  };
 }

@@ -93,11 +93,16 @@ export function kernelOfGram(gram: Float64Array, k: number, o: KernelOptions = {
  * A[i][j] = (1/M) sum_m phi_{m,i}ᵀ K_m phi_{m,j} Qbar_j, n x n row-major. O(M n² k) time and n² memory:
  * for small n where no device is at hand (a coordinator on Node finishing a volunteer job).
  */
-export function denseAttributionRef(feats: readonly { phi: ArrayLike<number>; q: ArrayLike<number> }[], n: number, k: number, o: KernelOptions = {}): Float64Array {
+export function denseAttributionRef(
+  feats: readonly { phi: ArrayLike<number>; q: ArrayLike<number> }[],
+  n: number,
+  k: number,
+  o: KernelOptions = {},
+): Float64Array {
   const M = feats.length;
   if (M === 0) throw new Error("attribution: no models");
   const qbar = new Float64Array(n).fill(o.qWeight === false ? 1 : 0);
-  if (o.qWeight !== false) for (const f of feats) for (let j = 0; j < n; j++) qbar[j] += f.q[j] / M;
+  if (o.qWeight !== false) { for (const f of feats) for (let j = 0; j < n; j++) qbar[j] += f.q[j] / M; }
   const A = new Float64Array(n * n);
   for (const f of feats) {
     const { K } = kernelOfGram(matmulRef(f.phi, f.phi, { M: k, N: k, K: n, transA: true }), k, o);
@@ -178,12 +183,20 @@ export class Attribution {
   /** Rows [r0, r1) of a factor as a new [r1 - r0, M k] tensor. */
   rows(factor: Tensor, r0: number, r1: number): Tensor {
     const out = this.rt.empty([r1 - r0, this.width]);
-    return blockCopy(this.rt, factor, out, { rows: r1 - r0, cols: this.width, sr0: r0, sld: this.width, dld: this.width });
+    return blockCopy(this.rt, factor, out, {
+      rows: r1 - r0,
+      cols: this.width,
+      sr0: r0,
+      sld: this.width,
+      dld: this.width,
+    });
   }
 
   /** Dense block A[r0:r1, c0:c1] on the device. */
   block(r0: number, r1: number, c0: number, c1: number): Tensor {
-    if (!(0 <= r0 && r0 < r1 && r1 <= this.n && 0 <= c0 && c0 < c1 && c1 <= this.n)) throw new Error(`attribution: bad block [${r0}, ${r1}) x [${c0}, ${c1}) for n = ${this.n}`);
+    if (!(0 <= r0 && r0 < r1 && r1 <= this.n && 0 <= c0 && c0 < c1 && c1 <= this.n)) {
+      throw new Error(`attribution: bad block [${r0}, ${r1}) x [${c0}, ${c1}) for n = ${this.n}`);
+    }
     const u = r0 === 0 && r1 === this.n ? this.U : this.rows(this.U, r0, r1);
     const v = c0 === 0 && c1 === this.n ? this.V : this.rows(this.V, c0, c1);
     const out = matmul(this.rt, u, v, { transB: true });
@@ -199,7 +212,13 @@ export class Attribution {
   }
 
   /** Stream A[r0:r1, c0:c1] in row bands of at most `bandRows` rows (each computed by one tiled matmul). */
-  async *bands(r0: number, r1: number, c0: number, c1: number, bandRows = 256): AsyncGenerator<{ r0: number; r1: number; data: Float32Array }> {
+  async *bands(
+    r0: number,
+    r1: number,
+    c0: number,
+    c1: number,
+    bandRows = 256,
+  ): AsyncGenerator<{ r0: number; r1: number; data: Float32Array }> {
     for (let a = r0; a < r1; a += bandRows) {
       const b = Math.min(r1, a + bandRows);
       yield { r0: a, r1: b, data: await this.readBlock(a, b, c0, c1) };
@@ -235,11 +254,17 @@ function assembleU(rt: Runtime, phis: readonly Tensor[], kernels: readonly Tenso
 }
 
 /** Build A's factors from the features of an ensemble (each Features from one model on the same examples). */
-export async function buildAttribution(rt: Runtime, feats: readonly Features[], o: KernelOptions = {}): Promise<{ attribution: Attribution; kernels: ModelKernel[] }> {
+export async function buildAttribution(
+  rt: Runtime,
+  feats: readonly Features[],
+  o: KernelOptions = {},
+): Promise<{ attribution: Attribution; kernels: ModelKernel[] }> {
   const M = feats.length;
   if (M === 0) throw new Error("attribution: no models");
   const { n, k } = feats[0];
-  if (feats.some((f) => f.n !== n || f.k !== k)) throw new Error("attribution: every model must featurise the same examples with the same k");
+  if (feats.some((f) => f.n !== n || f.k !== k)) {
+    throw new Error("attribution: every model must featurise the same examples with the same k");
+  }
   const mk: ModelKernel[] = [];
   for (const f of feats) mk.push(await modelKernel(rt, f.phi, o));
   const kernels = mk.map((m) => rt.upload(Float32Array.from(m.K), [k, k]));

@@ -5,15 +5,24 @@ import { readBytes, writeBytesAtomic } from "../data/io.ts";
 
 export type Dtype = "F32" | "U32" | "I32" | "U8";
 export type TensorData = Float32Array | Uint32Array | Int32Array | Uint8Array;
-export interface Tensor { dtype: Dtype; shape: number[]; data: TensorData }
-export interface SafetensorsFile { tensors: Record<string, Tensor>; metadata: Record<string, string> }
+export interface Tensor {
+  dtype: Dtype;
+  shape: number[];
+  data: TensorData;
+}
+export interface SafetensorsFile {
+  tensors: Record<string, Tensor>;
+  metadata: Record<string, string>;
+}
 
 const ARRAYS = { F32: Float32Array, U32: Uint32Array, I32: Int32Array, U8: Uint8Array } as const;
 /** The reference implementation refuses headers above 100 MB; so do we (a corrupt length is likely). */
 const MAX_HEADER = 100_000_000;
 
 // Typed arrays use the host byte order and the format is little-endian; every WebGPU host is LE.
-if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error("safetensors: big-endian hosts are not supported");
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) {
+  throw new Error("safetensors: big-endian hosts are not supported");
+}
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 const isDim = (d: unknown): d is number => Number.isSafeInteger(d) && (d as number) >= 0;
@@ -21,18 +30,30 @@ const isDim = (d: unknown): d is number => Number.isSafeInteger(d) && (d as numb
 export function encodeSafetensors(tensors: Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) {
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== "string") throw new Error(`safetensors: metadata ${k} is not a string`);
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") throw new Error(`safetensors: metadata ${k} is not a string`);
+    }
     header.__metadata__ = metadata;
   }
   let offset = 0;
   const entries = Object.entries(tensors);
   for (const [name, t] of entries) {
-    if (name === "__metadata__" || name === "") throw new Error(`safetensors: invalid tensor name ${JSON.stringify(name)}`);
+    if (name === "__metadata__" || name === "") {
+      throw new Error(`safetensors: invalid tensor name ${JSON.stringify(name)}`);
+    }
     const Ctor = ARRAYS[t.dtype];
     if (!Ctor) throw new Error(`safetensors: tensor ${name}: unsupported dtype ${t.dtype}`);
-    if (!(t.data instanceof Ctor)) throw new Error(`safetensors: tensor ${name}: dtype ${t.dtype} needs a ${Ctor.name}, got ${t.data.constructor.name}`);
+    if (!(t.data instanceof Ctor)) {
+      throw new Error(
+        `safetensors: tensor ${name}: dtype ${t.dtype} needs a ${Ctor.name}, got ${t.data.constructor.name}`,
+      );
+    }
     if (!t.shape.every(isDim)) throw new Error(`safetensors: tensor ${name}: bad shape ${JSON.stringify(t.shape)}`);
-    if (numel(t.shape) !== t.data.length) throw new Error(`safetensors: tensor ${name}: shape [${t.shape}] has ${numel(t.shape)} elements, data has ${t.data.length}`);
+    if (numel(t.shape) !== t.data.length) {
+      throw new Error(
+        `safetensors: tensor ${name}: shape [${t.shape}] has ${numel(t.shape)} elements, data has ${t.data.length}`,
+      );
+    }
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -83,16 +104,24 @@ export function decodeSafetensors(bytes: Uint8Array, label = "safetensors"): Saf
     }
     const t = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof t !== "object" || t === null) fail(`tensor ${name}: entry is not an object`);
-    if (typeof t.dtype !== "string" || !(t.dtype in ARRAYS)) fail(`tensor ${name}: unsupported dtype ${JSON.stringify(t.dtype)}`);
+    if (typeof t.dtype !== "string" || !(t.dtype in ARRAYS)) {
+      fail(`tensor ${name}: unsupported dtype ${JSON.stringify(t.dtype)}`);
+    }
     const dtype = t.dtype as Dtype;
     if (!Array.isArray(t.shape) || !t.shape.every(isDim)) fail(`tensor ${name}: bad shape ${JSON.stringify(t.shape)}`);
     const shape = t.shape as number[];
     const off = t.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every(isDim) || off[0] > off[1]) fail(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every(isDim) || off[0] > off[1]) {
+      fail(`tensor ${name}: bad data_offsets ${JSON.stringify(off)}`);
+    }
     const [begin, end] = off as number[];
-    if (end > data.length) fail(`tensor ${name}: data_offsets [${begin}, ${end}] are out of range (${data.length} data bytes)`);
+    if (end > data.length) {
+      fail(`tensor ${name}: data_offsets [${begin}, ${end}] are out of range (${data.length} data bytes)`);
+    }
     const need = numel(shape) * ARRAYS[dtype].BYTES_PER_ELEMENT;
-    if (end - begin !== need) fail(`tensor ${name}: shape [${shape}] of ${dtype} needs ${need} bytes, data_offsets span ${end - begin}`);
+    if (end - begin !== need) {
+      fail(`tensor ${name}: shape [${shape}] of ${dtype} needs ${need} bytes, data_offsets span ${end - begin}`);
+    }
     spans.push({ name, begin, end, dtype, shape });
   }
   // The buffer must be exactly the tensors, back to back: no gaps, no overlaps, nothing after.
@@ -107,11 +136,17 @@ export function decodeSafetensors(bytes: Uint8Array, label = "safetensors"): Saf
   }
   if (pos !== data.length) fail(`${data.length - pos} bytes after the last tensor's data`);
   const tensors: Record<string, Tensor> = {};
-  for (const s of spans) tensors[s.name] = { dtype: s.dtype, shape: s.shape, data: new ARRAYS[s.dtype](data.slice(s.begin, s.end).buffer) };
+  for (const s of spans) {
+    tensors[s.name] = { dtype: s.dtype, shape: s.shape, data: new ARRAYS[s.dtype](data.slice(s.begin, s.end).buffer) };
+  }
   return { tensors, metadata };
 }
 
-export async function saveCheckpoint(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+export async function saveCheckpoint(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeBytesAtomic(path, encodeSafetensors(tensors, metadata));
 }
 

@@ -16,7 +16,7 @@ import { type Dataset, seededSubset } from "../data/dataset.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { loadModel } from "../nn/checkpoint.ts";
 import type { ModelConfig } from "../nn/models.ts";
-import { featurize, type Features, type Projection } from "../attribution/featurize.ts";
+import { type Features, featurize, type Projection } from "../attribution/featurize.ts";
 import { exportDenseBlock, saveFactors } from "../attribution/io.ts";
 import { ensembleFeatures, ldsBySize, subsetMargins, subsetMasks, trainEnsemble } from "../attribution/lds.ts";
 import { syntheticDataset } from "../attribution/synthetic.ts";
@@ -80,30 +80,59 @@ if (sub === "attribute") {
       log(`${train.n} training examples`);
     }
     const ds = uploadDataset(rt, train);
-    feats.push(await featurize(rt, model, ds, {
-      k, projection, seed: projSeed, modelIndex: m, batchSize: num("batch", a.batch, 1),
-      onBatch: (d, n) => d === n && log(`model ${m + 1}/${paths.length}: featurised ${n} in ${((performance.now() - t0) / 1000).toFixed(1)} s`),
-    }));
+    feats.push(
+      await featurize(rt, model, ds, {
+        k,
+        projection,
+        seed: projSeed,
+        modelIndex: m,
+        batchSize: num("batch", a.batch, 1),
+        onBatch: (d, n) =>
+          d === n &&
+          log(`model ${m + 1}/${paths.length}: featurised ${n} in ${((performance.now() - t0) / 1000).toFixed(1)} s`),
+      }),
+    );
     ds.pixels.release();
     ds.labels.release();
   }
   const { attribution } = await buildAttribution(rt, feats, ko);
   await makeDir(a.out!);
   await saveFactors(`${a.out}/factors.safetensors`, attribution, feats, {
-    seed: projSeed, k, method: `trak-${projection}`, models: paths, train: train!.n, data_seed: a.seed ?? "checkpoint",
+    seed: projSeed,
+    k,
+    method: `trak-${projection}`,
+    models: paths,
+    train: train!.n,
+    data_seed: a.seed ?? "checkpoint",
   });
   if (a["dense-block"]) {
     const [r0, r1, c0, c1] = a["dense-block"].split(",").map(Number);
     await exportDenseBlock(`${a.out}/block.safetensors`, attribution, { r0, r1, c0, c1 });
   }
-  console.log(JSON.stringify({ n: attribution.n, models: paths.length, k, projection, lambda: attribution.meta.lambdas, seconds: (performance.now() - t0) / 1000, out: a.out }));
+  console.log(
+    JSON.stringify({
+      n: attribution.n,
+      models: paths.length,
+      k,
+      projection,
+      lambda: attribution.meta.lambdas,
+      seconds: (performance.now() - t0) / 1000,
+      out: a.out,
+    }),
+  );
 } else {
   const n = num("train", a.train ?? "100", 2);
   const T = num("targets", a.targets, 1);
   const seed = num("seed", a.seed ?? "0");
   let train: Dataset, targets: Dataset, config: ModelConfig, norm: { mean: number[]; std: number[] };
   if (a.data === "synthetic") {
-    const common = { classes: 3, shape: [3, 8, 8] as [number, number, number], prototypeSeed: seed + 7, signal: 25, noise: 60 };
+    const common = {
+      classes: 3,
+      shape: [3, 8, 8] as [number, number, number],
+      prototypeSeed: seed + 7,
+      signal: 25,
+      noise: 60,
+    };
     train = syntheticDataset({ ...common, n, seed: seed + 1 });
     targets = syntheticDataset({ ...common, n: T, seed: seed + 2, labelNoise: 0 });
     config = { kind: "mlp", input: [3, 8, 8], classes: 3, hidden: [32] };
@@ -118,7 +147,15 @@ if (sub === "attribute") {
     config,
     train: uploadDataset(rt, train),
     targets: uploadDataset(rt, targets),
-    recipe: { epochs: num("epochs", a.epochs), batchSize: 20, lr: 0.05, cropPad: 0, flip: false, labelSmoothing: 0, ...norm },
+    recipe: {
+      epochs: num("epochs", a.epochs),
+      batchSize: 20,
+      lr: 0.05,
+      cropPad: 0,
+      flip: false,
+      labelSmoothing: 0,
+      ...norm,
+    },
     ...norm,
   };
   const M = num("models", a.models, 1);

@@ -4,7 +4,9 @@ import { readdirSync } from "node:fs";
 import { printReport } from "../../bench/harness.ts";
 import { args, exit, isMain } from "../platform.ts";
 
-const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) => f.endsWith(".ts") && f !== "harness.ts").map((f) => f.slice(0, -3)).sort();
+const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) =>
+  f.endsWith(".ts") && f !== "harness.ts"
+).map((f) => f.slice(0, -3)).sort();
 
 export async function runBench(argv: string[]): Promise<void> {
   const name = argv.find((a) => !a.startsWith("--"));

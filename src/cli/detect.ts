@@ -53,7 +53,11 @@ const config: DetectConfig = {
   ...(a.out && { out: a.out }),
   ...(a.cache && { cache: a.cache }),
   ...(a.attack && { attack: a.attack as DetectConfig["attack"] }),
-  attackConfig: { ...defaults.attackConfig, ...(a.rate && { rate: Number(a.rate) }), ...(a.target && { targetClass: int("target", a.target) }) },
+  attackConfig: {
+    ...defaults.attackConfig,
+    ...(a.rate && { rate: Number(a.rate) }),
+    ...(a.target && { targetClass: int("target", a.target) }),
+  },
   ...(a.train && { train: int("train", a.train) }),
   ...(a.models && { models: int("models", a.models) }),
   ...(a.k && { k: int("k", a.k) }),
@@ -78,7 +82,9 @@ const config: DetectConfig = {
 };
 const parsed = Schema.safeParse(config);
 if (!parsed.success) {
-  console.error(`detect: bad settings:\n${parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`).join("\n")}`);
+  console.error(
+    `detect: bad settings:\n${parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`).join("\n")}`,
+  );
   exit(2);
 }
 
@@ -92,9 +98,22 @@ const result = await runDetect(rt, config, (p) => {
 });
 const files = await writeReport(result, parsed.data!.out);
 const s = result.summary;
-console.log(JSON.stringify({
-  attribution: s.config.attribution, auroc: s.auroc, lds: s.lds, precision_at_budget: s.precision_at_budget, recall_at_budget: s.recall_at_budget, flagged: s.flagged.length,
-  asr_before: s.asr_before, asr_after: s.asr_after, clean_acc_before: s.clean_acc_before, clean_acc_after: s.clean_acc_after,
-  seconds: Math.round(s.seconds), baselines: Object.fromEntries(Object.entries(s.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
-  report: files.html,
-}, null, 1));
+console.log(JSON.stringify(
+  {
+    attribution: s.config.attribution,
+    auroc: s.auroc,
+    lds: s.lds,
+    precision_at_budget: s.precision_at_budget,
+    recall_at_budget: s.recall_at_budget,
+    flagged: s.flagged.length,
+    asr_before: s.asr_before,
+    asr_after: s.asr_after,
+    clean_acc_before: s.clean_acc_before,
+    clean_acc_after: s.clean_acc_after,
+    seconds: Math.round(s.seconds),
+    baselines: Object.fromEntries(Object.entries(s.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
+    report: files.html,
+  },
+  null,
+  1,
+));

@@ -6,7 +6,6 @@ import { runBench } from "./bench.ts";
 import { stat } from "node:fs/promises";
 import { args, execPath, exit, run } from "../platform.ts";
 
-
 const root = new URL("../../", import.meta.url);
 const exists = (rel: string) => stat(new URL(rel, root)).then(() => true, () => false);
 

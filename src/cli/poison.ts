@@ -14,7 +14,9 @@ import { decodePngRgb, imageGridPng } from "../data/png-folder.ts";
 import { type AttackConfigs, type AttackName, ATTACKS, checkAttackName, poison } from "../attacks/index.ts";
 import { args, exit } from "../platform.ts";
 
-const usage = `usage: poison preview --attack ${ATTACKS.join("|")} [--rate R] [--target T] [--out preview.png] [--n 8] (see the header of src/cli/poison.ts)`;
+const usage = `usage: poison preview --attack ${
+  ATTACKS.join("|")
+} [--rate R] [--target T] [--out preview.png] [--n 8] (see the header of src/cli/poison.ts)`;
 
 const { values: a, positionals } = parseArgs({
   args: args(),
@@ -87,25 +89,44 @@ if (a.config) Object.assign(config, JSON.parse(a.config));
 const t0 = performance.now();
 const full = await loadCifar10(a.data!, { split: "train" });
 const train = seededSubset(full, Math.min(full.n, positiveInt("train", a.train)), Number(a.seed));
-const { poisoned, manifest } = await poison(attack, train, config as AttackConfigs[typeof attack], { log: (s) => console.error(s) });
-console.error(`${attack}: poisoned ${manifest.indices.length} of ${train.n} images (target ${(manifest.config as { targetClass: number }).targetClass})` +
-  (manifest.noiseIndices ? `, ${manifest.noiseIndices.length} noise-mode` : "") + ` in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+const { poisoned, manifest } = await poison(attack, train, config as AttackConfigs[typeof attack], {
+  log: (s) => console.error(s),
+});
+console.error(
+  `${attack}: poisoned ${manifest.indices.length} of ${train.n} images (target ${
+    (manifest.config as { targetClass: number }).targetClass
+  })` +
+    (manifest.noiseIndices ? `, ${manifest.noiseIndices.length} noise-mode` : "") +
+    ` in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+);
 const n = Math.min(positiveInt("n", a.n), manifest.indices.length);
 if (n === 0) throw new Error("no poisoned images to show (rate too low?)");
 
 const show = manifest.indices.slice(0, n);
 const size = train.c * train.h * train.w;
 const rows = a.diff ? 3 : 2;
-const grid: Dataset = { ...train, n: rows * n, images: new Uint8Array(rows * n * size), labels: new Uint8Array(rows * n) };
+const grid: Dataset = {
+  ...train,
+  n: rows * n,
+  images: new Uint8Array(rows * n * size),
+  labels: new Uint8Array(rows * n),
+};
 show.forEach((i, j) => {
-  const clean = train.images.subarray(i * size, (i + 1) * size), bad = poisoned.images.subarray(i * size, (i + 1) * size);
+  const clean = train.images.subarray(i * size, (i + 1) * size),
+    bad = poisoned.images.subarray(i * size, (i + 1) * size);
   grid.images.set(clean, j * size);
   grid.images.set(bad, (n + j) * size);
-  if (a.diff) for (let k = 0; k < size; k++) grid.images[(2 * n + j) * size + k] = Math.min(255, 4 * Math.abs(bad[k] - clean[k]));
+  if (a.diff) {
+    for (let k = 0; k < size; k++) {
+      grid.images[(2 * n + j) * size + k] = Math.min(255, 4 * Math.abs(bad[k] - clean[k]));
+    }
+  }
 });
 await writeBytesAtomic(a.out!, imageGridPng(grid, { cols: n, scale: positiveInt("scale", a.scale) }));
-console.error(`wrote ${a.out}: ${n} clean images (top), poisoned (below)${a.diff ? ", |difference| x 4 (bottom)" : ""}; labels ` +
-  show.map((i, j) => `${train.classes[manifest.originalLabels[j]]}->${train.classes[poisoned.labels[i]]}`).join(", "));
+console.error(
+  `wrote ${a.out}: ${n} clean images (top), poisoned (below)${a.diff ? ", |difference| x 4 (bottom)" : ""}; labels ` +
+    show.map((i, j) => `${train.classes[manifest.originalLabels[j]]}->${train.classes[poisoned.labels[i]]}`).join(", "),
+);
 if (a.manifest) {
   const replacer = (_: string, v: unknown) => (v instanceof Uint8Array ? `<${v.length} bytes>` : v);
   await writeBytesAtomic(a.manifest, new TextEncoder().encode(JSON.stringify(manifest, replacer, 1)));

@@ -9,7 +9,7 @@ import { loadCifar10 } from "../data/cifar.ts";
 import { seededSubset } from "../data/dataset.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { saveModel } from "../nn/checkpoint.ts";
-import { buildModel, parameterCount, type ModelConfig } from "../nn/models.ts";
+import { buildModel, type ModelConfig, parameterCount } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
 import { progressBar } from "./progress.ts";
 import { args } from "../platform.ts";
@@ -31,7 +31,9 @@ const { values: a } = parseArgs({
 
 const num = (name: string, v: string | undefined) => {
   const x = Number(v);
-  if (!Number.isFinite(x) || x <= 0 && name !== "seed") throw new Error(`--${name} must be a positive number, got "${v}"`);
+  if (!Number.isFinite(x) || x <= 0 && name !== "seed") {
+    throw new Error(`--${name} must be a positive number, got "${v}"`);
+  }
   return x;
 };
 const configs: Record<string, ModelConfig> = {
@@ -54,12 +56,31 @@ const model = buildModel(rt, config, seed);
 console.error(`${a.model}: ${parameterCount(model)} parameters, ${train.n} training images`);
 const epochs = num("epochs", a.epochs);
 await trainModel(rt, model, uploadDataset(rt, train), {
-  epochs, batchSize: num("batch", a.batch), lr: num("lr", a.lr), seed,
+  epochs,
+  batchSize: num("batch", a.batch),
+  lr: num("lr", a.lr),
+  seed,
 }, {
-  onProgress: (p) => progressBar(`epoch ${p.epoch + 1}/${p.epochs}`, p.batch, p.batches, `${p.imagesPerSecond.toFixed(0)} img/s`),
-  onEpoch: (e) => console.error(`epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${e.seconds.toFixed(1)} s`),
+  onProgress: (p) =>
+    progressBar(`epoch ${p.epoch + 1}/${p.epochs}`, p.batch, p.batches, `${p.imagesPerSecond.toFixed(0)} img/s`),
+  onEpoch: (e) =>
+    console.error(
+      `epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${
+        e.seconds.toFixed(1)
+      } s`,
+    ),
 });
 const ev = await evaluate(rt, model, uploadDataset(rt, test));
 const seconds = (performance.now() - t0) / 1000;
 await saveModel(rt, model, a.out!, { seed, epochs, train: train.n, test_accuracy: ev.accuracy });
-console.log(JSON.stringify({ model: a.model, train: train.n, epochs, test_accuracy: ev.accuracy, seconds, checkpoint: a.out, adapter: rt.adapterName }));
+console.log(
+  JSON.stringify({
+    model: a.model,
+    train: train.n,
+    epochs,
+    test_accuracy: ev.accuracy,
+    seconds,
+    checkpoint: a.out,
+    adapter: rt.adapterName,
+  }),
+);

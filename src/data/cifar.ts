@@ -54,7 +54,9 @@ export function readTar(tar: Uint8Array, label: string): Map<string, Uint8Array>
   let off = 0;
   let nextName: string | null = null;
   for (;;) {
-    if (off + 512 > tar.length) throw new Error(`${label}: truncated tar (no end-of-archive block after ${files.size} files)`);
+    if (off + 512 > tar.length) {
+      throw new Error(`${label}: truncated tar (no end-of-archive block after ${files.size} files)`);
+    }
     const h = tar.subarray(off, off + 512);
     let sum = 0;
     for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
@@ -73,12 +75,15 @@ export function readTar(tar: Uint8Array, label: string): Map<string, Uint8Array>
       if (prefix) name = `${prefix}/${name}`;
     }
     const start = off + 512;
-    if (start + size > tar.length) throw new Error(`${label}: truncated tar: ${name} needs ${size} bytes, only ${tar.length - start} remain`);
+    if (start + size > tar.length) {
+      throw new Error(`${label}: truncated tar: ${name} needs ${size} bytes, only ${tar.length - start} remain`);
+    }
     const data = tar.subarray(start, start + size);
     const type = String.fromCharCode(h[156] || 0x30);
     if (type === "L") nextName = tarString(data, 0, data.length);
-    else if (type === "x") nextName = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(new TextDecoder().decode(data))?.[1] ?? nextName;
-    else {
+    else if (type === "x") {
+      nextName = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(new TextDecoder().decode(data))?.[1] ?? nextName;
+    } else {
       if (type === "0" || type === "7") files.set((nextName ?? name).replace(/^(\.\/)+/, ""), data);
       nextName = null;
     }
@@ -110,7 +115,9 @@ export function clearCifarCache(): void {
 // ---------------------------------------------------------------------------------------------
 // loader
 
-interface Source { get(file: string): Promise<{ name: string; bytes: Uint8Array }> }
+interface Source {
+  get(file: string): Promise<{ name: string; bytes: Uint8Array }>;
+}
 
 async function openSource(path: string): Promise<Source> {
   const kind = await pathKind(path);
@@ -132,7 +139,7 @@ function archiveSource(entries: Map<string, Uint8Array>, label: string): Source 
     async get(file) {
       const want = `${DIR}/${file}`;
       let bytes = entries.get(want);
-      if (!bytes) for (const [k, v] of entries) if (k.endsWith(`/${want}`)) bytes = v;
+      if (!bytes) { for (const [k, v] of entries) if (k.endsWith(`/${want}`)) bytes = v; }
       if (!bytes) throw new Error(`${label}: missing ${want}`);
       return { name: `${label}/${want}`, bytes };
     },
@@ -147,9 +154,13 @@ function parseClassNames(text: string, name: string): string[] {
 
 function checkBatch(bytes: Uint8Array, name: string, recordsPerFile: number | null): number {
   if (bytes.length === 0) throw new Error(`${name}: file is empty`);
-  if (bytes.length % RECORD !== 0) throw new Error(`${name}: ${bytes.length} bytes is not a multiple of the ${RECORD}-byte record`);
+  if (bytes.length % RECORD !== 0) {
+    throw new Error(`${name}: ${bytes.length} bytes is not a multiple of the ${RECORD}-byte record`);
+  }
   const n = bytes.length / RECORD;
-  if (recordsPerFile !== null && n !== recordsPerFile) throw new Error(`${name}: ${n} records, expected ${recordsPerFile} (truncated file?)`);
+  if (recordsPerFile !== null && n !== recordsPerFile) {
+    throw new Error(`${name}: ${n} records, expected ${recordsPerFile} (truncated file?)`);
+  }
   for (let r = 0; r < n; r++) {
     const label = bytes[r * RECORD];
     if (label > 9) throw new Error(`${name}: label ${label} at record ${r} is out of range 0..9`);
@@ -170,11 +181,16 @@ export async function loadCifar10(path: string, opts: CifarOptions): Promise<Dat
 /** The same from the release tarball's bytes (a browser worker fetches them; no file system). */
 export async function loadCifar10Archive(archive: Uint8Array, label: string, opts: CifarOptions): Promise<Dataset> {
   checkOptions(opts);
-  return loadFrom(archiveSource(readTar(isGzip(archive) ? gunzipChecked(archive, label) : archive, label), label), opts);
+  return loadFrom(
+    archiveSource(readTar(isGzip(archive) ? gunzipChecked(archive, label) : archive, label), label),
+    opts,
+  );
 }
 
 function checkOptions({ split, limit = Infinity }: CifarOptions): void {
-  if (split !== "train" && split !== "test") throw new Error(`loadCifar10: split must be "train" or "test", got ${String(split)}`);
+  if (split !== "train" && split !== "test") {
+    throw new Error(`loadCifar10: split must be "train" or "test", got ${String(split)}`);
+  }
   if (!(limit >= 0)) throw new Error(`loadCifar10: limit ${limit} must be >= 0`);
 }
 
@@ -245,7 +261,9 @@ export class Md5 {
     view.setUint32(pad.length - 4, Math.floor(bits / 2 ** 32), true);
     this.update(pad);
     let s = "";
-    for (let i = 0; i < 4; i++) for (let b = 0; b < 4; b++) s += ((this.h[i] >>> (8 * b)) & 255).toString(16).padStart(2, "0");
+    for (let i = 0; i < 4; i++) {
+      for (let b = 0; b < 4; b++) s += ((this.h[i] >>> (8 * b)) & 255).toString(16).padStart(2, "0");
+    }
     return s;
   }
 
@@ -293,7 +311,13 @@ export interface DownloadOptions {
   fileName?: string;
 }
 
-export interface DownloadResult { path: string; bytes: number; md5: string; sha256: string; skipped: boolean }
+export interface DownloadResult {
+  path: string;
+  bytes: number;
+  md5: string;
+  sha256: string;
+  skipped: boolean;
+}
 
 /**
  * Downloads the CIFAR-10 binary tarball into `destDir`, checks its MD5 before writing, and writes it
@@ -307,7 +331,9 @@ export async function downloadCifar10(destDir: string, opts: DownloadOptions = {
   if ((await pathKind(path)) === "file") {
     const existing = await readBytes(path);
     const md5 = md5Hex(existing);
-    if (md5 === expected) return { path, bytes: existing.length, md5, sha256: await sha256Hex(existing), skipped: true };
+    if (md5 === expected) {
+      return { path, bytes: existing.length, md5, sha256: await sha256Hex(existing), skipped: true };
+    }
   }
 
   const res = await (opts.fetchImpl ?? fetch)(url);
@@ -327,14 +353,17 @@ export async function downloadCifar10(destDir: string, opts: DownloadOptions = {
     const reader = res.body.getReader();
     for (let r = await reader.read(); !r.done; r = await reader.read()) take(r.value);
   } else take(new Uint8Array(await res.arrayBuffer()));
-  if (total !== undefined && received !== total) throw new Error(`${url}: download truncated: received ${received} of ${total} bytes`);
+  if (total !== undefined && received !== total) {
+    throw new Error(`${url}: download truncated: received ${received} of ${total} bytes`);
+  }
 
   const md5 = hasher.hex();
-  if (md5 !== expected) throw new Error(`${url}: checksum mismatch: MD5 ${md5}, expected ${expected} (nothing written)`);
+  if (md5 !== expected) {
+    throw new Error(`${url}: checksum mismatch: MD5 ${md5}, expected ${expected} (nothing written)`);
+  }
   const data = new Uint8Array(received);
   let at = 0;
   for (const c of chunks) data.set(c, at), (at += c.length);
   await writeBytesAtomic(path, data);
   return { path, bytes: received, md5, sha256: await sha256Hex(data), skipped: false };
 }
-

@@ -15,7 +15,10 @@ export interface Dataset {
 export const CIFAR10_MEAN: readonly number[] = [0.4914, 0.4822, 0.4465];
 export const CIFAR10_STD: readonly number[] = [0.247, 0.2435, 0.2616];
 
-export interface Normalisation { mean: readonly number[]; std: readonly number[] }
+export interface Normalisation {
+  mean: readonly number[];
+  std: readonly number[];
+}
 
 export const imageSize = (ds: Pick<Dataset, "c" | "h" | "w">): number => ds.c * ds.h * ds.w;
 
@@ -27,7 +30,9 @@ export function subset(ds: Dataset, indices: ArrayLike<number>, name = `${ds.nam
   const labels = new Uint8Array(m);
   for (let j = 0; j < m; j++) {
     const i = indices[j];
-    if (!Number.isInteger(i) || i < 0 || i >= ds.n) throw new Error(`subset: index ${i} at position ${j} is out of range 0..${ds.n - 1}`);
+    if (!Number.isInteger(i) || i < 0 || i >= ds.n) {
+      throw new Error(`subset: index ${i} at position ${j} is out of range 0..${ds.n - 1}`);
+    }
     images.set(ds.images.subarray(i * size, (i + 1) * size), j * size);
     labels[j] = ds.labels[i];
   }
@@ -55,7 +60,9 @@ export function mulberry32(seed: number): () => number {
  * shuffled order, so a prefix of a larger sample with the same seed is the smaller sample.
  */
 export function seededIndices(n: number, count: number, seed: number): Uint32Array {
-  if (!Number.isInteger(count) || count < 0 || count > n) throw new Error(`seededIndices: count ${count} is not in 0..${n}`);
+  if (!Number.isInteger(count) || count < 0 || count > n) {
+    throw new Error(`seededIndices: count ${count} is not in 0..${n}`);
+  }
   const rand = mulberry32(seed);
   const perm = new Uint32Array(n);
   for (let i = 0; i < n; i++) perm[i] = i;
@@ -79,7 +86,9 @@ export function seededSubset(ds: Dataset, count: number, seed: number): Dataset 
  */
 export function toFloat(ds: Dataset, norm?: Normalisation): Float32Array {
   const { mean, std } = norm ?? (ds.c === 3 ? { mean: CIFAR10_MEAN, std: CIFAR10_STD } : missingNorm(ds));
-  if (mean.length !== ds.c || std.length !== ds.c) throw new Error(`toFloat: ${ds.name} has ${ds.c} channels but mean/std have ${mean.length}/${std.length}`);
+  if (mean.length !== ds.c || std.length !== ds.c) {
+    throw new Error(`toFloat: ${ds.name} has ${ds.c} channels but mean/std have ${mean.length}/${std.length}`);
+  }
   const plane = ds.h * ds.w;
   const out = new Float32Array(ds.images.length);
   const lut = new Float32Array(256);
@@ -95,7 +104,9 @@ export function toFloat(ds: Dataset, norm?: Normalisation): Float32Array {
 }
 
 function missingNorm(ds: Dataset): never {
-  throw new Error(`toFloat: ${ds.name} has ${ds.c} channel(s); pass {mean, std} (the defaults are CIFAR-10's 3-channel statistics)`);
+  throw new Error(
+    `toFloat: ${ds.name} has ${ds.c} channel(s); pass {mean, std} (the defaults are CIFAR-10's 3-channel statistics)`,
+  );
 }
 
 /** Datasets of the same image shape and class list, one after another. */
@@ -103,8 +114,12 @@ export function concat(...parts: Dataset[]): Dataset {
   if (parts.length === 0) throw new Error("concat: no datasets");
   const [first] = parts;
   for (const p of parts) {
-    if (p.c !== first.c || p.h !== first.h || p.w !== first.w) throw new Error(`concat: ${p.name} is ${p.c}x${p.h}x${p.w}, ${first.name} is ${first.c}x${first.h}x${first.w}`);
-    if (p.classes.join("\n") !== first.classes.join("\n")) throw new Error(`concat: ${p.name} and ${first.name} have different class lists`);
+    if (p.c !== first.c || p.h !== first.h || p.w !== first.w) {
+      throw new Error(`concat: ${p.name} is ${p.c}x${p.h}x${p.w}, ${first.name} is ${first.c}x${first.h}x${first.w}`);
+    }
+    if (p.classes.join("\n") !== first.classes.join("\n")) {
+      throw new Error(`concat: ${p.name} and ${first.name} have different class lists`);
+    }
   }
   const n = parts.reduce((s, p) => s + p.n, 0);
   const images = new Uint8Array(n * imageSize(first));
@@ -115,7 +130,16 @@ export function concat(...parts: Dataset[]): Dataset {
     labels.set(p.labels.subarray(0, p.n), at);
     at += p.n;
   }
-  return { name: parts.map((p) => p.name).join("+"), images, labels, n, c: first.c, h: first.h, w: first.w, classes: [...first.classes] };
+  return {
+    name: parts.map((p) => p.name).join("+"),
+    images,
+    labels,
+    n,
+    c: first.c,
+    h: first.h,
+    w: first.w,
+    classes: [...first.classes],
+  };
 }
 
 /** Number of images per class, indexed by label. */
@@ -128,10 +152,14 @@ export function classCounts(ds: Dataset): number[] {
 /** Throws unless sizes agree and every label names a class; loaders call this before returning. */
 export function checkDataset(ds: Dataset): Dataset {
   const size = imageSize(ds);
-  if (ds.images.length !== ds.n * size) throw new Error(`${ds.name}: ${ds.images.length} pixel bytes, expected ${ds.n}x${size}`);
+  if (ds.images.length !== ds.n * size) {
+    throw new Error(`${ds.name}: ${ds.images.length} pixel bytes, expected ${ds.n}x${size}`);
+  }
   if (ds.labels.length !== ds.n) throw new Error(`${ds.name}: ${ds.labels.length} labels for ${ds.n} images`);
   for (let i = 0; i < ds.n; i++) {
-    if (ds.labels[i] >= ds.classes.length) throw new Error(`${ds.name}: label ${ds.labels[i]} at record ${i} is out of range 0..${ds.classes.length - 1}`);
+    if (ds.labels[i] >= ds.classes.length) {
+      throw new Error(`${ds.name}: label ${ds.labels[i]} at record ${i} is out of range 0..${ds.classes.length - 1}`);
+    }
   }
   return ds;
 }

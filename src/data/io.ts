@@ -4,7 +4,11 @@ import { gunzipSync } from "fflate";
 
 const fs = () => import("node:fs/promises");
 
-export interface DirEntry { name: string; isFile: boolean; isDirectory: boolean }
+export interface DirEntry {
+  name: string;
+  isFile: boolean;
+  isDirectory: boolean;
+}
 export type PathKind = "file" | "dir" | null;
 
 export async function readBytes(path: string): Promise<Uint8Array> {
@@ -97,14 +101,18 @@ export function gunzipChecked(data: Uint8Array, label: string): Uint8Array {
   const crc = (data[tail] | (data[tail + 1] << 8) | (data[tail + 2] << 16) | (data[tail + 3] << 24)) >>> 0;
   const size = (data[tail + 4] | (data[tail + 5] << 8) | (data[tail + 6] << 16) | (data[tail + 7] << 24)) >>> 0;
   // Deflate cannot expand more than ~1032x; a larger ISIZE means the trailer is not a trailer.
-  if (size > data.length * 1032 + 1024) throw new Error(`${label}: corrupt or truncated gzip (trailer size ${size} is implausible)`);
+  if (size > data.length * 1032 + 1024) {
+    throw new Error(`${label}: corrupt or truncated gzip (trailer size ${size} is implausible)`);
+  }
   let out: Uint8Array;
   try {
     out = gunzipSync(data);
   } catch (e) {
     throw new Error(`${label}: corrupt or truncated gzip (${(e as Error).message})`);
   }
-  if (out.length !== size) throw new Error(`${label}: corrupt or truncated gzip (decoded ${out.length} bytes, trailer says ${size})`);
+  if (out.length !== size) {
+    throw new Error(`${label}: corrupt or truncated gzip (decoded ${out.length} bytes, trailer says ${size})`);
+  }
   if (crc32(out) !== crc) throw new Error(`${label}: corrupt gzip (CRC-32 mismatch)`);
   return out;
 }

@@ -6,11 +6,15 @@
 // palette images are expanded, 16-bit samples keep their high byte, and 1/2/4-bit greyscale is
 // refused. Width and height must match
 // across the folder; a mismatch is an error naming the file.
-import { decode, encode, convertIndexedToRgb } from "fast-png";
+import { convertIndexedToRgb, decode, encode } from "fast-png";
 import { checkDataset, type Dataset } from "./dataset.ts";
 import { joinPath, listDir, readBytes } from "./io.ts";
 
-export interface RgbImage { w: number; h: number; /** interleaved RGB, row-major (HWC) */ rgb: Uint8Array }
+export interface RgbImage {
+  w: number;
+  h: number; /** interleaved RGB, row-major (HWC) */
+  rgb: Uint8Array;
+}
 
 /** Decodes any PNG to 8-bit interleaved RGB (see the channel policy above); `label` names it in errors. */
 export function decodePngRgb(bytes: Uint8Array, label: string): RgbImage {
@@ -104,7 +108,8 @@ export function imageGridPng(src: Pick<Dataset, "images" | "n" | "c" | "h" | "w"
  * files within a class sorted the same way; non-PNG files are ignored, an empty class is an error.
  */
 export async function loadPngFolder(root: string, opts: { name?: string } = {}): Promise<Dataset> {
-  const classes = (await listDir(root)).filter((e) => e.isDirectory && !e.name.startsWith(".")).map((e) => e.name).sort();
+  const classes = (await listDir(root)).filter((e) => e.isDirectory && !e.name.startsWith(".")).map((e) => e.name)
+    .sort();
   if (classes.length === 0) throw new Error(`${root}: no class subfolders`);
   if (classes.length > 256) throw new Error(`${root}: ${classes.length} classes, at most 256 fit a uint8 label`);
   const decoded: RgbImage[] = [];
@@ -118,7 +123,9 @@ export async function loadPngFolder(root: string, opts: { name?: string } = {}):
       const file = joinPath(dir, f);
       const img = decodePngRgb(await readBytes(file), file);
       first ??= { w: img.w, h: img.h, file };
-      if (img.w !== first.w || img.h !== first.h) throw new Error(`${file}: ${img.w}x${img.h} differs from ${first.w}x${first.h} of ${first.file}`);
+      if (img.w !== first.w || img.h !== first.h) {
+        throw new Error(`${file}: ${img.w}x${img.h} differs from ${first.w}x${first.h} of ${first.file}`);
+      }
       decoded.push(img);
       labels.push(label);
     }

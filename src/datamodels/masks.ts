@@ -26,7 +26,9 @@ export function maskSize(spec: Pick<MaskSpec, "n" | "alpha">): number {
 
 /** Seed of model `model`'s subset (and of its initialisation and shuffles): the counter-based hash of all three. */
 export function subsetSeed(seed: number, split: Split, model: number): number {
-  if (!Number.isInteger(model) || model < 0) throw new Error(`datamodels: model index must be a non-negative integer, got ${model}`);
+  if (!Number.isInteger(model) || model < 0) {
+    throw new Error(`datamodels: model index must be a non-negative integer, got ${model}`);
+  }
   return rngBits(seed, 0x444d0000 + SPLITS.indexOf(split), model);
 }
 

@@ -99,24 +99,46 @@ export function planFit(data: Pick<RegressionData, "n" | "models">, opts: FitOpt
   if (!Number.isInteger(n) || n < 1) throw new Error(`fitDatamodels: n must be a positive integer, got ${n}`);
   if (!Number.isInteger(models) || models < 3) throw new Error(`fitDatamodels: need at least 3 models, got ${models}`);
   const penalty = opts.penalty ?? "l2";
-  if (penalty !== "l1" && penalty !== "l2") throw new Error(`fitDatamodels: penalty must be "l1" or "l2", got ${JSON.stringify(penalty)}`);
+  if (penalty !== "l1" && penalty !== "l2") {
+    throw new Error(`fitDatamodels: penalty must be "l1" or "l2", got ${JSON.stringify(penalty)}`);
+  }
   const heldOut = opts.heldOut ?? Math.max(1, Math.round(models * 0.1));
   if (!Number.isInteger(heldOut) || heldOut < 1 || models - heldOut < 2) {
-    throw new Error(`fitDatamodels: heldOut must be an integer in [1, ${models - 2}] for ${models} models, got ${heldOut}`);
+    throw new Error(
+      `fitDatamodels: heldOut must be an integer in [1, ${models - 2}] for ${models} models, got ${heldOut}`,
+    );
   }
   const ratios = opts.lambdas ?? [...DEFAULT_RATIOS[penalty]];
   if (ratios.length === 0 || !ratios.every((x) => Number.isFinite(x) && x > 0)) {
     throw new Error(`fitDatamodels: lambdas must be positive numbers, got ${JSON.stringify(opts.lambdas)}`);
   }
   const iterations = opts.iterations ?? 100;
-  if (!Number.isInteger(iterations) || iterations < 1) throw new Error(`fitDatamodels: iterations must be a positive integer, got ${iterations}`);
+  if (!Number.isInteger(iterations) || iterations < 1) {
+    throw new Error(`fitDatamodels: iterations must be a positive integer, got ${iterations}`);
+  }
   const solver = opts.ridgeSolver ?? "cg";
-  if (solver !== "cg" && solver !== "apg") throw new Error(`fitDatamodels: ridgeSolver must be "cg" or "apg", got ${JSON.stringify(solver)}`);
+  if (solver !== "cg" && solver !== "apg") {
+    throw new Error(`fitDatamodels: ridgeSolver must be "cg" or "apg", got ${JSON.stringify(solver)}`);
+  }
   const tolerance = opts.tolerance ?? 1e-4;
   if (!(tolerance >= 0)) throw new Error(`fitDatamodels: tolerance must be >= 0, got ${tolerance}`);
   const batch = opts.batchRows ?? 256;
-  if (!Number.isInteger(batch) || batch < 1) throw new Error(`fitDatamodels: batchRows must be a positive integer, got ${batch}`);
-  return { n, N: paddedSize(n), penalty, cg: penalty === "l2" && solver === "cg", ratios, train: models - heldOut, heldOut, iterations, tolerance, batchRows: Math.ceil(batch / 4) * 4, seed: opts.seed ?? 1 };
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new Error(`fitDatamodels: batchRows must be a positive integer, got ${batch}`);
+  }
+  return {
+    n,
+    N: paddedSize(n),
+    penalty,
+    cg: penalty === "l2" && solver === "cg",
+    ratios,
+    train: models - heldOut,
+    heldOut,
+    iterations,
+    tolerance,
+    batchRows: Math.ceil(batch / 4) * 4,
+    seed: opts.seed ?? 1,
+  };
 }
 
 /** Iterations between convergence checks (each costs two column reductions and a small readback). */
@@ -156,10 +178,20 @@ export function momentum(plan: FitPlan, L: number, ridge: number): (k: number) =
 export async function checkedRows(data: RegressionData, start: number, count: number) {
   const b = await data.rows(start, count);
   if (b.X.length !== count * data.n || b.Y.length !== count * data.n) {
-    throw new Error(`RegressionData.rows(${start}, ${count}): expected ${count * data.n} mask and margin values, got ${b.X.length} and ${b.Y.length}`);
+    throw new Error(
+      `RegressionData.rows(${start}, ${count}): expected ${
+        count * data.n
+      } mask and margin values, got ${b.X.length} and ${b.Y.length}`,
+    );
   }
   for (let i = 0; i < b.Y.length; i++) {
-    if (!Number.isFinite(b.Y[i])) throw new Error(`RegressionData.rows(${start}, ${count}): margin of model ${start + Math.floor(i / data.n)} on example ${i % data.n} is ${b.Y[i]}`);
+    if (!Number.isFinite(b.Y[i])) {
+      throw new Error(
+        `RegressionData.rows(${start}, ${count}): margin of model ${start + Math.floor(i / data.n)} on example ${
+          i % data.n
+        } is ${b.Y[i]}`,
+      );
+    }
   }
   return b;
 }
@@ -181,7 +213,16 @@ export function newSums(n: number): TrainSums {
  * Convert one batch to the padded device layouts (xs [bP, N] and its transpose, ys [bP, N], in ±1 and
  * shifted units), adding to the host sums. The first batch sets the shift.
  */
-export function encodeTrainBatch(X: Uint8Array, Y: Float32Array, count: number, n: number, N: number, bP: number, sums: TrainSums, first: boolean) {
+export function encodeTrainBatch(
+  X: Uint8Array,
+  Y: Float32Array,
+  count: number,
+  n: number,
+  N: number,
+  bP: number,
+  sums: TrainSums,
+  first: boolean,
+) {
   if (first) {
     for (let r = 0; r < count; r++) for (let j = 0; j < n; j++) sums.shift[j] += Y[r * n + j];
     for (let j = 0; j < n; j++) sums.shift[j] = Math.fround(sums.shift[j] / count);

@@ -4,10 +4,31 @@
 import { cgActive } from "../../kernels/regression.ts";
 import { cholesky } from "../math.ts";
 import { mulberry32 } from "../data/dataset.ts";
-import { CG_FLOOR, CHECK_EVERY, FitOptions, FitPlan, LIPSCHITZ_MARGIN, POWER_ITERATIONS, POWER_READ_EVERY, RegressionData, TrainSums, cgConverged, checkedRows, converged, encodeTrainBatch, meanMaskVariance, momentum, newSums, planFit } from "./regression-plan.ts";
+import {
+  CG_FLOOR,
+  cgConverged,
+  CHECK_EVERY,
+  checkedRows,
+  converged,
+  encodeTrainBatch,
+  FitOptions,
+  FitPlan,
+  LIPSCHITZ_MARGIN,
+  meanMaskVariance,
+  momentum,
+  newSums,
+  planFit,
+  POWER_ITERATIONS,
+  POWER_READ_EVERY,
+  RegressionData,
+  TrainSums,
+} from "./regression-plan.ts";
 
 /** H and R (float64, n x n, targets as columns) and the centring statistics, by the same streamed pass. */
-export async function gramRef(data: RegressionData, plan: FitPlan): Promise<{ H: Float64Array; R: Float64Array; xbar: Float64Array; ybar: Float64Array; sums: TrainSums }> {
+export async function gramRef(
+  data: RegressionData,
+  plan: FitPlan,
+): Promise<{ H: Float64Array; R: Float64Array; xbar: Float64Array; ybar: Float64Array; sums: TrainSums }> {
   const { n, train: m, batchRows } = plan;
   const sums = newSums(n);
   const G = new Float64Array(n * n);
@@ -72,11 +93,12 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
   const rand = mulberry32(plan.seed);
   let v = Float64Array.from({ length: n }, () => rand() - 0.5);
   let est = 0;
-  const Hv = (x: Float64Array) => Float64Array.from({ length: n }, (_, i) => {
-    let s = 0;
-    for (let j = 0; j < n; j++) s += H[i * n + j] * x[j];
-    return s;
-  });
+  const Hv = (x: Float64Array) =>
+    Float64Array.from({ length: n }, (_, i) => {
+      let s = 0;
+      for (let j = 0; j < n; j++) s += H[i * n + j] * x[j];
+      return s;
+    });
   for (let round = 0; round < POWER_ITERATIONS / POWER_READ_EVERY; round++) {
     const norm = Math.hypot(...v);
     if (!(norm > 0)) break;
@@ -88,11 +110,12 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
     }
   }
   const L = est * LIPSCHITZ_MARGIN;
-  const offDiagMax = (a: Float64Array) => Float64Array.from({ length: n }, (_, j) => {
-    let mx = 0;
-    for (let k = 0; k < n; k++) if (k !== j) mx = Math.max(mx, Math.abs(a[k * n + j]));
-    return mx;
-  });
+  const offDiagMax = (a: Float64Array) =>
+    Float64Array.from({ length: n }, (_, j) => {
+      let mx = 0;
+      for (let k = 0; k < n; k++) if (k !== j) mx = Math.max(mx, Math.abs(a[k * n + j]));
+      return mx;
+    });
   const lamScale = plan.penalty === "l1" ? offDiagMax(R) : new Float64Array(n).fill(meanMaskVariance(sums, m));
   const theta = new Float64Array(n * n);
   const y = new Float64Array(n * n);
@@ -151,7 +174,10 @@ export async function fitDatamodelsRef(data: RegressionData, opts: FitOptions = 
         theta[e] = tn;
       }
       k++;
-      if (k % CHECK_EVERY === 0 && k < plan.iterations && plan.tolerance > 0 && converged(plan, offDiagMax(hy), offDiagMax(theta))) break;
+      if (
+        k % CHECK_EVERY === 0 && k < plan.iterations && plan.tolerance > 0 &&
+        converged(plan, offDiagMax(hy), offDiagMax(theta))
+      ) break;
     }
     pathIterations.push(k);
     const bias = Float64Array.from(ybar, (yb, j) => {
@@ -214,7 +240,14 @@ export function solveRidgeRef(H: Float64Array, R: Float64Array, n: number, lambd
 }
 
 /** Lasso solutions of ½θᵀHθ − r_jᵀθ + λ_j|θ|₁ per target column j, by coordinate descent to `tol` (float64). */
-export function solveLassoRef(H: Float64Array, R: Float64Array, n: number, lambda: ArrayLike<number>, tol = 1e-12, maxSweeps = 10_000): Float64Array {
+export function solveLassoRef(
+  H: Float64Array,
+  R: Float64Array,
+  n: number,
+  lambda: ArrayLike<number>,
+  tol = 1e-12,
+  maxSweeps = 10_000,
+): Float64Array {
   const theta = new Float64Array(n * n);
   const th = new Float64Array(n);
   const g = new Float64Array(n); // H θ

@@ -24,12 +24,37 @@ import { fill } from "../../kernels/fill.ts";
 import { gemv } from "../../kernels/gemv.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { blockCopy } from "../../kernels/project.ts";
-import { cgDirection, cgInit, cgStep, colAbsMax, colDot, colSse, finalizeWeights, proxStep, rank1Update, selectBest } from "../../kernels/regression.ts";
+import {
+  cgDirection,
+  cgInit,
+  cgStep,
+  colAbsMax,
+  colDot,
+  colSse,
+  finalizeWeights,
+  proxStep,
+  rank1Update,
+  selectBest,
+} from "../../kernels/regression.ts";
 import { mulberry32 } from "../data/dataset.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import {
-  CG_FLOOR, CHECK_EVERY, cgConverged, checkedRows, converged, type DatamodelFit, encodeTrainBatch, type FitOptions, LIPSCHITZ_MARGIN, meanMaskVariance, momentum,
-  newSums, planFit, POWER_ITERATIONS, POWER_READ_EVERY, type RegressionData,
+  CG_FLOOR,
+  cgConverged,
+  CHECK_EVERY,
+  checkedRows,
+  converged,
+  type DatamodelFit,
+  encodeTrainBatch,
+  type FitOptions,
+  LIPSCHITZ_MARGIN,
+  meanMaskVariance,
+  momentum,
+  newSums,
+  planFit,
+  POWER_ITERATIONS,
+  POWER_READ_EVERY,
+  type RegressionData,
 } from "./regression-plan.ts";
 
 export { DEFAULT_RATIOS, paddedSize, planFit } from "./regression-plan.ts";
@@ -58,8 +83,14 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   const { n, N, train: m, heldOut, batchRows } = plan;
   const maxBinding = rt.device.limits.maxStorageBufferBindingSize;
   if (N * N * 4 > maxBinding) {
-    throw new Error(`fitDatamodels: n = ${n} needs ${N} x ${N} f32 matrices (${(N * N * 4 / 2 ** 20).toFixed(0)} MiB) in one binding; ` +
-      `this adapter allows ${(maxBinding / 2 ** 20).toFixed(0)} MiB (n up to about ${Math.floor(Math.sqrt(maxBinding / 4) / 256) * 256})`);
+    throw new Error(
+      `fitDatamodels: n = ${n} needs ${N} x ${N} f32 matrices (${
+        (N * N * 4 / 2 ** 20).toFixed(0)
+      } MiB) in one binding; ` +
+        `this adapter allows ${(maxBinding / 2 ** 20).toFixed(0)} MiB (n up to about ${
+          Math.floor(Math.sqrt(maxBinding / 4) / 256) * 256
+        })`,
+    );
   }
   const trainBatches = Math.ceil(m / batchRows);
   const heldBatches = Math.ceil(heldOut / batchRows);
@@ -126,7 +157,9 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
 
   // Held-out batches: on the device if they fit the budget, else re-streamed per λ.
   const cacheBudget = opts.heldOutCacheBytes ?? 256 * 2 ** 20;
-  const cached: { xh: Tensor; yh: Tensor; count: number }[] | undefined = heldOut * N * 8 <= cacheBudget ? [] : undefined;
+  const cached: { xh: Tensor; yh: Tensor; count: number }[] | undefined = heldOut * N * 8 <= cacheBudget
+    ? []
+    : undefined;
   const loadHeld = async (b: number) => {
     const start = m + b * batchRows;
     const count = Math.min(batchRows, heldOut - b * batchRows);
@@ -134,7 +167,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
     const h = heldOutBatch(X, Y, count, n, N);
     return { xh: rt.upload(h.xh, [count, N]), yh: rt.upload(h.yh, [count, N]), count };
   };
-  if (cached) for (let b = 0; b < heldBatches; b++) cached.push(await loadHeld(b));
+  if (cached) { for (let b = 0; b < heldBatches; b++) cached.push(await loadHeld(b)); }
 
   // 3-4. The path.
   const theta = fill(rt, rt.empty([N, N]), 0);
@@ -143,7 +176,16 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   // CG: per-target state. Padded columns stay zero (their r is zero: no step), but the step kernels index
   // per-column vectors by every column, so those have N entries.
   const cg = plan.cg
-    ? { theta, pdir: yExt, res: rt.empty([N, N]), rr: rt.empty([N]), rrNew: rt.empty([N]), pap: rt.empty([N]), r0: colDot(rt, R, R, 0, N), floor2: CG_FLOOR ** 2 }
+    ? {
+      theta,
+      pdir: yExt,
+      res: rt.empty([N, N]),
+      rr: rt.empty([N]),
+      rrNew: rt.empty([N]),
+      pap: rt.empty([N]),
+      r0: colDot(rt, R, R, 0, N),
+      floor2: CG_FLOOR ** 2,
+    }
     : undefined;
   const r0 = cg ? ((await rt.read(cg.r0)) as Float32Array) : undefined;
   const sel = {
@@ -157,7 +199,9 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   for (let t = 0; t < plan.ratios.length; t++) {
     const ratio = plan.ratios[t];
     const ridge = plan.penalty === "l2" ? ratio * lamScale[0] : 0;
-    const lam1 = rt.upload(plan.penalty === "l1" ? padVec(lamScale.map((s) => s * ratio), N) : new Float32Array(N), [N]);
+    const lam1 = rt.upload(plan.penalty === "l1" ? padVec(lamScale.map((s) => s * ratio), N) : new Float32Array(N), [
+      N,
+    ]);
     const Lt = L + ridge;
     const beta = momentum(plan, Lt, ridge);
     let k = 0;
@@ -230,7 +274,7 @@ export async function fitDatamodels(rt: Runtime, data: RegressionData, opts: Fit
   const weights = finalizeWeights(rt, sel.bestTheta, n);
   const [best, bestBias, choice] = await rt.readMany([sel.best, sel.bestBias, sel.choice]);
   for (const t of [H, R, theta, yExt, hy, sse, negXbar, sel.best, sel.bestTheta, sel.bestBias, sel.choice]) t.release();
-  if (cg) for (const t of [cg.res, cg.rr, cg.rrNew, cg.pap, cg.r0]) t.release();
+  if (cg) { for (const t of [cg.res, cg.rr, cg.rrNew, cg.pap, cg.r0]) t.release(); }
   for (const h of cached ?? []) {
     h.xh.release();
     h.yh.release();

@@ -7,9 +7,19 @@
 //                       then on the job's target images)
 //   DIR/SPLIT.index     one uint32 per record: the model index; appended after its record, so a record
 //                       counts only once its index is written (a torn last record is cut on open)
-import { appendBytes, fileSize, joinPath, makeDir, pathKind, readRange, readText, truncateFile, writeBytesAtomic } from "../data/io.ts";
+import {
+  appendBytes,
+  fileSize,
+  joinPath,
+  makeDir,
+  pathKind,
+  readRange,
+  readText,
+  truncateFile,
+  writeBytesAtomic,
+} from "../data/io.ts";
 import type { HeldOut } from "../attribution/lds.ts";
-import { maskBits, type MaskSpec, SPLITS, type Split } from "./masks.ts";
+import { maskBits, type MaskSpec, type Split, SPLITS } from "./masks.ts";
 
 export interface StoreSpec extends MaskSpec {
   /** Target images whose margins each model also records (0 = none). */
@@ -21,7 +31,11 @@ export interface StoreSpec extends MaskSpec {
 const FORMAT = 1;
 
 /** Canonical JSON (object keys sorted), for comparing settings. */
-const canonical = (v: unknown) => JSON.stringify(v, (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+const canonical = (v: unknown) =>
+  JSON.stringify(
+    v,
+    (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x),
+  );
 
 /** Implements regression.ts's RegressionData (n, models, rows) over the "train" split. */
 export class DatamodelStore {
@@ -46,11 +60,22 @@ export class DatamodelStore {
   static async open(dir: string, spec: StoreSpec): Promise<DatamodelStore> {
     await makeDir(dir);
     const jobPath = joinPath(dir, "job.json");
-    const header = { format: FORMAT, n: spec.n, alpha: spec.alpha, seed: spec.seed, targets: spec.targets, job: spec.job };
+    const header = {
+      format: FORMAT,
+      n: spec.n,
+      alpha: spec.alpha,
+      seed: spec.seed,
+      targets: spec.targets,
+      job: spec.job,
+    };
     if ((await pathKind(jobPath)) === "file") {
       const stored = JSON.parse(await readText(jobPath));
       if (canonical(stored) !== canonical(header)) {
-        throw new Error(`${dir} holds a different datamodels job:\n  stored:    ${canonical(stored)}\n  requested: ${canonical(header)}\nuse another directory, or the stored settings`);
+        throw new Error(
+          `${dir} holds a different datamodels job:\n  stored:    ${canonical(stored)}\n  requested: ${
+            canonical(header)
+          }\nuse another directory, or the stored settings`,
+        );
       }
     } else await writeBytesAtomic(jobPath, new TextEncoder().encode(JSON.stringify(header, null, 1)));
     const store = new DatamodelStore(dir, spec);
@@ -61,7 +86,9 @@ export class DatamodelStore {
   /** Opens an existing store with the settings it was created with. */
   static async openExisting(dir: string): Promise<DatamodelStore> {
     const jobPath = joinPath(dir, "job.json");
-    if ((await pathKind(jobPath)) !== "file") throw new Error(`${dir}: no datamodels job here (missing job.json); run "datamodels train --out ${dir}" first`);
+    if ((await pathKind(jobPath)) !== "file") {
+      throw new Error(`${dir}: no datamodels job here (missing job.json); run "datamodels train --out ${dir}" first`);
+    }
     const h = JSON.parse(await readText(jobPath));
     if (h.format !== FORMAT) throw new Error(`${jobPath}: format ${h.format}, this code reads format ${FORMAT}`);
     return DatamodelStore.open(dir, { n: h.n, alpha: h.alpha, seed: h.seed, targets: h.targets, job: h.job });
@@ -76,14 +103,20 @@ export class DatamodelStore {
     const rec = this.recordLength * 4;
     let idxBytes = Math.max(0, await fileSize(p.index));
     const marginBytes = Math.max(0, await fileSize(p.margins));
-    if (idxBytes % 4) await truncateFile(p.index, (idxBytes -= idxBytes % 4));
+    if (idxBytes % 4) await truncateFile(p.index, idxBytes -= idxBytes % 4);
     const records = idxBytes / 4;
-    if (marginBytes < records * rec) throw new Error(`${p.margins}: ${marginBytes} bytes, but ${p.index} lists ${records} records of ${rec} bytes (corrupt store)`);
+    if (marginBytes < records * rec) {
+      throw new Error(
+        `${p.margins}: ${marginBytes} bytes, but ${p.index} lists ${records} records of ${rec} bytes (corrupt store)`,
+      );
+    }
     if (marginBytes > records * rec) await truncateFile(p.margins, records * rec); // a torn record from an interrupted run
     const idx = records ? new Uint32Array((await readRange(p.index, 0, idxBytes)).buffer) : new Uint32Array(0);
     this.#index[split] = Array.from(idx);
     this.#has[split] = new Set(idx);
-    if (this.#has[split].size !== idx.length) throw new Error(`${p.index}: a model index appears twice (corrupt store)`);
+    if (this.#has[split].size !== idx.length) {
+      throw new Error(`${p.index}: a model index appears twice (corrupt store)`);
+    }
   }
 
   /** Model indices stored for a split, in record order. */
@@ -96,11 +129,26 @@ export class DatamodelStore {
   }
 
   /** Adds model `model`'s margins: n on the training examples, then `targets` on the target images. */
-  async append(split: Split, model: number, margins: Float32Array, targetMargins: Float32Array = new Float32Array(0)): Promise<void> {
+  async append(
+    split: Split,
+    model: number,
+    margins: Float32Array,
+    targetMargins: Float32Array = new Float32Array(0),
+  ): Promise<void> {
     const { n, targets } = this.spec;
     if (this.has(split, model)) throw new Error(`datamodels store: ${split} model ${model} is already stored`);
-    if (margins.length !== n || targetMargins.length !== targets) throw new Error(`datamodels store: expected ${n} + ${targets} margins, got ${margins.length} + ${targetMargins.length}`);
-    for (const a of [margins, targetMargins]) for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) throw new Error(`datamodels store: ${split} model ${model} has a non-finite margin at ${i}`);
+    if (margins.length !== n || targetMargins.length !== targets) {
+      throw new Error(
+        `datamodels store: expected ${n} + ${targets} margins, got ${margins.length} + ${targetMargins.length}`,
+      );
+    }
+    for (const a of [margins, targetMargins]) {
+      for (let i = 0; i < a.length; i++) {
+        if (!Number.isFinite(a[i])) {
+          throw new Error(`datamodels store: ${split} model ${model} has a non-finite margin at ${i}`);
+        }
+      }
+    }
     const rec = new Float32Array(n + targets);
     rec.set(margins);
     rec.set(targetMargins, n);
@@ -114,10 +162,15 @@ export class DatamodelStore {
   /** Records [start, start+count) of a split: model indices and their n + targets margins each. */
   async records(split: Split, start: number, count: number): Promise<{ models: Uint32Array; margins: Float32Array }> {
     const total = this.#index[split].length;
-    if (start < 0 || count < 0 || start + count > total) throw new Error(`datamodels store: ${split} records ${start}..${start + count} out of 0..${total}`);
+    if (start < 0 || count < 0 || start + count > total) {
+      throw new Error(`datamodels store: ${split} records ${start}..${start + count} out of 0..${total}`);
+    }
     const L = this.recordLength;
     const bytes = count ? await readRange(this.#paths(split).margins, start * L * 4, count * L * 4) : new Uint8Array(0);
-    return { models: Uint32Array.from(this.#index[split].slice(start, start + count)), margins: new Float32Array(bytes.buffer, bytes.byteOffset, count * L) };
+    return {
+      models: Uint32Array.from(this.#index[split].slice(start, start + count)),
+      margins: new Float32Array(bytes.buffer, bytes.byteOffset, count * L),
+    };
   }
 
   /** RegressionData: masks X and training-example margins Y of "train" records [start, start+count). */
@@ -152,6 +205,8 @@ export async function storedHeldOut(store: DatamodelStore, count: number): Promi
     masks.push(maskBits(store.spec, "heldout", m));
     margins.push(all.slice(r * L, r * L + n));
   });
-  if (masks.length !== count) throw new Error(`datamodels: ${masks.length} of the ${count} held-out models are stored; train the rest first`);
+  if (masks.length !== count) {
+    throw new Error(`datamodels: ${masks.length} of the ${count} held-out models are stored; train the rest first`);
+  }
   return { masks, margins };
 }

@@ -24,8 +24,12 @@ export interface TileIndex {
  */
 export async function saveDatamodelTiles(rt: Runtime, fit: DatamodelFit, dir: string, tile = 1024): Promise<void> {
   const { n } = fit;
-  if (!Number.isInteger(tile) || tile < 1) throw new Error(`saveDatamodelTiles: tile must be a positive integer, got ${tile}`);
-  if (fit.weights.size !== n * n) throw new Error(`saveDatamodelTiles: weights have ${fit.weights.size} elements, expected ${n}²`);
+  if (!Number.isInteger(tile) || tile < 1) {
+    throw new Error(`saveDatamodelTiles: tile must be a positive integer, got ${tile}`);
+  }
+  if (fit.weights.size !== n * n) {
+    throw new Error(`saveDatamodelTiles: weights have ${fit.weights.size} elements, expected ${n}²`);
+  }
   await makeDir(dir);
   const files: TileIndex["files"] = [];
   for (let r0 = 0; r0 < n; r0 += tile) {
@@ -35,15 +39,21 @@ export async function saveDatamodelTiles(rt: Runtime, fit: DatamodelFit, dir: st
     const data = (await rt.read(block)) as Float32Array;
     block.release();
     const file = `rows-${String(r0).padStart(7, "0")}.safetensors`;
-    await writeBytesAtomic(joinPath(dir, file), encodeSafetensors({ weights: { dtype: "F32", shape: [r1 - r0, n], data } }, { r0: String(r0), r1: String(r1) }));
+    await writeBytesAtomic(
+      joinPath(dir, file),
+      encodeSafetensors({ weights: { dtype: "F32", shape: [r1 - r0, n], data } }, { r0: String(r0), r1: String(r1) }),
+    );
     files.push({ r0, r1, file });
   }
   const meta = "meta.safetensors";
-  await writeBytesAtomic(joinPath(dir, meta), encodeSafetensors({
-    bias: { dtype: "F32", shape: [n], data: fit.bias },
-    lambda: { dtype: "F32", shape: [n], data: fit.lambda },
-    heldOutMse: { dtype: "F32", shape: [n], data: fit.heldOutMse },
-  }));
+  await writeBytesAtomic(
+    joinPath(dir, meta),
+    encodeSafetensors({
+      bias: { dtype: "F32", shape: [n], data: fit.bias },
+      lambda: { dtype: "F32", shape: [n], data: fit.lambda },
+      heldOutMse: { dtype: "F32", shape: [n], data: fit.heldOutMse },
+    }),
+  );
   const index: TileIndex = { format: TILE_FORMAT, n, rowsPerFile: tile, files, meta };
   await writeBytesAtomic(joinPath(dir, "index.json"), new TextEncoder().encode(JSON.stringify(index, null, 1)));
 }
@@ -70,7 +80,9 @@ export async function loadDatamodelTiles(dir: string): Promise<DatamodelTiles> {
   const { n } = index;
   let covered = 0;
   for (const f of index.files) {
-    if (f.r0 !== covered || !(f.r1 > f.r0) || typeof f.file !== "string" || f.file.includes("/")) throw new Error(`${indexPath}: row blocks do not tile [0, ${n})`);
+    if (f.r0 !== covered || !(f.r1 > f.r0) || typeof f.file !== "string" || f.file.includes("/")) {
+      throw new Error(`${indexPath}: row blocks do not tile [0, ${n})`);
+    }
     covered = f.r1;
   }
   if (covered !== n) throw new Error(`${indexPath}: row blocks cover ${covered} of ${n} rows`);
@@ -79,7 +91,9 @@ export async function loadDatamodelTiles(dir: string): Promise<DatamodelTiles> {
     if (last?.file !== f.file) {
       const path = joinPath(dir, f.file);
       const t = decodeSafetensors(await readBytes(path), path).tensors.weights;
-      if (!t || t.dtype !== "F32" || t.shape[0] !== f.r1 - f.r0 || t.shape[1] !== n) throw new Error(`${path}: expected F32 weights [${f.r1 - f.r0}, ${n}]`);
+      if (!t || t.dtype !== "F32" || t.shape[0] !== f.r1 - f.r0 || t.shape[1] !== n) {
+        throw new Error(`${path}: expected F32 weights [${f.r1 - f.r0}, ${n}]`);
+      }
       last = { file: f.file, data: t.data as Float32Array };
     }
     return last.data;
@@ -87,7 +101,9 @@ export async function loadDatamodelTiles(dir: string): Promise<DatamodelTiles> {
   return {
     n,
     async readBlock(r0, r1, c0, c1) {
-      if (!(0 <= r0 && r0 <= r1 && r1 <= n && 0 <= c0 && c0 <= c1 && c1 <= n) || ![r0, r1, c0, c1].every(Number.isInteger)) {
+      if (
+        !(0 <= r0 && r0 <= r1 && r1 <= n && 0 <= c0 && c0 <= c1 && c1 <= n) || ![r0, r1, c0, c1].every(Number.isInteger)
+      ) {
         throw new Error(`readBlock: [${r0}, ${r1}) x [${c0}, ${c1}) is not inside ${n} x ${n}`);
       }
       const w = c1 - c0;
@@ -105,7 +121,9 @@ export async function loadDatamodelTiles(dir: string): Promise<DatamodelTiles> {
       const path = joinPath(dir, index.meta);
       const t = decodeSafetensors(await readBytes(path), path).tensors;
       const get = (k: string) => {
-        if (!t[k] || t[k].dtype !== "F32" || t[k].data.length !== n) throw new Error(`${path}: expected F32 ${k} [${n}]`);
+        if (!t[k] || t[k].dtype !== "F32" || t[k].data.length !== n) {
+          throw new Error(`${path}: expected F32 ${k} [${n}]`);
+        }
         return t[k].data as Float32Array;
       };
       return { bias: get("bias"), lambda: get("lambda"), heldOutMse: get("heldOutMse") };

@@ -25,13 +25,33 @@ export interface SubsetProgress {
 }
 
 /** Trains every model 0..count-1 of `split` that the store lacks, appending each as it finishes. */
-export async function trainSubsetModels(rt: Runtime, store: DatamodelStore, split: Split, count: number, s: SubsetTraining, onProgress?: (p: SubsetProgress) => void): Promise<SubsetProgress> {
+export async function trainSubsetModels(
+  rt: Runtime,
+  store: DatamodelStore,
+  split: Split,
+  count: number,
+  s: SubsetTraining,
+  onProgress?: (p: SubsetProgress) => void,
+): Promise<SubsetProgress> {
   const r = Recipe.parse(s.recipe);
-  if (s.train.n !== store.n) throw new Error(`datamodels: the store is for ${store.n} training examples, the dataset has ${s.train.n}`);
-  if ((s.targets?.n ?? 0) !== store.spec.targets) throw new Error(`datamodels: the store records ${store.spec.targets} target margins, ${s.targets?.n ?? 0} target images were given`);
+  if (s.train.n !== store.n) {
+    throw new Error(`datamodels: the store is for ${store.n} training examples, the dataset has ${s.train.n}`);
+  }
+  if ((s.targets?.n ?? 0) !== store.spec.targets) {
+    throw new Error(
+      `datamodels: the store records ${store.spec.targets} target margins, ${
+        s.targets?.n ?? 0
+      } target images were given`,
+    );
+  }
   const todo = Array.from({ length: count }, (_, m) => m).filter((m) => !store.has(split, m));
   const t0 = performance.now();
-  const progress = (trained: number): SubsetProgress => ({ done: count - todo.length + trained, total: count, trained, secondsPerModel: trained ? (performance.now() - t0) / 1000 / trained : 0 });
+  const progress = (trained: number): SubsetProgress => ({
+    done: count - todo.length + trained,
+    total: count,
+    trained,
+    secondsPerModel: trained ? (performance.now() - t0) / 1000 / trained : 0,
+  });
   onProgress?.(progress(0));
   for (const [t, m] of todo.entries()) {
     const seed = subsetSeed(store.spec.seed, split, m);

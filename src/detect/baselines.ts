@@ -9,7 +9,12 @@ import type { Model } from "../nn/models.ts";
 import { Recipe } from "../nn/train.ts";
 
 /** Penultimate activations (the input of the last dense layer), row per example: [n][F], one readback. */
-export async function penultimate(rt: Runtime, model: Model, ds: DeviceDataset, batchSize = 256): Promise<Float64Array[]> {
+export async function penultimate(
+  rt: Runtime,
+  model: Model,
+  ds: DeviceDataset,
+  batchSize = 256,
+): Promise<Float64Array[]> {
   const layers = model.net.layers;
   let head = layers.length - 1;
   while (head >= 0 && !(layers[head] instanceof Dense)) head--;
@@ -20,7 +25,17 @@ export async function penultimate(rt: Runtime, model: Model, ds: DeviceDataset, 
   const outs: Tensor[] = [];
   for (let start = 0; start < ds.n; start += batchSize) {
     const size = Math.min(batchSize, ds.n - start);
-    const { x, y } = assembleBatch(rt, ds, { order, start, size, mean: r.mean, std: r.std, pad: 0, flip: false, seed: 0, stream: 0 });
+    const { x, y } = assembleBatch(rt, ds, {
+      order,
+      start,
+      size,
+      mean: r.mean,
+      std: r.std,
+      pad: 0,
+      flip: false,
+      seed: 0,
+      stream: 0,
+    });
     let h = x;
     for (const l of body) {
       const out = l.forward(rt, h, "eval");
@@ -58,13 +73,29 @@ function centred(rows: Float64Array[], idx: number[]): Float64Array[] {
 function principal(x: Float64Array[], count: number, seed: number): Float64Array[] {
   const F = x[0].length;
   const cov = new Float64Array(F * F);
-  for (const r of x) for (let a = 0; a < F; a++) { const ra = r[a]; if (ra) for (let b = 0; b < F; b++) cov[a * F + b] += ra * r[b]; }
+  for (const r of x) {
+    for (let a = 0; a < F; a++) {
+      const ra = r[a];
+      if (ra) { for (let b = 0; b < F; b++) cov[a * F + b] += ra * r[b]; }
+    }
+  }
   const rand = mulberry32(seed);
   let q = Array.from({ length: Math.min(count, F) }, () => Float64Array.from({ length: F }, () => rand() - 0.5));
   for (let it = 0; it < 60; it++) {
-    q = q.map((v) => { const w = new Float64Array(F); for (let a = 0; a < F; a++) { let s = 0; for (let b = 0; b < F; b++) s += cov[a * F + b] * v[b]; w[a] = s; } return w; });
+    q = q.map((v) => {
+      const w = new Float64Array(F);
+      for (let a = 0; a < F; a++) {
+        let s = 0;
+        for (let b = 0; b < F; b++) s += cov[a * F + b] * v[b];
+        w[a] = s;
+      }
+      return w;
+    });
     for (let i = 0; i < q.length; i++) { // Gram-Schmidt
-      for (let j = 0; j < i; j++) { const d = dot(q[i], q[j]); q[i] = q[i].map((v, f) => v - d * q[j][f]); }
+      for (let j = 0; j < i; j++) {
+        const d = dot(q[i], q[j]);
+        q[i] = q[i].map((v, f) => v - d * q[j][f]);
+      }
       const n = Math.sqrt(dot(q[i], q[i])) || 1;
       q[i] = q[i].map((v) => v / n);
     }
@@ -72,7 +103,11 @@ function principal(x: Float64Array[], count: number, seed: number): Float64Array
   return q;
 }
 
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; };
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
 
 export interface BaselineResult {
   /** Higher = more suspicious; comparable across classes. */
@@ -85,7 +120,12 @@ export interface BaselineResult {
  * vector; the top 1.5 x (expected poison fraction) of each class is flagged. Scores are divided by the
  * class median so classes compare.
  */
-export function spectralSignatures(rows: Float64Array[], labels: ArrayLike<number>, expectedRate: number, seed = 0): BaselineResult {
+export function spectralSignatures(
+  rows: Float64Array[],
+  labels: ArrayLike<number>,
+  expectedRate: number,
+  seed = 0,
+): BaselineResult {
   const scores = new Float64Array(rows.length);
   const flagged: number[] = [];
   for (const [, idx] of byClass(labels)) {
@@ -107,7 +147,12 @@ export function spectralSignatures(rows: Float64Array[], labels: ArrayLike<numbe
  * Score: members of a flagged small cluster rank first, each group ordered by distance from the large
  * cluster's centre.
  */
-export function activationClustering(rows: Float64Array[], labels: ArrayLike<number>, seed = 0, maxFraction = 0.35): BaselineResult {
+export function activationClustering(
+  rows: Float64Array[],
+  labels: ArrayLike<number>,
+  seed = 0,
+  maxFraction = 0.35,
+): BaselineResult {
   const scores = new Float64Array(rows.length);
   const flagged: number[] = [];
   for (const [, idx] of byClass(labels)) {
@@ -163,7 +208,14 @@ function twoMeans(z: number[][], seed: number): number[] {
 export type BaselineResults = Record<string, BaselineResult>;
 
 /** Both baselines on `model`'s penultimate activations. */
-export async function runBaselines(rt: Runtime, model: Model, deviceTrain: DeviceDataset, train: Dataset, poisoned: number[] | null, seed: number): Promise<BaselineResults> {
+export async function runBaselines(
+  rt: Runtime,
+  model: Model,
+  deviceTrain: DeviceDataset,
+  train: Dataset,
+  poisoned: number[] | null,
+  seed: number,
+): Promise<BaselineResults> {
   const rows = await penultimate(rt, model, deviceTrain);
   const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
   return {

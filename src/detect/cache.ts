@@ -7,7 +7,10 @@ import type { Model } from "../nn/models.ts";
 
 /** Stable short hash of a JSON-able value (FNV-1a over the canonical JSON, keys sorted). */
 export function keyOf(v: unknown): string {
-  const s = JSON.stringify(v, (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x));
+  const s = JSON.stringify(
+    v,
+    (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x),
+  );
   let h = 0x811c9dc5, h2 = 0x01000193;
   for (let i = 0; i < s.length; i++) {
     h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
@@ -17,7 +20,11 @@ export function keyOf(v: unknown): string {
 }
 
 /** `dir/key.json`, made by `make` the first time. */
-export async function cachedJson<T>(dir: string, key: string, make: () => Promise<T>): Promise<{ value: T; hit: boolean }> {
+export async function cachedJson<T>(
+  dir: string,
+  key: string,
+  make: () => Promise<T>,
+): Promise<{ value: T; hit: boolean }> {
   const path = joinPath(dir, `${key}.json`);
   if ((await pathKind(path)) === "file") return { value: JSON.parse(await readText(path)) as T, hit: true };
   const value = await make();
@@ -26,7 +33,13 @@ export async function cachedJson<T>(dir: string, key: string, make: () => Promis
 }
 
 /** `dir/key.safetensors`, trained by `make` the first time. */
-export async function cachedModel(rt: Runtime, dir: string, key: string, make: () => Promise<Model>, meta: Record<string, unknown>): Promise<Model> {
+export async function cachedModel(
+  rt: Runtime,
+  dir: string,
+  key: string,
+  make: () => Promise<Model>,
+  meta: Record<string, unknown>,
+): Promise<Model> {
   const path = joinPath(dir, `${key}.safetensors`);
   if ((await pathKind(path)) === "file") return (await loadModel(rt, path)).model;
   const m = await make();

@@ -27,7 +27,9 @@ export class Factors {
     for (const c of chunks) {
       if (c.U.shape.length !== 2 || c.V.shape.length !== 2) throw new Error("Factors: U and V chunks must be 2-D");
       if (c.U.shape[0] !== c.rows || c.V.shape[0] !== c.rows || c.U.shape[1] !== this.r || c.V.shape[1] !== this.r) {
-        throw new Error(`Factors: chunk at row ${c.offset} has U [${c.U.shape}], V [${c.V.shape}], expected [${c.rows}, ${this.r}]`);
+        throw new Error(
+          `Factors: chunk at row ${c.offset} has U [${c.U.shape}], V [${c.V.shape}], expected [${c.rows}, ${this.r}]`,
+        );
       }
       if (c.offset !== off) throw new Error(`Factors: chunk starts at ${c.offset}, expected ${off}`);
       off += c.rows;
@@ -46,15 +48,25 @@ export class Factors {
     const vs = Array.isArray(V) ? V : [V];
     if (us.length !== vs.length) throw new Error("Factors: U and V have different chunk counts");
     let off = 0;
-    return new Factors(rt, us.map((u, i) => {
-      const c = { U: u, V: vs[i], offset: off, rows: u.shape[0] };
-      off += c.rows;
-      return c;
-    }));
+    return new Factors(
+      rt,
+      us.map((u, i) => {
+        const c = { U: u, V: vs[i], offset: off, rows: u.shape[0] };
+        off += c.rows;
+        return c;
+      }),
+    );
   }
 
   /** Upload host factors (row-major n x r), chunked. */
-  static upload(rt: Runtime, U: Float32Array, V: Float32Array, n: number, r: number, rowsPerChunk = Factors.rowsPerChunk(rt, r)): Factors {
+  static upload(
+    rt: Runtime,
+    U: Float32Array,
+    V: Float32Array,
+    n: number,
+    r: number,
+    rowsPerChunk = Factors.rowsPerChunk(rt, r),
+  ): Factors {
     if (U.length !== n * r || V.length !== n * r) throw new Error(`Factors.upload: expected ${n * r} values`);
     const chunks: FactorChunk[] = [];
     for (let off = 0; off < n; off += rowsPerChunk) {
@@ -122,7 +134,13 @@ export class Factors {
   diagonal(): Tensor {
     const d = this.rt.empty([this.n]);
     for (const c of this.chunks) {
-      searchKernel(this.rt, "row_dots", { Uc: c.U, Vc: c.V, P: d }, { r: this.r, row_offset: c.offset, rows: c.rows }, c.rows);
+      searchKernel(
+        this.rt,
+        "row_dots",
+        { Uc: c.U, Vc: c.V, P: d },
+        { r: this.r, row_offset: c.offset, rows: c.rows },
+        c.rows,
+      );
     }
     return d;
   }
@@ -132,7 +150,9 @@ export class Factors {
     const rt = this.rt;
     const ones = fill(rt, rt.empty([this.n]), 1);
     const v1 = rt.empty([this.r]);
-    this.chunks.forEach((c, i) => gemv(rt, c.V, ones, { trans: true, xOffset: c.offset, out: v1, beta: i === 0 ? 0 : 1 }));
+    this.chunks.forEach((c, i) =>
+      gemv(rt, c.V, ones, { trans: true, xOffset: c.offset, out: v1, beta: i === 0 ? 0 : 1 })
+    );
     const rs = rt.empty([this.n]);
     for (const c of this.chunks) gemv(rt, c.U, v1, { out: rs, outOffset: c.offset });
     axpy(rt, -1, diag, rs, rs);

@@ -64,7 +64,9 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     if (a.retrain) {
       after = await outcome(await a.retrain(flagged, "retrain without flagged"));
       if (cfg.retrainBaselines) {
-        for (const [name, b] of Object.entries(baselines)) baselineAfter[name] = await outcome(await a.retrain(b.flagged, `retrain without ${name}`));
+        for (const [name, b] of Object.entries(baselines)) {
+          baselineAfter[name] = await outcome(await a.retrain(b.flagged, `retrain without ${name}`));
+        }
       }
       clock.stage("retrain");
     }
@@ -72,11 +74,28 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     if (!a.deviceTrain) releaseDataset(deviceTrain);
   }
   const summary = summarize({
-    cfg, scores, spectral, flagged, baselines, baselineAfter, poisoned, before, after, n: train.n, lds: scored.lds,
-    adapter: rt?.adapterName ?? "host (float64; no WebGPU here)", seconds: clock.total(), stageSeconds: clock.seconds,
+    cfg,
+    scores,
+    spectral,
+    flagged,
+    baselines,
+    baselineAfter,
+    poisoned,
+    before,
+    after,
+    n: train.n,
+    lds: scored.lds,
+    adapter: rt?.adapterName ?? "host (float64; no WebGPU here)",
+    seconds: clock.total(),
+    stageSeconds: clock.seconds,
   });
   const result: DetectResult = {
-    summary, scores, spectral, backend: scored.backend, train, poisonedSet: poisoned ? new Set(poisoned) : null,
+    summary,
+    scores,
+    spectral,
+    backend: scored.backend,
+    train,
+    poisonedSet: poisoned ? new Set(poisoned) : null,
     baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])),
   };
   if (a.outDir) await writeReport(result, a.outDir);

@@ -25,7 +25,9 @@ export function rocCurve(scores: ArrayLike<number>, positive: ArrayLike<boolean>
   for (let r = 0; r < idx.length; r++) {
     if (positive[idx[r]]) tp++;
     else fp++;
-    if (r === idx.length - 1 || scores[idx[r + 1]] !== scores[idx[r]]) pts.push({ fpr: N ? fp / N : 0, tpr: P ? tp / P : 0 });
+    if (r === idx.length - 1 || scores[idx[r + 1]] !== scores[idx[r]]) {
+      pts.push({ fpr: N ? fp / N : 0, tpr: P ? tp / P : 0 });
+    }
   }
   return pts;
 }
@@ -48,7 +50,11 @@ export function topK(scores: ArrayLike<number>, budget: number): number[] {
   return Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b] - scores[a]).slice(0, budget);
 }
 
-export function detectionMetrics(scores: ArrayLike<number>, positive: ArrayLike<boolean>, flagged: readonly number[]): DetectionMetrics {
+export function detectionMetrics(
+  scores: ArrayLike<number>,
+  positive: ArrayLike<boolean>,
+  flagged: readonly number[],
+): DetectionMetrics {
   let P = 0, hit = 0;
   for (let i = 0; i < positive.length; i++) if (positive[i]) P++;
   for (const i of flagged) if (positive[i]) hit++;

@@ -1,7 +1,7 @@
 // The outcome of a model on the clean test set: clean accuracy, and the attack success rate (ASR), the
 // fraction of test images not of the target class that the model classifies as the target once the
 // trigger is applied.
-import { uploadDataset, type DeviceDataset } from "../../kernels/batch.ts";
+import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { applyTrigger, type AttackName } from "../attacks/index.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
@@ -21,12 +21,23 @@ export async function loadTestSet(cfg: Pick<Cfg, "data" | "test" | "seed">): Pro
   return cfg.test && cfg.test < fullTest.n ? seededSubset(fullTest, cfg.test, cfg.seed + 1) : fullTest;
 }
 
-export async function evaluateOutcome(rt: Runtime, model: Model, deviceTest: DeviceDataset, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<Outcome> {
+export async function evaluateOutcome(
+  rt: Runtime,
+  model: Model,
+  deviceTest: DeviceDataset,
+  test: Dataset,
+  cfg: Pick<Cfg, "attack" | "attackConfig">,
+): Promise<Outcome> {
   const ev = await evaluate(rt, model, deviceTest);
   return { clean_acc: ev.accuracy, asr: cfg.attack === "none" ? null : await attackSuccess(rt, model, test, cfg) };
 }
 
-export async function attackSuccess(rt: Runtime, model: Model, test: Dataset, cfg: Pick<Cfg, "attack" | "attackConfig">): Promise<number> {
+export async function attackSuccess(
+  rt: Runtime,
+  model: Model,
+  test: Dataset,
+  cfg: Pick<Cfg, "attack" | "attackConfig">,
+): Promise<number> {
   const target = (cfg.attackConfig as { targetClass?: number }).targetClass ?? 0;
   const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => test.labels[i] !== target);
   const triggered = applyTrigger(cfg.attack as AttackName, cfg.attackConfig as never, subset(test, others));

@@ -4,7 +4,7 @@
 // redoes only what that setting touches.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import { featurize, type Features } from "../attribution/featurize.ts";
+import { type Features, featurize } from "../attribution/featurize.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { joinPath, makeDir } from "../data/io.ts";
 import type { HeldOut } from "../attribution/lds.ts";
@@ -22,7 +22,11 @@ import { type OnStage, stageClock } from "./stages.ts";
 import type { DetectResult } from "./summary.ts";
 import { buildTrainingSet, ensembleSeed } from "./training-set.ts";
 
-export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: OnStage = () => {}): Promise<DetectResult> {
+export async function runDetect(
+  rt: Runtime,
+  config: DetectConfig,
+  onProgress: OnStage = () => {},
+): Promise<DetectResult> {
   const cfg = DetectConfig.parse(config);
   const clock = stageClock();
   const stage = clock.stage;
@@ -32,17 +36,41 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
   // 1. data and attack
   onProgress({ stage: "data", done: 0, total: 1 });
   const { train, poisoned } = await buildTrainingSet(await loadCifar10(cfg.data, { split: "train" }), cfg);
-  const dataKey = keyOf({ data: cfg.data, train: cfg.train, seed: cfg.seed, attack: cfg.attack, attackConfig: cfg.attackConfig });
+  const dataKey = keyOf({
+    data: cfg.data,
+    train: cfg.train,
+    seed: cfg.seed,
+    attack: cfg.attack,
+    attackConfig: cfg.attackConfig,
+  });
   const deviceTrain = uploadDataset(rt, train);
-  onProgress({ stage: "data", done: 1, total: 1, detail: `${train.n} training examples, ${poisoned?.length ?? 0} poisoned` });
+  onProgress({
+    stage: "data",
+    done: 1,
+    total: 1,
+    detail: `${train.n} training examples, ${poisoned?.length ?? 0} poisoned`,
+  });
   stage("data");
 
   // 2. the ensemble
-  const trainOne = (ds: DeviceDataset, seed: number, indices: ArrayLike<number> | undefined, label: string, epochs = cfg.recipe.epochs) => async () => {
+  const trainOne = (
+    ds: DeviceDataset,
+    seed: number,
+    indices: ArrayLike<number> | undefined,
+    label: string,
+    epochs = cfg.recipe.epochs,
+  ) =>
+  async () => {
     const model = buildModel(rt, cfg.model, seed);
     await trainModel(rt, model, ds, { ...cfg.recipe, epochs, seed }, {
       indices,
-      onProgress: (p) => onProgress({ stage: label, done: p.epoch * p.batches + p.batch, total: p.epochs * p.batches, detail: `${p.imagesPerSecond.toFixed(0)} img/s` }),
+      onProgress: (p) =>
+        onProgress({
+          stage: label,
+          done: p.epoch * p.batches + p.batch,
+          total: p.epochs * p.batches,
+          detail: `${p.imagesPerSecond.toFixed(0)} img/s`,
+        }),
     });
     return model;
   };
@@ -50,7 +78,15 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
   const ensemble = cfg.attribution === "trak" ? cfg.models : 1;
   for (let m = 0; m < ensemble; m++) {
     const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, m });
-    models.push(await cachedModel(rt, cfg.cache, `model-${key}`, trainOne(deviceTrain, ensembleSeed(cfg.seed, m), undefined, `train model ${m + 1}/${ensemble}`), { dataKey, m }));
+    models.push(
+      await cachedModel(
+        rt,
+        cfg.cache,
+        `model-${key}`,
+        trainOne(deviceTrain, ensembleSeed(cfg.seed, m), undefined, `train model ${m + 1}/${ensemble}`),
+        { dataKey, m },
+      ),
+    );
   }
   stage("train");
 
@@ -58,13 +94,32 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
   // recipe, so the two attributions share held-out models and a larger dmModels extends a smaller run.
   const needStore = cfg.attribution === "datamodels" || cfg.ldsModels > 0;
   const store = needStore
-    ? await DatamodelStore.open(joinPath(cfg.cache, `datamodels-${keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, alpha: cfg.dmAlpha })}`), {
-      n: train.n, alpha: cfg.dmAlpha, seed: cfg.seed, targets: 0, job: { dataKey, model: cfg.model, recipe: cfg.recipe },
-    })
+    ? await DatamodelStore.open(
+      joinPath(cfg.cache, `datamodels-${keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, alpha: cfg.dmAlpha })}`),
+      {
+        n: train.n,
+        alpha: cfg.dmAlpha,
+        seed: cfg.seed,
+        targets: 0,
+        job: { dataKey, model: cfg.model, recipe: cfg.recipe },
+      },
+    )
     : undefined;
   const trainSubsets = (split: "train" | "heldout", count: number, label: string) =>
-    trainSubsetModels(rt, store!, split, count, { config: cfg.model, recipe: cfg.recipe, train: deviceTrain }, (p) =>
-      onProgress({ stage: label, done: p.done, total: p.total, detail: p.trained ? `${p.secondsPerModel.toFixed(2)} s/model` : "" }));
+    trainSubsetModels(
+      rt,
+      store!,
+      split,
+      count,
+      { config: cfg.model, recipe: cfg.recipe, train: deviceTrain },
+      (p) =>
+        onProgress({
+          stage: label,
+          done: p.done,
+          total: p.total,
+          detail: p.trained ? `${p.secondsPerModel.toFixed(2)} s/model` : "",
+        }),
+    );
   let heldOut: HeldOut | undefined;
   if (cfg.ldsModels > 0) {
     await trainSubsets("heldout", cfg.ldsModels, "held-out subset models");
@@ -75,15 +130,44 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
   // 3. attribution (TRAK factors, or the datamodels matrix) and 4. scores
   const ldsKey = cfg.ldsModels ? { ldsModels: cfg.ldsModels, alpha: cfg.dmAlpha } : {};
   const scoreKey = cfg.attribution === "trak"
-    ? keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, M: cfg.models, k: cfg.k, projection: cfg.projection, restarts: cfg.restarts, qWeight: cfg.qWeight, search: cfg.searchBackend, ...ldsKey })
-    : keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, attribution: "datamodels", dmModels: cfg.dmModels, dmAlpha: cfg.dmAlpha, dmPenalty: cfg.dmPenalty, restarts: cfg.restarts, ...ldsKey });
+    ? keyOf({
+      dataKey,
+      model: cfg.model,
+      recipe: cfg.recipe,
+      M: cfg.models,
+      k: cfg.k,
+      projection: cfg.projection,
+      restarts: cfg.restarts,
+      qWeight: cfg.qWeight,
+      search: cfg.searchBackend,
+      ...ldsKey,
+    })
+    : keyOf({
+      dataKey,
+      model: cfg.model,
+      recipe: cfg.recipe,
+      attribution: "datamodels",
+      dmModels: cfg.dmModels,
+      dmAlpha: cfg.dmAlpha,
+      dmPenalty: cfg.dmPenalty,
+      restarts: cfg.restarts,
+      ...ldsKey,
+    });
   const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {
     if (cfg.attribution === "datamodels") {
       await trainSubsets("train", cfg.dmModels, "datamodel subset models");
       stage("datamodels train");
       // The first dmModels records: a store extended by a larger run still gives this run's fit.
-      const data = { n: store!.n, models: cfg.dmModels, rows: (start: number, count: number) => store!.rows(start, count) };
-      const fit = await fitDatamodels(rt, data, { penalty: cfg.dmPenalty, seed: cfg.seed, onProgress: (done, total, detail) => onProgress({ stage: "datamodels fit", done, total, detail }) });
+      const data = {
+        n: store!.n,
+        models: cfg.dmModels,
+        rows: (start: number, count: number) => store!.rows(start, count),
+      };
+      const fit = await fitDatamodels(rt, data, {
+        penalty: cfg.dmPenalty,
+        seed: cfg.seed,
+        onProgress: (done, total, detail) => onProgress({ stage: "datamodels fit", done, total, detail }),
+      });
       const A = (await rt.read(fit.weights)) as Float32Array; // row = target, diagonal zeroed by the fit
       fit.weights.release();
       stage("attribute");
@@ -91,10 +175,15 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
     }
     const feats: Features[] = [];
     for (let m = 0; m < models.length; m++) {
-      feats.push(await featurize(rt, models[m], deviceTrain, {
-        k: cfg.k, projection: cfg.projection, seed: cfg.seed, modelIndex: m,
-        onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
-      }));
+      feats.push(
+        await featurize(rt, models[m], deviceTrain, {
+          k: cfg.k,
+          projection: cfg.projection,
+          seed: cfg.seed,
+          modelIndex: m,
+          onBatch: (done, total) => onProgress({ stage: `attribute model ${m + 1}/${models.length}`, done, total }),
+        }),
+      );
     }
     return scoreFeatures(rt, feats, cfg, onProgress, () => stage("attribute"), heldOut);
   });
@@ -106,8 +195,28 @@ export async function runDetect(rt: Runtime, config: DetectConfig, onProgress: O
     const keep = Uint32Array.from({ length: train.n }, (_, i) => i).filter((i) => !drop.has(i));
     // Same number of SGD steps as the model it replaces: removal should cost data, not training time.
     const epochs = (cfg.recipe.epochs * train.n) / keep.length;
-    const key = keyOf({ dataKey, model: cfg.model, recipe: cfg.recipe, epochs, removed: [...drop].sort((a, b) => a - b) });
-    return cachedModel(rt, cfg.cache, `retrain-${key}`, trainOne(deviceTrain, cfg.seed * 1000, keep, label, epochs), { dataKey, removed: drop.size });
+    const key = keyOf({
+      dataKey,
+      model: cfg.model,
+      recipe: cfg.recipe,
+      epochs,
+      removed: [...drop].sort((a, b) => a - b),
+    });
+    return cachedModel(rt, cfg.cache, `retrain-${key}`, trainOne(deviceTrain, cfg.seed * 1000, keep, label, epochs), {
+      dataKey,
+      removed: drop.size,
+    });
   };
-  return finishDetection({ cfg, scored, train, poisoned, rt, model0: async () => models[0], deviceTrain, retrain, clock, onProgress });
+  return finishDetection({
+    cfg,
+    scored,
+    train,
+    poisoned,
+    rt,
+    model0: async () => models[0],
+    deviceTrain,
+    retrain,
+    clock,
+    onProgress,
+  });
 }

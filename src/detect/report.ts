@@ -5,7 +5,9 @@ import type { DetectResult, Summary } from "./summary.ts";
 import { rocCurve, topK } from "./metrics.ts";
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? "—" : `${(100 * v).toFixed(1)}%`);
+const pct = (
+  v: number | null | undefined,
+) => (v === null || v === undefined || Number.isNaN(v) ? "—" : `${(100 * v).toFixed(1)}%`);
 const num = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? "—" : v.toFixed(3));
 
 function base64(bytes: Uint8Array): string {
@@ -23,21 +25,28 @@ function rocSvg(curves: { name: string; scores: ArrayLike<number> }[], truth: bo
   const lines = curves.map((c, i) => {
     const pts = rocCurve(c.scores, truth).map((p) => `${x(p.fpr).toFixed(1)},${y(p.tpr).toFixed(1)}`).join(" ");
     return `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="2" points="${pts}"/>` +
-      `<text x="${pad + 150}" y="${S - pad - 12 - 14 * (curves.length - 1 - i)}" fill="${COLORS[i % COLORS.length]}" font-size="11">${esc(c.name)}</text>`;
+      `<text x="${pad + 150}" y="${S - pad - 12 - 14 * (curves.length - 1 - i)}" fill="${
+        COLORS[i % COLORS.length]
+      }" font-size="11">${esc(c.name)}</text>`;
   }).join("");
   return `<svg width="${S}" height="${S}" viewBox="0 0 ${S} ${S}" role="img" aria-label="ROC curves">
 <rect x="${pad}" y="${pad}" width="${S - 2 * pad}" height="${S - 2 * pad}" fill="#fff" stroke="#999"/>
 <line x1="${x(0)}" y1="${y(0)}" x2="${x(1)}" y2="${y(1)}" stroke="#ccc" stroke-dasharray="4"/>
 ${lines}
 <text x="${S / 2}" y="${S - 6}" text-anchor="middle" font-size="11">false positive rate</text>
-<text x="12" y="${S / 2}" transform="rotate(-90 12 ${S / 2})" text-anchor="middle" font-size="11">true positive rate</text>
+<text x="12" y="${S / 2}" transform="rotate(-90 12 ${
+    S / 2
+  })" text-anchor="middle" font-size="11">true positive rate</text>
 </svg>`;
 }
 
 function histogramSvg(scores: ArrayLike<number>, truth: boolean[] | null, bins = 40): string {
   const W = 520, H = 220, pad = 30;
   let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < scores.length; i++) { lo = Math.min(lo, scores[i]); hi = Math.max(hi, scores[i]); }
+  for (let i = 0; i < scores.length; i++) {
+    lo = Math.min(lo, scores[i]);
+    hi = Math.max(hi, scores[i]);
+  }
   const width = (hi - lo) / bins || 1;
   const clean = new Array(bins).fill(0), bad = new Array(bins).fill(0);
   for (let i = 0; i < scores.length; i++) {
@@ -51,14 +60,26 @@ function histogramSvg(scores: ArrayLike<number>, truth: boolean[] | null, bins =
   const bar = (b: number, from: number, count: number, color: string) => {
     const y0 = H - pad - (Math.sqrt(from) / top) * (H - 2 * pad);
     const y1 = H - pad - (Math.sqrt(from + count) / top) * (H - 2 * pad);
-    return count ? `<rect x="${(pad + b * bw).toFixed(1)}" y="${y1.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(y0 - y1).toFixed(1)}" fill="${color}"/>` : "";
+    return count
+      ? `<rect x="${(pad + b * bw).toFixed(1)}" y="${y1.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${
+        (y0 - y1).toFixed(1)
+      }" fill="${color}"/>`
+      : "";
   };
   const rects = clean.map((c, b) => bar(b, 0, c, "#1f77b4") + bar(b, c, bad[b], "#d62728")).join("");
   return `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="score histogram">
 ${rects}<line x1="${pad}" y1="${H - pad}" x2="${W - pad}" y2="${H - pad}" stroke="#999"/>
-<text x="${pad}" y="${H - 8}" font-size="11">${lo.toPrecision(3)}</text><text x="${W - pad}" y="${H - 8}" font-size="11" text-anchor="end">${hi.toPrecision(3)}</text>
+<text x="${pad}" y="${H - 8}" font-size="11">${lo.toPrecision(3)}</text><text x="${W - pad}" y="${
+    H - 8
+  }" font-size="11" text-anchor="end">${hi.toPrecision(3)}</text>
 <text x="${W / 2}" y="${H - 8}" font-size="11" text-anchor="middle">score (bar height: √count)</text>
-${truth ? `<text x="${W - pad}" y="16" font-size="11" text-anchor="end"><tspan fill="#1f77b4">■ clean</tspan> <tspan fill="#d62728">■ poisoned</tspan></text>` : ""}
+${
+    truth
+      ? `<text x="${
+        W - pad
+      }" y="16" font-size="11" text-anchor="end"><tspan fill="#1f77b4">■ clean</tspan> <tspan fill="#d62728">■ poisoned</tspan></text>`
+      : ""
+  }
 </svg>`;
 }
 
@@ -71,16 +92,40 @@ export function renderReport(r: DetectResult): string {
   const cells = top.map((i, rank) => {
     const png = encodePng(chwToRgb(ds.images.subarray(i * size, (i + 1) * size), ds.c, ds.h, ds.w), ds.w, ds.h);
     const mark = truth ? (truth[i] ? ' class="bad"' : ' class="ok"') : "";
-    return `<figure${mark}><img src="data:image/png;base64,${base64(png)}" width="64" height="64" alt="example ${i}"><figcaption>#${rank + 1} · ${i}<br>${esc(ds.classes[ds.labels[i]] ?? String(ds.labels[i]))}${truth ? (truth[i] ? " · poisoned" : " · clean") : ""}</figcaption></figure>`;
+    return `<figure${mark}><img src="data:image/png;base64,${
+      base64(png)
+    }" width="64" height="64" alt="example ${i}"><figcaption>#${rank + 1} · ${i}<br>${
+      esc(ds.classes[ds.labels[i]] ?? String(ds.labels[i]))
+    }${truth ? (truth[i] ? " · poisoned" : " · clean") : ""}</figcaption></figure>`;
   }).join("");
   const detectors = [
-    { name: "max-sum submatrix (ours)", m: s.auroc === null ? null : { auroc: s.auroc, precision_at_budget: s.precision_at_budget, recall_at_budget: s.recall_at_budget, tpr_at_5fpr: s.tpr_at_5fpr, flagged: s.flagged.length }, after: { clean_acc: s.clean_acc_after, asr: s.asr_after } },
+    {
+      name: "max-sum submatrix (ours)",
+      m: s.auroc === null ? null : {
+        auroc: s.auroc,
+        precision_at_budget: s.precision_at_budget,
+        recall_at_budget: s.recall_at_budget,
+        tpr_at_5fpr: s.tpr_at_5fpr,
+        flagged: s.flagged.length,
+      },
+      after: { clean_acc: s.clean_acc_after, asr: s.asr_after },
+    },
     { name: "spectral score", m: s.spectral_score, after: undefined },
     ...Object.entries(s.baselines).map(([name, b]) => ({ name, m: b, after: b.after })),
   ];
-  const rows = detectors.map((d) => `<tr><td>${esc(d.name)}</td><td>${num(d.m?.auroc)}</td><td>${pct(d.m?.precision_at_budget)}</td><td>${pct(d.m?.recall_at_budget)}</td><td>${pct(d.m?.tpr_at_5fpr)}</td><td>${d.m?.flagged ?? "—"}</td>` +
-    `<td>${pct(s.clean_acc_before)}</td><td>${pct(s.asr_before)}</td><td>${pct(d.after?.clean_acc)}</td><td>${pct(d.after?.asr)}</td></tr>`).join("");
-  const curves = [{ name: "ours", scores: r.scores }, { name: "spectral score", scores: r.spectral }, ...Object.entries(r.baselineScores).map(([name, scores]) => ({ name, scores }))];
+  const rows = detectors.map((d) =>
+    `<tr><td>${esc(d.name)}</td><td>${num(d.m?.auroc)}</td><td>${pct(d.m?.precision_at_budget)}</td><td>${
+      pct(d.m?.recall_at_budget)
+    }</td><td>${pct(d.m?.tpr_at_5fpr)}</td><td>${d.m?.flagged ?? "—"}</td>` +
+    `<td>${pct(s.clean_acc_before)}</td><td>${pct(s.asr_before)}</td><td>${pct(d.after?.clean_acc)}</td><td>${
+      pct(d.after?.asr)
+    }</td></tr>`
+  ).join("");
+  const curves = [
+    { name: "ours", scores: r.scores },
+    { name: "spectral score", scores: r.spectral },
+    ...Object.entries(r.baselineScores).map(([name, scores]) => ({ name, scores })),
+  ];
   const cfg = s.config;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Backdoor detection report</title>
 <style>
@@ -91,22 +136,50 @@ th{background:#f4f4f4}.charts{display:flex;gap:24px;flex-wrap:wrap;align-items:f
 figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-rendering:pixelated}code{background:#f4f4f4;padding:1px 4px}
 </style></head><body>
 <h1>Backdoor detection report</h1>
-<p>${s.n} training examples${cfg.attack !== "none" ? `, attack <b>${esc(cfg.attack)}</b> (${esc(JSON.stringify(cfg.attackConfig))}), ${s.poisoned?.length ?? 0} poisoned` : ", no attack (real, unlabelled use: ranking only)"}.
-Model ${esc(cfg.model.kind)}, ${cfg.attribution === "datamodels" ? `datamodels from ${cfg.dmModels} subset models (alpha ${cfg.dmAlpha}, ${cfg.dmPenalty})` : `ensemble of ${cfg.models}, TRAK k = ${cfg.k} (${cfg.projection})`}, ${cfg.restarts} restarts per size${s.lds !== null && s.lds !== undefined ? `; LDS ${s.lds.toFixed(3)} on ${cfg.ldsModels} held-out subset models` : ""}.
-${s.flagged.length} examples flagged and removed; ${s.seconds.toFixed(0)} s end to end on <code>${esc(s.adapter)}</code>.</p>
-${truth ? `<h2>Detectors</h2>
+<p>${s.n} training examples${
+    cfg.attack !== "none"
+      ? `, attack <b>${esc(cfg.attack)}</b> (${esc(JSON.stringify(cfg.attackConfig))}), ${
+        s.poisoned?.length ?? 0
+      } poisoned`
+      : ", no attack (real, unlabelled use: ranking only)"
+  }.
+Model ${esc(cfg.model.kind)}, ${
+    cfg.attribution === "datamodels"
+      ? `datamodels from ${cfg.dmModels} subset models (alpha ${cfg.dmAlpha}, ${cfg.dmPenalty})`
+      : `ensemble of ${cfg.models}, TRAK k = ${cfg.k} (${cfg.projection})`
+  }, ${cfg.restarts} restarts per size${
+    s.lds !== null && s.lds !== undefined ? `; LDS ${s.lds.toFixed(3)} on ${cfg.ldsModels} held-out subset models` : ""
+  }.
+${s.flagged.length} examples flagged and removed; ${s.seconds.toFixed(0)} s end to end on <code>${
+    esc(s.adapter)
+  }</code>.</p>
+${
+    truth
+      ? `<h2>Detectors</h2>
 <table><tr><th>detector</th><th>AUROC</th><th>precision@budget</th><th>recall@budget</th><th>TPR@5%FPR</th><th>flagged</th><th>clean acc before</th><th>ASR before</th><th>clean acc after</th><th>ASR after</th></tr>${rows}</table>
 <p>"After": retrained without the flagged examples (baselines only with <code>--retrain-baselines</code>).</p>
-<div class="charts"><div><h3>ROC curves</h3>${rocSvg(curves, truth)}</div><div><h3>Our scores by ground truth</h3>${histogramSvg(r.scores, truth)}</div></div>` :
-  `<h2>Outcome</h2><p>Clean accuracy ${pct(s.clean_acc_before)} before, ${pct(s.clean_acc_after)} after removal and retraining.</p><h3>Score distribution</h3>${histogramSvg(r.scores, null)}`}
-<h2>Top ${top.length} flagged examples</h2><p>Rank · index · label${truth ? " (red border: poisoned per the manifest)" : ""}.</p>
+<div class="charts"><div><h3>ROC curves</h3>${rocSvg(curves, truth)}</div><div><h3>Our scores by ground truth</h3>${
+        histogramSvg(r.scores, truth)
+      }</div></div>`
+      : `<h2>Outcome</h2><p>Clean accuracy ${pct(s.clean_acc_before)} before, ${
+        pct(s.clean_acc_after)
+      } after removal and retraining.</p><h3>Score distribution</h3>${histogramSvg(r.scores, null)}`
+  }
+<h2>Top ${top.length} flagged examples</h2><p>Rank · index · label${
+    truth ? " (red border: poisoned per the manifest)" : ""
+  }.</p>
 <div class="grid">${cells}</div>
-<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th></tr>${Object.entries(s.stage_seconds).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${v.toFixed(1)}</td></tr>`).join("")}</table>
+<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th></tr>${
+    Object.entries(s.stage_seconds).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${v.toFixed(1)}</td></tr>`).join("")
+  }</table>
 </body></html>`;
 }
 
 /** summary.json, report.html and scores.json (the search and spectral score of every example) in `dir`. */
-export async function writeReport(r: DetectResult, dir: string): Promise<{ summary: string; html: string; scores: string }> {
+export async function writeReport(
+  r: DetectResult,
+  dir: string,
+): Promise<{ summary: string; html: string; scores: string }> {
   await makeDir(dir);
   const summary = joinPath(dir, "summary.json");
   const html = joinPath(dir, "report.html");
@@ -114,6 +187,9 @@ export async function writeReport(r: DetectResult, dir: string): Promise<{ summa
   const enc = new TextEncoder();
   await writeBytesAtomic(summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2)));
   await writeBytesAtomic(html, enc.encode(renderReport(r)));
-  await writeBytesAtomic(scores, enc.encode(JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend })));
+  await writeBytesAtomic(
+    scores,
+    enc.encode(JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend })),
+  );
   return { summary, html, scores };
 }

@@ -2,9 +2,9 @@
 // spectral score, on A's low-rank factors (device) or on a dense A (host), and the LDS of A on held-out
 // subset models when there are some. A's diagonal is zero by definition; it is zeroed here, once.
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import { buildAttribution, denseAttributionRef, type Attribution } from "../attribution/trak.ts";
+import { type Attribution, buildAttribution, denseAttributionRef } from "../attribution/trak.ts";
 import type { Features } from "../attribution/featurize.ts";
-import { heldOutLds, type HeldOut } from "../attribution/lds.ts";
+import { type HeldOut, heldOutLds } from "../attribution/lds.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Cfg } from "./config.ts";
 import { Factors } from "./factors.ts";
@@ -20,7 +20,14 @@ export function zeroDiagonal(rows: Float32Array, n: number, r0 = 0): Float32Arra
 }
 
 /** Features of the ensemble -> A's factors -> search and spectral scores. Releases every phi. */
-export async function scoreFeatures(rt: Runtime, feats: Features[], cfg: SearchSettings & { qWeight: boolean }, onProgress: OnStage, onAttributed: () => void = () => {}, heldOut?: HeldOut): Promise<Scored> {
+export async function scoreFeatures(
+  rt: Runtime,
+  feats: Features[],
+  cfg: SearchSettings & { qWeight: boolean },
+  onProgress: OnStage,
+  onAttributed: () => void = () => {},
+  heldOut?: HeldOut,
+): Promise<Scored> {
   const { attribution } = await buildAttribution(rt, feats, { qWeight: cfg.qWeight });
   feats.forEach((f) => f.phi.release());
   onAttributed();
@@ -36,7 +43,13 @@ export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend">;
  * CPU adapter their gemvs stream all of U and V per swap (~3 GB/s on llvmpipe), so while the dense
  * n x n matrix is small (n <= denseUpTo, 64 MiB at 4096) it is built once and searched on the host.
  */
-export async function scoreAttribution(rt: Runtime, a: Attribution, cfg: SearchSettings, onProgress: OnStage, heldOut?: HeldOut): Promise<Scored> {
+export async function scoreAttribution(
+  rt: Runtime,
+  a: Attribution,
+  cfg: SearchSettings,
+  onProgress: OnStage,
+  heldOut?: HeldOut,
+): Promise<Scored> {
   const n = a.n;
   const dense = cfg.searchBackend === "dense" || (cfg.searchBackend === "auto" && n <= 4096);
   if (dense) {
@@ -47,8 +60,14 @@ export async function scoreAttribution(rt: Runtime, a: Attribution, cfg: SearchS
   const result = await maxSumSearch(backend, searchOptions(cfg, onProgress));
   backend.dispose();
   const spectral = await spectralFactors(rt, factors, { seed: cfg.seed });
-  const lds = heldOut && (await heldOutLds(async (r0, r1) => zeroDiagonal(await a.readBlock(r0, r1, 0, n), n, r0), n, heldOut)).lds;
-  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: "factors (device)", ...(lds !== undefined && { lds }) };
+  const lds = heldOut &&
+    (await heldOutLds(async (r0, r1) => zeroDiagonal(await a.readBlock(r0, r1, 0, n), n, r0), n, heldOut)).lds;
+  return {
+    search: Array.from(result.scores),
+    spectral: Array.from(spectral.scores),
+    backend: "factors (device)",
+    ...(lds !== undefined && { lds }),
+  };
 }
 
 export interface Scored {
@@ -60,23 +79,39 @@ export interface Scored {
 }
 
 /** Search and spectral scores (and the LDS) of a dense n x n A on the host, row = target, diagonal zero. */
-export async function scoreDense(A: Float32Array, n: number, cfg: SearchSettings, onProgress: OnStage, heldOut?: HeldOut): Promise<Scored> {
+export async function scoreDense(
+  A: Float32Array,
+  n: number,
+  cfg: SearchSettings,
+  onProgress: OnStage,
+  heldOut?: HeldOut,
+): Promise<Scored> {
   const backend = denseCpuBackend(A, n);
   const result = await maxSumSearch(backend, searchOptions(cfg, onProgress));
   backend.dispose();
   const spectral = spectralDense(A, n, { seed: cfg.seed });
   const lds = heldOut && (await heldOutLds(async (r0, r1) => A.subarray(r0 * n, r1 * n), n, heldOut)).lds;
-  return { search: Array.from(result.scores), spectral: Array.from(spectral.scores), backend: "dense (host)", ...(lds !== undefined && { lds }) };
+  return {
+    search: Array.from(result.scores),
+    spectral: Array.from(spectral.scores),
+    backend: "dense (host)",
+    ...(lds !== undefined && { lds }),
+  };
 }
 
 function searchOptions(cfg: SearchSettings, onProgress: OnStage) {
   return {
     restarts: cfg.restarts,
     seed: cfg.seed,
-    onProgress: (p: SearchProgress) => onProgress({ stage: "search", done: p.sizeIndex * p.restarts + p.restart + 1, total: p.sizes * p.restarts, detail: `size ${p.size}` }),
+    onProgress: (p: SearchProgress) =>
+      onProgress({
+        stage: "search",
+        done: p.sizeIndex * p.restarts + p.restart + 1,
+        total: p.sizes * p.restarts,
+        detail: `size ${p.size}`,
+      }),
   };
 }
-
 
 /** Features of the ensemble's models as host arrays (a volunteer job's accepted featurize shards). */
 export interface HostFeatures {
@@ -89,10 +124,24 @@ export interface HostFeatures {
  * Scores from host features: on the device as the pipeline does (same tiles, so the same rounding), or,
  * with no device (a coordinator on Node), the float64 twin of the attribution and the dense host search.
  */
-export async function scoreHostFeatures(rt: Runtime | null, feats: HostFeatures[], n: number, k: number, cfg: SearchSettings & { qWeight: boolean }, onProgress: OnStage, onAttributed: () => void = () => {}): Promise<Scored> {
+export async function scoreHostFeatures(
+  rt: Runtime | null,
+  feats: HostFeatures[],
+  n: number,
+  k: number,
+  cfg: SearchSettings & { qWeight: boolean },
+  onProgress: OnStage,
+  onAttributed: () => void = () => {},
+): Promise<Scored> {
   if (rt) {
     await autotuneMatmul(rt);
-    return scoreFeatures(rt, feats.map((f) => ({ ...f, phi: rt.upload(f.phi, [n, k]), n, k })), cfg, onProgress, onAttributed);
+    return scoreFeatures(
+      rt,
+      feats.map((f) => ({ ...f, phi: rt.upload(f.phi, [n, k]), n, k })),
+      cfg,
+      onProgress,
+      onAttributed,
+    );
   }
   const A = zeroDiagonal(Float32Array.from(denseAttributionRef(feats, n, k, { qWeight: cfg.qWeight })), n);
   onAttributed();

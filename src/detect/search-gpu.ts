@@ -26,7 +26,13 @@ abstract class DeviceBackend implements SearchBackend {
   protected stats: Tensor;
   protected own: Tensor[] = [];
 
-  constructor(readonly rt: Runtime, readonly n: number, protected rowsum: Tensor, protected selfd: Tensor, maxSwaps = MAX_SWAPS) {
+  constructor(
+    readonly rt: Runtime,
+    readonly n: number,
+    protected rowsum: Tensor,
+    protected selfd: Tensor,
+    maxSwaps = MAX_SWAPS,
+  ) {
     this.P = rt.empty([n]);
     this.barred = rt.empty([n], "u32");
     this.picks = rt.empty([2 * maxSwaps], "u32");
@@ -63,16 +69,36 @@ abstract class DeviceBackend implements SearchBackend {
   }
 
   async epoch(mask: Uint8Array, swaps: number): Promise<EpochLog> {
-    if (swaps > this.gains.size) throw new Error(`search: ${swaps} swaps per epoch, the backend holds ${this.gains.size}`);
+    if (swaps > this.gains.size) {
+      throw new Error(`search: ${swaps} swaps per epoch, the backend holds ${this.gains.size}`);
+    }
     const rt = this.rt;
     this.#load(mask);
     const u = { n: this.n, s_over_n: this.sn };
-    searchKernel(rt, "objective", { P: this.P, m: this.m!, rowsum: this.rowsum, selfd: this.selfd, stats: this.stats }, u);
+    searchKernel(
+      rt,
+      "objective",
+      { P: this.P, m: this.m!, rowsum: this.rowsum, selfd: this.selfd, stats: this.stats },
+      u,
+    );
     for (let k = 0; k < swaps; k++) {
-      searchKernel(rt, "select_swap", { P: this.P, m: this.m!, barred: this.barred, rowsum: this.rowsum, selfd: this.selfd, picks: this.picks, tvals: this.tvals }, { ...u, k });
+      searchKernel(rt, "select_swap", {
+        P: this.P,
+        m: this.m!,
+        barred: this.barred,
+        rowsum: this.rowsum,
+        selfd: this.selfd,
+        picks: this.picks,
+        tvals: this.tvals,
+      }, { ...u, k });
       this.swap(k);
     }
-    const [picks, tvals, gains, stats] = (await rt.readMany([this.picks, this.tvals, this.gains, this.stats])) as [Uint32Array, Float32Array, Float32Array, Float32Array];
+    const [picks, tvals, gains, stats] = (await rt.readMany([this.picks, this.tvals, this.gains, this.stats])) as [
+      Uint32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     const removed = new Int32Array(swaps);
     const added = new Int32Array(swaps);
     let sc = 0;
@@ -103,7 +129,21 @@ class DenseGpu extends DeviceBackend {
     gemv(this.rt, this.sym, this.m!, { out: this.P });
   }
   protected swap(k: number): void {
-    searchKernel(this.rt, "finish_dense", { Sym: this.sym, picks: this.picks, tvals: this.tvals, P: this.P, gains: this.gains, m: this.m!, barred: this.barred }, { n: this.n, k }, this.n);
+    searchKernel(
+      this.rt,
+      "finish_dense",
+      {
+        Sym: this.sym,
+        picks: this.picks,
+        tvals: this.tvals,
+        P: this.P,
+        gains: this.gains,
+        m: this.m!,
+        barred: this.barred,
+      },
+      { n: this.n, k },
+      this.n,
+    );
   }
 }
 
@@ -138,9 +178,22 @@ class FactorGpu extends DeviceBackend {
   protected swap(k: number): void {
     const { rt, f } = this;
     for (const c of f.chunks) {
-      searchKernel(rt, "gather_rows", { Uc: c.U, Vc: c.V, picks: this.picks, rows: this.rows }, { r: f.r, k, row_offset: c.offset, rows: c.rows }, f.r);
+      searchKernel(rt, "gather_rows", { Uc: c.U, Vc: c.V, picks: this.picks, rows: this.rows }, {
+        r: f.r,
+        k,
+        row_offset: c.offset,
+        rows: c.rows,
+      }, f.r);
     }
-    searchKernel(rt, "finish_factor", { rows: this.rows, tvals: this.tvals, picks: this.picks, gains: this.gains, q: this.q, m: this.m!, barred: this.barred }, { r: f.r, k });
+    searchKernel(rt, "finish_factor", {
+      rows: this.rows,
+      tvals: this.tvals,
+      picks: this.picks,
+      gains: this.gains,
+      q: this.q,
+      m: this.m!,
+      barred: this.barred,
+    }, { r: f.r, k });
     f.expandFrom(this.q, this.P);
   }
 }

@@ -132,7 +132,12 @@ export function startSet(n: number, s: number, seed: number, restart: number): U
 }
 
 /** One local search from `mask` at the backend's current size; mutates and returns the final mask. */
-export async function localSearch(backend: SearchBackend, mask: Uint8Array, s: number, opts: SearchOptions = {}): Promise<{ mask: Uint8Array; objective: number; epochs: number }> {
+export async function localSearch(
+  backend: SearchBackend,
+  mask: Uint8Array,
+  s: number,
+  opts: SearchOptions = {},
+): Promise<{ mask: Uint8Array; objective: number; epochs: number }> {
   const n = backend.n;
   const maxEpochs = opts.maxEpochs ?? 100;
   const K = Math.min(opts.swapsPerEpoch ?? 100, s, n - s);
@@ -193,7 +198,15 @@ export async function maxSumSearch(backend: SearchBackend, opts: SearchOptions =
         }
       }
       solutions.push({ size: s, restart: r, members, objective: res.objective, epochs: res.epochs });
-      opts.onProgress?.({ size: s, sizeIndex: si, sizes: sizes.length, restart: r, restarts, epochs: res.epochs, objective: res.objective });
+      opts.onProgress?.({
+        size: s,
+        sizeIndex: si,
+        sizes: sizes.length,
+        restart: r,
+        restarts,
+        epochs: res.epochs,
+        objective: res.objective,
+      });
     }
   }
   return { scores, solutions, sizes, restarts };

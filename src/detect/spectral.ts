@@ -57,7 +57,7 @@ function normalise(x: Float64Array): Float64Array {
 function finish(v: Float64Array, eigenvalue: number, iterations: number): SpectralResult {
   let c3 = 0;
   for (const x of v) c3 += x * x * x;
-  if (c3 < 0) for (let i = 0; i < v.length; i++) v[i] = -v[i];
+  if (c3 < 0) { for (let i = 0; i < v.length; i++) v[i] = -v[i]; }
   return { scores: Float64Array.from(v, Math.abs), vector: v, eigenvalue, iterations };
 }
 
@@ -66,7 +66,9 @@ export function spectralDense(A: ArrayLike<number>, n: number, opts: SpectralOpt
   const maxIter = opts.maxIter ?? 300;
   const tol = opts.tol ?? 1e-5;
   const S = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i !== j) S[i * n + j] = 0.5 * (A[i * n + j] + A[j * n + i]);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) if (i !== j) S[i * n + j] = 0.5 * (A[i * n + j] + A[j * n + i]);
+  }
   const run = (shift: number) => {
     let x = startVector(n, opts.seed ?? 1);
     let lambda = 0;

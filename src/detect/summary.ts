@@ -3,7 +3,7 @@
 import type { Dataset } from "../data/dataset.ts";
 import type { BaselineResults } from "./baselines.ts";
 import type { Cfg } from "./config.ts";
-import { detectionMetrics, type DetectionMetrics, topK } from "./metrics.ts";
+import { type DetectionMetrics, detectionMetrics, topK } from "./metrics.ts";
 import type { Outcome } from "./outcome.ts";
 
 export interface DetectorRow extends DetectionMetrics {
@@ -47,14 +47,33 @@ export interface DetectResult {
 
 /** The summary from the scores and outcomes (after = NaN where no retraining was done). */
 export function summarize(a: {
-  cfg: Cfg; scores: Float64Array; spectral: Float64Array; flagged: number[]; baselines: BaselineResults; baselineAfter?: Record<string, Outcome>;
-  poisoned: number[] | null; before: Outcome; after: Outcome; n: number; adapter: string; seconds: number; stageSeconds: Record<string, number>; lds?: number;
+  cfg: Cfg;
+  scores: Float64Array;
+  spectral: Float64Array;
+  flagged: number[];
+  baselines: BaselineResults;
+  baselineAfter?: Record<string, Outcome>;
+  poisoned: number[] | null;
+  before: Outcome;
+  after: Outcome;
+  n: number;
+  adapter: string;
+  seconds: number;
+  stageSeconds: Record<string, number>;
+  lds?: number;
 }): Summary {
   const { poisoned, n, flagged } = a;
-  const truth = poisoned ? (() => { const s = new Set(poisoned); return Array.from({ length: n }, (_, i) => s.has(i)); })() : null;
+  const truth = poisoned
+    ? (() => {
+      const s = new Set(poisoned);
+      return Array.from({ length: n }, (_, i) => s.has(i));
+    })()
+    : null;
   const baselineRows: Record<string, Omit<DetectorRow, "name">> = {};
   for (const [name, b] of Object.entries(a.baselines)) {
-    const metrics = truth ? detectionMetrics(b.scores, truth, b.flagged) : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
+    const metrics = truth
+      ? detectionMetrics(b.scores, truth, b.flagged)
+      : { auroc: NaN, precision_at_budget: NaN, recall_at_budget: NaN, tpr_at_5fpr: NaN, flagged: b.flagged.length };
     baselineRows[name] = { ...metrics, ...(a.baselineAfter?.[name] ? { after: a.baselineAfter[name] } : {}) };
   }
   const ours = truth ? detectionMetrics(a.scores, truth, flagged) : null;

@@ -62,7 +62,9 @@ function noAdapterHelp(runtime: RuntimeName): string {
 
 async function nodeGpu(): Promise<GPU> {
   const fs = await import("node:fs");
-  if (!env("VK_ICD_FILENAMES") && !env("VK_DRIVER_FILES") && fs.existsSync(SWIFTSHADER_ICD)) setEnv("VK_ICD_FILENAMES", SWIFTSHADER_ICD);
+  if (!env("VK_ICD_FILENAMES") && !env("VK_DRIVER_FILES") && fs.existsSync(SWIFTSHADER_ICD)) {
+    setEnv("VK_ICD_FILENAMES", SWIFTSHADER_ICD);
+  }
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
   try {
     const specifier = "webgpu"; // a variable, so browser bundlers leave this Node-only import alone
@@ -87,7 +89,9 @@ export function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice
 
 export async function acquireFresh(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
   const runtime = detectRuntime();
-  const gpu: GPU | undefined = runtime === "node" ? await nodeGpu() : (globalThis.navigator as Navigator | undefined)?.gpu;
+  const gpu: GPU | undefined = runtime === "node"
+    ? await nodeGpu()
+    : (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) throw new Error(`WebGPU is not available (navigator.gpu is missing). ${noAdapterHelp(runtime)}`);
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? "high-performance" });
   if (!adapter) throw new Error(noAdapterHelp(runtime));

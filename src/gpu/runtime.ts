@@ -9,7 +9,7 @@ import {
   type ShaderDataDefinitions,
   type StructuredView,
 } from "webgpu-utils";
-import { acquireDevice, type AcquireOptions, type AcquiredDevice } from "./device.ts";
+import { type AcquiredDevice, acquireDevice, type AcquireOptions } from "./device.ts";
 
 export type DType = "f32" | "u32" | "i32";
 export type TypedArrayOf<D extends DType> = D extends "f32" ? Float32Array : D extends "u32" ? Uint32Array : Int32Array;
@@ -146,7 +146,9 @@ export class Runtime {
     const reused = free?.pop();
     if (reused) return { buffer: reused, fresh: false };
     const max = this.device.limits.maxStorageBufferBindingSize;
-    if (size > max) throw new Error(`A ${bytes}-byte tensor exceeds this adapter's maxStorageBufferBindingSize (${max}).`);
+    if (size > max) {
+      throw new Error(`A ${bytes}-byte tensor exceeds this adapter's maxStorageBufferBindingSize (${max}).`);
+    }
     this.stats.buffersCreated++;
     const buffer = this.device.createBuffer({
       size,
@@ -214,9 +216,14 @@ export class Runtime {
     return d;
   }
 
-  pipeline(code: string, entryPoint: string | undefined, constants: Record<string, number> | undefined, label = "kernel"): CompiledPipeline {
+  pipeline(
+    code: string,
+    entryPoint: string | undefined,
+    constants: Record<string, number> | undefined,
+    label = "kernel",
+  ): CompiledPipeline {
     let bySource = this.#pipelines.get(code);
-    if (!bySource) this.#pipelines.set(code, (bySource = new Map()));
+    if (!bySource) this.#pipelines.set(code, bySource = new Map());
     const key = `${entryPoint ?? ""}|${JSON.stringify(constants ?? {})}`;
     const hit = bySource.get(key);
     if (hit) return hit;
@@ -243,7 +250,9 @@ export class Runtime {
       if (used.has(name)) storageBindings.set(name, { group: v.group, binding: v.binding });
     }
     const uniformNames = Object.keys(defs.uniforms).filter((n) => used.has(n));
-    if (uniformNames.length > 1) throw new Error(`${label}: one var<uniform> per shader, found ${uniformNames.join(", ")}`);
+    if (uniformNames.length > 1) {
+      throw new Error(`${label}: one var<uniform> per shader, found ${uniformNames.join(", ")}`);
+    }
     let uniform: CompiledPipeline["uniform"];
     if (uniformNames.length === 1) {
       const def = defs.uniforms[uniformNames[0]];
@@ -277,7 +286,10 @@ export class Runtime {
     }
     while (this.#uniformChunks.length <= chunkIndex) {
       this.#uniformChunks.push({
-        buffer: this.device.createBuffer({ size: UNIFORM_CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+        buffer: this.device.createBuffer({
+          size: UNIFORM_CHUNK,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        }),
         staging: new Uint8Array(UNIFORM_CHUNK),
       });
     }
@@ -303,15 +315,22 @@ export class Runtime {
       if (!d.uniforms) throw new Error(`${label}: the shader declares a uniform struct but no uniforms were given`);
       p.uniform.view.set(d.uniforms);
       const slot = this.#uniformSlot(p.uniform.view.arrayBuffer);
-      entries[p.uniform.group].push({ binding: p.uniform.binding, resource: { buffer: slot.buffer, offset: slot.offset, size: p.uniform.size } });
+      entries[p.uniform.group].push({
+        binding: p.uniform.binding,
+        resource: { buffer: slot.buffer, offset: slot.offset, size: p.uniform.size },
+      });
     }
     const [x, y = 1, z = 1] = d.workgroups;
     const maxWg = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (x > maxWg || y > maxWg || z > maxWg) throw new Error(`${label}: ${x}x${y}x${z} workgroups exceed the adapter's ${maxWg} per dimension`);
+    if (x > maxWg || y > maxWg || z > maxWg) {
+      throw new Error(`${label}: ${x}x${y}x${z} workgroups exceed the adapter's ${maxWg} per dimension`);
+    }
     if (x === 0 || y === 0 || z === 0) return;
     this.#pass ??= this.#enc().beginComputePass();
     this.#pass.setPipeline(p.pipeline);
-    entries.forEach((e, group) => this.#pass!.setBindGroup(group, this.device.createBindGroup({ layout: p.layouts[group], entries: e })));
+    entries.forEach((e, group) =>
+      this.#pass!.setBindGroup(group, this.device.createBindGroup({ layout: p.layouts[group], entries: e }))
+    );
     this.#pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
     if (++this.#pending >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
@@ -368,7 +387,10 @@ export class Runtime {
       offsets.push(total);
       total += Math.ceil(t.byteLength / 16) * 16;
     }
-    const staging = this.device.createBuffer({ size: Math.max(16, total), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: Math.max(16, total),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.#endPass();
     const enc = this.#enc();
     tensors.forEach((t, i) => {

@@ -4,16 +4,41 @@
 //
 // Ownership: forward returns a new tensor and, in training mode, retains what backward needs; backward
 // returns the input gradient, writes each parameter's `grad`, and releases what forward kept.
-import { addRowBias, col2im, conv2dBackward, conv2dBackwardRef, conv2dForward, conv2dRef, convOutSize, type ConvGeom } from "../../kernels/conv2d.ts";
+import {
+  addRowBias,
+  col2im,
+  conv2dBackward,
+  conv2dBackwardRef,
+  conv2dForward,
+  conv2dRef,
+  type ConvGeom,
+  convOutSize,
+} from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
 import { matmul, matmulRef } from "../../kernels/matmul.ts";
 import {
-  globalAvgPool, globalAvgPoolBackward, globalAvgPoolBackwardRef, globalAvgPoolRef,
-  globalMaxPool, globalMaxPoolBackward, globalMaxPoolBackwardRef, globalMaxPoolRef,
-  maxPool2x2, maxPool2x2Backward, maxPool2x2BackwardRef, maxPool2x2Ref,
+  globalAvgPool,
+  globalAvgPoolBackward,
+  globalAvgPoolBackwardRef,
+  globalAvgPoolRef,
+  globalMaxPool,
+  globalMaxPoolBackward,
+  globalMaxPoolBackwardRef,
+  globalMaxPoolRef,
+  maxPool2x2,
+  maxPool2x2Backward,
+  maxPool2x2BackwardRef,
+  maxPool2x2Ref,
 } from "../../kernels/pool.ts";
-import { batchNormBackward, batchNormBackwardRef, batchNormEval, batchNormEvalRef, batchNormTrain, batchNormTrainRef } from "../../kernels/batchnorm.ts";
+import {
+  batchNormBackward,
+  batchNormBackwardRef,
+  batchNormEval,
+  batchNormEvalRef,
+  batchNormTrain,
+  batchNormTrainRef,
+} from "../../kernels/batchnorm.ts";
 import { sum } from "../../kernels/reduce.ts";
 import { transpose, transposeRef } from "../../kernels/transpose.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
@@ -121,7 +146,10 @@ export class Conv2d extends Layer {
     if (mode !== "eval") this.#xRef = x;
     const [C, N, H, W] = x.shape;
     const shape = this.outShape(x.shape);
-    return { shape, data: conv2dRef(x.data, this.weight.host!, this.bias?.host, { C, N, H, W, O: this.cout }, this.geom) };
+    return {
+      shape,
+      data: conv2dRef(x.data, this.weight.host!, this.bias?.host, { C, N, H, W, O: this.cout }, this.geom),
+    };
   }
   backwardRef(dy: HostTensor): HostTensor {
     const x = take(this.#xRef, "conv2d twin");
@@ -146,7 +174,9 @@ export class Dense extends Layer {
     return [this.fout, n];
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
-    if (x.shape.length !== 2 || x.shape[0] !== this.fin) throw new Error(`dense: input [${x.shape}] is not [${this.fin}, N]`);
+    if (x.shape.length !== 2 || x.shape[0] !== this.fin) {
+      throw new Error(`dense: input [${x.shape}] is not [${this.fin}, N]`);
+    }
     if (mode !== "eval") this.#x = x.retain();
     const y = matmul(rt, this.weight.value, x);
     if (this.bias) addRowBias(rt, y, this.bias.value);
@@ -167,7 +197,11 @@ export class Dense extends Layer {
     if (mode !== "eval") this.#xRef = x;
     const N = x.shape[1];
     const y = matmulRef(this.weight.host!, x.data, { M: this.fout, N, K: this.fin });
-    if (this.bias) for (let o = 0; o < this.fout; o++) for (let n = 0; n < N; n++) y[o * N + n] += this.bias.host![o];
+    if (this.bias) {
+      for (let o = 0; o < this.fout; o++) {
+        for (let n = 0; n < N; n++) y[o * N + n] += this.bias.host![o];
+      }
+    }
     return { shape: [this.fout, N], data: y };
   }
   backwardRef(dy: HostTensor): HostTensor {
@@ -179,7 +213,10 @@ export class Dense extends Layer {
       for (let o = 0; o < this.fout; o++) for (let n = 0; n < N; n++) db[o] += dy.data[o * N + n];
       this.bias.hostGrad = db;
     }
-    return { shape: x.shape, data: matmulRef(this.weight.host!, dy.data, { M: this.fin, N, K: this.fout, transA: true }) };
+    return {
+      shape: x.shape,
+      data: matmulRef(this.weight.host!, dy.data, { M: this.fin, N, K: this.fout, transA: true }),
+    };
   }
 }
 
@@ -190,7 +227,15 @@ export class BatchNorm extends Layer {
   #gradMode = false;
   #xRef?: HostTensor;
   #refMode: Mode = "train";
-  constructor(readonly channels: number, readonly gamma: Param, readonly beta: Param, readonly runningMean: Param, readonly runningVar: Param, readonly momentum = 0.1, readonly eps = 1e-5) {
+  constructor(
+    readonly channels: number,
+    readonly gamma: Param,
+    readonly beta: Param,
+    readonly runningMean: Param,
+    readonly runningVar: Param,
+    readonly momentum = 0.1,
+    readonly eps = 1e-5,
+  ) {
     super();
     this.params = [gamma, beta, runningMean, runningVar];
   }
@@ -215,7 +260,10 @@ export class BatchNorm extends Layer {
       // cannot take both usages in a dispatch.
       const zeros = fill(rt, rt.empty([this.channels]), 0);
       const zeroMean = fill(rt, rt.empty([this.channels]), 0);
-      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, { runningMean: zeroMean, runningVar: this.runningVar.value }, { eps: this.eps });
+      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, {
+        runningMean: zeroMean,
+        runningVar: this.runningVar.value,
+      }, { eps: this.eps });
       zeros.release();
       zeroMean.release();
       return dx;
@@ -248,9 +296,19 @@ export class BatchNorm extends Layer {
     if (this.#refMode === "grad") {
       const L = x.data.length / this.channels;
       const [g, rv] = [this.gamma.host!, this.runningVar.host!];
-      return { shape: x.shape, data: dy.data.map((v, i) => (v * g[Math.floor(i / L)]) / Math.sqrt(rv[Math.floor(i / L)] + this.eps)) };
+      return {
+        shape: x.shape,
+        data: dy.data.map((v, i) => (v * g[Math.floor(i / L)]) / Math.sqrt(rv[Math.floor(i / L)] + this.eps)),
+      };
     }
-    const g = batchNormBackwardRef(x.data, dy.data, this.gamma.host!, this.channels, x.data.length / this.channels, this.eps);
+    const g = batchNormBackwardRef(
+      x.data,
+      dy.data,
+      this.gamma.host!,
+      this.channels,
+      x.data.length / this.channels,
+      this.eps,
+    );
     this.gamma.hostGrad = g.dgamma;
     this.beta.hostGrad = g.dbeta;
     return { shape: x.shape, data: g.dx };
@@ -373,7 +431,9 @@ export class GlobalPool extends Layer {
   }
   backwardRef(dy: HostTensor): HostTensor {
     const x = take(this.#xRef, "global pool twin");
-    const data = this.kind === "avg" ? globalAvgPoolBackwardRef(dy.data, x.shape) : globalMaxPoolBackwardRef(x.data, dy.data, x.shape);
+    const data = this.kind === "avg"
+      ? globalAvgPoolBackwardRef(dy.data, x.shape)
+      : globalMaxPoolBackwardRef(x.data, dy.data, x.shape);
     return { shape: x.shape, data };
   }
 }

@@ -5,7 +5,20 @@ import { z } from "zod";
 import { rngUniform } from "../../kernels/random.ts";
 import type { ConvGeom } from "../../kernels/conv2d.ts";
 import type { Runtime } from "../gpu/runtime.ts";
-import { BatchNorm, Conv2d, Dense, Flatten, GlobalPool, type Layer, MaxPool2, type Param, Relu, Residual, Scale, Sequential } from "./layers.ts";
+import {
+  BatchNorm,
+  Conv2d,
+  Dense,
+  Flatten,
+  GlobalPool,
+  type Layer,
+  MaxPool2,
+  type Param,
+  Relu,
+  Residual,
+  Scale,
+  Sequential,
+} from "./layers.ts";
 
 export const ModelConfig = z.discriminatedUnion("kind", [
   z.object({
@@ -27,7 +40,12 @@ export const ModelConfig = z.discriminatedUnion("kind", [
     input: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
     classes: z.number().int().min(2),
     /** Stem, stage 1, stage 2, stage 3 widths (64, 128, 256, 512 in the standard network). */
-    widths: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]).default([64, 128, 256, 512]),
+    widths: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]).default([
+      64,
+      128,
+      256,
+      512,
+    ]),
     /** Logit scale of the standard CIFAR ResNet-9. */
     scale: z.number().default(0.125),
   }),
@@ -96,28 +114,51 @@ export function buildModel(rt: Runtime, config: ModelConfig, seed: number): Mode
     let fin = c * h * w;
     layers.push(new Flatten());
     cfg.hidden.forEach((hid, i) => {
-      layers.push(new Dense(fin, hid, f.he(`fc${i}.weight`, [hid, fin], fin), f.lecun(`fc${i}.bias`, [hid], fin)), new Relu());
+      layers.push(
+        new Dense(fin, hid, f.he(`fc${i}.weight`, [hid, fin], fin), f.lecun(`fc${i}.bias`, [hid], fin)),
+        new Relu(),
+      );
       fin = hid;
     });
-    layers.push(new Dense(fin, cfg.classes, f.lecun("head.weight", [cfg.classes, fin], fin), f.lecun("head.bias", [cfg.classes], fin)));
+    layers.push(
+      new Dense(
+        fin,
+        cfg.classes,
+        f.lecun("head.weight", [cfg.classes, fin], fin),
+        f.lecun("head.bias", [cfg.classes], fin),
+      ),
+    );
   } else if (cfg.kind === "small-cnn") {
     let cin = c;
     cfg.widths.forEach((width, i) => {
       layers.push(...convBnRelu(f, `stage${i}`, cin, width, cfg.batchNorm), new MaxPool2());
       cin = width;
     });
-    layers.push(new GlobalPool("max"), new Dense(cin, cfg.classes, f.lecun("head.weight", [cfg.classes, cin], cin), f.lecun("head.bias", [cfg.classes], cin)));
+    layers.push(
+      new GlobalPool("max"),
+      new Dense(
+        cin,
+        cfg.classes,
+        f.lecun("head.weight", [cfg.classes, cin], cin),
+        f.lecun("head.bias", [cfg.classes], cin),
+      ),
+    );
   } else {
     // The CIFAR-10 ResNet-9 of the fast-training and datamodels/TRAK work: conv-bn-relu stem; stage 1
     // conv + pool + residual(2 convs); stage 2 conv + pool; stage 3 conv + pool + residual; global max
     // pool head; linear classifier without bias; logits scaled by 1/8.
     const [w0, w1, w2, w3] = cfg.widths;
-    const res = (name: string, ch: number) => new Residual(new Sequential([...convBnRelu(f, `${name}.0`, ch, ch), ...convBnRelu(f, `${name}.1`, ch, ch)]));
+    const res = (name: string, ch: number) =>
+      new Residual(new Sequential([...convBnRelu(f, `${name}.0`, ch, ch), ...convBnRelu(f, `${name}.1`, ch, ch)]));
     layers.push(...convBnRelu(f, "prep", c, w0));
     layers.push(...convBnRelu(f, "layer1", w0, w1), new MaxPool2(), res("layer1.res", w1));
     layers.push(...convBnRelu(f, "layer2", w1, w2), new MaxPool2());
     layers.push(...convBnRelu(f, "layer3", w2, w3), new MaxPool2(), res("layer3.res", w3));
-    layers.push(new GlobalPool("max"), new Dense(w3, cfg.classes, f.lecun("head.weight", [cfg.classes, w3], w3)), new Scale(cfg.scale));
+    layers.push(
+      new GlobalPool("max"),
+      new Dense(w3, cfg.classes, f.lecun("head.weight", [cfg.classes, w3], w3)),
+      new Scale(cfg.scale),
+    );
   }
   const net = new Sequential(layers);
   return { config: cfg, net, params: net.allParams(), input: cfg.input, classes: cfg.classes };

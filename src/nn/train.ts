@@ -73,7 +73,13 @@ export function learningRate(r: z.output<typeof Recipe>, step: number, totalStep
   return r.lr * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warm));
 }
 
-export async function trainModel(rt: Runtime, model: Model, ds: DeviceDataset, recipe: Recipe, opts: TrainOptions = {}): Promise<EpochStats[]> {
+export async function trainModel(
+  rt: Runtime,
+  model: Model,
+  ds: DeviceDataset,
+  recipe: Recipe,
+  opts: TrainOptions = {},
+): Promise<EpochStats[]> {
   const r = Recipe.parse(recipe);
   const indices = opts.indices ?? Uint32Array.from({ length: ds.n }, (_, i) => i);
   const B = Math.min(r.batchSize, indices.length);
@@ -95,20 +101,43 @@ export async function trainModel(rt: Runtime, model: Model, ds: DeviceDataset, r
     const epochBatches = batchesIn(epoch);
     for (let b = 0; b < epochBatches; b++, step++) {
       const { x, y } = assembleBatch(rt, ds, {
-        order, start: b * B, size: B, mean: r.mean, std: r.std, pad: r.cropPad, flip: r.flip, seed: r.seed, stream: epoch,
+        order,
+        start: b * B,
+        size: B,
+        mean: r.mean,
+        std: r.std,
+        pad: r.cropPad,
+        flip: r.flip,
+        seed: r.seed,
+        stream: epoch,
       });
       const logits = model.net.forward(rt, x, "train");
-      const loss = crossEntropy(rt, logits, y, { eps: r.labelSmoothing, gradScale: 1 / B, into: { value: losses, correct, offset: b * B } });
+      const loss = crossEntropy(rt, logits, y, {
+        eps: r.labelSmoothing,
+        gradScale: 1 / B,
+        into: { value: losses, correct, offset: b * B },
+      });
       model.net.backward(rt, loss.dlogits, { needDx: false });
       const lr = learningRate(r, step, totalSteps);
       for (const p of trainable) {
-        sgdStep(rt, p.value, p.grad!, p.velocity!, { lr, momentum: r.momentum, weightDecay: r.weightDecay, nesterov: r.nesterov });
+        sgdStep(rt, p.value, p.grad!, p.velocity!, {
+          lr,
+          momentum: r.momentum,
+          weightDecay: r.weightDecay,
+          nesterov: r.nesterov,
+        });
       }
       [x, y, logits, loss.dlogits].forEach((t) => t.release());
       if (opts.onProgress && ((b + 1) % (opts.syncEvery ?? 8) === 0 || b + 1 === epochBatches)) {
         await rt.sync();
         const s = (performance.now() - t0) / 1000;
-        opts.onProgress({ epoch, epochs: Math.ceil(r.epochs), batch: b + 1, batches: epochBatches, imagesPerSecond: ((b + 1) * B) / s });
+        opts.onProgress({
+          epoch,
+          epochs: Math.ceil(r.epochs),
+          batch: b + 1,
+          batches: epochBatches,
+          imagesPerSecond: ((b + 1) * B) / s,
+        });
       }
     }
     const [l, c] = await rt.readMany([losses, correct]);
@@ -141,7 +170,12 @@ export interface Evaluation {
 }
 
 /** Eval-mode pass over a dataset (or some of its indices) with one readback. */
-export async function evaluate(rt: Runtime, model: Model, ds: DeviceDataset, opts: { batchSize?: number; indices?: ArrayLike<number>; mean?: number[]; std?: number[] } = {}): Promise<Evaluation> {
+export async function evaluate(
+  rt: Runtime,
+  model: Model,
+  ds: DeviceDataset,
+  opts: { batchSize?: number; indices?: ArrayLike<number>; mean?: number[]; std?: number[] } = {},
+): Promise<Evaluation> {
   const r = Recipe.parse({});
   const indices = opts.indices ?? Uint32Array.from({ length: ds.n }, (_, i) => i);
   const n = indices.length;
@@ -153,7 +187,17 @@ export async function evaluate(rt: Runtime, model: Model, ds: DeviceDataset, opt
   const scratch = rt.empty([n]);
   for (let start = 0; start < n; start += B) {
     const size = Math.min(B, n - start);
-    const { x, y } = assembleBatch(rt, ds, { order, start, size, mean: opts.mean ?? r.mean, std: opts.std ?? r.std, pad: 0, flip: false, seed: 0, stream: 0 });
+    const { x, y } = assembleBatch(rt, ds, {
+      order,
+      start,
+      size,
+      mean: opts.mean ?? r.mean,
+      std: opts.std ?? r.std,
+      pad: 0,
+      flip: false,
+      seed: 0,
+      stream: 0,
+    });
     const logits = model.net.forward(rt, x, "eval");
     const m = margin(rt, logits, y, { into: { value: margins, correct, offset: start } });
     const ce = crossEntropy(rt, logits, y, { into: { value: losses, correct: scratch, offset: start } });

@@ -54,7 +54,10 @@ export const Fence = z.object({ fence: z.coerce.number().int().nonnegative() });
 export const LeaseParam = z.object({ leaseId: z.string().uuid() });
 export const Heartbeat = z.object({ deadline: z.number(), leaseMs: z.number() });
 
-export const SubmitStatus = z.object({ status: z.enum(["accepted", "pending-quorum", "rejected"]), reason: z.string().optional() });
+export const SubmitStatus = z.object({
+  status: z.enum(["accepted", "pending-quorum", "rejected"]),
+  reason: z.string().optional(),
+});
 export type SubmitStatus = z.output<typeof SubmitStatus>;
 
 /** Every 4xx/5xx answer. */

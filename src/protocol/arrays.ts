@@ -68,24 +68,47 @@ export function checkArray(
   shapeHeader: string | null | undefined,
   bytes: Uint8Array,
 ): { ok: true; value: ArrayValue } | { ok: false; reason: string } {
-  if (!isDType(dtype)) return { ok: false, reason: `array "${name}": x-dtype must be one of ${DTYPES.join(", ")} (got ${JSON.stringify(dtype ?? null)})` };
-  if (dtype !== spec.dtype) return { ok: false, reason: `array "${name}": dtype ${dtype} does not match the planned ${spec.dtype}` };
+  if (!isDType(dtype)) {
+    return {
+      ok: false,
+      reason: `array "${name}": x-dtype must be one of ${DTYPES.join(", ")} (got ${JSON.stringify(dtype ?? null)})`,
+    };
+  }
+  if (dtype !== spec.dtype) {
+    return { ok: false, reason: `array "${name}": dtype ${dtype} does not match the planned ${spec.dtype}` };
+  }
   const shape = parseShape(shapeHeader);
-  if (!shape) return { ok: false, reason: `array "${name}": x-shape must be comma-separated non-negative integers (got ${JSON.stringify(shapeHeader ?? null)})` };
+  if (!shape) {
+    return {
+      ok: false,
+      reason: `array "${name}": x-shape must be comma-separated non-negative integers (got ${
+        JSON.stringify(shapeHeader ?? null)
+      })`,
+    };
+  }
   if (isVariableLength(spec)) {
     const cap = maxBytes ?? 0;
     if (shape.length !== 1) return { ok: false, reason: `array "${name}": shape [${shape}] must be one-dimensional` };
-    if (shape[0] > cap) return { ok: false, reason: `array "${name}": ${shape[0]} bytes exceed the planned maximum of ${cap}` };
+    if (shape[0] > cap) {
+      return { ok: false, reason: `array "${name}": ${shape[0]} bytes exceed the planned maximum of ${cap}` };
+    }
   } else if (shape.length !== spec.shape.length || shape.some((d, i) => d !== spec.shape[i])) {
     return { ok: false, reason: `array "${name}": shape [${shape}] does not match the planned [${spec.shape}]` };
   }
   const expected = numel(shape) * DTYPE_BYTES[dtype];
-  if (bytes.byteLength !== expected) return { ok: false, reason: `array "${name}": body has ${bytes.byteLength} bytes, shape [${shape}] of ${dtype} needs ${expected}` };
+  if (bytes.byteLength !== expected) {
+    return {
+      ok: false,
+      reason: `array "${name}": body has ${bytes.byteLength} bytes, shape [${shape}] of ${dtype} needs ${expected}`,
+    };
+  }
   const data = typedArray(dtype, bytes);
   if (dtype === "f32") {
     const f = data as Float32Array;
     for (let i = 0; i < f.length; i++) {
-      if (!Number.isFinite(f[i])) return { ok: false, reason: `array "${name}": element ${i} is ${f[i]} (arrays must be finite)` };
+      if (!Number.isFinite(f[i])) {
+        return { ok: false, reason: `array "${name}": element ${i} is ${f[i]} (arrays must be finite)` };
+      }
     }
   }
   return { ok: true, value: { dtype, shape, data } };

@@ -29,7 +29,11 @@ export class CoordinatorClient {
   readonly server: string;
 
   // Browsers refuse fetch called with another `this`: call it as a plain function.
-  constructor(server: string, readonly token?: string, private readonly fetchImpl: typeof fetch = (input, init) => fetch(input, init)) {
+  constructor(
+    server: string,
+    readonly token?: string,
+    private readonly fetchImpl: typeof fetch = (input, init) => fetch(input, init),
+  ) {
     this.server = server.replace(/\/+$/, "");
   }
 
@@ -39,14 +43,41 @@ export class CoordinatorClient {
   }
 
   /** The raw answer of `method route` (tests that look at statuses use it). */
-  request(method: string, route: string, init: { json?: unknown; headers?: Record<string, string>; body?: Uint8Array; signal?: AbortSignal; keepalive?: boolean } = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...init.headers };
+  request(
+    method: string,
+    route: string,
+    init: {
+      json?: unknown;
+      headers?: Record<string, string>;
+      body?: Uint8Array;
+      signal?: AbortSignal;
+      keepalive?: boolean;
+    } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = {
+      ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+      ...init.headers,
+    };
     if (init.json !== undefined) headers["content-type"] = "application/json";
-    const body = init.json !== undefined ? JSON.stringify(init.json) : (init.body as Uint8Array<ArrayBuffer> | undefined);
-    return this.fetchImpl(`${this.server}${route}`, { method, headers, body, signal: init.signal, keepalive: init.keepalive });
+    const body = init.json !== undefined
+      ? JSON.stringify(init.json)
+      : (init.body as Uint8Array<ArrayBuffer> | undefined);
+    return this.fetchImpl(`${this.server}${route}`, {
+      method,
+      headers,
+      body,
+      signal: init.signal,
+      keepalive: init.keepalive,
+    });
   }
 
-  private async call<S extends z.ZodType>(schema: S, method: string, route: string, json?: unknown, ok = 200): Promise<z.output<S>> {
+  private async call<S extends z.ZodType>(
+    schema: S,
+    method: string,
+    route: string,
+    json?: unknown,
+    ok = 200,
+  ): Promise<z.output<S>> {
     const res = await this.request(method, route, { json });
     if (res.status !== ok) throw await errorOf(res);
     return schema.parse(await res.json());
@@ -65,7 +96,10 @@ export class CoordinatorClient {
   }
 
   async reportFile(jobId: string, file: string): Promise<Uint8Array> {
-    const res = await this.request("GET", `/v1/jobs/${path(jobId)}/report/${file.split("/").map(encodeURIComponent).join("/")}`);
+    const res = await this.request(
+      "GET",
+      `/v1/jobs/${path(jobId)}/report/${file.split("/").map(encodeURIComponent).join("/")}`,
+    );
     if (!res.ok) throw await errorOf(res);
     return new Uint8Array(await res.arrayBuffer());
   }
@@ -96,7 +130,10 @@ export class CoordinatorClient {
 
   /** An accepted result's array. */
   async getArray(jobId: string, key: string, name: string, signal?: AbortSignal): Promise<ArrayValue> {
-    const res = await this.fetchImpl(`${this.server}/v1/jobs/${path(jobId, "shards", key, "arrays", name)}`, { headers: { authorization: `Bearer ${this.token}` }, signal });
+    const res = await this.fetchImpl(`${this.server}/v1/jobs/${path(jobId, "shards", key, "arrays", name)}`, {
+      headers: { authorization: `Bearer ${this.token}` },
+      signal,
+    });
     if (!res.ok) throw await errorOf(res);
     const dtype = res.headers.get("x-dtype");
     const shape = parseShape(res.headers.get("x-shape"));
@@ -112,7 +149,10 @@ export class CoordinatorClient {
    *  simply expires). */
   async release(leaseId: string, fence: number): Promise<boolean> {
     try {
-      const res = await this.request("POST", `/v1/leases/${path(leaseId)}/release`, { json: { fence }, keepalive: true });
+      const res = await this.request("POST", `/v1/leases/${path(leaseId)}/release`, {
+        json: { fence },
+        keepalive: true,
+      });
       await res.body?.cancel();
       return res.status === 204;
     } catch {

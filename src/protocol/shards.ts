@@ -22,7 +22,12 @@ export const TrainPayload = z.object({
   m: z.number().int().min(0),
   seed: z.number().int(),
   /** Datamodels: train on this seeded subset only (src/datamodels/masks.ts); margins are still on all n. */
-  mask: z.object({ alpha: z.number().gt(0).lte(1), seed: z.number().int(), split: z.enum(SPLITS), model: z.number().int().min(0) }).optional(),
+  mask: z.object({
+    alpha: z.number().gt(0).lte(1),
+    seed: z.number().int(),
+    split: z.enum(SPLITS),
+    model: z.number().int().min(0),
+  }).optional(),
 });
 export type TrainPayload = z.output<typeof TrainPayload>;
 

@@ -66,7 +66,8 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     const { device } = await trainingSet(p.dataset);
     const model = buildModel(rt, p.model, p.seed);
     // A datamodels subset model: the same call as trainSubsetModels (src/datamodels/train.ts).
-    const indices = p.mask && maskIndices({ n: device.n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model);
+    const indices = p.mask &&
+      maskIndices({ n: device.n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model);
     try {
       await trainModel(rt, model, device, { ...p.recipe, seed: p.seed }, {
         indices,
@@ -78,7 +79,10 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
       const ev = await evaluate(rt, model, device, { mean: p.recipe.mean, std: p.recipe.std });
       const checkpoint = await modelToSafetensors(rt, model, { m: p.m, seed: p.seed });
       ctx.onProgress(1);
-      return { checkpoint: { dtype: "u8", shape: [checkpoint.length], data: checkpoint }, margins: f32(ev.margins, [device.n]) };
+      return {
+        checkpoint: { dtype: "u8", shape: [checkpoint.length], data: checkpoint },
+        margins: f32(ev.margins, [device.n]),
+      };
     } finally {
       releaseModel(model);
     }
@@ -98,13 +102,20 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     const p = FeaturizePayload.parse(payload);
     await ready();
     const { device } = await trainingSet(p.dataset);
-    if (!(p.start < p.end && p.end <= device.n)) throw new Error(`featurize: range [${p.start}, ${p.end}) is outside the ${device.n} training examples`);
+    if (!(p.start < p.end && p.end <= device.n)) {
+      throw new Error(`featurize: range [${p.start}, ${p.end}) is outside the ${device.n} training examples`);
+    }
     const ck = await inputs.get(p.checkpoint, "checkpoint");
     if (ck.dtype !== "u8") throw new Error(`featurize: checkpoint of ${p.checkpoint} is ${ck.dtype}, expected u8`);
     const model = modelOf(ck.data as Uint8Array, p.checkpoint);
     const indices = Uint32Array.from({ length: p.end - p.start }, (_, i) => p.start + i);
     const f = await featurize(rt, model, device, {
-      k: p.k, projection: p.projection, seed: p.seed, modelIndex: p.modelIndex, batchSize: p.batchSize, indices,
+      k: p.k,
+      projection: p.projection,
+      seed: p.seed,
+      modelIndex: p.modelIndex,
+      batchSize: p.batchSize,
+      indices,
       onBatch: (done, total) => {
         checkAbort(ctx.signal);
         ctx.onProgress(done / total);

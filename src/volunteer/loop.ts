@@ -125,7 +125,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       const cache = new Map<string, Promise<ArrayValue>>();
       const inputs: Inputs = {
         get(depKey, name) {
-          if (!shard.deps.includes(depKey)) return Promise.reject(new Error(`shard ${shard.key} has no dependency "${depKey}"`));
+          if (!shard.deps.includes(depKey)) {
+            return Promise.reject(new Error(`shard ${shard.key} has no dependency "${depKey}"`));
+          }
           const k = `${depKey}\u0000${name}`;
           let p = cache.get(k);
           if (!p) {
@@ -137,7 +139,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       };
       const executor = o.executors[shard.kind];
       if (!executor) throw new Error(`no executor for shard kind "${shard.kind}"`);
-      let out = await executor(shard.payload, inputs, { onProgress: (frac) => emit({ type: "progress", shard, frac }), signal: shardAbort.signal });
+      let out = await executor(shard.payload, inputs, {
+        onProgress: (frac) => emit({ type: "progress", shard, frac }),
+        signal: shardAbort.signal,
+      });
       if (o.transform) out = o.transform(shard, out);
       for (const [name, a] of Object.entries(out)) await api.putArray(leaseId, fence, name, a, shardAbort.signal);
       beating = false;
@@ -155,7 +160,11 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
         break;
       }
       summary.errors++;
-      emit({ type: "error", shard, message: e instanceof CoordinatorError ? e.message : `${shard.key}: ${(e as Error).message}` });
+      emit({
+        type: "error",
+        shard,
+        message: e instanceof CoordinatorError ? e.message : `${shard.key}: ${(e as Error).message}`,
+      });
     } finally {
       beating = false;
       shardAbort.abort();

@@ -15,7 +15,6 @@ import { runWorker, type WorkerEvent } from "./loop.ts";
 import { hostname } from "node:os";
 import { args, exit, onSignal } from "../platform.ts";
 
-
 const { values: a } = parseArgs({
   args: args(),
   options: {
@@ -27,7 +26,9 @@ const { values: a } = parseArgs({
   },
 });
 const fail = (msg: string): never => {
-  console.error(`worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] [--name NAME]`);
+  console.error(
+    `worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] [--name NAME]`,
+  );
   exit(2);
 };
 const server = a.server ?? fail("--server URL is required");
@@ -37,7 +38,9 @@ try {
   fail(`--server "${server}" is not a URL`);
 }
 const maxShards = a["max-shards"] === undefined ? undefined : Number(a["max-shards"]);
-if (maxShards !== undefined && !(Number.isInteger(maxShards) && maxShards > 0)) fail(`--max-shards must be a positive integer, got "${a["max-shards"]}"`);
+if (maxShards !== undefined && !(Number.isInteger(maxShards) && maxShards > 0)) {
+  fail(`--max-shards must be a positive integer, got "${a["max-shards"]}"`);
+}
 const kinds = a.kinds?.split(",").map((s) => s.trim()).filter(Boolean);
 
 const stamp = () => new Date().toISOString().slice(11, 19);
@@ -61,10 +64,13 @@ async function loadTrainSplit(name: string): Promise<Dataset> {
   let p = splits.get(name);
   if (!p) {
     p = (async () => {
-      const local = a.data ?? (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
+      const local = a.data ??
+        (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
       if (local) return loadCifar10(local, { split: "train" });
       log(`downloading ${name} from the coordinator`);
-      const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, { signal: ctl.signal });
+      const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, {
+        signal: ctl.signal,
+      });
       if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
       return loadCifar10Archive(new Uint8Array(await res.arrayBuffer()), name, { split: "train" });
     })();
@@ -75,7 +81,8 @@ async function loadTrainSplit(name: string): Promise<Dataset> {
 }
 
 // Decode the data set before taking a lease (seconds of blocking work: heartbeats would starve).
-const preload = (await loadTrainSplit(baseName(DEFAULT_DATA)).catch((e) => log(`no data set preloaded: ${(e as Error).message}`)))?.n;
+const preload =
+  (await loadTrainSplit(baseName(DEFAULT_DATA)).catch((e) => log(`no data set preloaded: ${(e as Error).message}`)))?.n;
 if (preload) log(`data set ready (${preload} training images)`);
 
 const all = trakExecutors({ rt, loadTrainSplit, log });
@@ -86,7 +93,9 @@ const t0 = performance.now();
 for (const [kind, run] of Object.entries(executors)) {
   executors[kind] = async (payload, inputs, ctx) => {
     const p = payload as { m?: number; modelIndex?: number; start?: number; end?: number };
-    const what = kind === "featurize" ? `featurize model ${p.modelIndex} [${p.start}, ${p.end})` : `${kind} model ${p.m}`;
+    const what = kind === "featurize"
+      ? `featurize model ${p.modelIndex} [${p.start}, ${p.end})`
+      : `${kind} model ${p.m}`;
     const started = performance.now();
     let shown = -1;
     log(`start ${what}`);
@@ -99,7 +108,11 @@ for (const [kind, run] of Object.entries(executors)) {
       },
     });
     done++;
-    log(`done ${what} in ${((performance.now() - started) / 1000).toFixed(1)} s (${done} shards, ${(done / ((performance.now() - t0) / 60000)).toFixed(2)} shards/min)`);
+    log(
+      `done ${what} in ${((performance.now() - started) / 1000).toFixed(1)} s (${done} shards, ${
+        (done / ((performance.now() - t0) / 60000)).toFixed(2)
+      } shards/min)`,
+    );
     return out;
   };
 }
@@ -109,18 +122,29 @@ let waiting = false;
 function describeEvent(e: WorkerEvent): string | null {
   if (e.type !== "idle") waiting = false;
   switch (e.type) {
-    case "registered": return `registered as volunteer ${e.volunteerId}`;
-    case "leased": return `leased ${e.shard.key} of job ${e.shard.jobId.slice(0, 8)} (fence ${e.fence})`;
-    case "submitted": return `submitted ${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`;
-    case "error": return `error${e.shard ? ` in ${e.shard.key}` : ""}: ${e.message}`;
-    case "idle": return waiting ? null : ((waiting = true), "no work ready; polling");
-    default: return null;
+    case "registered":
+      return `registered as volunteer ${e.volunteerId}`;
+    case "leased":
+      return `leased ${e.shard.key} of job ${e.shard.jobId.slice(0, 8)} (fence ${e.fence})`;
+    case "submitted":
+      return `submitted ${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`;
+    case "error":
+      return `error${e.shard ? ` in ${e.shard.key}` : ""}: ${e.message}`;
+    case "idle":
+      return waiting ? null : ((waiting = true), "no work ready; polling");
+    default:
+      return null;
   }
 }
 
 try {
   await runWorker({
-    server, executors, signal: ctl.signal, maxShards, name: a.name ?? `deno@${hostname()}`, agent: `deno worker (${rt.adapterName})`,
+    server,
+    executors,
+    signal: ctl.signal,
+    maxShards,
+    name: a.name ?? `deno@${hostname()}`,
+    agent: `deno worker (${rt.adapterName})`,
     onProgress: (e) => {
       const line = describeEvent(e);
       if (line) log(line);

@@ -1,7 +1,16 @@
 // Pure-CPU tests of the attack suite (Node or Deno).
 import { describe, expect, it } from "vitest";
-import { applyTrigger, badnets, blended, labelConsistent, parseAttackConfig, poison, sig, wanet } from "../../src/attacks/index.ts";
-import { buildPatch, patchOrigin, type PatchConfig, PatchConfig as PatchSchema } from "../../src/attacks/badnets.ts";
+import {
+  applyTrigger,
+  badnets,
+  blended,
+  labelConsistent,
+  parseAttackConfig,
+  poison,
+  sig,
+  wanet,
+} from "../../src/attacks/index.ts";
+import { buildPatch, type PatchConfig, PatchConfig as PatchSchema, patchOrigin } from "../../src/attacks/badnets.ts";
 import { sigSignal } from "../../src/attacks/sig.ts";
 import type { AttackName, AttackResult } from "../../src/attacks/types.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
@@ -10,7 +19,10 @@ import { changedImages, changedLabels, constantDataset, image, randomDataset, sa
 
 const PURE: AttackName[] = ["badnets", "blended", "sig", "wanet", "label-consistent"];
 // label-consistent with steps: 0 is the patch alone (no device); the PGD path is in the GPU test.
-const baseConfig = (attack: AttackName, extra: Record<string, unknown> = {}) => (attack === "label-consistent" ? { steps: 0, ...extra } : extra);
+const baseConfig = (
+  attack: AttackName,
+  extra: Record<string, unknown> = {},
+) => (attack === "label-consistent" ? { steps: 0, ...extra } : extra);
 
 async function run(attack: AttackName, ds: Dataset, config: Record<string, unknown>): Promise<AttackResult> {
   return await poison(attack, ds, baseConfig(attack, config) as never);
@@ -110,7 +122,14 @@ describe("BadNets patches", () => {
     it(`lands at the ${position} corner (margin 1) and touches nothing else`, () => {
       const seed = testSeed(`badnets ${position}`);
       const ds = randomDataset(seed, 50, 3, 12, 10);
-      const { poisoned, manifest } = badnets(ds, { rate: 0.2, seed, position, margin: 1, patchSize: 3, color: [10, 200, 30] });
+      const { poisoned, manifest } = badnets(ds, {
+        rate: 0.2,
+        seed,
+        position,
+        margin: 1,
+        patchSize: 3,
+        color: [10, 200, 30],
+      });
       const y0 = position.startsWith("top") ? 1 : 12 - 3 - 1, x0 = position.endsWith("left") ? 1 : 10 - 3 - 1;
       for (const i of manifest.indices) {
         const a = image(ds, i), b = image(poisoned, i);
@@ -184,7 +203,12 @@ describe("pixel ranges", () => {
     const ds = constantDataset(100, 10, 3, 8, 8, 2);
     const rgb = new Uint8Array(4 * 4 * 3);
     for (let p = 0; p < 16; p++) rgb.set([250, 0, 50], p * 3);
-    const { poisoned, manifest } = blended(ds, { rate: 0.5, targetClass: 1, alpha: 0.2, pattern: { kind: "image", rgb, w: 4, h: 4 } });
+    const { poisoned, manifest } = blended(ds, {
+      rate: 0.5,
+      targetClass: 1,
+      alpha: 0.2,
+      pattern: { kind: "image", rgb, w: 4, h: 4 },
+    });
     for (const i of manifest.indices) {
       const b = image(poisoned, i);
       expect([b[0], b[64], b[128], b[191]]).toEqual([130, 80, 90, 90]);

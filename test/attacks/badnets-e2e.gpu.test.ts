@@ -45,8 +45,12 @@ describe("BadNets end to end on CIFAR-10 (CPU adapter)", () => {
       const r = await evaluateAttack(rt, model, test, "badnets", config);
       results[name] = { cleanAccuracy: r.cleanAccuracy, asr: r.asr, seconds: (performance.now() - t0) / 1000 };
     }
-    console.log(`badnets e2e (2500 train, 125 poisoned, 4 epochs, 1000 test): ` +
-      Object.entries(results).map(([k, r]) => `${k}: clean acc ${r.cleanAccuracy.toFixed(3)}, ASR ${r.asr.toFixed(3)} (${r.seconds.toFixed(0)} s)`).join("; "));
+    console.log(
+      `badnets e2e (2500 train, 125 poisoned, 4 epochs, 1000 test): ` +
+        Object.entries(results).map(([k, r]) =>
+          `${k}: clean acc ${r.cleanAccuracy.toFixed(3)}, ASR ${r.asr.toFixed(3)} (${r.seconds.toFixed(0)} s)`
+        ).join("; "),
+    );
     expect(results.clean.asr).toBeLessThan(0.2);
     expect(results.poisoned.asr).toBeGreaterThan(0.5);
     expect(results.poisoned.cleanAccuracy).toBeGreaterThan(0.25);

@@ -8,13 +8,28 @@ export function randomDataset(seed: number, n = 200, c = 3, h = 16, w = 16, clas
   for (let k = 0; k < images.length; k++) images[k] = Math.floor(rand() * 256);
   // Every class present: labels cycle, then a seeded shuffle of the order is irrelevant for the tests.
   const labels = Uint8Array.from({ length: n }, (_, i) => i % classes);
-  return { name: `random[${seed}]`, images, labels, n, c, h, w, classes: Array.from({ length: classes }, (_, k) => `class${k}`) };
+  return {
+    name: `random[${seed}]`,
+    images,
+    labels,
+    n,
+    c,
+    h,
+    w,
+    classes: Array.from({ length: classes }, (_, k) => `class${k}`),
+  };
 }
 
 export function constantDataset(value: number, n = 20, c = 3, h = 8, w = 12, classes = 2): Dataset {
   return {
-    name: `constant[${value}]`, images: new Uint8Array(n * c * h * w).fill(value), labels: Uint8Array.from({ length: n }, (_, i) => i % classes),
-    n, c, h, w, classes: Array.from({ length: classes }, (_, k) => `class${k}`),
+    name: `constant[${value}]`,
+    images: new Uint8Array(n * c * h * w).fill(value),
+    labels: Uint8Array.from({ length: n }, (_, i) => i % classes),
+    n,
+    c,
+    h,
+    w,
+    classes: Array.from({ length: classes }, (_, k) => `class${k}`),
   };
 }
 
@@ -39,6 +54,8 @@ export function changedLabels(a: Dataset, b: Dataset): number[] {
   return out;
 }
 
-export const image = (ds: Dataset, i: number): Uint8Array => ds.images.subarray(i * ds.c * ds.h * ds.w, (i + 1) * ds.c * ds.h * ds.w);
+export const image = (ds: Dataset, i: number): Uint8Array =>
+  ds.images.subarray(i * ds.c * ds.h * ds.w, (i + 1) * ds.c * ds.h * ds.w);
 
-export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, k) => v === b[k]);
+export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && a.every((v, k) => v === b[k]);

@@ -42,7 +42,8 @@ describe("WaNet warp field", () => {
       }
       // Smooth: control points are (W - 1) / (k - 1) pixels apart, so neighbours differ by at most the
       // control range over that spacing (bilinear) or a small multiple (bicubic), in displacement pixels.
-      const stepBound = ((s * 2 * M * gain * (W - 1)) / (2 * H)) * ((k - 1) / (W - 1)) * (upsampleMode === "bilinear" ? 1 : 2);
+      const stepBound = ((s * 2 * M * gain * (W - 1)) / (2 * H)) * ((k - 1) / (W - 1)) *
+        (upsampleMode === "bilinear" ? 1 : 2);
       const free = (p: number) => Math.abs(f.gx[p]) < 1 && Math.abs(f.gy[p]) < 1;
       let clamped = 0;
       for (let p = 0; p < H * W; p++) {
@@ -73,7 +74,9 @@ describe("WaNet warp field", () => {
 
   it("seeded: triggerSeed decides the field", () => {
     const seed = testSeed("wanet seeds");
-    const a = wanetField({ seed }, 8, 8), b = wanetField({ seed: seed + 1, triggerSeed: seed }, 8, 8), c = wanetField({ seed: seed + 1 }, 8, 8);
+    const a = wanetField({ seed }, 8, 8),
+      b = wanetField({ seed: seed + 1, triggerSeed: seed }, 8, 8),
+      c = wanetField({ seed: seed + 1 }, 8, 8);
     expect(Array.from(a.dx)).toEqual(Array.from(b.dx));
     expect(Array.from(a.dx).join() === Array.from(c.dx).join()).toBe(false);
   });
@@ -83,7 +86,9 @@ describe("WaNet warp field", () => {
     const plane = Float64Array.from({ length: 16 }, () => rand() * 2 - 1);
     for (const mode of ["bilinear", "bicubic"] as const) {
       const up = upsample(plane, 4, 10, 10, mode); // control points at pixels 0, 3, 6, 9
-      for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) expect(Math.abs(up[i * 3 * 10 + j * 3] - plane[i * 4 + j])).toBeLessThan(1e-12);
+      for (let i = 0; i < 4; i++) {
+        for (let j = 0; j < 4; j++) expect(Math.abs(up[i * 3 * 10 + j * 3] - plane[i * 4 + j])).toBeLessThan(1e-12);
+      }
     }
   });
 });

@@ -81,8 +81,14 @@ describe("TRAK featurisation matches R^T g from the CPU twin", () => {
             const rOut = factoredSideRef(seed, 2, wl.index, 0, wl.O, f.kOut);
             const rIn = factoredSideRef(seed, 2, wl.index, 1, wl.CK, f.kIn);
             R = new Float64Array(P * k);
-            for (let o = 0; o < wl.O; o++) for (let cc = 0; cc < wl.CK; cc++) {
-              for (let a = 0; a < f.kOut; a++) for (let b = 0; b < f.kIn; b++) R[(o * wl.CK + cc) * k + a * f.kIn + b] = rOut[o * f.kOut + a] * rIn[cc * f.kIn + b];
+            for (let o = 0; o < wl.O; o++) {
+              for (let cc = 0; cc < wl.CK; cc++) {
+                for (let a = 0; a < f.kOut; a++) {
+                  for (let b = 0; b < f.kIn; b++) {
+                    R[(o * wl.CK + cc) * k + a * f.kIn + b] = rOut[o * f.kOut + a] * rIn[cc * f.kIn + b];
+                  }
+                }
+              }
             }
           } else {
             R = projectionMatrixRef(P, k, { seed, model: 2, pOffset: wl.offset });
@@ -96,7 +102,12 @@ describe("TRAK featurisation matches R^T g from the CPU twin", () => {
         assertClose(got, want, { rtol: RTOL }, `${name} ${projection}: phi`);
         // Margins of the same pass, against the twin.
         const logits = model.net.forwardRef({ shape: [c, B, h, w], data: Float64Array.from(xData) }, "eval");
-        assertClose(gotMargins.subarray(1), marginRef(logits.data, labels, model.classes, B).value, { rtol: RTOL }, "margins");
+        assertClose(
+          gotMargins.subarray(1),
+          marginRef(logits.data, labels, model.classes, B).value,
+          { rtol: RTOL },
+          "margins",
+        );
         expect(layers.length).toBeGreaterThan(1);
         f.release();
         [phi, margins, correct].forEach((t) => t.release());

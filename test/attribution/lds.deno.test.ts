@@ -13,7 +13,6 @@ import { mulberry32, randomF32 } from "../support/rng.ts";
 import { tempDir } from "../support/files.ts";
 import { readFile, rm } from "node:fs/promises";
 
-
 describe("LDS", () => {
   it("spearman and ranks", () => {
     expect(Array.from(ranks([3, 1, 2, 2]))).toEqual([3, 0, 1.5, 1.5]);
@@ -30,7 +29,13 @@ describe("LDS", () => {
     const rt = await testRuntime();
     rt.poisonOutputs = false;
     const n = 100;
-    const common = { classes: 3, shape: [3, 8, 8] as [number, number, number], prototypeSeed: 7, signal: 25, noise: 60 };
+    const common = {
+      classes: 3,
+      shape: [3, 8, 8] as [number, number, number],
+      prototypeSeed: 7,
+      signal: 25,
+      noise: 60,
+    };
     const train = syntheticDataset({ ...common, n, seed: 1 });
     const targets = syntheticDataset({ ...common, n: 40, seed: 2, labelNoise: 0 });
     const norm = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
@@ -61,7 +66,13 @@ describe("attribution files", () => {
     const [n, k, M] = [29, 8, 2];
     const feats = Array.from({ length: M }, () => {
       const margins = randomF32(rand, n, -2, 2);
-      return { phi: rt.upload(randomF32(rand, n * k), [n, k]), margins, q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))), n, k };
+      return {
+        phi: rt.upload(randomF32(rand, n * k), [n, k]),
+        margins,
+        q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))),
+        n,
+        k,
+      };
     });
     const { attribution: a } = await buildAttribution(rt, feats, {});
     const dir = tempDir("test");

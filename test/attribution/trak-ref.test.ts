@@ -17,7 +17,11 @@ describe("dense attribution twin", () => {
         const margins = randomF32(rand, n, -3, 3);
         return { phi, q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))), margins };
       });
-      const { attribution } = await buildAttribution(rt, feats.map((f): Features => ({ phi: rt.upload(f.phi, [n, k]), margins: f.margins, q: f.q, n, k })), o);
+      const { attribution } = await buildAttribution(
+        rt,
+        feats.map((f): Features => ({ phi: rt.upload(f.phi, [n, k]), margins: f.margins, q: f.q, n, k })),
+        o,
+      );
       const device = await attribution.readBlock(0, n, 0, n);
       attribution.release();
       const host = denseAttributionRef(feats, n, k, o);

@@ -12,16 +12,25 @@ describe("TRAK kernel", () => {
     for (const [n, k] of [[40, 24], [9, 16]]) { // n < k: the Gram matrix is singular, lambda makes it definite
       const phi = randomF32(rand, n * k);
       const gram = new Float64Array(k * k);
-      for (let i = 0; i < n; i++) for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) gram[a * k + b] += phi[i * k + a] * phi[i * k + b];
+      for (let i = 0; i < n; i++) {
+        for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) gram[a * k + b] += phi[i * k + a] * phi[i * k + b];
+      }
       const lambda = 0.05 * n;
       const K = ridgeInverse(gram, k, lambda);
       const prod = new Float64Array(k * k);
-      for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) {
-        let s = 0;
-        for (let t = 0; t < k; t++) s += K[a * k + t] * (gram[t * k + b] + (t === b ? lambda : 0));
-        prod[a * k + b] = s;
+      for (let a = 0; a < k; a++) {
+        for (let b = 0; b < k; b++) {
+          let s = 0;
+          for (let t = 0; t < k; t++) s += K[a * k + t] * (gram[t * k + b] + (t === b ? lambda : 0));
+          prod[a * k + b] = s;
+        }
       }
-      assertClose(prod, Float64Array.from({ length: k * k }, (_, i) => (i % (k + 1) === 0 ? 1 : 0)), { rtol: 1e-9 }, `K (G + lambda I), n=${n} k=${k}`);
+      assertClose(
+        prod,
+        Float64Array.from({ length: k * k }, (_, i) => (i % (k + 1) === 0 ? 1 : 0)),
+        { rtol: 1e-9 },
+        `K (G + lambda I), n=${n} k=${k}`,
+      );
     }
   });
 });
@@ -32,11 +41,15 @@ function denseA(phis: Float32Array[], Ks: Float64Array[], qbar: Float32Array, n:
   const A = new Float64Array(n * n);
   for (let m = 0; m < M; m++) {
     const pk = new Float64Array(n * k);
-    for (let i = 0; i < n; i++) for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) pk[i * k + b] += phis[m][i * k + a] * Ks[m][a * k + b];
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let b = 0; b < k; b++) s += pk[i * k + b] * phis[m][j * k + b];
-      A[i * n + j] += (s * qbar[j]) / M;
+    for (let i = 0; i < n; i++) {
+      for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) pk[i * k + b] += phis[m][i * k + a] * Ks[m][a * k + b];
+    }
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let b = 0; b < k; b++) s += pk[i * k + b] * phis[m][j * k + b];
+        A[i * n + j] += (s * qbar[j]) / M;
+      }
     }
   }
   return A;
@@ -51,7 +64,13 @@ describe("attribution factors", () => {
       const phis = Array.from({ length: M }, () => randomF32(rand, n * k));
       const feats: Features[] = phis.map((p) => {
         const margins = randomF32(rand, n, -3, 3);
-        return { phi: rt.upload(p, [n, k]), margins, q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))), n, k };
+        return {
+          phi: rt.upload(p, [n, k]),
+          margins,
+          q: Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v))),
+          n,
+          k,
+        };
       });
       const { attribution: a, kernels } = await buildAttribution(rt, feats, { lambdaScale: 0.1, normalize });
       const Ks = kernels.map((x) => Float64Array.from(Float32Array.from(x.K)));
@@ -69,9 +88,11 @@ describe("attribution factors", () => {
       const v = randomF32(rand, n);
       const Av = new Float64Array(n);
       const ATv = new Float64Array(n);
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-        Av[i] += A[i * n + j] * v[j];
-        ATv[j] += A[i * n + j] * v[i];
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          Av[i] += A[i * n + j] * v[j];
+          ATv[j] += A[i * n + j] * v[i];
+        }
       }
       assertClose(await a.times(v), Av, { rtol: 2e-5, scale: scale * n }, "A v");
       assertClose(await a.timesT(v), ATv, { rtol: 2e-5, scale: scale * n }, "Aᵀ v");

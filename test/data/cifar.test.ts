@@ -1,4 +1,4 @@
-import { describe, it, expect } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,7 +26,9 @@ async function writeDir(dir: string, files: Record<string, Uint8Array>): Promise
 
 /** Expected labels and CHW pixels of a split, straight from the fake record bytes. */
 function expected(files: Record<string, Uint8Array>, names: string[]) {
-  const recs = names.flatMap((f) => Array.from({ length: files[f].length / 3073 }, (_, r) => files[f].subarray(r * 3073, (r + 1) * 3073)));
+  const recs = names.flatMap((f) =>
+    Array.from({ length: files[f].length / 3073 }, (_, r) => files[f].subarray(r * 3073, (r + 1) * 3073))
+  );
   return { labels: recs.map((r) => r[0]), images: recs.map((r) => Array.from(r.subarray(1))) };
 }
 
@@ -34,7 +36,9 @@ function sameAs(ds: Awaited<ReturnType<typeof loadCifar10>>, exp: ReturnType<typ
   expect(ds.n).toBe(exp.labels.length);
   expect([ds.c, ds.h, ds.w]).toEqual([3, 32, 32]);
   expect(Array.from(ds.labels)).toEqual(exp.labels);
-  for (let i = 0; i < ds.n; i++) expect(Array.from(ds.images.subarray(i * 3072, (i + 1) * 3072))).toEqual(exp.images[i]);
+  for (let i = 0; i < ds.n; i++) {
+    expect(Array.from(ds.images.subarray(i * 3072, (i + 1) * 3072))).toEqual(exp.images[i]);
+  }
 }
 
 const TRAIN = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`);
@@ -67,7 +71,9 @@ describe("loadCifar10 on small fake data", () => {
   it("insists on 10000 records per file by default", async () => {
     const dir = await tempDir("cifar");
     const tgz = await writeTarGz(dir, "small.tar.gz", cifarFiles(1, PER));
-    await expect(loadCifar10(tgz, { split: "test" })).rejects.toThrow("small.tar.gz/cifar-10-batches-bin/test_batch.bin: 7 records, expected 10000");
+    await expect(loadCifar10(tgz, { split: "test" })).rejects.toThrow(
+      "small.tar.gz/cifar-10-batches-bin/test_batch.bin: 7 records, expected 10000",
+    );
   });
 
   it("rejects a truncated batch file", async () => {
@@ -76,13 +82,17 @@ describe("loadCifar10 on small fake data", () => {
     const dir = await tempDir("cifar");
     files["data_batch_3.bin"] = files["data_batch_3.bin"].subarray(0, PER * 3073 - 10);
     const tgz = await writeTarGz(dir, "trunc.tar.gz", files);
-    await expect(loadCifar10(tgz, { split: "train", ...opts })).rejects.toThrow(`data_batch_3.bin: ${PER * 3073 - 10} bytes is not a multiple of the 3073-byte record`);
+    await expect(loadCifar10(tgz, { split: "train", ...opts })).rejects.toThrow(
+      `data_batch_3.bin: ${PER * 3073 - 10} bytes is not a multiple of the 3073-byte record`,
+    );
     // The test split does not read the bad file, so it still loads.
     expect((await loadCifar10(tgz, { split: "test", ...opts })).n).toBe(PER);
     // A whole record missing is caught by the record count.
     files["data_batch_3.bin"] = files["data_batch_4.bin"].subarray(0, (PER - 1) * 3073);
     const d = await writeDir(dir, files);
-    await expect(loadCifar10(d, { split: "train", ...opts })).rejects.toThrow(`data_batch_3.bin: ${PER - 1} records, expected ${PER}`);
+    await expect(loadCifar10(d, { split: "train", ...opts })).rejects.toThrow(
+      `data_batch_3.bin: ${PER - 1} records, expected ${PER}`,
+    );
   });
 
   it("rejects an out-of-range label", async () => {
@@ -90,7 +100,9 @@ describe("loadCifar10 on small fake data", () => {
     const files = cifarFiles(seed, PER);
     files["data_batch_2.bin"][5 * 3073] = 12;
     const dir = await tempDir("cifar");
-    await expect(loadCifar10(await writeDir(dir, files), { split: "train", ...opts })).rejects.toThrow(/data_batch_2\.bin: label 12 at record 5 is out of range 0\.\.9/);
+    await expect(loadCifar10(await writeDir(dir, files), { split: "train", ...opts })).rejects.toThrow(
+      /data_batch_2\.bin: label 12 at record 5 is out of range 0\.\.9/,
+    );
   });
 
   it("names a missing file", async () => {
@@ -98,15 +110,23 @@ describe("loadCifar10 on small fake data", () => {
     delete files["test_batch.bin"];
     const dir = await tempDir("cifar");
     const tgz = await writeTarGz(dir, "cifar-10-binary.tar.gz", files);
-    await expect(loadCifar10(tgz, { split: "test", ...opts })).rejects.toThrow("cifar-10-binary.tar.gz: missing cifar-10-batches-bin/test_batch.bin");
+    await expect(loadCifar10(tgz, { split: "test", ...opts })).rejects.toThrow(
+      "cifar-10-binary.tar.gz: missing cifar-10-batches-bin/test_batch.bin",
+    );
     const withoutMeta = cifarFiles(2, PER);
     delete withoutMeta["batches.meta.txt"];
     delete withoutMeta["data_batch_4.bin"];
-    await expect(loadCifar10(await writeDir(join(dir, "x"), withoutMeta), { split: "train", ...opts })).rejects.toThrow(/missing batches\.meta\.txt/);
+    await expect(loadCifar10(await writeDir(join(dir, "x"), withoutMeta), { split: "train", ...opts })).rejects.toThrow(
+      /missing batches\.meta\.txt/,
+    );
     const noBatch4 = cifarFiles(2, PER);
     delete noBatch4["data_batch_4.bin"];
-    await expect(loadCifar10(await writeDir(join(dir, "y"), noBatch4), { split: "train", ...opts })).rejects.toThrow(/cifar-10-batches-bin: missing data_batch_4\.bin/);
-    await expect(loadCifar10(join(dir, "nope.tar.gz"), { split: "train" })).rejects.toThrow(/nope\.tar\.gz: no such file or directory/);
+    await expect(loadCifar10(await writeDir(join(dir, "y"), noBatch4), { split: "train", ...opts })).rejects.toThrow(
+      /cifar-10-batches-bin: missing data_batch_4\.bin/,
+    );
+    await expect(loadCifar10(join(dir, "nope.tar.gz"), { split: "train" })).rejects.toThrow(
+      /nope\.tar\.gz: no such file or directory/,
+    );
   });
 
   it("rejects corrupt gzip and tar data", async () => {
@@ -115,25 +135,33 @@ describe("loadCifar10 on small fake data", () => {
     const dir = await tempDir("cifar");
     const gz = gzipSync(makeTar(prefixed(files, "cifar-10-batches-bin/")));
     await writeFile(join(dir, "cut.tar.gz"), gz.subarray(0, gz.length >> 1));
-    await expect(loadCifar10(join(dir, "cut.tar.gz"), { split: "train", ...opts })).rejects.toThrow(/cut\.tar\.gz: corrupt or truncated gzip/);
+    await expect(loadCifar10(join(dir, "cut.tar.gz"), { split: "train", ...opts })).rejects.toThrow(
+      /cut\.tar\.gz: corrupt or truncated gzip/,
+    );
     const flipped = gz.slice();
     // Inside the deflate stream among the random image bytes. (Near its end, where the tar's zero padding
     // is coded as matches, a flipped distance bit can copy the same zeros from elsewhere and decode to
     // identical bytes: TEST_SEED=872005684 did.)
     flipped[flipped.length >> 1] ^= 0x40;
     await writeFile(join(dir, "flip.tar.gz"), flipped);
-    await expect(loadCifar10(join(dir, "flip.tar.gz"), { split: "train", ...opts })).rejects.toThrow(/flip\.tar\.gz: corrupt (or truncated )?gzip/);
+    await expect(loadCifar10(join(dir, "flip.tar.gz"), { split: "train", ...opts })).rejects.toThrow(
+      /flip\.tar\.gz: corrupt (or truncated )?gzip/,
+    );
     const badCrc = gz.slice();
     badCrc[badCrc.length - 8] ^= 1;
     await writeFile(join(dir, "crc.tar.gz"), badCrc);
-    await expect(loadCifar10(join(dir, "crc.tar.gz"), { split: "train", ...opts })).rejects.toThrow("crc.tar.gz: corrupt gzip (CRC-32 mismatch)");
+    await expect(loadCifar10(join(dir, "crc.tar.gz"), { split: "train", ...opts })).rejects.toThrow(
+      "crc.tar.gz: corrupt gzip (CRC-32 mismatch)",
+    );
 
     const tar = makeTar(prefixed(files, "cifar-10-batches-bin/"));
     const second = 512 + Math.ceil(files["batches.meta.txt"].length / 512) * 512;
     const hdr = tar.slice();
     hdr[second + 3] ^= 1;
     await writeFile(join(dir, "hdr.tar.gz"), gzipSync(hdr));
-    await expect(loadCifar10(join(dir, "hdr.tar.gz"), { split: "train", ...opts })).rejects.toThrow(`hdr.tar.gz: corrupt tar at offset ${second} (header checksum mismatch)`);
+    await expect(loadCifar10(join(dir, "hdr.tar.gz"), { split: "train", ...opts })).rejects.toThrow(
+      `hdr.tar.gz: corrupt tar at offset ${second} (header checksum mismatch)`,
+    );
     expect(() => readTar(tar.subarray(0, tar.length - 2048), "short.tar")).toThrow(/short\.tar: truncated tar/);
   });
 });
@@ -145,7 +173,11 @@ describe("loadCifar10 on the shared copy", () => {
     const train = await loadCifar10(path, { split: "train" });
     const t1 = performance.now();
     const test = await loadCifar10(path, { split: "test" });
-    console.log(`[cifar] train ${((t1 - t0) / 1000).toFixed(2)} s, test (cached archive) ${((performance.now() - t1) / 1000).toFixed(2)} s`);
+    console.log(
+      `[cifar] train ${((t1 - t0) / 1000).toFixed(2)} s, test (cached archive) ${
+        ((performance.now() - t1) / 1000).toFixed(2)
+      } s`,
+    );
     expect(train.n).toBe(50000);
     expect(train.images.length).toBe(50000 * 3072);
     expect(classCounts(train)).toEqual(new Array(10).fill(5000));

@@ -1,16 +1,33 @@
-import { describe, it, expect } from "vitest";
-import { CIFAR10_MEAN, CIFAR10_STD, classCounts, concat, mulberry32, seededIndices, seededSubset, subset, toFloat, type Dataset } from "../../src/data/dataset.ts";
+import { describe, expect, it } from "vitest";
+import {
+  CIFAR10_MEAN,
+  CIFAR10_STD,
+  classCounts,
+  concat,
+  type Dataset,
+  mulberry32,
+  seededIndices,
+  seededSubset,
+  subset,
+  toFloat,
+} from "../../src/data/dataset.ts";
 import { mulberry32 as supportRng, testSeed } from "../support/rng.ts";
 
 function toy(n: number, c = 3, h = 2, w = 2, seed = 1): Dataset {
   const rand = mulberry32(seed);
   return {
-    name: "toy", n, c, h, w, classes: ["a", "b", "c"],
+    name: "toy",
+    n,
+    c,
+    h,
+    w,
+    classes: ["a", "b", "c"],
     images: Uint8Array.from({ length: n * c * h * w }, () => Math.floor(rand() * 256)),
     labels: Uint8Array.from({ length: n }, (_, i) => i % 3),
   };
 }
-const image = (ds: Dataset, i: number) => Array.from(ds.images.subarray(i * ds.c * ds.h * ds.w, (i + 1) * ds.c * ds.h * ds.w));
+const image = (ds: Dataset, i: number) =>
+  Array.from(ds.images.subarray(i * ds.c * ds.h * ds.w, (i + 1) * ds.c * ds.h * ds.w));
 
 describe("seeded sampling", () => {
   it("is pinned: mulberry32 + Fisher–Yates give these exact indices in every runtime", () => {
@@ -52,11 +69,27 @@ describe("seeded sampling", () => {
 
 describe("toFloat", () => {
   it("normalises per channel with the CIFAR-10 statistics by default", () => {
-    const ds: Dataset = { name: "px", n: 1, c: 3, h: 1, w: 2, classes: ["x"], labels: Uint8Array.of(0), images: Uint8Array.of(0, 255, 128, 64, 255, 0) };
+    const ds: Dataset = {
+      name: "px",
+      n: 1,
+      c: 3,
+      h: 1,
+      w: 2,
+      classes: ["x"],
+      labels: Uint8Array.of(0),
+      images: Uint8Array.of(0, 255, 128, 64, 255, 0),
+    };
     const f = toFloat(ds);
     expect(CIFAR10_MEAN).toEqual([0.4914, 0.4822, 0.4465]);
     expect(CIFAR10_STD).toEqual([0.247, 0.2435, 0.2616]);
-    const want = [-0.4914 / 0.247, (1 - 0.4914) / 0.247, (128 / 255 - 0.4822) / 0.2435, (64 / 255 - 0.4822) / 0.2435, (1 - 0.4465) / 0.2616, -0.4465 / 0.2616];
+    const want = [
+      -0.4914 / 0.247,
+      (1 - 0.4914) / 0.247,
+      (128 / 255 - 0.4822) / 0.2435,
+      (64 / 255 - 0.4822) / 0.2435,
+      (1 - 0.4465) / 0.2616,
+      -0.4465 / 0.2616,
+    ];
     for (let i = 0; i < 6; i++) expect(Math.abs(f[i] - want[i])).toBeLessThan(1e-6);
     expect(Math.abs(f[0] - -1.9894737)).toBeLessThan(1e-6);
     expect(Math.abs(f[1] - 2.0591093)).toBeLessThan(1e-6);
@@ -67,7 +100,9 @@ describe("toFloat", () => {
   it("needs explicit statistics for non-RGB data", () => {
     const grey = toy(2, 1);
     expect(() => toFloat(grey)).toThrow(/pass \{mean, std\}/);
-    expect(() => toFloat(grey, { mean: [0.1, 0.2], std: [1, 1] })).toThrow("toFloat: toy has 1 channels but mean/std have 2/2");
+    expect(() => toFloat(grey, { mean: [0.1, 0.2], std: [1, 1] })).toThrow(
+      "toFloat: toy has 1 channels but mean/std have 2/2",
+    );
     expect(toFloat(grey, { mean: [0], std: [1] })[0]).toBe(Math.fround(grey.images[0] / 255));
   });
 });

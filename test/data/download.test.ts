@@ -1,4 +1,4 @@
-import { describe, it, expect } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
@@ -37,7 +37,10 @@ describe("md5", () => {
       ["abc", "900150983cd24fb0d6963f7d28e17f72"],
       ["message digest", "f96b697d7cb7938d525a2f31aaf161d0"],
       ["abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"],
-      ["12345678901234567890123456789012345678901234567890123456789012345678901234567890", "57edf4a22be3c955ac49da2e2107b67a"],
+      [
+        "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+        "57edf4a22be3c955ac49da2e2107b67a",
+      ],
     ];
     for (const [s, h] of vec) expect(md5Hex(new TextEncoder().encode(s))).toBe(h);
     const seed = testSeed("md5 random");
@@ -45,7 +48,7 @@ describe("md5", () => {
     for (const len of [55, 56, 63, 64, 65, 119, 120, 1000, 4099]) {
       const data = Uint8Array.from({ length: len }, () => Math.floor(rand() * 256));
       const h = new Md5();
-      for (let i = 0; i < len; ) {
+      for (let i = 0; i < len;) {
         const k = 1 + Math.floor(rand() * 100);
         h.update(data.subarray(i, i + k));
         i += k;
@@ -63,7 +66,11 @@ describe("downloadCifar10", () => {
     try {
       const dir = join(await tempDir("dl"), "nested", "dest");
       const progress: [number, number | undefined][] = [];
-      const res = await downloadCifar10(dir, { url: `${url}/cifar-10-binary.tar.gz`, expectedMd5: hex("md5", tarball), onProgress: (r, t) => progress.push([r, t]) });
+      const res = await downloadCifar10(dir, {
+        url: `${url}/cifar-10-binary.tar.gz`,
+        expectedMd5: hex("md5", tarball),
+        onProgress: (r, t) => progress.push([r, t]),
+      });
       expect(res.skipped).toBe(false);
       expect(res.path).toBe(join(dir, "cifar-10-binary.tar.gz"));
       expect(res.bytes).toBe(tarball.length);
@@ -92,7 +99,9 @@ describe("downloadCifar10", () => {
       await expect(downloadCifar10(dir, { url: `${url}/cifar-10-binary.tar.gz`, expectedMd5: wrong })).rejects.toThrow(
         `checksum mismatch: MD5 ${hex("md5", tarball)}, expected ${wrong} (nothing written)`,
       );
-      await expect(downloadCifar10(dir, { url: `${url}/elsewhere.tar.gz`, expectedMd5: wrong })).rejects.toThrow(/elsewhere\.tar\.gz: HTTP 404/);
+      await expect(downloadCifar10(dir, { url: `${url}/elsewhere.tar.gz`, expectedMd5: wrong })).rejects.toThrow(
+        /elsewhere\.tar\.gz: HTTP 404/,
+      );
       expect(await readdir(dir)).toEqual([]);
     } finally {
       server.close();

@@ -48,7 +48,9 @@ export function cifarBatch(rand: () => number, records: number): Uint8Array {
 /** The files of a fake cifar-10-batches-bin with `per` records per batch, keyed by file name. */
 export function cifarFiles(seed: number, per: number): Record<string, Uint8Array> {
   const rand = mulberry32(seed);
-  const files: Record<string, Uint8Array> = { "batches.meta.txt": new TextEncoder().encode(CIFAR_CLASSES.join("\n") + "\n\n") };
+  const files: Record<string, Uint8Array> = {
+    "batches.meta.txt": new TextEncoder().encode(CIFAR_CLASSES.join("\n") + "\n\n"),
+  };
   for (let i = 1; i <= 5; i++) files[`data_batch_${i}.bin`] = cifarBatch(rand, per);
   files["test_batch.bin"] = cifarBatch(rand, per);
   return files;

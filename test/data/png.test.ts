@@ -1,4 +1,4 @@
-import { describe, it, expect } from "vitest";
+import { describe, expect, it } from "vitest";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { decode, encode } from "fast-png";
@@ -25,7 +25,8 @@ function flavours(rand: () => number) {
   const palette = [[10, 20, 30], [200, 100, 0], [0, 255, 128]];
   const idx = Uint8Array.from({ length: P }, (_, p) => p % 3);
   const palRgb = Uint8Array.from({ length: P * 3 }, (_, i) => palette[idx[Math.floor(i / 3)]][i % 3]);
-  const png = (data: Uint8Array | Uint16Array, channels: number, depth: 8 | 16 = 8, pal?: number[][]) => encode({ width: W, height: H, data, channels, depth, palette: pal });
+  const png = (data: Uint8Array | Uint16Array, channels: number, depth: 8 | 16 = 8, pal?: number[][]) =>
+    encode({ width: W, height: H, data, channels, depth, palette: pal });
   return [
     { name: "rgb", bytes: png(rgb, 3), expect: rgb },
     { name: "rgba", bytes: png(rgba, 4), expect: rgb },
@@ -75,7 +76,9 @@ describe("loadPngFolder", () => {
     expect(ds.classes).toEqual(["ant", "cat", "dog"]);
     expect([ds.name, ds.n, ds.c, ds.h, ds.w]).toEqual(["toy", 18, 3, H, W]);
     expect(Array.from(ds.labels)).toEqual(want.map((x) => x.label));
-    for (let i = 0; i < ds.n; i++) expect(Array.from(ds.images.subarray(i * P * 3, (i + 1) * P * 3))).toEqual(want[i].chw);
+    for (let i = 0; i < ds.n; i++) {
+      expect(Array.from(ds.images.subarray(i * P * 3, (i + 1) * P * 3))).toEqual(want[i].chw);
+    }
   });
 
   it("rejects mixed sizes, empty classes and empty roots", async () => {
@@ -85,7 +88,9 @@ describe("loadPngFolder", () => {
     await writeFile(join(root, "a", "x.png"), encodePng(new Uint8Array(P * 3), W, H));
     await expect(loadPngFolder(root)).rejects.toThrow(`${join(root, "b")}: class folder has no .png files`);
     await writeFile(join(root, "b", "y.png"), encodePng(new Uint8Array(6 * 3), 3, 2));
-    await expect(loadPngFolder(root)).rejects.toThrow(`${join(root, "b", "y.png")}: 3x2 differs from 4x3 of ${join(root, "a", "x.png")}`);
+    await expect(loadPngFolder(root)).rejects.toThrow(
+      `${join(root, "b", "y.png")}: 3x2 differs from 4x3 of ${join(root, "a", "x.png")}`,
+    );
     await expect(loadPngFolder(await tempDir("empty"))).rejects.toThrow(/no class subfolders/);
   });
 });
@@ -95,10 +100,13 @@ describe("imageGridPng", () => {
     // Three 2x3 (h x w) RGB images, each a flat colour per channel; 2 columns → 2 rows.
     const c = 3, h = 2, w = 3, n = 3;
     const images = new Uint8Array(n * c * h * w);
-    for (let i = 0; i < n; i++) for (let k = 0; k < c; k++) images.fill(10 * i + k + 1, (i * c + k) * h * w, (i * c + k + 1) * h * w);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < c; k++) images.fill(10 * i + k + 1, (i * c + k) * h * w, (i * c + k + 1) * h * w);
+    }
     const png = decode(imageGridPng({ images, n, c, h, w }, { cols: 2, borderColor: [255, 0, 255] }));
     expect([png.width, png.height, png.channels]).toEqual([2 * (w + 1) + 1, 2 * (h + 1) + 1, 3]);
-    const at = (x: number, y: number) => Array.from(png.data.subarray((y * png.width + x) * 3, (y * png.width + x) * 3 + 3));
+    const at = (x: number, y: number) =>
+      Array.from(png.data.subarray((y * png.width + x) * 3, (y * png.width + x) * 3 + 3));
     expect(at(0, 0)).toEqual([255, 0, 255]);
     expect(at(1, 1)).toEqual([1, 2, 3]); // image 0, top-left
     expect(at(3, 2)).toEqual([1, 2, 3]); // image 0, bottom-right

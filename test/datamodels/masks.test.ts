@@ -47,7 +47,8 @@ describe("datamodel masks", () => {
     // Consecutive masks are independent: overlap alpha^2 n = 50 per pair on average (sd ~3.5 per pair, ~0.2 for the mean of 400).
     expect(overlap / M).toBeGreaterThan(50 - 3);
     expect(overlap / M).toBeLessThan(50 + 3);
-    const key = (s: number, split: "train" | "heldout", m: number) => Array.from(maskIndices({ n, alpha, seed: s }, split, m)).join(",");
+    const key = (s: number, split: "train" | "heldout", m: number) =>
+      Array.from(maskIndices({ n, alpha, seed: s }, split, m)).join(",");
     expect(key(seed, "train", 0) === key(seed, "heldout", 0)).toBe(false);
     expect(key(seed, "train", 0) === key(seed + 1, "train", 0)).toBe(false);
     expect(key(seed, "train", 0) === key(seed, "train", 1)).toBe(false);

@@ -10,14 +10,17 @@ import { mulberry32, randInt, testSeed } from "../support/rng.ts";
 import { tempDir } from "../support/files.ts";
 import { readdir, rm } from "node:fs/promises";
 
-
 describe("datamodel tiles", () => {
   it("save + load give back every block of the weights and the per-target metadata", async () => {
     const rt = await testRuntime();
     const seed = testSeed("datamodel tiles");
     const rand = mulberry32(seed);
     const n = 45;
-    const fit = await fitDatamodels(rt, syntheticRegression({ n, models: 80, seed }), { penalty: "l1", iterations: 5, seed });
+    const fit = await fitDatamodels(rt, syntheticRegression({ n, models: 80, seed }), {
+      penalty: "l1",
+      iterations: 5,
+      seed,
+    });
     const W = (await rt.read(fit.weights)) as Float32Array;
     const dir = tempDir("test");
     try {
@@ -40,7 +43,18 @@ describe("datamodel tiles", () => {
       assertEqualArrays(meta.lambda, fit.lambda, "lambda");
       assertEqualArrays(meta.heldOutMse, fit.heldOutMse, "heldOutMse");
       await expect(tiles.readBlock(0, n + 1, 0, 1)).rejects.toThrow(/not inside/);
-      await writeBytesAtomic(`${dir}/index.json`, new TextEncoder().encode(JSON.stringify({ format: "datamodel-tiles/1", n, rowsPerFile: 7, files: [{ r0: 0, r1: 7, file: "rows-0000000.safetensors" }], meta: "meta.safetensors" })));
+      await writeBytesAtomic(
+        `${dir}/index.json`,
+        new TextEncoder().encode(
+          JSON.stringify({
+            format: "datamodel-tiles/1",
+            n,
+            rowsPerFile: 7,
+            files: [{ r0: 0, r1: 7, file: "rows-0000000.safetensors" }],
+            meta: "meta.safetensors",
+          }),
+        ),
+      );
       await expect(loadDatamodelTiles(dir)).rejects.toThrow(/cover 7 of 45/);
     } finally {
       fit.weights.release();

@@ -26,7 +26,11 @@ function watched(data: RegressionData) {
   const seen = { calls: 0, maxCount: 0 };
   return {
     seen,
-    data: { n: data.n, models: data.models, rows: (s: number, c: number) => (seen.calls++, (seen.maxCount = Math.max(seen.maxCount, c)), data.rows(s, c)) } as RegressionData,
+    data: {
+      n: data.n,
+      models: data.models,
+      rows: (s: number, c: number) => (seen.calls++, (seen.maxCount = Math.max(seen.maxCount, c)), data.rows(s, c)),
+    } as RegressionData,
   };
 }
 
@@ -47,7 +51,11 @@ describe("datamodels regression", () => {
       const W = await rt.read(fit.weights);
       const truth = syn.denseTruth();
       const corr = correlation(W, truth);
-      console.log(`${penalty}: correlation with the truth ${corr.toFixed(4)}, mean held-out MSE ${(fit.heldOutMse.reduce((a, b) => a + b) / n).toFixed(4)}`);
+      console.log(
+        `${penalty}: correlation with the truth ${corr.toFixed(4)}, mean held-out MSE ${
+          (fit.heldOutMse.reduce((a, b) => a + b) / n).toFixed(4)
+        }`,
+      );
       expect(corr).toBeGreaterThan(0.9);
       for (let i = 0; i < n; i++) {
         expect(W[i * n + i]).toBe(0);
@@ -92,7 +100,9 @@ describe("datamodels regression", () => {
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i * n + j] = i === j ? 0 : exact[j * n + i];
       const scale = Math.max(...want.map(Math.abs));
       const err = assertClose(W, want, { rtol: 2e-3, scale }, `${penalty} weights vs exact solve`);
-      console.log(`${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`);
+      console.log(
+        `${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`,
+      );
       if (penalty === "l2") {
         // The other ridge solver (accelerated proximal gradient) reaches the same solution.
         const apg = await fitDatamodels(rt, data, { ...opts, ridgeSolver: "apg" });
@@ -103,7 +113,12 @@ describe("datamodels regression", () => {
       const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, tolerance: 0, batchRows: 40, seed };
       const [g, c] = [await fitDatamodels(rt, data, short), await fitDatamodelsRef(data, short)];
       const gw = await rt.read(g.weights);
-      assertClose(gw, c.weights, { rtol: 1e-3, scale: Math.max(...c.weights.map(Math.abs)) }, `${penalty} weights vs float64 twin`);
+      assertClose(
+        gw,
+        c.weights,
+        { rtol: 1e-3, scale: Math.max(...c.weights.map(Math.abs)) },
+        `${penalty} weights vs float64 twin`,
+      );
       assertClose(g.bias, c.bias, { rtol: 1e-3 }, `${penalty} bias vs float64 twin`);
       assertClose(g.heldOutMse, c.heldOutMse, { rtol: 1e-3, scale: 0.01 }, `${penalty} held-out MSE vs float64 twin`);
       fit.weights.release();
@@ -136,13 +151,19 @@ describe("datamodels regression", () => {
     b.weights.release();
     await expect(fitDatamodels(rt, data, { heldOut: 119 })).rejects.toThrow(/heldOut/);
     await expect(fitDatamodels(rt, data, { lambdas: [1, -1] })).rejects.toThrow(/lambdas/);
-    const short = { ...data, rows: async (s: number, c: number) => ({ ...(await data.rows(s, c)), Y: new Float32Array(1) }) };
+    const short = {
+      ...data,
+      rows: async (s: number, c: number) => ({ ...(await data.rows(s, c)), Y: new Float32Array(1) }),
+    };
     await expect(fitDatamodels(rt, short, {})).rejects.toThrow(/margin values/);
-    const nan = { ...data, rows: async (s: number, c: number) => {
-      const b = await data.rows(s, c);
-      if (s + c > 50) b.Y[b.Y.length - 1] = NaN;
-      return b;
-    } };
+    const nan = {
+      ...data,
+      rows: async (s: number, c: number) => {
+        const b = await data.rows(s, c);
+        if (s + c > 50) b.Y[b.Y.length - 1] = NaN;
+        return b;
+      },
+    };
     await expect(fitDatamodels(rt, nan, { batchRows: 8 })).rejects.toThrow(/is NaN/);
   });
 });

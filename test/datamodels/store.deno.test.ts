@@ -7,7 +7,6 @@ import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
 import { tempDir } from "../support/files.ts";
 import { rm } from "node:fs/promises";
 
-
 describe("datamodels store", () => {
   it("appends margins, survives a torn record, serves rows with regenerated masks", async () => {
     const seed = testSeed("datamodels store");
@@ -22,8 +21,11 @@ describe("datamodels store", () => {
       await store.append("train", m, rec.subarray(0, spec.n), rec.subarray(spec.n));
     }
     await store.append("heldout", 0, randomF32(rand, spec.n), randomF32(rand, spec.targets));
-    await expect(store.append("train", 1, new Float32Array(spec.n), new Float32Array(spec.targets))).rejects.toThrow(/already stored/);
-    await expect(store.append("train", 9, new Float32Array(spec.n).fill(NaN), new Float32Array(spec.targets))).rejects.toThrow(/non-finite/);
+    await expect(store.append("train", 1, new Float32Array(spec.n), new Float32Array(spec.targets))).rejects.toThrow(
+      /already stored/,
+    );
+    await expect(store.append("train", 9, new Float32Array(spec.n).fill(NaN), new Float32Array(spec.targets))).rejects
+      .toThrow(/non-finite/);
     // an interrupted append: half a record and no index entry
     await appendBytes(`${dir}/train.margins`, new Uint8Array(50));
     const again = await DatamodelStore.openExisting(dir);
@@ -34,13 +36,17 @@ describe("datamodels store", () => {
     const { X, Y } = await again.rows(1, 3);
     [1, 3, 2].forEach((m, r) => {
       expect(Array.from(X.subarray(r * spec.n, (r + 1) * spec.n))).toEqual(Array.from(maskBits(spec, "train", m)));
-      expect(Array.from(Y.subarray(r * spec.n, (r + 1) * spec.n))).toEqual(Array.from(written[r + 1].subarray(0, spec.n)));
+      expect(Array.from(Y.subarray(r * spec.n, (r + 1) * spec.n))).toEqual(
+        Array.from(written[r + 1].subarray(0, spec.n)),
+      );
     });
     const rec = await again.records("train", 3, 1);
     expect(Array.from(rec.margins)).toEqual(Array.from(written[3]));
     await expect(again.rows(2, 3)).rejects.toThrow(/out of/);
     await expect(DatamodelStore.open(dir, { ...spec, alpha: 0.3 })).rejects.toThrow(/different datamodels job/);
-    await expect(DatamodelStore.open(dir, { ...spec, job: { data: "y", recipe: { epochs: 2 } } })).rejects.toThrow(/different datamodels job/);
+    await expect(DatamodelStore.open(dir, { ...spec, job: { data: "y", recipe: { epochs: 2 } } })).rejects.toThrow(
+      /different datamodels job/,
+    );
     await rm(dir, { recursive: true, force: true });
   });
 });

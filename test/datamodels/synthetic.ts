@@ -15,7 +15,18 @@ export interface SyntheticRegression extends RegressionData {
  * (an example's own inclusion moves its margin most, as in real datamodels). Every row is a pure
  * function of (seed, row), so rows() regenerates any batch without storing models x n.
  */
-export function syntheticRegression(o: { n: number; models: number; support?: number; alpha?: number; effect?: number; selfEffect?: number; noise?: number; seed: number }): SyntheticRegression {
+export function syntheticRegression(
+  o: {
+    n: number;
+    models: number;
+    support?: number;
+    alpha?: number;
+    effect?: number;
+    selfEffect?: number;
+    noise?: number;
+    seed: number;
+  },
+): SyntheticRegression {
   const { n, models, seed } = o;
   const support = Math.min(o.support ?? 5, n - 1);
   const alpha = o.alpha ?? 0.5;
@@ -33,7 +44,12 @@ export function syntheticRegression(o: { n: number; models: number; support?: nu
     }
     const c = [i, ...picked];
     cols.push(Int32Array.from(c));
-    vals.push(Float64Array.from(c, (j) => (j === i ? o.selfEffect ?? 2 * effect : (rand() < 0.5 ? -1 : 1) * effect * (0.5 + rand()))));
+    vals.push(
+      Float64Array.from(
+        c,
+        (j) => (j === i ? o.selfEffect ?? 2 * effect : (rand() < 0.5 ? -1 : 1) * effect * (0.5 + rand())),
+      ),
+    );
     bias[i] = rand() - 0.5;
   }
   return {
@@ -41,7 +57,9 @@ export function syntheticRegression(o: { n: number; models: number; support?: nu
     models,
     truth: { cols, vals, bias },
     async rows(start, count) {
-      if (start < 0 || count < 0 || start + count > models) throw new Error(`rows(${start}, ${count}) outside [0, ${models})`);
+      if (start < 0 || count < 0 || start + count > models) {
+        throw new Error(`rows(${start}, ${count}) outside [0, ${models})`);
+      }
       const X = new Uint8Array(count * n);
       const Y = new Float32Array(count * n);
       for (let r = 0; r < count; r++) {

@@ -15,8 +15,12 @@ describe("detect end to end", () => {
     const cache = tempDir("test");
     const r = await runDetect(rt, { train: 2000, test: 2000, seed, cache, models: 2 });
     const s = r.summary;
-    console.log(`detect e2e: auroc ${s.auroc?.toFixed(3)}, recall@budget ${s.recall_at_budget?.toFixed(2)}, ASR ${s.asr_before?.toFixed(2)} -> ${s.asr_after?.toFixed(2)}, ` +
-      `clean ${s.clean_acc_before.toFixed(3)} -> ${s.clean_acc_after.toFixed(3)}, ${s.seconds.toFixed(0)} s`);
+    console.log(
+      `detect e2e: auroc ${s.auroc?.toFixed(3)}, recall@budget ${s.recall_at_budget?.toFixed(2)}, ASR ${
+        s.asr_before?.toFixed(2)
+      } -> ${s.asr_after?.toFixed(2)}, ` +
+        `clean ${s.clean_acc_before.toFixed(3)} -> ${s.clean_acc_after.toFixed(3)}, ${s.seconds.toFixed(0)} s`,
+    );
     expect(s.poisoned!.length).toBe(100);
     expect(s.asr_before!).toBeGreaterThan(0.5); // the backdoor was learned, so there is something to find
     expect(s.auroc!).toBeGreaterThan(0.85);

@@ -12,8 +12,13 @@ describe("detection metrics", () => {
     const s = Array.from({ length: 60 }, () => Math.round(rand() * 20));
     const t = s.map(() => rand() < 0.3);
     let wins = 0, pairs = 0;
-    for (let i = 0; i < s.length; i++) for (let j = 0; j < s.length; j++) {
-      if (t[i] && !t[j]) { pairs++; wins += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0; }
+    for (let i = 0; i < s.length; i++) {
+      for (let j = 0; j < s.length; j++) {
+        if (t[i] && !t[j]) {
+          pairs++;
+          wins += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+        }
+      }
     }
     expect(Math.abs(auroc(s, t) - wins / pairs)).toBeLessThan(1e-12);
   });
@@ -32,7 +37,10 @@ describe("detection metrics", () => {
   it("the frequency budget takes every plateau at or above a quarter of the top score, at most n/5", () => {
     const rand = mulberry32(testSeed("frequency budget"));
     // Plateaus as the search leaves them: two poison groups around a clean block, then the noise floor.
-    const scores = Array.from({ length: 1000 }, (_, i) => (i < 20 ? 1 : i < 60 ? 0.6 : i < 90 ? 0.3 + 0.01 * rand() : 0.2 * rand()));
+    const scores = Array.from(
+      { length: 1000 },
+      (_, i) => (i < 20 ? 1 : i < 60 ? 0.6 : i < 90 ? 0.3 + 0.01 * rand() : 0.2 * rand()),
+    );
     const shuffled = scores.map((v, i) => [v, i] as const).sort(() => rand() - 0.5).map(([v]) => v);
     expect(frequencyBudget(shuffled)).toBe(90);
     expect(frequencyBudget(shuffled, { fraction: 0.5 })).toBe(60);

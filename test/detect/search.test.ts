@@ -1,7 +1,16 @@
 // CPU tests of the local search's float64 reference (src/detect/search.ts): exhaustive optimum on tiny
 // matrices, the exact swap gain, a planted block, and the dense spectral score.
 import { describe, expect, it } from "vitest";
-import { centredObjective, defaultSizes, denseCpuBackend, exhaustiveBest, localSearch, maxSumSearch, startSet, topK } from "../../src/detect/search.ts";
+import {
+  centredObjective,
+  defaultSizes,
+  denseCpuBackend,
+  exhaustiveBest,
+  localSearch,
+  maxSumSearch,
+  startSet,
+  topK,
+} from "../../src/detect/search.ts";
 import { spectralDense } from "../../src/detect/spectral.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
 import { planted, precision, randomDense } from "./fixtures.ts";
@@ -108,7 +117,11 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
     // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
     const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
     const prec = precision(Array.from(best.members), p.block);
-    console.log(`[planted cpu] best size-20 selection precision = ${prec}; score top-20 precision = ${precision(topK(res.scores, 20), p.block)}`);
+    console.log(
+      `[planted cpu] best size-20 selection precision = ${prec}; score top-20 precision = ${
+        precision(topK(res.scores, 20), p.block)
+      }`,
+    );
     expect(prec).toBeGreaterThanOrEqual(0.9);
   });
 
@@ -117,7 +130,9 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
     const p = planted(seed);
     const res = spectralDense(p.A, p.n);
     const prec = precision(topK(res.scores, 20), p.block);
-    console.log(`[spectral cpu] precision@20 = ${prec}, eigenvalue ${res.eigenvalue.toFixed(2)}, ${res.iterations} steps`);
+    console.log(
+      `[spectral cpu] precision@20 = ${prec}, eigenvalue ${res.eigenvalue.toFixed(2)}, ${res.iterations} steps`,
+    );
     expect(prec).toBeGreaterThanOrEqual(0.9);
     expect(precision(topK(res.vector, 20), p.block)).toBeGreaterThanOrEqual(0.9);
   });

@@ -21,7 +21,15 @@ describe("batch", () => {
         for (const aug of [{ pad: 0, flip: false }, { pad: Math.min(4, h - 1), flip: true }]) {
           const size = randInt(rand, 1, n - 1);
           const start = randInt(rand, 0, n - size);
-          const spec = { start, size, mean: [0.4, 0.5, 0.45], std: [0.25, 0.2, 0.3], seed: randInt(rand, 0, 1e9), stream: 3, ...aug };
+          const spec = {
+            start,
+            size,
+            mean: [0.4, 0.5, 0.45],
+            std: [0.25, 0.2, 0.3],
+            seed: randInt(rand, 0, 1e9),
+            stream: 3,
+            ...aug,
+          };
           const { x, y } = assembleBatch(rt, ds, { ...spec, order: orderT });
           const [xg, yg] = await rt.readMany([x, y]);
           const ref = assembleBatchRef(images, labels, c, h, w, order, spec);

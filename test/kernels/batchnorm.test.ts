@@ -45,7 +45,12 @@ describe("batchnorm", () => {
       bn.batchNormOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`batchnorm ${v.name}`));
-      const shapes = [[3, 2, 7, 5], [2, 4, 16, 9], [4, 2, 1, 1], [randInt(rand, 1, 5), randInt(rand, 1, 4), randInt(rand, 1, 9), randInt(rand, 2, 9)]];
+      const shapes = [[3, 2, 7, 5], [2, 4, 16, 9], [4, 2, 1, 1], [
+        randInt(rand, 1, 5),
+        randInt(rand, 1, 4),
+        randInt(rand, 1, 9),
+        randInt(rand, 2, 9),
+      ]];
       for (const shape of shapes) {
         const C = shape[0];
         const L = size(shape) / C;
@@ -66,7 +71,15 @@ describe("batchnorm", () => {
         const yEval = bn.batchNormEval(rt, x, gamma, beta, state); // after the update: uses the new running stats
         const grads = bn.batchNormBackward(rt, x, dy, gamma, fwd);
         const [y, mean, invstd, rm, rv, ye, dx, dgamma, dbeta] = await rt.readMany([
-          fwd.y, fwd.mean, fwd.invstd, state.runningMean, state.runningVar, yEval, grads.dx, grads.dgamma, grads.dbeta,
+          fwd.y,
+          fwd.mean,
+          fwd.invstd,
+          state.runningMean,
+          state.runningVar,
+          yEval,
+          grads.dx,
+          grads.dgamma,
+          grads.dbeta,
         ]);
 
         const want = bn.batchNormTrainRef(xData, gData, bData, rmData, rvData, C, L);
@@ -82,7 +95,21 @@ describe("batchnorm", () => {
         assertClose(dx, wantGrad.dx, { rtol: RTOL, scale: S }, `dx ${what}`);
         assertClose(dgamma, wantGrad.dgamma, { rtol: RTOL, scale: Math.sqrt(L) }, `dgamma ${what}`);
         assertClose(dbeta, wantGrad.dbeta, { rtol: RTOL, scale: Math.sqrt(L) }, `dbeta ${what}`);
-        [x, gamma, beta, dy, state.runningMean, state.runningVar, fwd.y, fwd.mean, fwd.invstd, yEval, grads.dx, grads.dgamma, grads.dbeta].forEach((t) => t.release());
+        [
+          x,
+          gamma,
+          beta,
+          dy,
+          state.runningMean,
+          state.runningVar,
+          fwd.y,
+          fwd.mean,
+          fwd.invstd,
+          yEval,
+          grads.dx,
+          grads.dgamma,
+          grads.dbeta,
+        ].forEach((t) => t.release());
       }
     });
   }
@@ -130,7 +157,10 @@ describe("batchnorm", () => {
       const zero = new Float64Array(C);
       const loss = () => dot(r, bn.batchNormTrainRef(x, gamma, beta, zero, zero, C, L).y);
       const an = bn.batchNormBackwardRef(x, r, gamma, C, L);
-      fdCheck(rand, loss, [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]], `[${shape}]`, { h: FD_H, rtol: FD_RTOL });
+      fdCheck(rand, loss, [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]], `[${shape}]`, {
+        h: FD_H,
+        rtol: FD_RTOL,
+      });
     }
   });
 });

@@ -36,7 +36,13 @@ describe("conv2d", () => {
         { C: 3, N: 2, H: 7, W: 5, O: 4 },
         // big enough that matmul copies transposed operands and takes its fast paths
         { C: 8, N: 3, H: 12, W: 10, O: 16 },
-        { C: randInt(rand, 1, 5), N: randInt(rand, 1, 3), H: randInt(rand, 3, 9), W: randInt(rand, 3, 9), O: randInt(rand, 1, 6) },
+        {
+          C: randInt(rand, 1, 5),
+          N: randInt(rand, 1, 3),
+          H: randInt(rand, 3, 9),
+          W: randInt(rand, 3, 9),
+          O: randInt(rand, 1, 6),
+        },
       ];
       for (const s of shapesList) {
         for (const g of GEOMS) {
@@ -65,7 +71,17 @@ describe("conv2d", () => {
           expect(noDx.dx).toBe(undefined);
           expect(y.shape).toEqual([s.O, s.N, OH, OW]);
           expect(grads.dw.shape).toEqual([s.O, K]);
-          const [gCols, gColsT, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw]);
+          const [gCols, gColsT, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([
+            cols,
+            colsT,
+            dx0,
+            y,
+            yNoBias,
+            grads.dw,
+            grads.db,
+            grads.dx!,
+            noDx.dw,
+          ]);
 
           const wantCols = cv.im2colRef(xData, s, g);
           assertEqualArrays(gCols, wantCols, `im2col ${what}`); // a copy: exact
@@ -73,14 +89,21 @@ describe("conv2d", () => {
           assertClose(gDx0, cv.col2imRef(dcolsData, s, g), { rtol: RTOL, scale: 1 }, `col2im ${what}`);
           const sk = Math.sqrt(K);
           assertClose(gY, cv.conv2dRef(xData, wData, bData, s, g), { rtol: RTOL, scale: sk }, `forward ${what}`);
-          assertClose(gYnb, cv.conv2dRef(xData, wData, undefined, s, g), { rtol: RTOL, scale: sk }, `forward, no bias ${what}`);
+          assertClose(
+            gYnb,
+            cv.conv2dRef(xData, wData, undefined, s, g),
+            { rtol: RTOL, scale: sk },
+            `forward, no bias ${what}`,
+          );
           const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
           assertClose(gDw, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw ${what}`);
           assertClose(gDw2, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw (needDx false) ${what}`);
           assertClose(gDb, want.db, { rtol: RTOL, scale: Math.sqrt(P) }, `db ${what}`);
           assertClose(gDx, want.dx, { rtol: RTOL, scale: Math.sqrt(s.O * g.kh * g.kw) }, `dx ${what}`);
 
-          [x, w, b, dy, dcols, cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((t) => t.release());
+          [x, w, b, dy, dcols, cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((
+            t,
+          ) => t.release());
         }
       }
     });
@@ -97,7 +120,9 @@ describe("conv2d", () => {
     const dyData = randomF32(rand, s.O * s.N * OH * OW);
     const x = rt.upload(xData, [s.C, s.N, s.H, s.W]);
     const cols = cv.im2col(rt, x, g);
-    const grads = cv.conv2dBackward(rt, x, rt.upload(wData, [s.O, s.C * 9]), rt.upload(dyData, [s.O, s.N, OH, OW]), g, { cols });
+    const grads = cv.conv2dBackward(rt, x, rt.upload(wData, [s.O, s.C * 9]), rt.upload(dyData, [s.O, s.N, OH, OW]), g, {
+      cols,
+    });
     expect(cols.released).toBe(false);
     const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
     const [dw, dx] = await rt.readMany([grads.dw, grads.dx!]);
@@ -116,7 +141,11 @@ describe("conv2d", () => {
       const r = Float64Array.from(randomF32(rand, s.O * s.N * OH * OW)); // loss = <r, y>, so dy = r
       const loss = () => dot(r, cv.conv2dRef(x, w, b, s, g));
       const an = cv.conv2dBackwardRef(x, w, r, s, g);
-      fdCheck(rand, loss, [["x", x, an.dx], ["w", w, an.dw], ["b", b, an.db]], show(g), { h: FD_H, rtol: FD_RTOL, probes: 6 });
+      fdCheck(rand, loss, [["x", x, an.dx], ["w", w, an.dw], ["b", b, an.db]], show(g), {
+        h: FD_H,
+        rtol: FD_RTOL,
+        probes: 6,
+      });
     }
   });
 
@@ -125,7 +154,9 @@ describe("conv2d", () => {
     const x = rt.upload(new Float32Array(2 * 1 * 2 * 2), [2, 1, 2, 2]);
     expect(() => cv.im2col(rt, x, { kh: 3, kw: 3, stride: 1, pad: 0 })).toThrow(/does not fit/);
     expect(() => cv.im2col(rt, x, { kh: 3, kw: 3, stride: 0, pad: 1 })).toThrow(/bad geometry/);
-    expect(() => cv.conv2dForward(rt, x, rt.upload(new Float32Array(5), [1, 5]), undefined, { kh: 1, kw: 1, stride: 1, pad: 0 })).toThrow(/weight/);
+    expect(() =>
+      cv.conv2dForward(rt, x, rt.upload(new Float32Array(5), [1, 5]), undefined, { kh: 1, kw: 1, stride: 1, pad: 0 })
+    ).toThrow(/weight/);
     x.release();
   });
 });

@@ -23,12 +23,24 @@ describe("elementwise", () => {
         const b = rt.upload(bData, [rows, cols]);
         const row = rt.upload(rowData, [cols]);
         const outs = [
-          ew.add(rt, a, b), ew.add(rt, a, row), ew.mul(rt, a, b), ew.mul(rt, a, row),
-          ew.axpy(rt, alpha, a, b), ew.scale(rt, a, alpha), ew.relu(rt, a), ew.reluGrad(rt, a, b),
+          ew.add(rt, a, b),
+          ew.add(rt, a, row),
+          ew.mul(rt, a, b),
+          ew.mul(rt, a, row),
+          ew.axpy(rt, alpha, a, b),
+          ew.scale(rt, a, alpha),
+          ew.relu(rt, a),
+          ew.reluGrad(rt, a, b),
         ];
         const wants = [
-          ew.addRef(aData, bData), ew.addRef(aData, rowData), ew.mulRef(aData, bData), ew.mulRef(aData, rowData),
-          ew.axpyRef(alpha, aData, bData), ew.scaleRef(aData, alpha), ew.reluRef(aData), ew.reluGradRef(aData, bData),
+          ew.addRef(aData, bData),
+          ew.addRef(aData, rowData),
+          ew.mulRef(aData, bData),
+          ew.mulRef(aData, rowData),
+          ew.axpyRef(alpha, aData, bData),
+          ew.scaleRef(aData, alpha),
+          ew.reluRef(aData),
+          ew.reluGradRef(aData, bData),
         ];
         const got = await rt.readMany(outs);
         got.forEach((g, i) => assertClose(g, wants[i], { rtol: RTOL, scale: 1 }, `op ${i} at [${rows}, ${cols}]`));
@@ -49,6 +61,8 @@ describe("elementwise", () => {
 
   it("rejects a broadcast that does not divide", async () => {
     const rt = await testRuntime();
-    expect(() => ew.add(rt, rt.upload(new Float32Array(10), [10]), rt.upload(new Float32Array(3), [3]))).toThrow(/does not divide/);
+    expect(() => ew.add(rt, rt.upload(new Float32Array(10), [10]), rt.upload(new Float32Array(3), [3]))).toThrow(
+      /does not divide/,
+    );
   });
 });

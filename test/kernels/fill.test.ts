@@ -11,7 +11,11 @@ describe("fill", () => {
       const rand = mulberry32(testSeed(`fill ${v.name}`));
       const n = randInt(rand, 1, 100000);
       const value = Math.fround(rand() * 200 - 100);
-      const [f, u, i] = await rt.readMany([full(rt, [n], value), full(rt, [n], 4000000000, "u32"), full(rt, [3, 5], -7, "i32")]);
+      const [f, u, i] = await rt.readMany([
+        full(rt, [n], value),
+        full(rt, [n], 4000000000, "u32"),
+        full(rt, [3, 5], -7, "i32"),
+      ]);
       expect(f.every((x) => x === value)).toBe(true);
       expect(u.every((x) => x === 4000000000)).toBe(true);
       expect(Array.from(i)).toEqual(new Array(15).fill(-7));

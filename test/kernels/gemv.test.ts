@@ -20,16 +20,28 @@ describe("gemv", () => {
         const xd = randomF32(rand, inLen + xo);
         const x = rt.upload(xd, [inLen + xo]);
         const want = gemvRef(Md, rows, cols, xd.subarray(xo), trans);
-        const entries = trans ? [undefined] : cols % 4 === 0 ? (["rows_wg", "rows_thread", "rows_thread4"] as const) : (["rows_wg", "rows_thread"] as const);
+        const entries = trans
+          ? [undefined]
+          : cols % 4 === 0
+          ? (["rows_wg", "rows_thread", "rows_thread4"] as const)
+          : (["rows_wg", "rows_thread"] as const);
         for (const entry of entries) {
           const y = gemv(rt, M, x, { trans, xOffset: xo, entry });
-          assertClose(await rt.read(y), want, { rtol: 1e-5, scale: Math.sqrt(inLen) }, `gemv [${rows}, ${cols}]${trans ? "ᵀ" : ""} ${entry ?? ""}`);
+          assertClose(
+            await rt.read(y),
+            want,
+            { rtol: 1e-5, scale: Math.sqrt(inLen) },
+            `gemv [${rows}, ${cols}]${trans ? "ᵀ" : ""} ${entry ?? ""}`,
+          );
           // beta = 1 into an offset slice
           const y2d = randomF32(rand, outLen + 2);
           const y2 = rt.upload(y2d, [outLen + 2]);
           gemv(rt, M, x, { trans, xOffset: xo, out: y2, outOffset: 2, beta: 1, entry });
           const got = await rt.read(y2);
-          assertClose(got.subarray(2), Float64Array.from(want, (v, i) => v + y2d[i + 2]), { rtol: 1e-5, scale: Math.sqrt(inLen) }, "gemv beta");
+          assertClose(got.subarray(2), Float64Array.from(want, (v, i) => v + y2d[i + 2]), {
+            rtol: 1e-5,
+            scale: Math.sqrt(inLen),
+          }, "gemv beta");
           expect(got[0]).toBe(y2d[0]);
           y.release();
           y2.release();

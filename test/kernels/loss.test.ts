@@ -20,7 +20,14 @@ describe("loss", () => {
         const labels = rt.upload(y, [B]);
         const ce = crossEntropy(rt, logits, labels, { eps, gradScale: 1 / B });
         const mg = margin(rt, logits, labels);
-        const [cv, cg, mv, mgr, cc, mc] = await rt.readMany([ce.value, ce.dlogits, mg.value, mg.dlogits, ce.correct, mg.correct]);
+        const [cv, cg, mv, mgr, cc, mc] = await rt.readMany([
+          ce.value,
+          ce.dlogits,
+          mg.value,
+          mg.dlogits,
+          ce.correct,
+          mg.correct,
+        ]);
         const correct = Array.from({ length: B }, (_, i) => {
           let best = 0;
           for (let c = 1; c < K; c++) if (z[c * B + i] > z[best * B + i]) best = c;
@@ -43,7 +50,12 @@ describe("loss", () => {
     const K = 5, B = 3, h = 1e-6;
     const z = Array.from({ length: K * B }, () => rand() * 6 - 3);
     const y = [0, 4, 2];
-    for (const [f, name] of [[(l: number[]) => crossEntropyRef(l, y, K, B, 0.1), "ce"], [(l: number[]) => marginRef(l, y, K, B), "margin"]] as const) {
+    for (
+      const [f, name] of [[(l: number[]) => crossEntropyRef(l, y, K, B, 0.1), "ce"], [
+        (l: number[]) => marginRef(l, y, K, B),
+        "margin",
+      ]] as const
+    ) {
       const g = f(z).dlogits;
       for (let j = 0; j < K * B; j++) {
         const up = [...z], dn = [...z];
@@ -59,6 +71,8 @@ describe("loss", () => {
 
   it("rejects labels of the wrong length", async () => {
     const rt = await testRuntime();
-    expect(() => margin(rt, rt.upload(new Float32Array(6), [3, 2]), rt.upload(new Uint32Array(3), [3]))).toThrow(/labels must be u32/);
+    expect(() => margin(rt, rt.upload(new Float32Array(6), [3, 2]), rt.upload(new Uint32Array(3), [3]))).toThrow(
+      /labels must be u32/,
+    );
   });
 });

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { chooseVariant, matmul, matmulOp, matmulProblem, matmulRef, type MatmulTile, type MatmulVariant } from "../../kernels/matmul.ts";
+import {
+  chooseVariant,
+  matmul,
+  matmulOp,
+  matmulProblem,
+  matmulRef,
+  type MatmulTile,
+  type MatmulVariant,
+} from "../../kernels/matmul.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
@@ -32,7 +40,12 @@ async function check(v: MatmulVariant, tile: MatmulTile, c: Case, rand: () => nu
   const got = await rt.read(out);
   const want = matmulRef(aData, bData, { ...c, batch: Math.max(ba, bb), broadcastA: ba === 1, broadcastB: bb === 1 });
   [a, b, out].forEach((t) => t.release());
-  return assertClose(got, want, { rtol: RTOL, scale: Math.sqrt(c.K) }, `${v.name} ${JSON.stringify(c)} tile ${JSON.stringify(tile)}`);
+  return assertClose(
+    got,
+    want,
+    { rtol: RTOL, scale: Math.sqrt(c.K) },
+    `${v.name} ${JSON.stringify(c)} tile ${JSON.stringify(tile)}`,
+  );
 }
 
 /** Shapes a variant must handle: anything for checked ones; multiples of the tile for exact-fit ones. */
@@ -58,16 +71,29 @@ function casesFor(v: MatmulVariant, tile: MatmulTile, rand: () => number): Case[
   function randInt(lo: number, hi: number) {
     return lo + Math.floor(rand() * (hi - lo + 1));
   }
-  const cases = odd.filter((c) => v.supports({ ...c, batch: Math.max(c.batchA ?? 1, c.batchB ?? 1), transA: !!c.transA, transB: !!c.transB }, tile));
+  const cases = odd.filter((c) =>
+    v.supports({ ...c, batch: Math.max(c.batchA ?? 1, c.batchB ?? 1), transA: !!c.transA, transB: !!c.transB }, tile)
+  );
   // Multiples of the tile, for exact-fit variants (and as extra coverage for checked ones).
   const tm = (tile.TM ?? 1) * (tile.WG_Y ?? 1);
   const tn = (tile.TN ?? (tile.TV ? 4 * tile.TV : 1)) * (tile.WG_X ?? 1);
   const tk = 4;
   for (const [m, n, k] of [[1, 1, 1], [2, 3, 5], [3, 1, 7]]) {
-    const base = [{ M: m * tm, N: n * tn, K: k * tk }, { M: m * tm, N: n * tn, K: k * tk, batchA: 2, batchB: 2 }] as Case[];
+    const base = [{ M: m * tm, N: n * tn, K: k * tk }, {
+      M: m * tm,
+      N: n * tn,
+      K: k * tk,
+      batchA: 2,
+      batchB: 2,
+    }] as Case[];
     for (const c of [...base, ...base.map((c) => ({ ...c, transB: true }))]) {
       const bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
-      const p = matmulProblem(c.batchA ? [2, c.M, c.K] : [c.M, c.K], c.batchB ? [2, ...bShape] : bShape, false, !!c.transB);
+      const p = matmulProblem(
+        c.batchA ? [2, c.M, c.K] : [c.M, c.K],
+        c.batchB ? [2, ...bShape] : bShape,
+        false,
+        !!c.transB,
+      );
       if (v.supports(p, tile)) cases.push(c);
     }
   }
@@ -118,7 +144,10 @@ describe("matmul", () => {
     const before = rt.stats.dispatches;
     const out = matmul(rt, a, b, { transB: true });
     expect(rt.stats.dispatches - before).toBe(2); // main pass + reduce; no transpose
-    assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K, transB: true }), { rtol: RTOL, scale: Math.sqrt(K) });
+    assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K, transB: true }), {
+      rtol: RTOL,
+      scale: Math.sqrt(K),
+    });
     [a, b, out].forEach((t) => t.release());
   });
 });

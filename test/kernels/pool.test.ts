@@ -16,14 +16,18 @@ const FD_RTOL = 1e-5;
 
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-
 describe("pool", () => {
   for (const v of pl.poolOp.variants) {
     it(`${v.name}: 2x2 max pool and global avg/max pools, forward and backward, match the float64 twins`, async () => {
       pl.poolOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`pool ${v.name}`));
-      const shapes = [[3, 2, 7, 5], [2, 3, 4, 6], [1, 1, 2, 2], [1, 1, 3, 3], [4, 2, 1, 1], [randInt(rand, 1, 6), randInt(rand, 1, 4), randInt(rand, 2, 17), randInt(rand, 2, 17)]];
+      const shapes = [[3, 2, 7, 5], [2, 3, 4, 6], [1, 1, 2, 2], [1, 1, 3, 3], [4, 2, 1, 1], [
+        randInt(rand, 1, 6),
+        randInt(rand, 1, 4),
+        randInt(rand, 2, 17),
+        randInt(rand, 2, 17),
+      ]];
       for (const shape of shapes) {
         const [C, N, H, W] = shape;
         const what = `[${shape}]`;
@@ -36,7 +40,9 @@ describe("pool", () => {
         const gmax = pl.globalMaxPool(rt, x);
         const gmaxDx = pl.globalMaxPoolBackward(rt, gdy, gmax.idx, shape);
         const outs = [avg, avgDx, gmax.y, gmax.idx, gmaxDx];
-        let mp: { y: ArrayLike<number>; idx: ArrayLike<number>; dx: ArrayLike<number>; dyData: Float32Array } | undefined;
+        let mp:
+          | { y: ArrayLike<number>; idx: ArrayLike<number>; dx: ArrayLike<number>; dyData: Float32Array }
+          | undefined;
         if (H >= 2 && W >= 2) {
           const m = pl.maxPool2x2(rt, x);
           expect(m.y.shape).toEqual([C, N, H >> 1, W >> 1]);
@@ -90,12 +96,27 @@ describe("pool", () => {
       const [C, N, H, W] = shape;
       const x = Float64Array.from(randomF32(rand, size(shape)));
       const rMax = Float64Array.from(randomF32(rand, C * N * (H >> 1) * (W >> 1)));
-      fdCheck(rand, () => dot(rMax, pl.maxPool2x2Ref(x, shape).y), [["x", x, pl.maxPool2x2BackwardRef(x, rMax, shape)]], `maxpool [${shape}]`, { h: FD_H, rtol: FD_RTOL });
+      fdCheck(
+        rand,
+        () => dot(rMax, pl.maxPool2x2Ref(x, shape).y),
+        [["x", x, pl.maxPool2x2BackwardRef(x, rMax, shape)]],
+        `maxpool [${shape}]`,
+        { h: FD_H, rtol: FD_RTOL },
+      );
       const r = Float64Array.from(randomF32(rand, C * N));
-      fdCheck(rand, () => dot(r, pl.globalAvgPoolRef(x, shape)), [["x", x, pl.globalAvgPoolBackwardRef(r, shape)]], `global avg [${shape}]`, { h: FD_H, rtol: FD_RTOL });
+      fdCheck(
+        rand,
+        () => dot(r, pl.globalAvgPoolRef(x, shape)),
+        [["x", x, pl.globalAvgPoolBackwardRef(r, shape)]],
+        `global avg [${shape}]`,
+        { h: FD_H, rtol: FD_RTOL },
+      );
       // Random entries are mostly not a plane's maximum (zero gradient): also probe each maximum.
       const gmax = pl.globalMaxPoolBackwardRef(x, r, shape);
-      fdCheck(rand, () => dot(r, pl.globalMaxPoolRef(x, shape).y), [["x", x, gmax]], `global max [${shape}]`, { h: FD_H, rtol: FD_RTOL });
+      fdCheck(rand, () => dot(r, pl.globalMaxPoolRef(x, shape).y), [["x", x, gmax]], `global max [${shape}]`, {
+        h: FD_H,
+        rtol: FD_RTOL,
+      });
       const { idx } = pl.globalMaxPoolRef(x, shape);
       for (let p = 0; p < C * N; p++) {
         const j = p * H * W + idx[p];

@@ -1,5 +1,12 @@
 import { describe, it } from "vitest";
-import { accumulateRows, generateR, projectDense, projectDenseRef, projectionMatrixRef, projectPlan } from "../../kernels/project.ts";
+import {
+  accumulateRows,
+  generateR,
+  projectDense,
+  projectDenseRef,
+  projectionMatrixRef,
+  projectPlan,
+} from "../../kernels/project.ts";
 import { fill } from "../../kernels/fill.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";

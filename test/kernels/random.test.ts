@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { random, randomOp, randomRef, type Distribution } from "../../kernels/random.ts";
+import { type Distribution, random, randomOp, randomRef } from "../../kernels/random.ts";
 import { assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";
@@ -12,7 +12,11 @@ describe("random", () => {
       const rand = mulberry32(testSeed(`random ${v.name}`));
       for (const dist of ["uniform", "normal", "sign"] as Distribution[]) {
         const n = randInt(rand, 1, 5000);
-        const opts = { seed: randInt(rand, 0, 2 ** 32 - 1), stream: randInt(rand, 0, 1000), offset: randInt(rand, 0, 2 ** 31) };
+        const opts = {
+          seed: randInt(rand, 0, 2 ** 32 - 1),
+          stream: randInt(rand, 0, 1000),
+          offset: randInt(rand, 0, 2 ** 31),
+        };
         const got = await rt.read(random(rt, [n], dist, opts));
         assertEqualArrays(got, randomRef(n, dist, opts), `${dist} ${JSON.stringify(opts)}`);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { reduce, reduceOp, reduceRef, type ReduceKind } from "../../kernels/reduce.ts";
+import { reduce, type ReduceKind, reduceOp, reduceRef } from "../../kernels/reduce.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
@@ -13,7 +13,15 @@ describe("reduce", () => {
       reduceOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`reduce ${v.name}`));
-      const shapes = [[1], [7], [3, 1, 5], [2, 13, 3], [randInt(rand, 1, 9), randInt(rand, 1, 40), randInt(rand, 1, 9)], [3, v.cooperativeFrom + 17, 2], [2000]];
+      const shapes = [
+        [1],
+        [7],
+        [3, 1, 5],
+        [2, 13, 3],
+        [randInt(rand, 1, 9), randInt(rand, 1, 40), randInt(rand, 1, 9)],
+        [3, v.cooperativeFrom + 17, 2],
+        [2000],
+      ];
       for (const shape of shapes) {
         const data = randomF32(rand, shape.reduce((a, b) => a * b, 1));
         const x = rt.upload(data, shape);

@@ -23,7 +23,12 @@ describe("regression kernels", () => {
         const u = rt.upload(uData, [rows]);
         const vv = rt.upload(vData, [cols]);
         k.rank1Update(rt, mat, u, vv, s, c);
-        assertClose(await rt.read(mat), k.rank1UpdateRef(matData, rows, cols, uData, vData, s, c), { rtol: RTOL }, `rank1_update [${rows}, ${cols}]`);
+        assertClose(
+          await rt.read(mat),
+          k.rank1UpdateRef(matData, rows, cols, uData, vData, s, c),
+          { rtol: RTOL },
+          `rank1_update [${rows}, ${cols}]`,
+        );
 
         // prox_step, with a lasso threshold that zeroes some entries and a ridge term.
         for (const l1 of [true, false]) {
@@ -52,10 +57,19 @@ describe("regression kernels", () => {
         const yhData = randomF32(rand, size);
         const biasData = randomF32(rand, n);
         const startData = randomF32(rand, n, 0, 1);
-        const [p, yh, bias] = [rt.upload(pData, [rows, cols]), rt.upload(yhData, [rows, cols]), rt.upload(biasData, [n])];
+        const [p, yh, bias] = [
+          rt.upload(pData, [rows, cols]),
+          rt.upload(yhData, [rows, cols]),
+          rt.upload(biasData, [n]),
+        ];
         const out = rt.upload(startData, [n]);
         k.colSse(rt, p, yh, bias, out, { rows: used, n });
-        assertClose(await rt.read(out), k.colSseRef(pData, yhData, biasData, used, cols, n, startData), { rtol: RTOL }, "col_sse");
+        assertClose(
+          await rt.read(out),
+          k.colSseRef(pData, yhData, biasData, used, cols, n, startData),
+          { rtol: RTOL },
+          "col_sse",
+        );
         const am = k.colAbsMax(rt, p, n, { offDiagonal: true });
         assertEqualArrays(await rt.read(am), k.colAbsMaxRef(pData, rows, cols, n, true), "col_absmax off-diagonal");
         const all = k.colAbsMax(rt, p, n);
@@ -121,14 +135,25 @@ describe("regression kernels", () => {
         const floor2 = 0.25;
         rrData[0] = 0; // a stopped column
         const [r, hy] = [rt.upload(rData, [rows, cols]), rt.upload(hyData, [rows, cols])];
-        const s = { theta: rt.upload(thetaData, [rows, cols]), res: rt.empty([rows, cols]), pdir: rt.empty([rows, cols]), r0: rt.upload(r0Data, [cols]), floor2 };
+        const s = {
+          theta: rt.upload(thetaData, [rows, cols]),
+          res: rt.empty([rows, cols]),
+          pdir: rt.empty([rows, cols]),
+          r0: rt.upload(r0Data, [cols]),
+          floor2,
+        };
         k.cgInit(rt, s, r, hy, ridge);
         const res0 = k.cgInitRef(rData, hyData, thetaData, ridge);
         const [gotRes, gotP] = await rt.readMany([s.res, s.pdir]);
         assertClose(gotRes, res0, { rtol: RTOL }, "cg_init res");
         assertClose(gotP, res0, { rtol: RTOL }, "cg_init pdir");
         const dot = k.colDot(rt, s.res, hy, ridge, n);
-        assertClose(await rt.read(dot), k.colDotRef(gotRes, hyData, ridge, rows, cols, n), { rtol: 1e-5, scale: rows }, "col_dot");
+        assertClose(
+          await rt.read(dot),
+          k.colDotRef(gotRes, hyData, ridge, rows, cols, n),
+          { rtol: 1e-5, scale: rows },
+          "col_dot",
+        );
         // cg_step with a chosen direction, then cg_dir.
         s.pdir.release();
         s.pdir = rt.upload(pdirData, [rows, cols]);
@@ -139,7 +164,9 @@ describe("regression kernels", () => {
         assertClose(gotT, step.theta, { rtol: 1e-4 }, "cg_step theta");
         assertClose(gotR, step.res, { rtol: 1e-4 }, "cg_step res");
         k.cgDirection(rt, s, rr, rrNew);
-        assertClose(await rt.read(s.pdir), k.cgDirectionRef(gotR, pdirData, rrData, rrNewData, r0Data, floor2, cols), { rtol: 1e-4 }, "cg_dir");
+        assertClose(await rt.read(s.pdir), k.cgDirectionRef(gotR, pdirData, rrData, rrNewData, r0Data, floor2, cols), {
+          rtol: 1e-4,
+        }, "cg_dir");
         [r, hy, s.theta, s.res, s.pdir, s.r0, dot, rr, pap, rrNew].forEach((t) => t.release());
       }
     });

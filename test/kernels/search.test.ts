@@ -74,7 +74,11 @@ describe("max-sum submatrix search on the device", () => {
     // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
     const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
     const prec = precision(Array.from(best.members), p.block);
-    console.log(`[planted factor] best size-20 selection precision = ${prec}; score top-20 precision = ${precision(topK(res.scores, 20), p.block)}`);
+    console.log(
+      `[planted factor] best size-20 selection precision = ${prec}; score top-20 precision = ${
+        precision(topK(res.scores, 20), p.block)
+      }`,
+    );
     expect(prec).toBeGreaterThanOrEqual(0.9);
     b.dispose();
     f.release();
@@ -87,7 +91,11 @@ describe("max-sum submatrix search on the device", () => {
     const f = Factors.upload(rt, p.U, p.V, p.n, p.r, 100);
     const got = await spectralFactors(rt, f, { seed });
     const want = spectralDense(p.A, p.n, { seed });
-    console.log(`[spectral factor] eigenvalue ${got.eigenvalue.toFixed(3)} (dense ${want.eigenvalue.toFixed(3)}), ${got.iterations} steps`);
+    console.log(
+      `[spectral factor] eigenvalue ${got.eigenvalue.toFixed(3)} (dense ${
+        want.eigenvalue.toFixed(3)
+      }), ${got.iterations} steps`,
+    );
     expect(Math.abs(got.eigenvalue - want.eigenvalue)).toBeLessThan(1e-3 * Math.abs(want.eigenvalue));
     assertClose(got.vector, want.vector, { rtol: 1e-3, scale: 0.1 }, "eigenvector");
     expect(precision(topK(got.scores, 20), p.block)).toBeGreaterThanOrEqual(0.9);

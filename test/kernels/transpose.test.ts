@@ -10,7 +10,13 @@ describe("transpose", () => {
       transposeOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`transpose ${v.name}`));
-      for (const [b, r, c] of [[1, 1, 1], [1, 1, 37], [1, 17, 1], [3, 16, 16], [2, 31, 45], [1, randInt(rand, 1, 200), randInt(rand, 1, 200)]]) {
+      for (
+        const [b, r, c] of [[1, 1, 1], [1, 1, 37], [1, 17, 1], [3, 16, 16], [2, 31, 45], [
+          1,
+          randInt(rand, 1, 200),
+          randInt(rand, 1, 200),
+        ]]
+      ) {
         const data = randomF32(rand, b * r * c);
         const x = rt.upload(data, b > 1 ? [b, r, c] : [r, c]);
         const out = transpose(rt, x);

@@ -12,7 +12,9 @@ describe("checkpoints", () => {
     const rand = mulberry32(seed);
     const model = buildModel(rt, { kind: "resnet9", input: [3, 16, 16], classes: 10, widths: [4, 6, 8, 5] }, seed);
     // Train-mode forwards move the batch-norm running statistics away from their initial values.
-    for (let i = 0; i < 2; i++) model.net.forward(rt, rt.upload(randomF32(rand, 3 * 4 * 16 * 16, -2, 2), [3, 4, 16, 16]), "train").release();
+    for (let i = 0; i < 2; i++) {
+      model.net.forward(rt, rt.upload(randomF32(rand, 3 * 4 * 16 * 16, -2, 2), [3, 4, 16, 16]), "train").release();
+    }
     const bytes = await modelToSafetensors(rt, model, { recipe: { lr: 0.1 } });
     const { model: loaded, metadata } = modelFromSafetensors(rt, bytes);
     expect(JSON.parse(metadata.recipe)).toEqual({ lr: 0.1 });
@@ -33,6 +35,8 @@ describe("checkpoints", () => {
     const file = decodeSafetensors(bytes);
     delete file.tensors["head.bias"];
     const { encodeSafetensors } = await import("../../src/checkpoint/safetensors.ts");
-    expect(() => modelFromSafetensors(rt, encodeSafetensors(file.tensors, file.metadata))).toThrow(/missing tensor head.bias/);
+    expect(() => modelFromSafetensors(rt, encodeSafetensors(file.tensors, file.metadata))).toThrow(
+      /missing tensor head.bias/,
+    );
   });
 });

@@ -21,11 +21,18 @@ describe("training on CIFAR-10 images", () => {
     const before = await evaluate(rt, model, uploadDataset(rt, test));
     const readsBefore = rt.stats.readbacks;
     const epochs = await trainModel(rt, model, uploadDataset(rt, train), {
-      epochs: 4, batchSize: 64, lr: 0.05, seed,
+      epochs: 4,
+      batchSize: 64,
+      lr: 0.05,
+      seed,
     });
     expect(rt.stats.readbacks - readsBefore).toBe(epochs.length); // one readback per epoch
     const after = await evaluate(rt, model, uploadDataset(rt, test));
-    console.log(`test accuracy ${before.accuracy.toFixed(3)} -> ${after.accuracy.toFixed(3)}; epochs ${JSON.stringify(epochs.map((e) => [e.loss.toFixed(3), e.accuracy.toFixed(3), e.imagesPerSecond.toFixed(0)]))}`);
+    console.log(
+      `test accuracy ${before.accuracy.toFixed(3)} -> ${after.accuracy.toFixed(3)}; epochs ${
+        JSON.stringify(epochs.map((e) => [e.loss.toFixed(3), e.accuracy.toFixed(3), e.imagesPerSecond.toFixed(0)]))
+      }`,
+    );
     expect(after.accuracy).toBeGreaterThan(0.3); // chance is 0.1
     expect(epochs[epochs.length - 1].loss).toBeLessThan(epochs[0].loss);
     rt.poisonOutputs = true;

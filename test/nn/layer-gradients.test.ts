@@ -1,5 +1,19 @@
 import { describe, expect, it } from "vitest";
-import { type Mode, BatchNorm, Conv2d, Dense, Flatten, GlobalPool, type Layer, MaxPool2, type Param, Relu, Residual, Scale, Sequential } from "../../src/nn/layers.ts";
+import {
+  BatchNorm,
+  Conv2d,
+  Dense,
+  Flatten,
+  GlobalPool,
+  type Layer,
+  MaxPool2,
+  type Mode,
+  type Param,
+  Relu,
+  Residual,
+  Scale,
+  Sequential,
+} from "../../src/nn/layers.ts";
 import type { Runtime } from "../../src/gpu/runtime.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
@@ -50,21 +64,58 @@ function check(layer: Layer, inShape: number[], rand: () => number, mode: Mode =
 describe("layer gradients (float64 twins) match finite differences", () => {
   const cases: [string, (rt: Runtime, r: () => number) => Layer, number[]][] = [
     ["dense", (rt, r) => new Dense(7, 5, param(rt, r, "w", [5, 7]), param(rt, r, "b", [5])), [7, 3]],
-    ["conv 3x3 stride 2", (rt, r) => new Conv2d(2, 3, { kh: 3, kw: 3, stride: 2, pad: 1 }, param(rt, r, "w", [3, 18]), param(rt, r, "b", [3])), [2, 2, 7, 5]],
-    ["conv 1x1", (rt, r) => new Conv2d(3, 2, { kh: 1, kw: 1, stride: 1, pad: 0 }, param(rt, r, "w", [2, 3])), [3, 2, 3, 4]],
-    ["batch norm", (rt, r) => new BatchNorm(3, param(rt, r, "g", [3]), param(rt, r, "b", [3]), param(rt, r, "m", [3], false), param(rt, r, "v", [3], false)), [3, 2, 3, 3]],
+    [
+      "conv 3x3 stride 2",
+      (rt, r) =>
+        new Conv2d(2, 3, { kh: 3, kw: 3, stride: 2, pad: 1 }, param(rt, r, "w", [3, 18]), param(rt, r, "b", [3])),
+      [2, 2, 7, 5],
+    ],
+    ["conv 1x1", (rt, r) => new Conv2d(3, 2, { kh: 1, kw: 1, stride: 1, pad: 0 }, param(rt, r, "w", [2, 3])), [
+      3,
+      2,
+      3,
+      4,
+    ]],
+    [
+      "batch norm",
+      (rt, r) =>
+        new BatchNorm(
+          3,
+          param(rt, r, "g", [3]),
+          param(rt, r, "b", [3]),
+          param(rt, r, "m", [3], false),
+          param(rt, r, "v", [3], false),
+        ),
+      [3, 2, 3, 3],
+    ],
     ["relu", () => new Relu(), [2, 3, 4, 3]],
     ["scale", () => new Scale(0.125), [4, 5]],
     ["max pool 2x2", () => new MaxPool2(), [2, 3, 5, 6]],
     ["global max pool", () => new GlobalPool("max"), [3, 2, 3, 5]],
     ["global avg pool", () => new GlobalPool("avg"), [3, 2, 3, 5]],
     ["flatten", () => new Flatten(), [3, 2, 2, 3]],
-    ["residual(conv, relu)", (rt, r) => new Residual(new Sequential([new Conv2d(2, 2, { kh: 3, kw: 3, stride: 1, pad: 1 }, param(rt, r, "w", [2, 18])), new Relu()])), [2, 2, 4, 3]],
+    [
+      "residual(conv, relu)",
+      (rt, r) =>
+        new Residual(
+          new Sequential([
+            new Conv2d(2, 2, { kh: 3, kw: 3, stride: 1, pad: 1 }, param(rt, r, "w", [2, 18])),
+            new Relu(),
+          ]),
+        ),
+      [2, 2, 4, 3],
+    ],
   ];
   it("batch norm in grad mode (running statistics, as attribution uses it)", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("gradient batch norm grad mode"));
-    const bn = new BatchNorm(3, param(rt, rand, "g", [3]), param(rt, rand, "b", [3]), param(rt, rand, "m", [3], false), param(rt, rand, "v", [3], false));
+    const bn = new BatchNorm(
+      3,
+      param(rt, rand, "g", [3]),
+      param(rt, rand, "b", [3]),
+      param(rt, rand, "m", [3], false),
+      param(rt, rand, "v", [3], false),
+    );
     bn.runningVar.host = bn.runningVar.host!.map((v) => 0.5 + Math.abs(v));
     expect(check(bn, [3, 2, 3, 3], rand, "grad")).toBeLessThan(TOL);
   });

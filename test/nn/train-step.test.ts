@@ -14,7 +14,13 @@ const RTOL = 1e-4;
 const MODELS: [string, ModelConfig, number][] = [
   ["mlp", { kind: "mlp", input: [3, 5, 7], classes: 10, hidden: [17, 9] }, 6],
   ["small-cnn", { kind: "small-cnn", input: [3, 9, 8], classes: 10, widths: [4, 6, 5] }, 5],
-  ["small-cnn without batch norm", { kind: "small-cnn", input: [1, 8, 8], classes: 3, widths: [3, 5], batchNorm: false }, 4],
+  ["small-cnn without batch norm", {
+    kind: "small-cnn",
+    input: [1, 8, 8],
+    classes: 3,
+    widths: [3, 5],
+    batchNorm: false,
+  }, 4],
   ["resnet9", { kind: "resnet9", input: [3, 16, 16], classes: 10, widths: [4, 6, 8, 5] }, 3],
 ];
 
@@ -36,7 +42,13 @@ describe("one training step matches the CPU twin", () => {
   }
 });
 
-async function oneStep(rt: Awaited<ReturnType<typeof testRuntime>>, name: string, config: ModelConfig, B: number, seed: number): Promise<void> {
+async function oneStep(
+  rt: Awaited<ReturnType<typeof testRuntime>>,
+  name: string,
+  config: ModelConfig,
+  B: number,
+  seed: number,
+): Promise<void> {
   const rand = mulberry32(seed);
   const model = buildModel(rt, config, seed);
   const [c, h, w] = model.input;

@@ -6,7 +6,15 @@ import { describe, expect, it } from "vitest";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { syntheticRows, testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker, type WorkerEvent } from "../../src/volunteer/loop.ts";
-import { type Backend, createJob, ONE_ADDRESS_CROWD, register, type Running, startCoordinator, waitForJob } from "./support.ts";
+import {
+  type Backend,
+  createJob,
+  ONE_ADDRESS_CROWD,
+  register,
+  type Running,
+  startCoordinator,
+  waitForJob,
+} from "./support.ts";
 
 const SPEC = { n: 48, rowsPerShard: 4, block: 6, seed: 23 };
 
@@ -15,7 +23,9 @@ async function checkAccepted(c: Running, jobId: string, spec: { n: number; seed:
   const shards = await c.store.listShards(jobId);
   const results = await c.store.jobResults(jobId);
   for (const sh of shards) {
-    expect(`${sh.key}: ${results.filter((r) => r.key === sh.key && r.status === "accepted").length}`).toBe(`${sh.key}: 1`);
+    expect(`${sh.key}: ${results.filter((r) => r.key === sh.key && r.status === "accepted").length}`).toBe(
+      `${sh.key}: 1`,
+    );
     const p = sh.payload as { start: number; count: number };
     const want = syntheticRows({ seed: spec.seed, n: spec.n, start: p.start, count: p.count, block: spec.block });
     const got = (await c.app.coordinator.inputs(jobId).get(sh.key, sh.deterministic ? "rows" : "scaled")).data;
@@ -28,7 +38,10 @@ async function checkAccepted(c: Running, jobId: string, spec: { n: number; seed:
 
 // Idle workers poll every idleMs: 100 of them at 200 ms is 500 requests/s on the one test process.
 function honestRun(c: Running, workers: number, signal: AbortSignal, idleMs = 50) {
-  return Array.from({ length: workers }, (_, i) => runWorker({ server: c.url, executors: testExecutors, name: `honest-${i}`, signal, idleMs }));
+  return Array.from(
+    { length: workers },
+    (_, i) => runWorker({ server: c.url, executors: testExecutors, name: `honest-${i}`, signal, idleMs }),
+  );
 }
 
 for (const backend of ["sqlite", "pg"] as Backend[]) {
@@ -51,18 +64,38 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const refused: number[] = [];
         const malicious = new Set<string>();
         const liarRuns: Promise<unknown>[] = [];
-        const note = (p: Promise<{ volunteerId: string }>) => liarRuns.push(p.then((s) => malicious.add(s.volunteerId)));
+        const note = (p: Promise<{ volunteerId: string }>) =>
+          liarRuns.push(p.then((s) => malicious.add(s.volunteerId)));
         // wrong numbers: each liar shifts by its own amount, so two liars never agree with each other
         for (const [i, shift] of [0.01, 0.02].entries()) {
           note(runWorker({
-            server: c.url, executors: testExecutors, name: `liar-${i}`, signal: stop.signal, idleMs: 50,
-            transform: (_s, out) => Object.fromEntries(Object.entries(out).map(([k, a]) => [k, { ...a, data: (a.data as Float32Array).map((v) => v + shift) } as ArrayValue])),
+            server: c.url,
+            executors: testExecutors,
+            name: `liar-${i}`,
+            signal: stop.signal,
+            idleMs: 50,
+            transform: (_s, out) =>
+              Object.fromEntries(
+                Object.entries(out).map(([k, a]) => [k, {
+                  ...a,
+                  data: (a.data as Float32Array).map((v) => v + shift),
+                } as ArrayValue]),
+              ),
           }));
         }
         // NaNs: every upload is refused; its leases expire and go to others
         note(runWorker({
-          server: c.url, executors: testExecutors, name: "nan", signal: stop.signal, idleMs: 50,
-          transform: (_s, out) => Object.fromEntries(Object.entries(out).map(([k, a]) => [k, { ...a, data: (a.data as Float32Array).map((v, j) => (j === 3 ? NaN : v)) } as ArrayValue])),
+          server: c.url,
+          executors: testExecutors,
+          name: "nan",
+          signal: stop.signal,
+          idleMs: 50,
+          transform: (_s, out) =>
+            Object.fromEntries(
+              Object.entries(out).map((
+                [k, a],
+              ) => [k, { ...a, data: (a.data as Float32Array).map((v, j) => (j === 3 ? NaN : v)) } as ArrayValue]),
+            ),
         }));
         // replays and forgeries: honest numbers, then the same submission again, a heartbeat on the
         // submitted lease, a forged token (its own id, a made-up secret) and a stale fence
@@ -70,14 +103,27 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const replayLeases: { leaseId: string; fence: number }[] = [];
         const attempts: Promise<unknown>[] = [];
         const replayer = runWorker({
-          server: c.url, executors: testExecutors, token: replay.token, signal: stop.signal, idleMs: 50,
+          server: c.url,
+          executors: testExecutors,
+          token: replay.token,
+          signal: stop.signal,
+          idleMs: 50,
           onProgress: (e: WorkerEvent) => {
             if (e.type === "leased") replayLeases.push({ leaseId: e.leaseId, fence: e.fence });
             if (e.type !== "submitted") return;
             const { leaseId, fence } = replayLeases[replayLeases.length - 1];
             const post = (path: string, token: string, body: unknown) =>
-              fetch(`${c.url}/v1/leases/${leaseId}/${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify(body) }).then((r) => refused.push(r.status));
-            attempts.push(post("submit", replay.token, { fence }), post("heartbeat", replay.token, { fence }), post("submit", `${replay.volunteerId}.forged-secret`, { fence }), post("submit", replay.token, { fence: fence - 1 }));
+              fetch(`${c.url}/v1/leases/${leaseId}/${path}`, {
+                method: "POST",
+                headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+                body: JSON.stringify(body),
+              }).then((r) => refused.push(r.status));
+            attempts.push(
+              post("submit", replay.token, { fence }),
+              post("heartbeat", replay.token, { fence }),
+              post("submit", `${replay.volunteerId}.forged-secret`, { fence }),
+              post("submit", replay.token, { fence: fence - 1 }),
+            );
           },
         });
         const done = await waitForJob(c.url, jobId, 60_000);
@@ -96,11 +142,16 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const { results } = await checkAccepted(c, jobId, SPEC);
         // liars' results never count, and their streaks are reset (the replayer's own honest results may count)
         for (const id of malicious) {
-          expect(results.filter((r) => r.volunteerId === id && (r.status === "accepted" || r.status === "valid")).length).toBe(0);
+          expect(
+            results.filter((r) => r.volunteerId === id && (r.status === "accepted" || r.status === "valid")).length,
+          ).toBe(0);
           const v = (await c.store.getVolunteer(id))!;
           expect(v.streak).toBe(0);
         }
-        const liars = [...malicious].map((id) => results.filter((r) => r.volunteerId === id).length).reduce((x, y) => x + y, 0);
+        const liars = [...malicious].map((id) => results.filter((r) => r.volunteerId === id).length).reduce(
+          (x, y) => x + y,
+          0,
+        );
         expect(liars).toBeGreaterThan(0);
         // every replay/forgery attempt that came back was refused with a 4xx
         expect(refused.length).toBeGreaterThan(0);
@@ -118,7 +169,10 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const stop = new AbortController();
         setMaxListeners(200, stop.signal); // 100 workers each listen for the stop
         let maxLeased = 0;
-        const watch = setInterval(() => void c.store.shardCounts(jobId).then((s) => (maxLeased = Math.max(maxLeased, s.leased))), 20);
+        const watch = setInterval(
+          () => void c.store.shardCounts(jobId).then((s) => (maxLeased = Math.max(maxLeased, s.leased))),
+          20,
+        );
         const workers = honestRun(c, 100, stop.signal, 200);
         const done = await waitForJob(c.url, jobId, 90_000);
         clearInterval(watch);
@@ -130,7 +184,9 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         expect(results.filter((r) => r.status === "accepted").length).toBe(200);
         expect(summaries.filter((s) => s.submitted > 0).length).toBeGreaterThan(50);
         expect(maxLeased).toBeGreaterThan(20);
-        console.log(`[${backend}] 100 volunteers: ${results.length} results for 200 shards, at most ${maxLeased} shards leased at once`);
+        console.log(
+          `[${backend}] 100 volunteers: ${results.length} results for 200 shards, at most ${maxLeased} shards leased at once`,
+        );
       } finally {
         await c.close();
       }

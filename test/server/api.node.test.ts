@@ -27,51 +27,246 @@ describe("coordinator API: bad requests", () => {
       const v2 = await register(c.url, "two");
       const auth = (t: string) => ({ authorization: `Bearer ${t}` });
       const json = { "content-type": "application/json" };
-      const leaseRes = await fetch(`${c.url}/v1/leases`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: "{}" });
-      const lease = (await leaseRes.json()) as { leaseId: string; fence: number; shard: { key: string; payload: { start: number; count: number } } };
+      const leaseRes = await fetch(`${c.url}/v1/leases`, {
+        method: "POST",
+        headers: { ...json, ...auth(v1.token) },
+        body: "{}",
+      });
+      const lease = (await leaseRes.json()) as {
+        leaseId: string;
+        fence: number;
+        shard: { key: string; payload: { start: number; count: number } };
+      };
       const p = lease.shard.payload;
       const good = syntheticRows({ seed: 5, n: 8, start: p.start, count: p.count, block: 3 });
       const L = `${c.url}/v1/leases/${lease.leaseId}`;
-      const put = (headers: Record<string, string>, body: Uint8Array | string, path = `${L}/arrays/rows?fence=${lease.fence}`) =>
-        fetch(path, { method: "PUT", headers: { "content-type": "application/octet-stream", "x-dtype": "f32", "x-shape": "4,8", ...auth(v1.token), ...headers }, body: body as BodyInit });
+      const put = (
+        headers: Record<string, string>,
+        body: Uint8Array | string,
+        path = `${L}/arrays/rows?fence=${lease.fence}`,
+      ) =>
+        fetch(path, {
+          method: "PUT",
+          headers: {
+            "content-type": "application/octet-stream",
+            "x-dtype": "f32",
+            "x-shape": "4,8",
+            ...auth(v1.token),
+            ...headers,
+          },
+          body: body as BodyInit,
+        });
       const nan = good.slice();
       nan[5] = NaN;
       const inf = good.slice();
       inf[0] = -Infinity;
 
       const cases: [string, () => Promise<Response>, number, string][] = [
-        ["bad JSON", () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: { ...json, ...auth(ADMIN) }, body: "{kind:" }), 400, "JSON"],
-        ["no admin token", () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: json, body: JSON.stringify({ kind: "test-matrix", spec: {} }) }), 401, "bearer token"],
-        ["forged admin token", () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ kind: "test-matrix", spec: {} }) }), 403, "admin"],
-        ["unknown kind", () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: { ...json, ...auth(ADMIN) }, body: JSON.stringify({ kind: "nope", spec: {} }) }), 400, 'unknown job kind "nope"'],
-        ["invalid spec", () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: { ...json, ...auth(ADMIN) }, body: JSON.stringify({ kind: "test-matrix", spec: { n: "big" } }) }), 400, "n:"],
-        ["oversize JSON", () => fetch(`${c.url}/v1/volunteers`, { method: "POST", headers: json, body: JSON.stringify({ name: "x".repeat(10_000) }) }), 413, "too large"],
-        ["invalid registration", () => fetch(`${c.url}/v1/volunteers`, { method: "POST", headers: json, body: JSON.stringify({ name: 7 }) }), 400, "name"],
-        ["lease without token", () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: json, body: "{}" }), 401, "bearer"],
-        ["lease with forged token", () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: { ...json, ...auth(`${v1.volunteerId}.forged`) }, body: "{}" }), 401, "unknown volunteer token"],
+        [
+          "bad JSON",
+          () => fetch(`${c.url}/v1/jobs`, { method: "POST", headers: { ...json, ...auth(ADMIN) }, body: "{kind:" }),
+          400,
+          "JSON",
+        ],
+        [
+          "no admin token",
+          () =>
+            fetch(`${c.url}/v1/jobs`, {
+              method: "POST",
+              headers: json,
+              body: JSON.stringify({ kind: "test-matrix", spec: {} }),
+            }),
+          401,
+          "bearer token",
+        ],
+        [
+          "forged admin token",
+          () =>
+            fetch(`${c.url}/v1/jobs`, {
+              method: "POST",
+              headers: { ...json, ...auth(v1.token) },
+              body: JSON.stringify({ kind: "test-matrix", spec: {} }),
+            }),
+          403,
+          "admin",
+        ],
+        [
+          "unknown kind",
+          () =>
+            fetch(`${c.url}/v1/jobs`, {
+              method: "POST",
+              headers: { ...json, ...auth(ADMIN) },
+              body: JSON.stringify({ kind: "nope", spec: {} }),
+            }),
+          400,
+          'unknown job kind "nope"',
+        ],
+        [
+          "invalid spec",
+          () =>
+            fetch(`${c.url}/v1/jobs`, {
+              method: "POST",
+              headers: { ...json, ...auth(ADMIN) },
+              body: JSON.stringify({ kind: "test-matrix", spec: { n: "big" } }),
+            }),
+          400,
+          "n:",
+        ],
+        [
+          "oversize JSON",
+          () =>
+            fetch(`${c.url}/v1/volunteers`, {
+              method: "POST",
+              headers: json,
+              body: JSON.stringify({ name: "x".repeat(10_000) }),
+            }),
+          413,
+          "too large",
+        ],
+        [
+          "invalid registration",
+          () => fetch(`${c.url}/v1/volunteers`, { method: "POST", headers: json, body: JSON.stringify({ name: 7 }) }),
+          400,
+          "name",
+        ],
+        [
+          "lease without token",
+          () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: json, body: "{}" }),
+          401,
+          "bearer",
+        ],
+        [
+          "lease with forged token",
+          () =>
+            fetch(`${c.url}/v1/leases`, {
+              method: "POST",
+              headers: { ...json, ...auth(`${v1.volunteerId}.forged`) },
+              body: "{}",
+            }),
+          401,
+          "unknown volunteer token",
+        ],
         ["unknown job", () => fetch(`${c.url}/v1/jobs/nope`), 404, "unknown job"],
-        ["wrong dtype", () => put({ "x-dtype": "i32" }, arrayBytes({ dtype: "f32", shape: [4, 8], data: good })), 422, "does not match the planned f32"],
+        [
+          "wrong dtype",
+          () => put({ "x-dtype": "i32" }, arrayBytes({ dtype: "f32", shape: [4, 8], data: good })),
+          422,
+          "does not match the planned f32",
+        ],
         ["bad dtype", () => put({ "x-dtype": "f64" }, new Uint8Array(128)), 422, "x-dtype must be one of"],
-        ["wrong shape", () => put({ "x-shape": "8,4" }, arrayBytes({ dtype: "f32", shape: [8, 4], data: good })), 422, "does not match the planned [4,8]"],
+        [
+          "wrong shape",
+          () => put({ "x-shape": "8,4" }, arrayBytes({ dtype: "f32", shape: [8, 4], data: good })),
+          422,
+          "does not match the planned [4,8]",
+        ],
         ["bad shape header", () => put({ "x-shape": "4;8" }, new Uint8Array(128)), 422, "x-shape"],
         ["short body", () => put({}, new Uint8Array(100)), 422, "needs 128"],
         ["oversize body", () => put({}, new Uint8Array(4096)), 413, "at most 128 bytes"],
         ["NaN", () => put({}, new Uint8Array(nan.buffer)), 422, "element 5 is NaN"],
         ["Infinity", () => put({}, new Uint8Array(inf.buffer)), 422, "element 0 is -Infinity"],
-        ["not octet-stream", () => put({ "content-type": "application/json" }, "[1,2]"), 415, "application/octet-stream"],
-        ["unknown output", () => put({}, new Uint8Array(good.buffer), `${L}/arrays/other?fence=${lease.fence}`), 404, 'no output "other"'],
-        ["wrong fence", () => put({}, new Uint8Array(good.buffer), `${L}/arrays/rows?fence=${lease.fence + 1}`), 409, "stale fence"],
+        [
+          "not octet-stream",
+          () => put({ "content-type": "application/json" }, "[1,2]"),
+          415,
+          "application/octet-stream",
+        ],
+        [
+          "unknown output",
+          () => put({}, new Uint8Array(good.buffer), `${L}/arrays/other?fence=${lease.fence}`),
+          404,
+          'no output "other"',
+        ],
+        [
+          "wrong fence",
+          () => put({}, new Uint8Array(good.buffer), `${L}/arrays/rows?fence=${lease.fence + 1}`),
+          409,
+          "stale fence",
+        ],
         ["missing fence", () => put({}, new Uint8Array(good.buffer), `${L}/arrays/rows`), 400, "fence"],
         ["foreign token upload", () => put(auth(v2.token), new Uint8Array(good.buffer)), 403, "another volunteer"],
-        ["unknown lease", () => put({}, new Uint8Array(good.buffer), `${c.url}/v1/leases/${crypto.randomUUID()}/arrays/rows?fence=1`), 404, "unknown lease"],
-        ["malformed lease id", () => put({}, new Uint8Array(good.buffer), `${c.url}/v1/leases/xyz/arrays/rows?fence=1`), 400, "leaseId"],
-        ["submit with nothing staged", () => fetch(`${L}/submit`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ fence: lease.fence }) }), 400, "missing arrays: rows"],
-        ["submit with wrong fence", () => fetch(`${L}/submit`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ fence: 0 }) }), 409, "stale fence"],
-        ["submit with foreign token", () => fetch(`${L}/submit`, { method: "POST", headers: { ...json, ...auth(v2.token) }, body: JSON.stringify({ fence: lease.fence }) }), 403, "another volunteer"],
-        ["submit with bad body", () => fetch(`${L}/submit`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ fence: "one" }) }), 400, "fence"],
-        ["heartbeat with wrong fence", () => fetch(`${L}/heartbeat`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ fence: 99 }) }), 409, "stale fence"],
-        ["unaccepted dep array", () => fetch(`${c.url}/v1/jobs/${jobId}/shards/${encodeURIComponent(lease.shard.key)}/arrays/rows`, { headers: auth(v1.token) }), 404, "no accepted result"],
-        ["unknown shard", () => fetch(`${c.url}/v1/jobs/${jobId}/shards/nope/arrays/rows`, { headers: auth(v1.token) }), 404, 'unknown shard "nope"'],
+        [
+          "unknown lease",
+          () => put({}, new Uint8Array(good.buffer), `${c.url}/v1/leases/${crypto.randomUUID()}/arrays/rows?fence=1`),
+          404,
+          "unknown lease",
+        ],
+        [
+          "malformed lease id",
+          () => put({}, new Uint8Array(good.buffer), `${c.url}/v1/leases/xyz/arrays/rows?fence=1`),
+          400,
+          "leaseId",
+        ],
+        [
+          "submit with nothing staged",
+          () =>
+            fetch(`${L}/submit`, {
+              method: "POST",
+              headers: { ...json, ...auth(v1.token) },
+              body: JSON.stringify({ fence: lease.fence }),
+            }),
+          400,
+          "missing arrays: rows",
+        ],
+        [
+          "submit with wrong fence",
+          () =>
+            fetch(`${L}/submit`, {
+              method: "POST",
+              headers: { ...json, ...auth(v1.token) },
+              body: JSON.stringify({ fence: 0 }),
+            }),
+          409,
+          "stale fence",
+        ],
+        [
+          "submit with foreign token",
+          () =>
+            fetch(`${L}/submit`, {
+              method: "POST",
+              headers: { ...json, ...auth(v2.token) },
+              body: JSON.stringify({ fence: lease.fence }),
+            }),
+          403,
+          "another volunteer",
+        ],
+        [
+          "submit with bad body",
+          () =>
+            fetch(`${L}/submit`, {
+              method: "POST",
+              headers: { ...json, ...auth(v1.token) },
+              body: JSON.stringify({ fence: "one" }),
+            }),
+          400,
+          "fence",
+        ],
+        [
+          "heartbeat with wrong fence",
+          () =>
+            fetch(`${L}/heartbeat`, {
+              method: "POST",
+              headers: { ...json, ...auth(v1.token) },
+              body: JSON.stringify({ fence: 99 }),
+            }),
+          409,
+          "stale fence",
+        ],
+        [
+          "unaccepted dep array",
+          () =>
+            fetch(`${c.url}/v1/jobs/${jobId}/shards/${encodeURIComponent(lease.shard.key)}/arrays/rows`, {
+              headers: auth(v1.token),
+            }),
+          404,
+          "no accepted result",
+        ],
+        [
+          "unknown shard",
+          () => fetch(`${c.url}/v1/jobs/${jobId}/shards/nope/arrays/rows`, { headers: auth(v1.token) }),
+          404,
+          'unknown shard "nope"',
+        ],
         ["report before done", () => fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`), 404, "not written yet"],
         ["unknown route", () => fetch(`${c.url}/v2/whatever`), 404, "no route"],
       ];
@@ -85,14 +280,22 @@ describe("coordinator API: bad requests", () => {
       expect(await snapshot(c.store, blobs)).toBe(before);
 
       // the lease still works after all that: a correct upload is staged
-      await new CoordinatorClient(c.url, v1.token).putArray(lease.leaseId, lease.fence, "rows", { dtype: "f32", shape: [4, 8], data: good });
+      await new CoordinatorClient(c.url, v1.token).putArray(lease.leaseId, lease.fence, "rows", {
+        dtype: "f32",
+        shape: [4, 8],
+        data: good,
+      });
       // ...until it expires: then uploads and submits are refused, and the state stays as it was
       await new Promise((r) => setTimeout(r, 1600));
       const afterExpiry = await snapshot(c.store, blobs);
       const late = await put({}, new Uint8Array(good.buffer));
       expect(late.status).toBe(410);
       expect(((await late.json()) as { error: string }).error).toMatch("expired");
-      const lateSubmit = await fetch(`${L}/submit`, { method: "POST", headers: { ...json, ...auth(v1.token) }, body: JSON.stringify({ fence: lease.fence }) });
+      const lateSubmit = await fetch(`${L}/submit`, {
+        method: "POST",
+        headers: { ...json, ...auth(v1.token) },
+        body: JSON.stringify({ fence: lease.fence }),
+      });
       expect(lateSubmit.status).toBe(410);
       expect(await snapshot(c.store, blobs)).toBe(afterExpiry);
     } finally {
@@ -105,13 +308,23 @@ describe("coordinator API: bad requests", () => {
     try {
       await createJob(c.url, { n: 20, rowsPerShard: 2, block: 3, seed: 9, scale: false });
       const v = await register(c.url);
-      const lease = () => fetch(`${c.url}/v1/leases`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` }, body: "{}" });
+      const lease = () =>
+        fetch(`${c.url}/v1/leases`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` },
+          body: "{}",
+        });
       const got: { leaseId: string; fence: number }[] = [];
       for (let i = 0; i < 3; i++) got.push((await (await lease()).json()) as { leaseId: string; fence: number });
       const fourth = await lease();
       expect(fourth.status).toBe(429);
       expect(((await fourth.json()) as { error: string }).error).toMatch("3 live leases");
-      const beat = () => fetch(`${c.url}/v1/leases/${got[0].leaseId}/heartbeat`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` }, body: JSON.stringify({ fence: got[0].fence }) });
+      const beat = () =>
+        fetch(`${c.url}/v1/leases/${got[0].leaseId}/heartbeat`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` },
+          body: JSON.stringify({ fence: got[0].fence }),
+        });
       expect((await beat()).status).toBe(200);
       await new Promise((r) => setTimeout(r, 700));
       const old = await beat();
@@ -127,7 +340,15 @@ describe("coordinator API: bad requests", () => {
     try {
       const v = await register(c.url);
       const codes: number[] = [];
-      for (let i = 0; i < 15; i++) codes.push((await fetch(`${c.url}/v1/leases`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` }, body: "{}" })).status);
+      for (let i = 0; i < 15; i++) {
+        codes.push(
+          (await fetch(`${c.url}/v1/leases`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${v.token}` },
+            body: "{}",
+          })).status,
+        );
+      }
       expect(codes.filter((s) => s === 204).length).toBe(10);
       expect(codes.filter((s) => s === 429).length).toBe(5);
     } finally {

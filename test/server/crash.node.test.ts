@@ -9,7 +9,21 @@ import { openPg } from "../../server/store/pg.ts";
 import { openSqliteNode } from "../../server/store/sqlite-node.ts";
 import { SqlStore } from "../../server/store/sql.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
-import { ADMIN, type Backend, createJob, freePort, freshSchema, jobStatus, killed, NODE_TSX, pgUrl, spawnUntil, startCoordinator, tempDir, waitForJob } from "./support.ts";
+import {
+  ADMIN,
+  type Backend,
+  createJob,
+  freePort,
+  freshSchema,
+  jobStatus,
+  killed,
+  NODE_TSX,
+  pgUrl,
+  spawnUntil,
+  startCoordinator,
+  tempDir,
+  waitForJob,
+} from "./support.ts";
 
 for (const backend of ["sqlite", "pg"] as Backend[]) {
   describe(`crash recovery (${backend})`, () => {
@@ -18,7 +32,28 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       const port = await freePort();
       const schema = freshSchema();
       const dbArgs = backend === "pg" ? ["--pg", pgUrl(), "--pg-schema", schema] : ["--db", join(dir, "db.sqlite")];
-      const args = ["server/main.node.ts", "--port", String(port), "--host", "127.0.0.1", ...dbArgs, "--blobs", join(dir, "blobs"), "--admin-token", ADMIN, "--kinds", "test", "--volunteer-dir", dir, "--lease-ms", "1500", "--revalidate-ms", "500", "--sweep-ms", "200"];
+      const args = [
+        "server/main.node.ts",
+        "--port",
+        String(port),
+        "--host",
+        "127.0.0.1",
+        ...dbArgs,
+        "--blobs",
+        join(dir, "blobs"),
+        "--admin-token",
+        ADMIN,
+        "--kinds",
+        "test",
+        "--volunteer-dir",
+        dir,
+        "--lease-ms",
+        "1500",
+        "--revalidate-ms",
+        "500",
+        "--sweep-ms",
+        "200",
+      ];
       const url = `http://127.0.0.1:${port}`;
       let child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
       const stop = new AbortController();
@@ -26,7 +61,11 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       try {
         const spec = { n: 60, rowsPerShard: 2, block: 6, seed: 31, slowMs: 30 };
         const jobId = await createJob(url, spec);
-        workers = Array.from({ length: 6 }, (_, i) => runWorker({ server: url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 50 }));
+        workers = Array.from(
+          { length: 6 },
+          (_, i) =>
+            runWorker({ server: url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 50 }),
+        );
         for (;;) {
           const s = await jobStatus(url, jobId);
           if (s.shards.accepted >= 15) break;
@@ -45,7 +84,9 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const summary = done.summary as { members: number[]; planted: number[] };
         expect(summary.members).toEqual(summary.planted);
         await killed(child, "SIGTERM");
-        const store = new SqlStore(backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")));
+        const store = new SqlStore(
+          backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")),
+        );
         try {
           const results = await store.jobResults(jobId);
           for (const sh of await store.listShards(jobId)) {
@@ -74,16 +115,25 @@ describe("crash recovery: worker", () => {
     try {
       const jobId = await createJob(c.url, { n: 8, rowsPerShard: 4, block: 3, seed: 3, scale: false, slowMs: 1500 });
       let leased: { key: string; leaseId: string; fence: number } | undefined;
-      child = await spawnUntil(process.execPath, [...NODE_TSX, "test/server/worker-child.ts", c.url], /"type":"leased"/, (l) => {
-        const e = JSON.parse(l) as { type: string; key: string; leaseId: string; fence: number };
-        if (e.type === "leased") leased ??= e;
-      });
+      child = await spawnUntil(
+        process.execPath,
+        [...NODE_TSX, "test/server/worker-child.ts", c.url],
+        /"type":"leased"/,
+        (l) => {
+          const e = JSON.parse(l) as { type: string; key: string; leaseId: string; fence: number };
+          if (e.type === "leased") leased ??= e;
+        },
+      );
       // it heartbeats while the executor sleeps: the lease outlives its first deadline
       await new Promise((r) => setTimeout(r, 1000));
       expect((await c.store.getLease(leased!.leaseId))!.deadline).toBeGreaterThan(Date.now());
       await killed(child, "SIGKILL");
       const killedAt = Date.now();
-      helpers = Array.from({ length: 3 }, (_, i) => runWorker({ server: c.url, executors: testExecutors, name: `h${i}`, signal: stop.signal, idleMs: 50 }));
+      helpers = Array.from(
+        { length: 3 },
+        (_, i) =>
+          runWorker({ server: c.url, executors: testExecutors, name: `h${i}`, signal: stop.signal, idleMs: 50 }),
+      );
       const done = await waitForJob(c.url, jobId, 30_000);
       expect(done.state).toBe("done");
       const dead = (await c.store.getLease(leased!.leaseId))!;

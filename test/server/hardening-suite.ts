@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createApp, type AppOptions } from "../../server/app.ts";
+import { type AppOptions, createApp } from "../../server/app.ts";
 import { arrayBytes } from "../../src/protocol/arrays.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
 import { datasetRoutes, JOB_KINDS } from "../../server/jobs/index.ts";
@@ -15,13 +15,29 @@ import type { StoreOptions } from "../../server/store/sql.ts";
 import { ADMIN, type Backend, openStore, tempDir } from "./support.ts";
 
 type App = ReturnType<typeof createApp>;
-type Lease = { leaseId: string; fence: number; shard: { key: string; payload: { start: number; count: number; n: number; seed: number; block: number } } };
+type Lease = {
+  leaseId: string;
+  fence: number;
+  shard: { key: string; payload: { start: number; count: number; n: number; seed: number; block: number } };
+};
 
-async function withApp(backend: Backend, opts: Partial<AppOptions>, fn: (app: App, clock: { t: number }) => Promise<void>, storeOpts: StoreOptions = {}) {
+async function withApp(
+  backend: Backend,
+  opts: Partial<AppOptions>,
+  fn: (app: App, clock: { t: number }) => Promise<void>,
+  storeOpts: StoreOptions = {},
+) {
   const clock = { t: Date.now() };
   const store = await openStore(backend, { now: () => clock.t, ...storeOpts });
   const kinds = new Map([...TEST_KINDS, ...JOB_KINDS]);
-  const app = createApp({ store, blobs: new DiskBlobStore(tempDir("coord-blobs")), kinds, adminToken: ADMIN, routes: [datasetRoutes()], ...opts });
+  const app = createApp({
+    store,
+    blobs: new DiskBlobStore(tempDir("coord-blobs")),
+    kinds,
+    adminToken: ADMIN,
+    routes: [datasetRoutes()],
+    ...opts,
+  });
   try {
     await fn(app, clock);
   } finally {
@@ -31,8 +47,16 @@ async function withApp(backend: Backend, opts: Partial<AppOptions>, fn: (app: Ap
 }
 
 /** A request from client address `from`. */
-function call(app: App, from: string, path: string, init: { method?: string; token?: string; json?: unknown; body?: Uint8Array; headers?: Record<string, string> } = {}) {
-  const headers: Record<string, string> = { ...(init.token ? { authorization: `Bearer ${init.token}` } : {}), ...init.headers };
+function call(
+  app: App,
+  from: string,
+  path: string,
+  init: { method?: string; token?: string; json?: unknown; body?: Uint8Array; headers?: Record<string, string> } = {},
+) {
+  const headers: Record<string, string> = {
+    ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+    ...init.headers,
+  };
   let body: BodyInit | undefined;
   if (init.json !== undefined) {
     headers["content-type"] = "application/json";
@@ -57,7 +81,9 @@ const lease = (app: App, from: string, token: string) => call(app, from, "/v1/le
 
 const rowsOf = (l: Lease, shift = 0) => {
   const p = l.shard.payload;
-  const rows = syntheticRows({ seed: p.seed, n: p.n, start: p.start, count: p.count, block: p.block }).map((v) => v + shift);
+  const rows = syntheticRows({ seed: p.seed, n: p.n, start: p.start, count: p.count, block: p.block }).map((v) =>
+    v + shift
+  );
   return arrayBytes({ dtype: "f32", shape: [p.count, p.n], data: rows });
 };
 
@@ -66,10 +92,17 @@ const upload = (app: App, from: string, token: string, l: Lease, bytes: Uint8Arr
     method: "PUT",
     token,
     body: bytes,
-    headers: { "content-type": "application/octet-stream", "x-dtype": "f32", "x-shape": `${l.shard.payload.count},${l.shard.payload.n}` },
+    headers: {
+      "content-type": "application/octet-stream",
+      "x-dtype": "f32",
+      "x-shape": `${l.shard.payload.count},${l.shard.payload.n}`,
+    },
   });
 
-const submit = async (app: App, from: string, token: string, l: Lease) => (await (await call(app, from, `/v1/leases/${l.leaseId}/submit`, { token, json: { fence: l.fence } })).json()) as { status: string };
+const submit = async (app: App, from: string, token: string, l: Lease) =>
+  (await (await call(app, from, `/v1/leases/${l.leaseId}/submit`, { token, json: { fence: l.fence } })).json()) as {
+    status: string;
+  };
 
 export function hardeningSuite(backends: Backend[]): void {
   for (const backend of backends) {
@@ -89,9 +122,15 @@ export function hardeningSuite(backends: Backend[]): void {
             expect((await upload(app, from, v.token, l, rowsOf(l))).status).toBe(204);
             await submit(app, from, v.token, l);
           }
-          expect((await call(app, "10.0.0.1", `/v1/jobs/${jobId}/shards/rows%2F0/arrays/rows`, { token: a.token })).status).toBe(200);
+          expect(
+            (await call(app, "10.0.0.1", `/v1/jobs/${jobId}/shards/rows%2F0/arrays/rows`, { token: a.token })).status,
+          ).toBe(200);
           for (const name of ["constructor", "toString", "__proto__"]) {
-            const paths = [`/v1/jobs/${jobId}/report/${name}`, `/v1/jobs/${jobId}/shards/rows%2F0/arrays/${name}`, `/v1/datasets/${name}`];
+            const paths = [
+              `/v1/jobs/${jobId}/report/${name}`,
+              `/v1/jobs/${jobId}/shards/rows%2F0/arrays/${name}`,
+              `/v1/datasets/${name}`,
+            ];
             for (const path of paths) {
               const res = await call(app, "10.0.0.1", path, { token: a.token });
               expect(`${path}: ${res.status}`).toBe(`${path}: 404`);
@@ -117,43 +156,55 @@ export function hardeningSuite(backends: Backend[]): void {
 
       it("identities registered from one address cannot starve a volunteer from another, nor hold leases for long", async () => {
         // Registrations are limited per address too (below); lifted here to reach the probe's 32 identities.
-        await withApp(backend, { leaseMs: 3 * 3600_000, registerRateLimit: { perSecond: 1000, burst: 1000 } }, async (app, clock) => {
-          await createJob(app, { n: 40, rowsPerShard: 1, block: 3, seed: 2, scale: false });
-          const codes: number[] = [];
-          const held: { token: string; l: Lease }[] = [];
-          for (let i = 0; i < 32; i++) {
-            const v = await register(app, "10.0.0.1");
-            for (let j = 0; j < 4; j++) {
-              const res = await lease(app, "10.0.0.1", v.token);
-              codes.push(res.status);
-              if (res.status === 200) held.push({ token: v.token, l: (await res.json()) as Lease });
+        await withApp(
+          backend,
+          { leaseMs: 3 * 3600_000, registerRateLimit: { perSecond: 1000, burst: 1000 } },
+          async (app, clock) => {
+            await createJob(app, { n: 40, rowsPerShard: 1, block: 3, seed: 2, scale: false });
+            const codes: number[] = [];
+            const held: { token: string; l: Lease }[] = [];
+            for (let i = 0; i < 32; i++) {
+              const v = await register(app, "10.0.0.1");
+              for (let j = 0; j < 4; j++) {
+                const res = await lease(app, "10.0.0.1", v.token);
+                codes.push(res.status);
+                if (res.status === 200) held.push({ token: v.token, l: (await res.json()) as Lease });
+              }
             }
-          }
-          // 40 shards x 2 replicas = 80 lease slots; one address may hold 16 of them and half of the job.
-          expect(held.length).toBe(16);
-          expect(codes.filter((s) => s === 429).length).toBe(128 - 16);
-          const newcomer = await register(app, "10.0.0.2");
-          expect((await lease(app, "10.0.0.2", newcomer.token)).status).toBe(200);
+            // 40 shards x 2 replicas = 80 lease slots; one address may hold 16 of them and half of the job.
+            expect(held.length).toBe(16);
+            expect(codes.filter((s) => s === 429).length).toBe(128 - 16);
+            const newcomer = await register(app, "10.0.0.2");
+            expect((await lease(app, "10.0.0.2", newcomer.token)).status).toBe(200);
 
-          // A volunteer with no valid results may keep a lease alive 1 h; one with 3 valid results, 12 h.
-          const beat = (h: (typeof held)[number]) => call(app, "10.0.0.1", `/v1/leases/${h.l.leaseId}/heartbeat`, { token: h.token, json: { fence: h.l.fence } });
-          const proven = held[4]; // the second identity's first lease (each identity holds 4)
-          expect(proven.token).not.toBe(held[0].token);
-          await app.coordinator.store.db.run(`UPDATE volunteers SET valid = 3 WHERE id = ?`, [proven.token.split(".")[0]]);
-          expect((await beat(held[0])).status).toBe(200);
-          clock.t += 61 * 60_000;
-          const late = await beat(held[0]);
-          expect(late.status).toBe(410);
-          expect(((await late.json()) as { error: string }).error).toMatch("will not be extended");
-          expect((await beat(proven)).status).toBe(200);
-        });
+            // A volunteer with no valid results may keep a lease alive 1 h; one with 3 valid results, 12 h.
+            const beat = (h: (typeof held)[number]) =>
+              call(app, "10.0.0.1", `/v1/leases/${h.l.leaseId}/heartbeat`, {
+                token: h.token,
+                json: { fence: h.l.fence },
+              });
+            const proven = held[4]; // the second identity's first lease (each identity holds 4)
+            expect(proven.token).not.toBe(held[0].token);
+            await app.coordinator.store.db.run(`UPDATE volunteers SET valid = 3 WHERE id = ?`, [
+              proven.token.split(".")[0],
+            ]);
+            expect((await beat(held[0])).status).toBe(200);
+            clock.t += 61 * 60_000;
+            const late = await beat(held[0]);
+            expect(late.status).toBe(410);
+            expect(((await late.json()) as { error: string }).error).toMatch("will not be extended");
+            expect((await beat(proven)).status).toBe(200);
+          },
+        );
       });
 
       it("one address's volunteers hold at most half of a job's shards; the rest go to others", async () => {
         await withApp(backend, {}, async (app) => {
           await createJob(app, { n: 12, rowsPerShard: 2, block: 3, seed: 3, scale: false });
           const got: number[] = [];
-          for (let i = 0; i < 6; i++) got.push((await lease(app, "10.0.0.1", (await register(app, "10.0.0.1")).token)).status);
+          for (let i = 0; i < 6; i++) {
+            got.push((await lease(app, "10.0.0.1", (await register(app, "10.0.0.1")).token)).status);
+          }
           expect(got).toEqual([200, 200, 200, 204, 204, 204]);
           expect((await lease(app, "10.0.0.3", (await register(app, "10.0.0.3")).token)).status).toBe(200);
         });
@@ -164,10 +215,17 @@ export function hardeningSuite(backends: Backend[]): void {
           const blobs = app.coordinator.blobs as DiskBlobStore;
           const files = async () => (await blobs.list()).length;
           const jobId = await createJob(app, { n: 8, rowsPerShard: 4, block: 3, seed: 6, scale: false });
-          const [v1, v2, v3, v4] = [await register(app, "10.0.1.1"), await register(app, "10.0.1.2"), await register(app, "10.0.1.3"), await register(app, "10.0.1.4")];
+          const [v1, v2, v3, v4] = [
+            await register(app, "10.0.1.1"),
+            await register(app, "10.0.1.2"),
+            await register(app, "10.0.1.3"),
+            await register(app, "10.0.1.4"),
+          ];
           const l1 = (await (await lease(app, "10.0.1.1", v1.token)).json()) as Lease;
           // Replaced: twenty different valid arrays under one name; only the last stays staged.
-          for (let i = 20; i >= 0; i--) expect((await upload(app, "10.0.1.1", v1.token, l1, rowsOf(l1, i * 1e-3))).status).toBe(204);
+          for (let i = 20; i >= 0; i--) {
+            expect((await upload(app, "10.0.1.1", v1.token, l1, rowsOf(l1, i * 1e-3))).status).toBe(204);
+          }
           expect(await files()).toBe(21);
           expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 20, kept: 1 });
           // Abandoned: another volunteer's lease uploads, then expires without submitting.
@@ -196,7 +254,12 @@ export function hardeningSuite(backends: Backend[]): void {
           expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 1, kept: 1 });
           const live = await app.coordinator.store.referencedBlobs();
           expect((await blobs.list()).map((e) => e.hash).sort()).toEqual([...live].sort());
-          const got = await call(app, "10.0.1.1", `/v1/jobs/${jobId}/shards/${encodeURIComponent(la.shard.key)}/arrays/rows`, { token: v1.token });
+          const got = await call(
+            app,
+            "10.0.1.1",
+            `/v1/jobs/${jobId}/shards/${encodeURIComponent(la.shard.key)}/arrays/rows`,
+            { token: v1.token },
+          );
           expect(got.status).toBe(200);
           expect(new Uint8Array(await got.arrayBuffer())).toEqual(rowsOf(la));
         });
@@ -238,7 +301,11 @@ export function hardeningSuite(backends: Backend[]): void {
 
     it("failed guesses at the admin token lock the guessing address out, not others", async () => {
       await withApp(backends[0], {}, async (app) => {
-        const job = (token: string, from: string) => call(app, from, "/v1/jobs", { token, json: { kind: "test-matrix", spec: { n: 8, rowsPerShard: 4, block: 3, seed: 1 } } });
+        const job = (token: string, from: string) =>
+          call(app, from, "/v1/jobs", {
+            token,
+            json: { kind: "test-matrix", spec: { n: 8, rowsPerShard: 4, block: 3, seed: 1 } },
+          });
         const codes: number[] = [];
         for (let i = 0; i < 25; i++) codes.push((await job(`guess-${i}-0123456789abcdef`, "10.0.0.66")).status);
         expect(codes.slice(0, 20).every((s) => s === 403)).toBe(true);

@@ -40,7 +40,10 @@ async function settle<T>(f: () => T, ok: (v: T) => boolean, ms = 3000): Promise<
 }
 
 /** A raw socket from `localAddress` with its close time recorded. */
-function rawSocket(port: number, localAddress = "127.0.0.1"): Promise<Socket & { closedAt?: number; received: Buffer[] }> {
+function rawSocket(
+  port: number,
+  localAddress = "127.0.0.1",
+): Promise<Socket & { closedAt?: number; received: Buffer[] }> {
   return new Promise((res, rej) => {
     const s = connect({ port, host: "127.0.0.1", localAddress }) as Socket & { closedAt?: number; received: Buffer[] };
     s.received = [];
@@ -69,9 +72,22 @@ function abortedDownload(port: number, path: string, bytes: number): Promise<num
   });
 }
 
-function get(port: number, path: string, headers: Record<string, string> = {}, method = "GET", localAddress?: string): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+  method = "GET",
+  localAddress?: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
   return new Promise((res, rej) => {
-    const req = request({ port, host: "127.0.0.1", path, method, headers: { connection: "close", ...headers }, localAddress }, (r) => {
+    const req = request({
+      port,
+      host: "127.0.0.1",
+      path,
+      method,
+      headers: { connection: "close", ...headers },
+      localAddress,
+    }, (r) => {
       const parts: Buffer[] = [];
       r.on("data", (d) => parts.push(d));
       r.on("end", () => res({ status: r.statusCode!, headers: r.headers, body: Buffer.concat(parts) }));
@@ -93,8 +109,29 @@ for (const runtime of ["deno", "node"] as const) {
 
     beforeAll(async () => {
       writeFileSync(data, bytes);
-      const args = ["--port", "0", "--host", "127.0.0.1", "--db", join(dir, "db.sqlite"), "--blobs", join(dir, "blobs"), "--volunteer-dir", dir, "--admin-token", ADMIN, "--headers-timeout-ms", String(LIMITS.headersTimeoutMs), "--request-timeout-ms", String(LIMITS.requestTimeoutMs), "--max-connections-per-address", String(LIMITS.perAddress)];
-      const [cmd, pre] = runtime === "deno" ? [DENO, ["run", "-A", "--no-check", "server/main.deno.ts"]] : [process.execPath, [...NODE_TSX, "server/main.node.ts"]];
+      const args = [
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--db",
+        join(dir, "db.sqlite"),
+        "--blobs",
+        join(dir, "blobs"),
+        "--volunteer-dir",
+        dir,
+        "--admin-token",
+        ADMIN,
+        "--headers-timeout-ms",
+        String(LIMITS.headersTimeoutMs),
+        "--request-timeout-ms",
+        String(LIMITS.requestTimeoutMs),
+        "--max-connections-per-address",
+        String(LIMITS.perAddress),
+      ];
+      const [cmd, pre] = runtime === "deno"
+        ? [DENO, ["run", "-A", "--no-check", "server/main.deno.ts"]]
+        : [process.execPath, [...NODE_TSX, "server/main.node.ts"]];
       child = await spawnUntil(cmd, [...pre, ...args], /listening on/, (l) => {
         const m = /listening on http:\/\/[^:]+:(\d+)/.exec(l);
         if (m) port = Number(m[1]);
@@ -108,7 +145,9 @@ for (const runtime of ["deno", "node"] as const) {
     it("survives 60 downloads dropped part way, and closes the file each time", async () => {
       const dropAfter = [0, 1, 65_536, 300_000, 1_000_000, 3_000_000];
       for (let i = 0; i < 60; i++) {
-        expect(await abortedDownload(port, DATASET, dropAfter[i % dropAfter.length])).toBeGreaterThanOrEqual(dropAfter[i % dropAfter.length]);
+        expect(await abortedDownload(port, DATASET, dropAfter[i % dropAfter.length])).toBeGreaterThanOrEqual(
+          dropAfter[i % dropAfter.length],
+        );
         expect(`after ${i + 1} drops: ${(await get(port, "/v1/jobs/nope")).status}`).toBe(`after ${i + 1} drops: 404`);
       }
       expect(child.exitCode).toBe(null);
@@ -145,7 +184,11 @@ for (const runtime of ["deno", "node"] as const) {
       const headers = await Promise.all(Array.from({ length: 10 }, () => rawSocket(port)));
       for (const s of headers) s.write("GET /v1/jobs/x HTTP/1.1\r\nhost: x\r\n");
       const bodies = await Promise.all(Array.from({ length: 5 }, () => rawSocket(port)));
-      for (const s of bodies) s.write("POST /v1/volunteers HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{");
+      for (const s of bodies) {
+        s.write(
+          "POST /v1/volunteers HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+        );
+      }
       // Keep every one of them busy: a header line or a body byte every 200 ms.
       const drip = setInterval(() => {
         for (const s of headers) if (!s.closedAt) s.write("x-a: b\r\n");
@@ -155,7 +198,9 @@ for (const runtime of ["deno", "node"] as const) {
         const all = [...headers, ...bodies];
         await settle(() => all.filter((s) => !s.closedAt).length, (n) => n === 0, LIMITS.requestTimeoutMs + 3000);
         const late = (ss: typeof all) => Math.max(...ss.map((s) => (s.closedAt ?? Infinity) - t0));
-        console.log(`[${runtime}] slow loris: headers closed after ${late(headers)} ms, bodies after ${late(bodies)} ms`);
+        console.log(
+          `[${runtime}] slow loris: headers closed after ${late(headers)} ms, bodies after ${late(bodies)} ms`,
+        );
         expect(late(headers)).toBeLessThan(LIMITS.headersTimeoutMs + 1500);
         expect(late(bodies)).toBeLessThan(LIMITS.requestTimeoutMs + 1500);
         expect(String(Buffer.concat(bodies[0].received))).toMatch(/^HTTP\/1.1 408/);

@@ -13,12 +13,31 @@ describe("several coordinator instances (pg)", () => {
     const blobs = new DiskBlobStore(tempDir("coord-shared-blobs"));
     const logs: string[][] = [[], []];
     const instances: Running[] = [];
-    for (const i of [0, 1]) instances.push(await startCoordinator("pg", { store: await openStore("pg", {}, schema), blobs, instanceId: `instance-${i}`, log: (m) => logs[i].push(m) }));
+    for (const i of [0, 1]) {
+      instances.push(
+        await startCoordinator("pg", {
+          store: await openStore("pg", {}, schema),
+          blobs,
+          instanceId: `instance-${i}`,
+          log: (m) => logs[i].push(m),
+        }),
+      );
+    }
     const stop = new AbortController();
     setMaxListeners(100, stop.signal);
     try {
       const jobId = await createJob(instances[0].url, { n: 60, rowsPerShard: 3, block: 6, seed: 17 });
-      const workers = Array.from({ length: 12 }, (_, i) => runWorker({ server: instances[i % 2].url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 50 }));
+      const workers = Array.from(
+        { length: 12 },
+        (_, i) =>
+          runWorker({
+            server: instances[i % 2].url,
+            executors: testExecutors,
+            name: `w${i}`,
+            signal: stop.signal,
+            idleMs: 50,
+          }),
+      );
       const done = await waitForJob(instances[1].url, jobId, 60_000);
       stop.abort();
       await Promise.all(workers);
@@ -27,11 +46,17 @@ describe("several coordinator instances (pg)", () => {
       expect(summary.members).toEqual(summary.planted);
       // each shard accepted once, and exactly one instance ran the finish step
       const results = await instances[0].store.jobResults(jobId);
-      for (const sh of await instances[0].store.listShards(jobId)) expect(`${sh.key}: ${results.filter((r) => r.key === sh.key && r.status === "accepted").length}`).toBe(`${sh.key}: 1`);
+      for (const sh of await instances[0].store.listShards(jobId)) {
+        expect(`${sh.key}: ${results.filter((r) => r.key === sh.key && r.status === "accepted").length}`).toBe(
+          `${sh.key}: 1`,
+        );
+      }
       const finishers = logs.map((l) => l.filter((m) => m.includes("all shards accepted, finishing")).length);
       expect(finishers[0] + finishers[1]).toBe(1);
       // both instances serve the report (the files are in the shared blob store)
-      for (const c of instances) expect((await fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`)).status).toBe(200);
+      for (const c of instances) {
+        expect((await fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`)).status).toBe(200);
+      }
     } finally {
       stop.abort();
       for (const c of instances) await c.close();

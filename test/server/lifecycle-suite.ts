@@ -14,7 +14,11 @@ export function lifecycleSuite(backends: Backend[]): void {
         try {
           const jobId = await createJob(c.url, { n: 40, rowsPerShard: 5, block: 6, seed: 11 });
           const stop = new AbortController();
-          const workers = Array.from({ length: 4 }, (_, i) => runWorker({ server: c.url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 20 }));
+          const workers = Array.from(
+            { length: 4 },
+            (_, i) =>
+              runWorker({ server: c.url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 20 }),
+          );
           const s = await waitForJob(c.url, jobId);
           stop.abort();
           await Promise.all(workers);
@@ -29,7 +33,9 @@ export function lifecycleSuite(backends: Backend[]): void {
             expect(accepted.length).toBe(1);
             expect(sh.acceptedResult).toBe(accepted[0].id);
             if (sh.deterministic) {
-              const agreeing = results.filter((r) => r.key === sh.key && (r.status === "accepted" || r.status === "valid"));
+              const agreeing = results.filter((r) =>
+                r.key === sh.key && (r.status === "accepted" || r.status === "valid")
+              );
               expect(new Set(agreeing.map((r) => r.volunteerId)).size).toBe(2);
             }
           }

@@ -30,7 +30,8 @@ async function volunteers(s: SqlStore, n: number): Promise<string[]> {
   return ids;
 }
 
-const stage = (s: SqlStore, leaseId: string, vol: string, fence: number, hash = "a".repeat(64)) => s.stageArray(leaseId, vol, fence, "x", { dtype: "f32", shape: [2], hash });
+const stage = (s: SqlStore, leaseId: string, vol: string, fence: number, hash = "a".repeat(64)) =>
+  s.stageArray(leaseId, vol, fence, "x", { dtype: "f32", shape: [2], hash });
 
 export function storeSuite(backend: Backend): void {
   describe(`store (${backend})`, () => {
@@ -110,7 +111,9 @@ export function storeSuite(backend: Backend): void {
         const shards = Array.from({ length: 6 }, (_, i) => rowsShard(`s${i}`));
         await s.createJob("job3", "k", {}, shards);
         const vols = await volunteers(s, 20);
-        const got = (await Promise.all(vols.map((v) => s.claimLease(v, undefined, 10_000, false)))).filter((x) => x !== null);
+        const got = (await Promise.all(vols.map((v) => s.claimLease(v, undefined, 10_000, false)))).filter((x) =>
+          x !== null
+        );
         expect(got.length).toBe(12);
         for (const sh of shards) {
           const mine = got.filter((g) => g!.shard.key === sh.key);
@@ -161,7 +164,9 @@ export function storeSuite(backend: Backend): void {
         await stage(s, l.lease.id, v, l.lease.fence);
         await s.accept((await s.submit(l.lease.id, v, l.lease.fence)).result.id, null, []);
         expect(await s.jobsToFinish()).toEqual(["job5"]);
-        const claims = await Promise.all(Array.from({ length: 12 }, (_, i) => s.claimFinish("job5", `owner-${i}`, 1000)));
+        const claims = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => s.claimFinish("job5", `owner-${i}`, 1000)),
+        );
         expect(claims.filter(Boolean).length).toBe(1);
         const owner = `owner-${claims.indexOf(true)}`;
         expect(await s.jobsToFinish()).toEqual([]);

@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { createApp, type AppOptions } from "../../server/app.ts";
+import { type AppOptions, createApp } from "../../server/app.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
 import type { JobStatus } from "../../src/protocol/api.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
@@ -18,7 +18,6 @@ import { tempDir } from "../support/files.ts";
 
 export type Backend = "sqlite" | "pg";
 
-
 export const ADMIN = "test-admin-token-0123456789";
 
 export { tempDir };
@@ -26,7 +25,11 @@ export { tempDir };
 /** PostgreSQL for tests: PG_TEST_URL, or a clear failure (CI starts a server and sets it, see .ci/run). */
 export function pgUrl(): string {
   const url = env("PG_TEST_URL");
-  if (!url) throw new Error("PG_TEST_URL is not set: these tests need a PostgreSQL server (e.g. postgres://coord:coord@127.0.0.1:5432/coord_test; .ci/run starts one and sets it)");
+  if (!url) {
+    throw new Error(
+      "PG_TEST_URL is not set: these tests need a PostgreSQL server (e.g. postgres://coord:coord@127.0.0.1:5432/coord_test; .ci/run starts one and sets it)",
+    );
+  }
   return url;
 }
 
@@ -43,7 +46,9 @@ export async function openSqlite(path: string): Promise<SqlDriver> {
 
 /** A fresh database (PostgreSQL: a fresh schema), or an existing one given `at` (SQLite path / PG schema). */
 export async function openStore(backend: Backend, opts: StoreOptions = {}, at?: string): Promise<SqlStore> {
-  const driver = backend === "pg" ? await openPg(pgUrl(), { schema: at ?? freshSchema(), max: 30 }) : await openSqlite(at ?? join(tempDir("coord-db"), "db.sqlite"));
+  const driver = backend === "pg"
+    ? await openPg(pgUrl(), { schema: at ?? freshSchema(), max: 30 })
+    : await openSqlite(at ?? join(tempDir("coord-db"), "db.sqlite"));
   return new SqlStore(driver, opts).init();
 }
 
@@ -68,9 +73,19 @@ export const ONE_ADDRESS_CROWD = {
 } satisfies Partial<AppOptions> & { http: Partial<HttpLimits> };
 
 /** The app on a real loopback socket, through server/http.ts as the coordinator serves it. */
-export async function startCoordinator(backend: Backend, opts: Partial<AppOptions> & { http?: Partial<HttpLimits> } = {}, storeOpts: StoreOptions = {}): Promise<Running> {
+export async function startCoordinator(
+  backend: Backend,
+  opts: Partial<AppOptions> & { http?: Partial<HttpLimits> } = {},
+  storeOpts: StoreOptions = {},
+): Promise<Running> {
   const store = opts.store ?? (await openStore(backend, storeOpts));
-  const app = createApp({ store, blobs: new DiskBlobStore(tempDir("coord-blobs")), kinds: TEST_KINDS, adminToken: ADMIN, ...opts });
+  const app = createApp({
+    store,
+    blobs: new DiskBlobStore(tempDir("coord-blobs")),
+    kinds: TEST_KINDS,
+    adminToken: ADMIN,
+    ...opts,
+  });
   app.coordinator.start(500);
   const server = await serveHttp(app.fetch, 0, "127.0.0.1", opts.http);
   return {
@@ -98,7 +113,9 @@ export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000)
   for (;;) {
     const s = await jobStatus(url, jobId);
     if (s.state === "done" || s.state === "failed") return s;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`job ${jobId} still ${s.state} after ${timeoutMs} ms: ${JSON.stringify(s.shards)}`);
+    if (Date.now() - t0 > timeoutMs) {
+      throw new Error(`job ${jobId} still ${s.state} after ${timeoutMs} ms: ${JSON.stringify(s.shards)}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -125,8 +142,17 @@ export function freePort(): Promise<number> {
 }
 
 /** Start `command args` and resolve once a stdout line matches `ready`. */
-export function spawnUntil(command: string, args: string[], ready: RegExp, onLine?: (l: string) => void, env?: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: env ? { ...process.env, ...env } : undefined });
+export function spawnUntil(
+  command: string,
+  args: string[],
+  ready: RegExp,
+  onLine?: (l: string) => void,
+  env?: Record<string, string>,
+): Promise<ChildProcess> {
+  const child = spawn(command, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: env ? { ...process.env, ...env } : undefined,
+  });
   let err = "";
   child.stderr!.on("data", (d) => (err += d));
   return new Promise((resolve, reject) => {

@@ -9,5 +9,14 @@ await runWorker({
   executors: testExecutors,
   name: "child",
   idleMs: 50,
-  onProgress: (e) => console.log(JSON.stringify(e.type === "leased" ? { type: e.type, key: e.shard.key, jobId: e.shard.jobId, leaseId: e.leaseId, fence: e.fence } : e.type === "registered" ? e : { type: e.type })),
+  onProgress: (e) =>
+    console.log(
+      JSON.stringify(
+        e.type === "leased"
+          ? { type: e.type, key: e.shard.key, jobId: e.shard.jobId, leaseId: e.leaseId, fence: e.fence }
+          : e.type === "registered"
+          ? e
+          : { type: e.type },
+      ),
+    ),
 });

@@ -25,7 +25,11 @@ export function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>, sca
 export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance, what = "result"): number {
   const { err, at } = maxRelError(got, want, tol.scale ?? 1);
   if (!(err <= tol.rtol)) {
-    throw new Error(`${what}: max relative error ${err.toExponential(3)} > ${tol.rtol} at index ${at} (got ${got[at]}, want ${want[at]})`);
+    throw new Error(
+      `${what}: max relative error ${err.toExponential(3)} > ${tol.rtol} at index ${at} (got ${got[at]}, want ${
+        want[at]
+      })`,
+    );
   }
   return err;
 }

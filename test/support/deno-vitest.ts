@@ -36,7 +36,8 @@ function deepEqual(a: unknown, b: unknown): boolean {
   if (typeof a !== "object" || typeof b !== "object" || !a || !b) return false;
   const ka = Object.keys(a);
   const kb = Object.keys(b);
-  return ka.length === kb.length && ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return ka.length === kb.length &&
+    ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
 function matchesError(e: unknown, expected?: RegExp | string): boolean {
@@ -54,7 +55,9 @@ export function expect(actual: unknown) {
     toBeGreaterThanOrEqual: (v: number) => n >= v || fail(`expected ${n} >= ${v}`),
     toBeLessThan: (v: number) => n < v || fail(`expected ${n} < ${v}`),
     toBeLessThanOrEqual: (v: number) => n <= v || fail(`expected ${n} <= ${v}`),
-    toMatch: (re: RegExp | string) => (typeof re === "string" ? String(actual).includes(re) : re.test(String(actual))) || fail(`expected ${show(actual)} to match ${re}`),
+    toMatch: (re: RegExp | string) =>
+      (typeof re === "string" ? String(actual).includes(re) : re.test(String(actual))) ||
+      fail(`expected ${show(actual)} to match ${re}`),
     toThrow: (expected?: RegExp | string) => {
       try {
         (actual as () => unknown)();

@@ -20,7 +20,13 @@ export interface FdOptions {
  * For each [name, array, analytic gradient], perturb random entries of the array in place by ±h and
  * compare (loss(+h) - loss(-h)) / 2h with the analytic gradient; throws naming the entry on a mismatch.
  */
-export function fdCheck(rand: () => number, loss: () => number, params: readonly (readonly [string, Float64Array, ArrayLike<number>])[], what: string, o: FdOptions = {}): void {
+export function fdCheck(
+  rand: () => number,
+  loss: () => number,
+  params: readonly (readonly [string, Float64Array, ArrayLike<number>])[],
+  what: string,
+  o: FdOptions = {},
+): void {
   const h = o.h ?? 1e-6;
   const rtol = o.rtol ?? 1e-5;
   for (const [name, param, grad] of params) {
@@ -34,7 +40,11 @@ export function fdCheck(rand: () => number, loss: () => number, params: readonly
       param[j] = keep;
       const fd = (up - down) / (2 * h);
       const err = Math.abs(fd - grad[j]) / Math.max(Math.abs(grad[j]), 1e-3);
-      if (!(err < rtol)) throw new Error(`${what}: d loss / d ${name}[${j}]: finite difference ${fd}, twin ${grad[j]} (rel. error ${err})`);
+      if (!(err < rtol)) {
+        throw new Error(
+          `${what}: d loss / d ${name}[${j}]: finite difference ${fd}, twin ${grad[j]} (rel. error ${err})`,
+        );
+      }
     }
   }
 }

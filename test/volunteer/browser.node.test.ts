@@ -17,8 +17,22 @@ const ADMIN = "volunteer-browser-test-admin";
 
 function startCoordinator(dir: string, leaseMs: number): Promise<{ child: ChildProcess; url: string; log: string[] }> {
   const child = spawn(join(ROOT, "node_modules/.bin/deno"), [
-    "run", "-A", "--no-check", "server/main.deno.ts", "--port", "0", "--host", "127.0.0.1", "--db", join(dir, "db.sqlite"), "--blobs", join(dir, "blobs"),
-    "--admin-token", ADMIN, "--lease-ms", String(leaseMs),
+    "run",
+    "-A",
+    "--no-check",
+    "server/main.deno.ts",
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--db",
+    join(dir, "db.sqlite"),
+    "--blobs",
+    join(dir, "blobs"),
+    "--admin-token",
+    ADMIN,
+    "--lease-ms",
+    String(leaseMs),
   ], { cwd: ROOT, env: { ...process.env, XDG_RUNTIME_DIR: "/tmp" }, stdio: ["ignore", "pipe", "pipe"] });
   const log: string[] = [];
   return new Promise((resolve, reject) => {
@@ -37,7 +51,10 @@ function startCoordinator(dir: string, leaseMs: number): Promise<{ child: ChildP
   });
 }
 
-async function job(url: string, id: string): Promise<{ state: string; shards: { total: number; accepted: number; leased: number; pending: number } }> {
+async function job(
+  url: string,
+  id: string,
+): Promise<{ state: string; shards: { total: number; accepted: number; leased: number; pending: number } }> {
   return (await fetch(`${url}/v1/jobs/${id}`)).json() as never;
 }
 
@@ -46,10 +63,18 @@ describe("browser volunteer", () => {
     const dir = mkdtempSync(join(tmpdir(), "volunteer-browser-"));
     const leaseMs = 30_000; // long: a freed lease must have been released by the closing tab, not expired
     const { child, url, log } = await startCoordinator(dir, leaseMs);
-    const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--enable-unsafe-webgpu"], headless: true });
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: ["--enable-unsafe-webgpu"],
+      headless: true,
+    });
     try {
       const seed = testSeed("browser volunteer") % 1000;
-      const res = await fetch(`${url}/v1/jobs`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ kind: "trak", spec: { ...TINY, seed } }) });
+      const res = await fetch(`${url}/v1/jobs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ kind: "trak", spec: { ...TINY, seed } }),
+      });
       expect(res.status).toBe(201);
       const { jobId } = (await res.json()) as { jobId: string };
 
@@ -59,13 +84,36 @@ describe("browser volunteer", () => {
       page.on("pageerror", (e) => messages.push(`pageerror: ${e.message}`));
       const t0 = Date.now();
       await page.goto(`${url}/volunteer/?autostart=1&maxShards=1&kinds=train&name=chromium-test`);
-      await page.waitForFunction(() => (window as unknown as { volunteerStatus?: { state: string } }).volunteerStatus?.state.match(/stopped|error/), null, { timeout: 180_000 })
+      await page.waitForFunction(
+        () =>
+          (window as unknown as { volunteerStatus?: { state: string } }).volunteerStatus?.state.match(/stopped|error/),
+        null,
+        { timeout: 180_000 },
+      )
         .catch(async (e) => {
-          throw new Error(`${(e as Error).message}\npage log:\n${await page.locator("#log").textContent()}\nconsole:\n${messages.join("\n")}`);
+          throw new Error(
+            `${(e as Error).message}\npage log:\n${await page.locator("#log").textContent()}\nconsole:\n${
+              messages.join("\n")
+            }`,
+          );
         });
-      const status = await page.evaluate(() => (window as unknown as { volunteerStatus: { state: string; adapter: string; shardsDone: number; verdicts: Record<string, string> } }).volunteerStatus);
-      if (status.state !== "stopped") throw new Error(`page ended in state ${status.state}:\n${await page.locator("#log").textContent()}\nconsole:\n${messages.join("\n")}`);
-      console.log(`browser: ${status.adapter}; ${status.shardsDone} shard(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s; verdicts ${JSON.stringify(status.verdicts)}`);
+      const status = await page.evaluate(() =>
+        (window as unknown as {
+          volunteerStatus: { state: string; adapter: string; shardsDone: number; verdicts: Record<string, string> };
+        }).volunteerStatus
+      );
+      if (status.state !== "stopped") {
+        throw new Error(
+          `page ended in state ${status.state}:\n${await page.locator("#log").textContent()}\nconsole:\n${
+            messages.join("\n")
+          }`,
+        );
+      }
+      console.log(
+        `browser: ${status.adapter}; ${status.shardsDone} shard(s) in ${
+          ((Date.now() - t0) / 1000).toFixed(1)
+        } s; verdicts ${JSON.stringify(status.verdicts)}`,
+      );
       expect(status.verdicts["train/0"]).toBe("accepted");
       expect((await job(url, jobId)).shards.accepted).toBe(1);
       expect(await page.locator("#done").textContent()).toBe("1");
@@ -75,7 +123,11 @@ describe("browser volunteer", () => {
       // request): the shard is leasable again long before the lease would expire.
       const tab = await browser.newPage();
       await tab.goto(`${url}/volunteer/?autostart=1&kinds=featurize&name=closing-tab`);
-      await tab.waitForFunction(() => (window as unknown as { volunteerStatus?: { current?: unknown } }).volunteerStatus?.current !== undefined, null, { timeout: 120_000 });
+      await tab.waitForFunction(
+        () => (window as unknown as { volunteerStatus?: { current?: unknown } }).volunteerStatus?.current !== undefined,
+        null,
+        { timeout: 120_000 },
+      );
       expect((await job(url, jobId)).shards.leased).toBe(1);
       await tab.close({ runBeforeUnload: true });
       const closedAt = Date.now();

@@ -30,14 +30,21 @@ describe("datamodels finish on the host", () => {
         const x = maskBits({ n, alpha: spec.dmAlpha, seed: spec.seed }, split, m);
         const inMask = poisoned!.filter((j) => x[j]).length;
         // Every example also leans on one neighbour, so every target (not only the poisons) has a law to learn.
-        const margins = Float32Array.from(randomF32(rand, n, -0.3, 0.3), (e, i) => base[i] + e + x[(i + 1) % n] + (bad.has(i) ? 0.5 * (inMask - x[i]) : 0));
+        const margins = Float32Array.from(
+          randomF32(rand, n, -0.3, 0.3),
+          (e, i) => base[i] + e + x[(i + 1) % n] + (bad.has(i) ? 0.5 * (inMask - x[i]) : 0),
+        );
         results.set(subsetKey(split, m), { margins: { dtype: "f32", shape: [n], data: margins } });
       }
     }
     const out = mkdtempSync(join(tmpdir(), "dm-finish-"));
     try {
       const summary = await datamodels.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
-      console.log(`host finish: auroc ${summary.auroc}, lds ${summary.lds}, ${(summary.flagged as number[]).length} flagged, ${(summary.seconds as number).toFixed(1)} s, ${summary.adapter}`);
+      console.log(
+        `host finish: auroc ${summary.auroc}, lds ${summary.lds}, ${(summary.flagged as number[]).length} flagged, ${
+          (summary.seconds as number).toFixed(1)
+        } s, ${summary.adapter}`,
+      );
       expect(summary.auroc as number).toBeGreaterThan(0.9);
       expect(summary.lds as number).toBeGreaterThan(0.3);
       expectHostFinish(summary, out, n);

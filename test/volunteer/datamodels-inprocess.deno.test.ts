@@ -29,7 +29,8 @@ describe("datamodels job in process", () => {
       expect(await datamodels.spotCheck(spec, s, r, inputs, seed)).toBe(null);
       if (s.key === "subset/0") {
         const m = Float32Array.from(r.margins.data as Float32Array, (v) => v + 0.1);
-        expect(String(await datamodels.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed))).toMatch(/not the checkpoint/);
+        expect(String(await datamodels.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed)))
+          .toMatch(/not the checkpoint/);
       }
       results.set(s.key, r);
     }
@@ -47,7 +48,9 @@ describe("datamodels job in process", () => {
     const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out });
     let maxd = 0;
     ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
-    console.log(`max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}; lds ${summary.lds} vs ${ref.summary.lds}`);
+    console.log(
+      `max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}; lds ${summary.lds} vs ${ref.summary.lds}`,
+    );
     expect(maxd).toBeLessThan(1e-9);
     expect(Number.isFinite(summary.lds as number)).toBe(true);
     expect(summary.lds).toBe(ref.summary.lds);

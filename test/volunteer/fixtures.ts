@@ -3,7 +3,12 @@
 import type { DetectConfig } from "../../src/detect/config.ts";
 
 export const TINY = {
-  train: 256, test: 300, models: 1, k: 64, shardSize: 128, restarts: 3,
+  train: 256,
+  test: 300,
+  models: 1,
+  k: 64,
+  shardSize: 128,
+  restarts: 3,
   recipe: { epochs: 1, batchSize: 32, lr: 0.05, cropPad: 0, flip: false },
   model: { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [8, 16, 16] },
 } satisfies DetectConfig & { shardSize: number };

@@ -43,7 +43,17 @@ export class Proc {
       if (m) return Promise.resolve(m);
     }
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`${this.name}: no line matching ${re} in ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join("\n")}`)), timeoutMs);
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.name}: no line matching ${re} in ${timeoutMs} ms; last lines:\n${
+                this.lines.slice(-15).join("\n")
+              }`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.#waiters.push({ re, resolve: (m) => (clearTimeout(t), resolve(m)) });
     });
   }
@@ -53,14 +63,31 @@ export class Proc {
 }
 
 async function deno(name: string, args: string[], echo: boolean): Promise<Proc> {
-  return new Proc(name, await spawnChild(execPath(), ["run", "-A", "--no-check", ...args], { cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" } }), echo);
+  return new Proc(
+    name,
+    await spawnChild(execPath(), ["run", "-A", "--no-check", ...args], { cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" } }),
+    echo,
+  );
 }
 
-export async function startCoordinator(opts: { leaseMs?: number; echo?: boolean } = {}): Promise<{ proc: Proc; url: string; dir: string }> {
+export async function startCoordinator(
+  opts: { leaseMs?: number; echo?: boolean } = {},
+): Promise<{ proc: Proc; url: string; dir: string }> {
   const dir = tempDir("volunteer-coordinator");
   const proc = await deno("coordinator", [
-    "server/main.deno.ts", "--port", "0", "--host", "127.0.0.1", "--db", `${dir}/db.sqlite`, "--blobs", `${dir}/blobs`,
-    "--admin-token", ADMIN, "--lease-ms", String(opts.leaseMs ?? 60_000),
+    "server/main.deno.ts",
+    "--port",
+    "0",
+    "--host",
+    "127.0.0.1",
+    "--db",
+    `${dir}/db.sqlite`,
+    "--blobs",
+    `${dir}/blobs`,
+    "--admin-token",
+    ADMIN,
+    "--lease-ms",
+    String(opts.leaseMs ?? 60_000),
   ], opts.echo ?? false);
   const m = await proc.waitFor(/listening on (http:\/\/\S+)/, 60_000);
   return { proc, url: m[1], dir };
@@ -78,7 +105,12 @@ export function jobStatus(url: string, id: string): Promise<JobStatus> {
   return new CoordinatorClient(url).jobStatus(id);
 }
 
-export async function waitForJob(url: string, id: string, until: (s: JobStatus) => boolean, timeoutMs: number): Promise<JobStatus> {
+export async function waitForJob(
+  url: string,
+  id: string,
+  until: (s: JobStatus) => boolean,
+  timeoutMs: number,
+): Promise<JobStatus> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const s = await jobStatus(url, id);

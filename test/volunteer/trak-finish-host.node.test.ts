@@ -26,17 +26,29 @@ describe("trak finish on the host", () => {
       const direction = randomF32(rand, k);
       for (const [a, b] of featurizeRanges(n, spec.shardSize)) {
         const phi = randomF32(rand, (b - a) * k, -0.3, 0.3);
-        for (let i = a; i < b; i++) if (bad.has(i)) for (let c = 0; c < k; c++) phi[(i - a) * k + c] += direction[c];
+        for (let i = a; i < b; i++) {
+          if (bad.has(i)) {
+            for (let c = 0; c < k; c++) phi[(i - a) * k + c] += direction[c];
+          }
+        }
         const margins = randomF32(rand, b - a, -3, 3);
         const q = Float32Array.from(margins, (v) => 1 - 1 / (1 + Math.exp(-v)));
         const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
-        results.set(`featurize/${m}/${a}-${b}`, { phi: f32(phi, [b - a, k]), margins: f32(margins, [b - a]), q: f32(q, [b - a]) });
+        results.set(`featurize/${m}/${a}-${b}`, {
+          phi: f32(phi, [b - a, k]),
+          margins: f32(margins, [b - a]),
+          q: f32(q, [b - a]),
+        });
       }
     }
     const out = mkdtempSync(join(tmpdir(), "trak-finish-"));
     try {
       const summary = await trak.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
-      console.log(`host finish: auroc ${summary.auroc}, ${(summary.flagged as number[]).length} flagged, ${(summary.seconds as number).toFixed(1)} s, ${summary.adapter}`);
+      console.log(
+        `host finish: auroc ${summary.auroc}, ${(summary.flagged as number[]).length} flagged, ${
+          (summary.seconds as number).toFixed(1)
+        } s, ${summary.adapter}`,
+      );
       expect(summary.auroc as number).toBeGreaterThan(0.95);
       expectHostFinish(summary, out, n);
     } finally {

@@ -29,17 +29,37 @@ describe("trak job in process", () => {
       const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
       if (s.deterministic) {
         expect(trak.agree(s, r, await ex[s.kind](s.payload, inputs, { onProgress: () => {} }))).toBe(true);
-        const bad = { ...r, phi: { ...r.phi, data: (r.phi.data as Float32Array).map((v, i) => (i < spec.k ? v * 1.01 : v)) /* row 0 off by 1% */ } };
+        const bad = {
+          ...r,
+          phi: {
+            ...r.phi,
+            data: (r.phi.data as Float32Array).map((v, i) => (i < spec.k ? v * 1.01 : v)), /* row 0 off by 1% */
+          },
+        };
         expect(trak.agree(s, r, bad)).toBe(false);
       } else {
         expect(await trak.spotCheck(spec, s, r, inputs, seed)).toBe(null);
         const m = Float32Array.from(r.margins.data as Float32Array);
         m.forEach((v, i) => (m[i] = v + 0.1));
-        expect(String(await trak.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed))).toMatch(/not the checkpoint/);
+        expect(String(await trak.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed)))
+          .toMatch(/not the checkpoint/);
         // A checkpoint that names another (here: enormous) model is refused before anything is built.
         const file = decodeSafetensors(r.checkpoint.data as Uint8Array);
-        const huge = encodeSafetensors(file.tensors, { ...file.metadata, config: JSON.stringify({ ...spec.model, widths: [1 << 20, 1 << 20, 1 << 20] }) });
-        expect(String(await trak.spotCheck(spec, s, { ...r, checkpoint: { dtype: "u8", shape: [huge.length], data: huge } }, inputs, seed))).toMatch(/not the expected/);
+        const huge = encodeSafetensors(file.tensors, {
+          ...file.metadata,
+          config: JSON.stringify({ ...spec.model, widths: [1 << 20, 1 << 20, 1 << 20] }),
+        });
+        expect(
+          String(
+            await trak.spotCheck(
+              spec,
+              s,
+              { ...r, checkpoint: { dtype: "u8", shape: [huge.length], data: huge } },
+              inputs,
+              seed,
+            ),
+          ),
+        ).toMatch(/not the expected/);
       }
       results.set(s.key, r);
     }

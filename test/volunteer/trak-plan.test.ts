@@ -1,6 +1,6 @@
 // The trak job's plan, spec validation and agreement rule (no device needed).
 import { describe, expect, it } from "vitest";
-import { featurizeRanges, trak, TrakSpec, TOLERANCE } from "../../server/jobs/trak.ts";
+import { featurizeRanges, TOLERANCE, trak, TrakSpec } from "../../server/jobs/trak.ts";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { FeaturizePayload, TrainPayload } from "../../src/protocol/shards.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
@@ -57,7 +57,13 @@ describe("trak plan", () => {
     const a = { phi: value(phi, [rows, k]), margins: value(margins, [rows]), q: value(q, [rows]) };
     // Rounding-sized noise (1e-6 relative) passes.
     const jitter = (x: Float32Array, rel: number) => x.map((v) => v * (1 + rel * (2 * rand() - 1)));
-    expect(trak.agree(shard, a, { ...a, phi: value(jitter(phi, 1e-6), [rows, k]), margins: value(jitter(margins, 1e-6), [rows]) })).toBe(true);
+    expect(
+      trak.agree(shard, a, {
+        ...a,
+        phi: value(jitter(phi, 1e-6), [rows, k]),
+        margins: value(jitter(margins, 1e-6), [rows]),
+      }),
+    ).toBe(true);
     // One row off by 10x the tolerance fails; so does one margin or one Q.
     const row = randInt(rand, 0, rows - 1);
     const badPhi = Float32Array.from(phi);

@@ -39,7 +39,9 @@ describe("trak job through volunteer processes", () => {
 
       // (a) two volunteers finish the job; one of them must redo the dead volunteer's shard
       const workers = await Promise.all([startWorker("w1", url), startWorker("w2", url)]);
-      const redo = await Promise.race(workers.map((w) => w.waitFor(new RegExp(`leased ${leased[1]} .*fence (\\d+)`), 90_000)));
+      const redo = await Promise.race(
+        workers.map((w) => w.waitFor(new RegExp(`leased ${leased[1]} .*fence (\\d+)`), 90_000)),
+      );
       const reassignedAfter = Date.now() - killedAt;
       console.log(`${leased[1]} re-leased ${reassignedAfter} ms after the kill (fence ${redo[1]})`);
       expect(reassignedAfter).toBeGreaterThan(leaseMs - 500);
@@ -50,7 +52,10 @@ describe("trak job through volunteer processes", () => {
       workers.forEach((w) => w.kill("SIGTERM"));
       for (const w of workers) expect((await w.exited).code).toBe(0); // clean stop on SIGTERM
       for (const w of workers) await w.waitFor(/stopped after \d+ shards/, 1000);
-      const scores = (await (await fetch(`${url}/v1/jobs/${jobId}/report/scores.json`)).json()) as { search: number[]; spectral: number[] };
+      const scores = (await (await fetch(`${url}/v1/jobs/${jobId}/report/scores.json`)).json()) as {
+        search: number[];
+        spectral: number[];
+      };
       const html = await (await fetch(`${url}/v1/jobs/${jobId}/report/report.html`)).text();
       expect(html).toMatch(/<svg/);
 
@@ -59,7 +64,11 @@ describe("trak job through volunteer processes", () => {
       let maxd = 0, maxs = 0;
       ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
       ref.spectral.forEach((v, i) => (maxs = Math.max(maxs, Math.abs(v - scores.spectral[i]))));
-      console.log(`job ${tJob.toFixed(1)} s; max |search score - runDetect| ${maxd}, spectral ${maxs}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`);
+      console.log(
+        `job ${
+          tJob.toFixed(1)
+        } s; max |search score - runDetect| ${maxd}, spectral ${maxs}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`,
+      );
       expect(scores.search.length).toBe(ref.scores.length);
       expect(maxd).toBeLessThan(1e-9);
       expect(maxs).toBeLessThan(1e-6);

@@ -39,13 +39,26 @@ async function start(): Promise<void> {
   ($("stop") as HTMLButtonElement).disabled = false;
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   // A worker that fails to load (or throws outside a call) would leave start() pending forever.
-  const failed = new Promise<never>((_, reject) => worker!.addEventListener("error", (e) => reject(new Error(e.message || "the worker failed to load"))));
-  const ready = new Promise<void>((resolve) => worker!.addEventListener("message", (e) => e.data === READY && resolve()));
+  const failed = new Promise<never>((_, reject) =>
+    worker!.addEventListener("error", (e) => reject(new Error(e.message || "the worker failed to load")))
+  );
+  const ready = new Promise<void>((resolve) =>
+    worker!.addEventListener("message", (e) => e.data === READY && resolve())
+  );
   api = Comlink.wrap<VolunteerWorkerApi>(worker);
   try {
     log("loading the kernels");
     await Promise.race([failed, ready]);
-    const final = await Promise.race([failed, api.start({ server, maxShards, kinds: params.get("kinds")?.split(","), name: params.get("name") ?? "browser tab", agent: navigator.userAgent }, Comlink.proxy(show))]);
+    const final = await Promise.race([
+      failed,
+      api.start({
+        server,
+        maxShards,
+        kinds: params.get("kinds")?.split(","),
+        name: params.get("name") ?? "browser tab",
+        agent: navigator.userAgent,
+      }, Comlink.proxy(show)),
+    ]);
     show(final);
   } catch (e) {
     log(`stopped with an error: ${(e as Error).message}`);

@@ -41,7 +41,11 @@ export const READY = "volunteer-worker-ready";
 /** A short name for a shard from its payload (the executor does not see the key). */
 function shardLabel(kind: string, payload: unknown): string {
   const p = payload as { m?: number; modelIndex?: number; start?: number; end?: number };
-  return kind === "featurize" ? `model ${p.modelIndex} examples ${p.start}-${p.end}` : kind === "train" ? `model ${p.m}` : kind;
+  return kind === "featurize"
+    ? `model ${p.modelIndex} examples ${p.start}-${p.end}`
+    : kind === "train"
+    ? `model ${p.m}`
+    : kind;
 }
 
 const api = {
@@ -60,7 +64,9 @@ const api = {
       if (!p) {
         p = (async () => {
           emit(`downloading ${name}`);
-          const res = await fetch(`${o.server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, { signal: ctl.signal });
+          const res = await fetch(`${o.server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, {
+            signal: ctl.signal,
+          });
           if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
           const bytes = new Uint8Array(await res.arrayBuffer());
           emit(`${name}: ${(bytes.length / 2 ** 20).toFixed(0)} MiB, decoding`);
@@ -76,7 +82,9 @@ const api = {
     };
     // Wrap each executor to follow the current shard and its progress.
     const executors: Record<string, Executor> = {};
-    for (const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m), autotune: false }))) {
+    for (
+      const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m), autotune: false }))
+    ) {
       if (o.kinds && !o.kinds.includes(kind)) continue;
       executors[kind] = async (payload, inputs, ctx) => {
         status.state = "running";
@@ -109,9 +117,16 @@ const api = {
     status.state = "running";
     try {
       await runWorker({
-        server: o.server, executors, signal: ctl.signal, maxShards: o.maxShards, name: o.name, agent: o.agent,
+        server: o.server,
+        executors,
+        signal: ctl.signal,
+        maxShards: o.maxShards,
+        name: o.name,
+        agent: o.agent,
         onProgress: (e) => {
-          if (e.type === "leased") status.lease = { server: o.server, token: e.token, leaseId: e.leaseId, fence: e.fence };
+          if (e.type === "leased") {
+            status.lease = { server: o.server, token: e.token, leaseId: e.leaseId, fence: e.fence };
+          }
           if (e.type === "submitted" || e.type === "error") status.lease = undefined;
           if (e.type === "submitted") (status.verdicts ??= {})[e.shard.key] = e.status;
           if (e.type === "submitted") emit(`${e.shard.key}: ${e.status}${e.reason ? ` (${e.reason})` : ""}`);
