@@ -106,7 +106,8 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     }
   }
   notes.push(
-    "One round trip = POST /v1/leases + PUT one 64-byte array + POST submit (spot check, accept). Server and clients share one Deno process.",
+    "One round trip = POST /v1/leases + PUT one 64-byte array + POST submit (spot check, accept). Server and clients " +
+      "share one Deno process.",
   );
   return { adapter: "CPU (coordinator; no GPU work)", rows, notes };
 }

@@ -144,10 +144,16 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     adapter: rt.adapterName,
     rows,
     notes: [
-      `models ${MODELS} (${heldOut} held out), batches of ${batchRows} models, ${lambdas} λ. penalty: l2 cg (ridge by conjugate gradients, the default), l2 apg (ridge by accelerated proximal gradient), l1 (lasso, APG).`,
-      `iters: most iterations per λ (n >= 2000: REG_ITERS_BIG=${bigIters}; the default fit allows 100); iters_run: over the whole path (tolerance 1e-4 stops early; the twin rows run every iteration); products: n³ matrix products (iterations + one per λ to start CG).`,
-      "ms includes the synthetic data generation on the host (both rows); gram_ms: the streamed Gram pass; ms_per_product: the rest (solve, held-out selection, convergence checks) per n³ product.",
-      "device_MiB: peak device bytes from tensor sizes; rss_MiB: process RSS after the row (llvmpipe's buffers live in it); mse: mean held-out MSE (noise variance 0.01).",
+      `models ${MODELS} (${heldOut} held out), batches of ${batchRows} models, ${lambdas} λ. penalty: l2 cg ` +
+      `(ridge by conjugate gradients, the default), l2 apg (ridge by accelerated proximal gradient), l1 (lasso, APG).`,
+      `iters: most iterations per λ (n >= 2000: REG_ITERS_BIG=${bigIters}; the default fit allows 100); ` +
+      `iters_run: ` +
+      `over the whole path (tolerance 1e-4 stops early; the twin rows run every iteration); products: n³ matrix ` +
+      `products (iterations + one per λ to start CG).`,
+      "ms includes the synthetic data generation on the host (both rows); gram_ms: the streamed Gram pass; " +
+      "ms_per_product: the rest (solve, held-out selection, convergence checks) per n³ product.",
+      "device_MiB: peak device bytes from tensor sizes; rss_MiB: process RSS after the row (llvmpipe's buffers " +
+      "live in it); mse: mean held-out MSE (noise variance 0.01).",
     ],
   };
 }

@@ -82,10 +82,10 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     adapter: rt.adapterName,
     rows,
     notes: [
-      `small CNN ${
-        JSON.stringify(config)
-      }; recipe epochs ${recipe.epochs}, batch ${recipe.batchSize}; img_per_s counts training images plus the margin pass over all n.`,
-      "TRAK needs a few ensemble members; datamodels needs thousands of subset models (each costs about alpha + 1/epochs of a full-set model).",
+      `small CNN ${JSON.stringify(config)}; recipe epochs ${recipe.epochs}, batch ${recipe.batchSize}; ` +
+      "img_per_s counts training images plus the margin pass over all n.",
+      "TRAK needs a few ensemble members; datamodels needs thousands of subset models (each costs about alpha + " +
+      "1/epochs of a full-set model).",
     ],
   };
 }

@@ -140,7 +140,8 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     f.release();
   }
   notes.push(
-    `r = ${R}; device_MiB: factors + search state (+ A and Sym for dense), from tensor sizes; rss_MiB: process RSS after the run (llvmpipe's buffers live in it).`,
+    `r = ${R}; device_MiB: factors + search state (+ A and Sym for dense), from tensor sizes; rss_MiB: process RSS ` +
+      `after the run (llvmpipe's buffers live in it).`,
   );
   return { adapter: rt.adapterName, rows, notes };
 }

@@ -198,7 +198,7 @@ export function batchNormEvalRef(
   beta: Arr,
   runningMean: Arr,
   runningVar: Arr,
-  C: number,
+  _C: number, // the channel count, kept for a signature like the other twins' (channels are i / L here)
   L: number,
   eps = 1e-5,
 ): Float64Array {

@@ -141,7 +141,8 @@ export const splitKVariant = matmulOp.register({
   file: "kernels/matmul-codegen.ts (splitKShader)",
   code: splitKShader({ ...SPLITK_TILES[0], ALIGNED: 0 }),
   description:
-    "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads along K (A's uniform), second pass sums the splits",
+    "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads " +
+    "along K (A's uniform), second pass sums the splits",
   tiles: SPLITK_TILES,
   shader: (t, p) => ({ code: splitKTileCode(t, p), constants: {} }),
   supports: (p) => p.transB && !p.transA,

@@ -13,7 +13,8 @@
 //   cg_step       hy, pdir, rr, pap, r0 (read), theta, res    theta += α pdir, res −= α (hy + ridge pdir)
 //   cg_dir        res, rr, rr_new, r0 (read), pdir (rw)       pdir = res + β pdir
 // (cg_step and cg_dir leave a column alone once rr ≤ floor2 · r0: it has converged.)
-// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta, offdiag, floor2 }; override WG; flat grids fold into y.
+// Uniform { rows, cols, count, n, index, s, c, step, ridge, beta, offdiag, floor2 }; override WG; flat grids fold into
+// y.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
@@ -215,7 +216,10 @@ export function cgInit(rt: Runtime, s: CgState, r: Tensor, hy: Tensor, ridge: nu
   );
 }
 
-/** out[j] = Σ_k p[k, j] (yh[k, j] + ridge p[k, j]) for columns j < n: pᵀ(H + ridge I)p with yh = H p, or |p|² with yh = p, ridge 0. */
+/**
+ * out[j] = Σ_k p[k, j] (yh[k, j] + ridge p[k, j]) for columns j < n: pᵀ(H + ridge I)p with yh = H p, or |p|² with yh =
+ * p, ridge 0.
+ */
 export function colDot(rt: Runtime, p: Tensor, yh: Tensor, ridge: number, n: number, out?: Tensor): Tensor {
   const [rows, cols] = cols2d(p, "colDot p");
   need(yh, rows * cols, "colDot yh");
@@ -225,7 +229,10 @@ export function colDot(rt: Runtime, p: Tensor, yh: Tensor, ridge: number, n: num
   return o;
 }
 
-/** α_j = rr[j] / pap[j]: θ += α pdir, res −= α (hy + ridge pdir), with hy = H pdir; no step where pap[j] ≤ 0 or the column stopped. */
+/**
+ * α_j = rr[j] / pap[j]: θ += α pdir, res −= α (hy + ridge pdir), with hy = H pdir; no step where pap[j] ≤ 0 or the
+ * column stopped.
+ */
 export function cgStep(rt: Runtime, s: CgState, hy: Tensor, rr: Tensor, pap: Tensor, ridge: number): void {
   const [rows, cols] = cols2d(s.theta, "cgStep theta");
   for (const [t, what] of [[rr, "rr"], [pap, "pap"], [s.r0, "r0"]] as const) need(t, cols, `cgStep ${what}`);

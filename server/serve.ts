@@ -14,7 +14,8 @@
 //   --max-connections-per-address N, --max-connections N   open connections (64 per address, 1024 in all)
 //   --max-leases-per-address N   live leases all volunteers registered from one address may hold (16)
 //   --trust-proxy    take the client address from X-Forwarded-For (behind one reverse proxy)
-//   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both "default,test"
+//   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both
+// "default,test"
 //   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
 //                    server/volunteer-page.ts into .cache/volunteer-page)
 import { mkdirSync } from "node:fs";
@@ -88,7 +89,7 @@ export function parseFlags(argv: string[], env: (k: string) => string | undefine
 }
 
 async function loadKinds(list: string): Promise<{ kinds: JobKindRegistry; routes: Hono[] }> {
-  const kinds: JobKindRegistry = new Map<string, JobKind<any>>();
+  const kinds: JobKindRegistry = new Map<string, JobKind<unknown>>();
   const routes: Hono[] = [];
   for (const which of list.split(",")) {
     if (which === "default") {

@@ -1,7 +1,8 @@
 // The project's shape, checked: the module boundaries on the import graph of the sources (nothing under
 // src/ imports server/: the coordinator and its volunteers share only src/protocol/; server/ takes
 // nothing from src/volunteer/; the browser volunteer page does not pull in the single-machine pipeline),
-// and the kernel contract (one shader, one module in kernels/, one test in test/kernels/ per op).
+// the kernel contract (one shader, one module in kernels/, one test in test/kernels/ per op), and the
+// line width deno fmt is configured for, which it cannot enforce on long strings and comments.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -70,28 +71,46 @@ describe("module boundaries", () => {
 });
 
 describe("kernel contract", () => {
-  it("every op a module in kernels/ declares registers itself, has a shader and test/kernels/<op>.test.ts", async () => {
-    const { kernelModules, loadKernels } = await import("../kernels/discover.ts");
-    const declared = (await kernelModules()).flatMap((f) =>
-      [...readFileSync(join(ROOT, "kernels", f), "utf8").matchAll(/defineOp(?:<[^>]*>)?\(\s*"([^"]+)"/g)].map((m) =>
-        m[1]
-      )
-    );
-    expect(declared.length).toBeGreaterThan(15);
-    const ops = await loadKernels();
-    expect([...ops.keys()].sort()).toEqual([...declared].sort());
-    const problems: string[] = [];
-    for (const [name, op] of ops) {
-      if (!existsSync(join(ROOT, "test/kernels", `${name}.test.ts`))) {
-        problems.push(`${name}: no test/kernels/${name}.test.ts`);
-      }
-      // A generated variant names its generator: "kernels/matmul-codegen.ts (exactShader)".
-      for (const v of op.variants) {
-        if (!existsSync(join(ROOT, v.file.split(" ")[0]))) {
-          problems.push(`${name}/${v.name}: no shader file ${v.file}`);
+  it(
+    "every op a module in kernels/ declares registers itself, has a shader and " +
+      "test/kernels/<op>.test.ts",
+    async () => {
+      const { kernelModules, loadKernels } = await import("../kernels/discover.ts");
+      const declared = (await kernelModules()).flatMap((f) =>
+        [...readFileSync(join(ROOT, "kernels", f), "utf8").matchAll(/defineOp(?:<[^>]*>)?\(\s*"([^"]+)"/g)].map((m) =>
+          m[1]
+        )
+      );
+      expect(declared.length).toBeGreaterThan(15);
+      const ops = await loadKernels();
+      expect([...ops.keys()].sort()).toEqual([...declared].sort());
+      const problems: string[] = [];
+      for (const [name, op] of ops) {
+        if (!existsSync(join(ROOT, "test/kernels", `${name}.test.ts`))) {
+          problems.push(`${name}: no test/kernels/${name}.test.ts`);
+        }
+        // A generated variant names its generator: "kernels/matmul-codegen.ts (exactShader)".
+        for (const v of op.variants) {
+          if (!existsSync(join(ROOT, v.file.split(" ")[0]))) {
+            problems.push(`${name}/${v.name}: no shader file ${v.file}`);
+          }
         }
       }
-    }
-    expect(problems).toEqual([]);
+      expect(problems).toEqual([]);
+    },
+  );
+});
+
+describe("formatting", () => {
+  it("no source line is wider than deno.json's fmt.lineWidth", () => {
+    const { fmt } = JSON.parse(readFileSync(join(ROOT, "deno.json"), "utf8")) as { fmt: { lineWidth: number } };
+    expect(fmt.lineWidth).toBeLessThanOrEqual(120);
+    const wide = ["src", "server", "kernels", "test", "bench"].flatMap(sources).flatMap((f) =>
+      readFileSync(join(ROOT, f), "utf8").split("\n").flatMap((
+        l,
+        i,
+      ) => (l.length > fmt.lineWidth ? [`${f}:${i + 1} (${l.length})`] : []))
+    );
+    expect(wide).toEqual([]);
   });
 });

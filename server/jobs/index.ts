@@ -3,7 +3,7 @@ import type { JobKind, JobKindRegistry } from "../../src/protocol/job-kind.ts";
 import { datamodels } from "./datamodels.ts";
 import { trak } from "./trak.ts";
 
-export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[trak.name, trak], [
+export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<unknown>>([[trak.name, trak], [
   datamodels.name,
   datamodels,
 ]]);

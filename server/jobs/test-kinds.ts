@@ -185,7 +185,7 @@ export const testBench: JobKind<z.infer<typeof TestBenchSpec>> = {
   },
 };
 
-export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<any>>([[testMatrix.name, testMatrix], [
+export const TEST_KINDS: JobKindRegistry = new Map<string, JobKind<unknown>>([[testMatrix.name, testMatrix], [
   testBench.name,
   testBench,
 ]]);
@@ -197,19 +197,22 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), { once: true });
   });
 
-/** Honest executors for the test kinds (the worker loop runs them). */
+/** Honest executors for the test kinds (the worker loop runs them). The payloads are this file's own plans. */
 export const testExecutors: Record<string, Executor> = {
-  "test-bench": async (p: { i: number; len: number }) => {
+  "test-bench": async (payload) => {
+    const p = payload as { i: number; len: number };
     const x = new Float32Array(p.len);
     x[0] = p.i;
     return { x: { dtype: "f32", shape: [p.len], data: x } };
   },
-  "test-rows": async (p: RowsPayload, _inputs, ctx) => {
+  "test-rows": async (payload, _inputs, ctx) => {
+    const p = payload as RowsPayload;
     if (p.slowMs) await sleep(p.slowMs, ctx.signal);
     ctx.onProgress(1);
     return { rows: { dtype: "f32", shape: [p.count, p.n], data: syntheticRows(p) } };
   },
-  "test-scale": async (p: RowsPayload & { dep: string }, inputs, ctx) => {
+  "test-scale": async (payload, inputs, ctx) => {
+    const p = payload as RowsPayload & { dep: string };
     if (p.slowMs) await sleep(p.slowMs, ctx.signal);
     const x = (await inputs.get(p.dep, "rows")).data;
     const y = new Float32Array(x.length);

@@ -144,7 +144,8 @@ export async function finishRuntime(n: number, hostMax: number, what: string): P
   if (detectRuntime() === "node") {
     if (n > hostMax) {
       throw new Error(
-        `this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`,
+        `this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to ` +
+          `n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`,
       );
     }
     return null;

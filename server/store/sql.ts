@@ -96,7 +96,8 @@ const SCHEMA = [
     fence BIGINT NOT NULL, replicas INTEGER NOT NULL, accepted_result TEXT,
     PRIMARY KEY (job_id, key))`,
   `CREATE INDEX IF NOT EXISTS shards_ready ON shards (state, deps_left, job_created, idx)`,
-  `CREATE TABLE IF NOT EXISTS shard_deps (job_id TEXT NOT NULL, dep TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, dep, key))`,
+  `CREATE TABLE IF NOT EXISTS shard_deps (job_id TEXT NOT NULL, dep TEXT NOT NULL, key TEXT NOT NULL,
+   PRIMARY KEY (job_id, dep, key))`,
   `CREATE TABLE IF NOT EXISTS volunteers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, agent TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
     streak INTEGER NOT NULL, valid INTEGER NOT NULL, invalid INTEGER NOT NULL, created_at BIGINT NOT NULL,
@@ -286,7 +287,8 @@ export class SqlStore {
       ]);
       for (const [idx, s] of shards.entries()) {
         await q.run(
-          `INSERT INTO shards (job_id, key, idx, job_created, kind, payload, deps, outputs, max_bytes, deterministic, state, deps_left, fence, replicas)
+          `INSERT INTO shards (job_id, key, idx, job_created, kind, payload, deps, outputs, max_bytes, deterministic,
+           state, deps_left, fence, replicas)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, 0, ?)`,
           [
             id,
@@ -324,7 +326,9 @@ export class SqlStore {
     const [r] = await this.db.all<Row>(
       `SELECT COUNT(*) AS total,
         SUM(CASE WHEN s.state = 'accepted' THEN 1 ELSE 0 END) AS accepted,
-        SUM(CASE WHEN s.state = 'open' AND EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?) THEN 1 ELSE 0 END) AS leased
+        SUM(CASE WHEN s.state = 'open' AND EXISTS (SELECT 1 FROM leases l
+          WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
+          THEN 1 ELSE 0 END) AS leased
        FROM shards s WHERE s.job_id = ?`,
       [now, jobId],
     );
@@ -346,7 +350,8 @@ export class SqlStore {
   /** The arrays of a shard's accepted result, or null while it has none. */
   async acceptedArrays(jobId: string, key: string): Promise<Record<string, StoredArray> | null> {
     const rows = await this.db.all<Row>(
-      `SELECT r.arrays FROM shards s JOIN results r ON r.id = s.accepted_result WHERE s.job_id = ? AND s.key = ? AND s.state = 'accepted'`,
+      `SELECT r.arrays FROM shards s JOIN results r ON r.id = s.accepted_result WHERE s.job_id = ? AND s.key = ?
+       AND s.state = 'accepted'`,
       [jobId, key],
     );
     return rows[0] ? JSON.parse(String(rows[0].arrays)) : null;
@@ -356,7 +361,8 @@ export class SqlStore {
 
   async createVolunteer(id: string, name: string, agent: string, tokenHash: string, source = ""): Promise<void> {
     await this.db.run(
-      `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source) VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
+      `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source)
+       VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
       [
         id,
         name,
@@ -410,14 +416,16 @@ export class SqlStore {
       // Live leases of every volunteer registered from this one's address, by job.
       const bySource = await q.all<Row>(
         `SELECT l.job_id, COUNT(*) AS n FROM leases l JOIN volunteers v ON v.id = l.volunteer_id
-         WHERE l.state = 'active' AND l.deadline >= ? AND v.source = (SELECT source FROM volunteers WHERE id = ?) GROUP BY l.job_id`,
+         WHERE l.state = 'active' AND l.deadline >= ?
+           AND v.source = (SELECT source FROM volunteers WHERE id = ?) GROUP BY l.job_id`,
         [now, volunteerId],
       );
       const sourceTotal = bySource.reduce((a, r) => a + num(r.n), 0);
       if (sourceTotal >= l.perSource) {
         throw new ApiError(
           429,
-          `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit them or let them expire`,
+          `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit ` +
+            `them or let them expire`,
         );
       }
       const fullJobs: string[] = [];
@@ -427,11 +435,11 @@ export class SqlStore {
       }
       const jobSql = fullJobs.length ? ` AND s.job_id NOT IN (${fullJobs.map(() => "?").join(", ")})` : "";
       const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
-      const outstanding =
-        `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.state = 'active' AND l.deadline >= ?)
+      const outstanding = `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key
+         AND l.state = 'active' AND l.deadline >= ?)
           + (SELECT COUNT(*) FROM results r WHERE r.job_id = s.job_id AND r.key = s.key AND r.status = 'pending')`;
-      const mine =
-        `EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.volunteer_id = ? AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?)))`;
+      const mine = `EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.volunteer_id = ?
+         AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?)))`;
       // PostgreSQL: SKIP LOCKED lets concurrent claimers pass each other; the shard row lock is what
       // every lease issue takes, and the re-count below (a fresh statement, so a fresh snapshot)
       // sees leases committed between this statement's snapshot and the lock.
@@ -452,7 +460,8 @@ export class SqlStore {
         const shard = toShard(rows[0]);
         const [c] = await q.all<Row>(
           `SELECT ${outstanding.replaceAll("s.job_id", "?").replaceAll("s.key", "?")} AS n,
-             (SELECT COUNT(*) FROM leases l WHERE l.job_id = ? AND l.key = ? AND l.volunteer_id = ? AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?))) AS mine,
+             (SELECT COUNT(*) FROM leases l WHERE l.job_id = ? AND l.key = ? AND l.volunteer_id = ?
+               AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?))) AS mine,
              (SELECT state FROM shards WHERE job_id = ? AND key = ?) AS state`,
           [
             shard.jobId,
@@ -486,7 +495,8 @@ export class SqlStore {
           state: "active",
         };
         await q.run(
-          `INSERT INTO leases (id, job_id, key, volunteer_id, fence, weight, deadline, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)`,
+          `INSERT INTO leases (id, job_id, key, volunteer_id, fence, weight, deadline, state, created_at) VALUES (?,
+           ?, ?, ?, ?, ?, ?, 'active', ?)`,
           [lease.id, lease.jobId, lease.key, volunteerId, lease.fence, weight, lease.deadline, now],
         );
         return { lease, shard: { ...shard, fence: lease.fence } };
@@ -544,7 +554,10 @@ export class SqlStore {
     });
   }
 
-  /** Record an uploaded (already checked and stored) array against a live lease; replaces an earlier upload of the same name. */
+  /**
+   * Record an uploaded (already checked and stored) array against a live lease; replaces an earlier upload of the same
+   * name.
+   */
   async stageArray(leaseId: string, volunteerId: string, fence: number, name: string, a: StoredArray): Promise<void> {
     await this.db.tx(async (q) => {
       const rows = await q.all<Row>(`SELECT * FROM leases WHERE id = ?${this.lock}`, [leaseId]);
@@ -552,7 +565,8 @@ export class SqlStore {
       if (problem) throw problem;
       await q.run(
         `INSERT INTO lease_arrays (lease_id, name, dtype, shape, hash) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (lease_id, name) DO UPDATE SET dtype = excluded.dtype, shape = excluded.shape, hash = excluded.hash`,
+         ON CONFLICT (lease_id, name) DO UPDATE SET dtype = excluded.dtype, shape = excluded.shape,
+           hash = excluded.hash`,
         [leaseId, name, a.dtype, JSON.stringify(a.shape), a.hash],
       );
     });
@@ -605,7 +619,8 @@ export class SqlStore {
       };
       await q.run(`UPDATE leases SET state = 'submitted' WHERE id = ?`, [leaseId]);
       await q.run(
-        `INSERT INTO results (id, job_id, key, volunteer_id, lease_id, fence, arrays, status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO results (id, job_id, key, volunteer_id, lease_id, fence, arrays, status, reason,
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           result.id,
           result.jobId,
@@ -708,7 +723,8 @@ export class SqlStore {
       await this.credit(q, await this.setStatus(q, rejectIds, "rejected", "disagreed with the accepted result"), false);
       // Leases still out on this shard are now pointless; their submissions will be rejected as late.
       await q.run(
-        `UPDATE shards SET deps_left = deps_left - 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps WHERE job_id = ? AND dep = ?)`,
+        `UPDATE shards SET deps_left = deps_left - 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps
+         WHERE job_id = ? AND dep = ?)`,
         [r.jobId, r.jobId, r.key],
       );
       return { status: "accepted", jobComplete: false };
@@ -726,7 +742,10 @@ export class SqlStore {
     });
   }
 
-  /** Reject a pending result (failed spot check, or it disagreed with the accepted result); resets the volunteer's streak. */
+  /**
+   * Reject a pending result (failed spot check, or it disagreed with the accepted result); resets the volunteer's
+   * streak.
+   */
   async reject(resultId: string, reason: string): Promise<void> {
     await this.db.tx(async (q) => {
       await this.credit(q, await this.setStatus(q, [resultId], "rejected", reason), false);
@@ -753,7 +772,8 @@ export class SqlStore {
         return;
       }
       await q.run(
-        `UPDATE shards SET replicas = CASE WHEN replicas < ? THEN ? ELSE replicas END WHERE job_id = ? AND key = ? AND state = 'open'`,
+        `UPDATE shards SET replicas = CASE WHEN replicas < ? THEN ? ELSE replicas END WHERE job_id = ? AND key = ?
+         AND state = 'open'`,
         [pending + 1, pending + 1, jobId, key],
       );
     });
@@ -768,7 +788,8 @@ export class SqlStore {
     const rows = await this.db.all<Row>(
       `SELECT r.* FROM results r JOIN shards s ON s.job_id = r.job_id AND s.key = r.key JOIN jobs j ON j.id = r.job_id
        WHERE r.status = 'pending' AND r.created_at < ? AND s.state = 'open' AND j.state = 'running'
-         AND s.replicas <= (SELECT COUNT(*) FROM results r2 WHERE r2.job_id = s.job_id AND r2.key = s.key AND r2.status = 'pending')
+         AND s.replicas <= (SELECT COUNT(*) FROM results r2
+           WHERE r2.job_id = s.job_id AND r2.key = s.key AND r2.status = 'pending')
        ORDER BY r.created_at`,
       [olderThan],
     );
@@ -804,7 +825,8 @@ export class SqlStore {
   /** Jobs whose shards are all accepted and that nobody is finishing (or whose finisher went quiet). */
   async jobsToFinish(): Promise<string[]> {
     const rows = await this.db.all<Row>(
-      `SELECT j.id FROM jobs j WHERE (j.state = 'running' AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.job_id = j.id AND s.state = 'open'))
+      `SELECT j.id FROM jobs j WHERE (j.state = 'running' AND NOT EXISTS (SELECT 1 FROM shards s
+       WHERE s.job_id = j.id AND s.state = 'open'))
          OR (j.state = 'finishing' AND j.finish_deadline < ?)`,
       [this.now()],
     );
@@ -816,7 +838,8 @@ export class SqlStore {
     const now = this.now();
     const rows = await this.db.all<Row>(
       `UPDATE jobs SET state = 'finishing', finish_owner = ?, finish_deadline = ?
-       WHERE id = ? AND ((state = 'running' AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.job_id = jobs.id AND s.state = 'open'))
+       WHERE id = ? AND ((state = 'running'
+           AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.job_id = jobs.id AND s.state = 'open'))
          OR (state = 'finishing' AND finish_deadline < ?))
        RETURNING id`,
       [owner, now + ttlMs, jobId, now],
@@ -839,7 +862,8 @@ export class SqlStore {
   ): Promise<boolean> {
     return (
       (await this.db.run(
-        `UPDATE jobs SET state = 'done', summary = ?, files = ? WHERE id = ? AND state = 'finishing' AND finish_owner = ?`,
+        `UPDATE jobs SET state = 'done', summary = ?, files = ? WHERE id = ? AND state = 'finishing'
+         AND finish_owner = ?`,
         [
           JSON.stringify(summary),
           JSON.stringify(files),

@@ -100,7 +100,8 @@ export function normalisation(
   const std = c.std ?? (channels === 3 ? [0.247, 0.2435, 0.2616] : undefined);
   if (!mean || !std || mean.length !== channels || std.length !== channels) {
     throw new Error(
-      `label-consistent: ${channels}-channel images need mean and std with ${channels} values each (the defaults are CIFAR-10's)`,
+      `label-consistent: ${channels}-channel images need mean and std with ${channels} values each (the defaults are ` +
+        `CIFAR-10's)`,
     );
   }
   return { mean, std };

@@ -42,7 +42,8 @@ export const commonShape = {
   targetClass: z.number().int().min(0).default(0),
   /** Poisoned examples over the whole training set: round(rate * n) examples are poisoned. */
   rate: z.number().min(0).max(1).default(0.05),
-  /** Poison only examples of these classes. Default: every class but the target (dirty label), the target (clean label). */
+  /** Poison only examples of these classes. Default: every class but the target (dirty label), the target (clean
+   * label). */
   sourceClasses: z.array(z.number().int().min(0)).min(1).optional(),
   /** Seed of the example selection (and of the trigger, unless triggerSeed is given). */
   seed: z.number().int().default(0),
@@ -85,7 +86,8 @@ export function sourceClassesOf(attack: AttackName, ds: Dataset, c: CommonConfig
     const src = c.sourceClasses ?? [c.targetClass];
     if (src.some((s) => s !== c.targetClass)) {
       throw new Error(
-        `${attack} is a clean-label attack: it poisons target-class images only, so sourceClasses may only be [${c.targetClass}], got [${src}]`,
+        `${attack} is a clean-label attack: it poisons target-class images only, ` +
+          `so sourceClasses may only be [${c.targetClass}], got [${src}]`,
       );
     }
     return [c.targetClass];
@@ -106,9 +108,8 @@ export function selectPoisoned(attack: AttackName, ds: Dataset, c: CommonConfig)
   const count = Math.round(c.rate * ds.n);
   if (count > pool.length) {
     throw new Error(
-      `${attack}: rate ${c.rate} of ${ds.n} examples asks for ${count} poisoned examples, but only ${pool.length} have a source class [${[
-        ...sources,
-      ]}]`,
+      `${attack}: rate ${c.rate} of ${ds.n} examples asks for ${count} poisoned examples, ` +
+        `but only ${pool.length} have a source class [${[...sources]}]`,
     );
   }
   return sample(pool, count, streamSeed(c.seed, SALT.select)).sort((a, b) => a - b);

@@ -22,7 +22,6 @@ import {
   sample,
   selectPoisoned,
   streamSeed,
-  triggerSeedOf,
 } from "./types.ts";
 
 export const WanetConfig = z.strictObject({
@@ -160,7 +159,8 @@ export function wanet(ds: Dataset, config: WanetConfig = {}): AttackResult<Wanet
   const nNoise = Math.round(c.crossRatio * indices.length);
   if (nNoise > rest.length) {
     throw new Error(
-      `wanet: crossRatio ${c.crossRatio} asks for ${nNoise} noise-mode examples, only ${rest.length} examples are not poisoned`,
+      `wanet: crossRatio ${c.crossRatio} asks for ${nNoise} noise-mode examples, ` +
+        `only ${rest.length} examples are not poisoned`,
     );
   }
   const noiseIndices = sample(rest, nNoise, streamSeed(c.seed, SALT.noiseSelect)).sort((a, b) => a - b);

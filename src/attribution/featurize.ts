@@ -186,7 +186,8 @@ export class Featurizer {
       const { rOut, rIn } = this.#sides.get(wl)!;
       const pOut = matmul(rt, dyT, rOut); // [B*T, kOut]
       const pIn = matmul(rt, xT, rIn); // [B*T, kIn]
-      const f = matmul(rt, pOut.reshape([B, T, this.kOut]), pIn.reshape([B, T, this.kIn]), { transA: true }); // [B, kOut, kIn]
+      // [B, kOut, kIn]
+      const f = matmul(rt, pOut.reshape([B, T, this.kOut]), pIn.reshape([B, T, this.kIn]), { transA: true });
       accumulateRows(rt, f.reshape([B, this.k]), phi, row0, 1 / Math.sqrt(this.k));
       [pOut, pIn, f].forEach((t) => t.release());
     } else {

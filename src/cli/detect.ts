@@ -1,5 +1,6 @@
 // npm run detect [-- --attack badnets|blended|sig|wanet|label-consistent|none --rate 0.05 --train 4000
-//                  --models 2 --epochs 4 --lr 0.05 --batch 64 --augment --k 256 --projection factored|dense --budget auto|N --seed 0
+//                  --models 2 --epochs 4 --lr 0.05 --batch 64 --augment --k 256 --projection factored|dense --budget
+// auto|N --seed 0
 //                  --data PATH --out report --cache .cache/detect --retrain-baselines
 //                  --attribution trak|datamodels --dm-models N --dm-alpha 0.5 --dm-penalty l2|l1 --lds-models S]
 // With no arguments: the embedded default (CIFAR-10 subset, small CNN, BadNets at 5%), sized for a CPU.

@@ -97,7 +97,10 @@ export async function loadIdxPair(imagesPath: string, labelsPath: string, opts: 
   });
 }
 
-/** Fashion-MNIST from a directory of the four standard files (gzipped, as Debian's dataset-fashion-mnist installs them, or raw). */
+/**
+ * Fashion-MNIST from a directory of the four standard files (gzipped, as Debian's dataset-fashion-mnist installs them,
+ * or raw).
+ */
 export async function loadFashionMnist(
   dir = "/usr/share/datasets/fashion-mnist",
   split: "train" | "test" = "train",

@@ -23,7 +23,6 @@ import { axpy, scale } from "../../kernels/elementwise.ts";
 import { fill } from "../../kernels/fill.ts";
 import { gemv } from "../../kernels/gemv.ts";
 import { matmul } from "../../kernels/matmul.ts";
-import { blockCopy } from "../../kernels/project.ts";
 import {
   cgDirection,
   cgInit,

@@ -110,7 +110,8 @@ export class DatamodelStore {
         `${p.margins}: ${marginBytes} bytes, but ${p.index} lists ${records} records of ${rec} bytes (corrupt store)`,
       );
     }
-    if (marginBytes > records * rec) await truncateFile(p.margins, records * rec); // a torn record from an interrupted run
+    // a torn record from an interrupted run
+    if (marginBytes > records * rec) await truncateFile(p.margins, records * rec);
     const idx = records ? new Uint32Array((await readRange(p.index, 0, idxBytes)).buffer) : new Uint32Array(0);
     this.#index[split] = Array.from(idx);
     this.#has[split] = new Set(idx);

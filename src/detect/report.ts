@@ -75,9 +75,8 @@ ${rects}<line x1="${pad}" y1="${H - pad}" x2="${W - pad}" y2="${H - pad}" stroke
 <text x="${W / 2}" y="${H - 8}" font-size="11" text-anchor="middle">score (bar height: √count)</text>
 ${
     truth
-      ? `<text x="${
-        W - pad
-      }" y="16" font-size="11" text-anchor="end"><tspan fill="#1f77b4">■ clean</tspan> <tspan fill="#d62728">■ poisoned</tspan></text>`
+      ? `<text x="${W - pad}" y="16" font-size="11" text-anchor="end">` +
+        `<tspan fill="#1f77b4">■ clean</tspan> <tspan fill="#d62728">■ poisoned</tspan></text>`
       : ""
   }
 </svg>`;
@@ -130,10 +129,13 @@ export function renderReport(r: DetectResult): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Backdoor detection report</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
-table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}
 th{background:#f4f4f4}.charts{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
-.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent}
-figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-rendering:pixelated}code{background:#f4f4f4;padding:1px 4px}
+.grid{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent}
+figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-rendering:pixelated}
+code{background:#f4f4f4;padding:1px 4px}
 </style></head><body>
 <h1>Backdoor detection report</h1>
 <p>${s.n} training examples${
@@ -156,7 +158,9 @@ ${s.flagged.length} examples flagged and removed; ${s.seconds.toFixed(0)} s end 
 ${
     truth
       ? `<h2>Detectors</h2>
-<table><tr><th>detector</th><th>AUROC</th><th>precision@budget</th><th>recall@budget</th><th>TPR@5%FPR</th><th>flagged</th><th>clean acc before</th><th>ASR before</th><th>clean acc after</th><th>ASR after</th></tr>${rows}</table>
+<table><tr><th>detector</th><th>AUROC</th><th>precision@budget</th><th>recall@budget</th><th>TPR@5%FPR</th>
+<th>flagged</th><th>clean acc before</th><th>ASR before</th><th>clean acc after</th><th>ASR after</th></tr>
+${rows}</table>
 <p>"After": retrained without the flagged examples (baselines only with <code>--retrain-baselines</code>).</p>
 <div class="charts"><div><h3>ROC curves</h3>${rocSvg(curves, truth)}</div><div><h3>Our scores by ground truth</h3>${
         histogramSvg(r.scores, truth)

@@ -94,7 +94,7 @@ export abstract class Layer {
   }
 }
 
-function setGrad(rt: Runtime, p: Param, g: Tensor): void {
+function setGrad(p: Param, g: Tensor): void {
   p.grad?.release();
   p.grad = g;
 }
@@ -131,8 +131,8 @@ export class Conv2d extends Layer {
     let dx: Tensor | undefined;
     if (opts.paramGrads ?? true) {
       const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx: opts.needDx });
-      setGrad(rt, this.weight, g.dw);
-      if (this.bias) setGrad(rt, this.bias, g.db);
+      setGrad(this.weight, g.dw);
+      if (this.bias) setGrad(this.bias, g.db);
       else g.db.release();
       dx = g.dx;
     } else if (opts.needDx) {
@@ -186,8 +186,8 @@ export class Dense extends Layer {
     const x = take(this.#x, "dense");
     opts.tap?.(this, x, dy);
     if (opts.paramGrads ?? true) {
-      setGrad(rt, this.weight, matmul(rt, dy, x, { transB: true }));
-      if (this.bias) setGrad(rt, this.bias, sum(rt, dy, 1));
+      setGrad(this.weight, matmul(rt, dy, x, { transB: true }));
+      if (this.bias) setGrad(this.bias, sum(rt, dy, 1));
     }
     x.release();
     this.#x = undefined;
@@ -270,8 +270,8 @@ export class BatchNorm extends Layer {
     }
     const s = take(this.#saved, "batchnorm");
     const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s);
-    setGrad(rt, this.gamma, g.dgamma);
-    setGrad(rt, this.beta, g.dbeta);
+    setGrad(this.gamma, g.dgamma);
+    setGrad(this.beta, g.dbeta);
     s.x.release();
     s.mean.release();
     s.invstd.release();

@@ -70,7 +70,7 @@ export interface JobKind<Spec = unknown> {
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, u32: 4, i32: 4, u8: 1 };
 
 /** Registry of job kinds by name. */
-export type JobKindRegistry = Map<string, JobKind<any>>;
+export type JobKindRegistry = Map<string, JobKind<unknown>>;
 
 /** Helper so a kind's Spec type is inferred from its zod schema. */
 export function defineJobKind<Spec>(kind: JobKind<Spec>): JobKind<Spec> {
@@ -85,7 +85,7 @@ export interface ExecutorContext {
   signal?: AbortSignal;
 }
 export type Executor = (
-  payload: any,
+  payload: unknown,
   inputs: Inputs,
   ctx: ExecutorContext,
 ) => Promise<Record<string, ArrayValue>>;

@@ -27,7 +27,8 @@ const { values: a } = parseArgs({
 });
 const fail = (msg: string): never => {
   console.error(
-    `worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] [--name NAME]`,
+    `worker: ${msg}\nusage: deno task worker --server URL [--max-shards N] [--kinds train,featurize] [--data PATH] ` +
+      `[--name NAME]`,
   );
   exit(2);
 };

@@ -28,7 +28,8 @@ describe("WaNet warp field", () => {
       const seed = testSeed(`wanet field ${upsampleMode}`);
       const H = 32, W = 32, s = 0.5, k = 4;
       const ctrl = wanetControlGrid({ k, seed });
-      expect(Math.abs(ctrl.reduce((a, v) => a + Math.abs(v), 0) / ctrl.length - 1)).toBeLessThan(1e-12); // mean |ins| = 1
+      // mean |ins| = 1
+      expect(Math.abs(ctrl.reduce((a, v) => a + Math.abs(v), 0) / ctrl.length - 1)).toBeLessThan(1e-12);
       const f = wanetField({ seed, s, k, upsample: upsampleMode }, H, W);
       const M = maxAbs(ctrl);
       // Bilinear never leaves the control values' range; PyTorch's bicubic (A = -0.75) can overshoot

@@ -7,7 +7,7 @@ import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
 
 describe("TRAK kernel", () => {
   it("K (PhiᵀPhi + lambda I) = I", async () => {
-    const rt = await testRuntime();
+    await testRuntime(); // prints the adapter, as every test file does
     const rand = mulberry32(testSeed("kernel"));
     for (const [n, k] of [[40, 24], [9, 16]]) { // n < k: the Gram matrix is singular, lambda makes it definite
       const phi = randomF32(rand, n * k);

@@ -65,7 +65,8 @@ describe("loadCifar10 on small fake data", () => {
 
     const extracted = await writeDir(dir, files);
     sameAs(await loadCifar10(extracted, { split: "train", ...opts }), exp);
-    sameAs(await loadCifar10(dir, { split: "test", ...opts }), expected(files, ["test_batch.bin"])); // parent folder works too
+    // parent folder works too
+    sameAs(await loadCifar10(dir, { split: "test", ...opts }), expected(files, ["test_batch.bin"]));
   });
 
   it("insists on 10000 records per file by default", async () => {

@@ -23,8 +23,8 @@ function build(header: string, data: number[] = [], n?: number): Uint8Array {
 
 describe("safetensors", () => {
   it("encodes byte-for-byte as the spec lays out", () => {
-    const header =
-      '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}}';
+    const header = '{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},' +
+      '"b":{"dtype":"U8","shape":[3],"data_offsets":[8,11]}}';
     expect(header.length).toBe(138); // → padded to 144 = 0x90 with 6 spaces
     const expected = [
       0x90,

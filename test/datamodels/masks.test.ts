@@ -44,7 +44,8 @@ describe("datamodel masks", () => {
       expect(c).toBeGreaterThan(alpha * M - 60);
       expect(c).toBeLessThan(alpha * M + 60);
     }
-    // Consecutive masks are independent: overlap alpha^2 n = 50 per pair on average (sd ~3.5 per pair, ~0.2 for the mean of 400).
+    // Consecutive masks are independent: overlap alpha^2 n = 50 per pair on average (sd ~3.5 per pair, ~0.2 for the
+    // mean of 400).
     expect(overlap / M).toBeGreaterThan(50 - 3);
     expect(overlap / M).toBeLessThan(50 + 3);
     const key = (s: number, split: "train" | "heldout", m: number) =>

@@ -83,47 +83,51 @@ describe("datamodels regression", () => {
       fit.weights.release();
     });
 
-    it(`${penalty}: at one lambda, converges to the exact float64 solution (ridge: CG and APG); the float64 twin follows the same iterates`, async () => {
-      const rt = await testRuntime();
-      const seed = testSeed(`regression exact ${penalty}`);
-      const n = 24;
-      const data = syntheticRegression({ n, models: 300, support: 3, noise: 0.3, seed });
-      const ratio = 0.05;
-      const opts = { penalty, lambdas: [ratio], iterations: 600, tolerance: 0, batchRows: 40, seed };
-      const fit = await fitDatamodels(rt, data, opts);
-      const W = await rt.read(fit.weights);
-      const plan = planFit(data, opts);
-      const { H, R } = await gramRef(data, plan);
-      const lam = fit.lambda;
-      const exact = penalty === "l2" ? solveRidgeRef(H, R, n, lam[0]) : solveLassoRef(H, R, n, lam);
-      const want = new Float64Array(n * n);
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i * n + j] = i === j ? 0 : exact[j * n + i];
-      const scale = Math.max(...want.map(Math.abs));
-      const err = assertClose(W, want, { rtol: 2e-3, scale }, `${penalty} weights vs exact solve`);
-      console.log(
-        `${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`,
-      );
-      if (penalty === "l2") {
-        // The other ridge solver (accelerated proximal gradient) reaches the same solution.
-        const apg = await fitDatamodels(rt, data, { ...opts, ridgeSolver: "apg" });
-        assertClose(await rt.read(apg.weights), want, { rtol: 2e-3, scale }, "l2 (apg) weights vs exact solve");
-        apg.weights.release();
-      }
-      // The float64 twin of the whole fit (same path, steps, momentum), a short run with 3 path points.
-      const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, tolerance: 0, batchRows: 40, seed };
-      const [g, c] = [await fitDatamodels(rt, data, short), await fitDatamodelsRef(data, short)];
-      const gw = await rt.read(g.weights);
-      assertClose(
-        gw,
-        c.weights,
-        { rtol: 1e-3, scale: Math.max(...c.weights.map(Math.abs)) },
-        `${penalty} weights vs float64 twin`,
-      );
-      assertClose(g.bias, c.bias, { rtol: 1e-3 }, `${penalty} bias vs float64 twin`);
-      assertClose(g.heldOutMse, c.heldOutMse, { rtol: 1e-3, scale: 0.01 }, `${penalty} held-out MSE vs float64 twin`);
-      fit.weights.release();
-      g.weights.release();
-    });
+    it(
+      `${penalty}: at one lambda, converges to the exact float64 solution (ridge: CG and APG); the float64 twin ` +
+        `follows the same iterates`,
+      async () => {
+        const rt = await testRuntime();
+        const seed = testSeed(`regression exact ${penalty}`);
+        const n = 24;
+        const data = syntheticRegression({ n, models: 300, support: 3, noise: 0.3, seed });
+        const ratio = 0.05;
+        const opts = { penalty, lambdas: [ratio], iterations: 600, tolerance: 0, batchRows: 40, seed };
+        const fit = await fitDatamodels(rt, data, opts);
+        const W = await rt.read(fit.weights);
+        const plan = planFit(data, opts);
+        const { H, R } = await gramRef(data, plan);
+        const lam = fit.lambda;
+        const exact = penalty === "l2" ? solveRidgeRef(H, R, n, lam[0]) : solveLassoRef(H, R, n, lam);
+        const want = new Float64Array(n * n);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) want[i * n + j] = i === j ? 0 : exact[j * n + i];
+        const scale = Math.max(...want.map(Math.abs));
+        const err = assertClose(W, want, { rtol: 2e-3, scale }, `${penalty} weights vs exact solve`);
+        console.log(
+          `${penalty}: max error vs exact ${err.toExponential(2)} (relative to the largest weight ${scale.toFixed(3)})`,
+        );
+        if (penalty === "l2") {
+          // The other ridge solver (accelerated proximal gradient) reaches the same solution.
+          const apg = await fitDatamodels(rt, data, { ...opts, ridgeSolver: "apg" });
+          assertClose(await rt.read(apg.weights), want, { rtol: 2e-3, scale }, "l2 (apg) weights vs exact solve");
+          apg.weights.release();
+        }
+        // The float64 twin of the whole fit (same path, steps, momentum), a short run with 3 path points.
+        const short = { penalty, lambdas: [1, 0.3, 0.05], iterations: 25, tolerance: 0, batchRows: 40, seed };
+        const [g, c] = [await fitDatamodels(rt, data, short), await fitDatamodelsRef(data, short)];
+        const gw = await rt.read(g.weights);
+        assertClose(
+          gw,
+          c.weights,
+          { rtol: 1e-3, scale: Math.max(...c.weights.map(Math.abs)) },
+          `${penalty} weights vs float64 twin`,
+        );
+        assertClose(g.bias, c.bias, { rtol: 1e-3 }, `${penalty} bias vs float64 twin`);
+        assertClose(g.heldOutMse, c.heldOutMse, { rtol: 1e-3, scale: 0.01 }, `${penalty} held-out MSE vs float64 twin`);
+        fit.weights.release();
+        g.weights.release();
+      },
+    );
   }
 
   it("l1: recovers the sparse truth from fewer models than examples (90 fitted, n = 96)", async () => {

@@ -3,25 +3,29 @@ import { auroc, detectionMetrics, frequencyBudget, rocCurve, tprAtFpr } from "..
 import { mulberry32, testSeed } from "../support/rng.ts";
 
 describe("detection metrics", () => {
-  it("AUROC is 1 for a perfect ranking, 0 for a reversed one, 0.5 for ties, and the pairwise probability otherwise", () => {
-    const truth = [true, true, false, false, false];
-    expect(auroc([5, 4, 3, 2, 1], truth)).toBe(1);
-    expect(auroc([1, 2, 3, 4, 5], truth)).toBe(0);
-    expect(auroc([1, 1, 1, 1, 1], truth)).toBe(0.5);
-    const rand = mulberry32(testSeed("auroc pairwise"));
-    const s = Array.from({ length: 60 }, () => Math.round(rand() * 20));
-    const t = s.map(() => rand() < 0.3);
-    let wins = 0, pairs = 0;
-    for (let i = 0; i < s.length; i++) {
-      for (let j = 0; j < s.length; j++) {
-        if (t[i] && !t[j]) {
-          pairs++;
-          wins += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+  it(
+    "AUROC is 1 for a perfect ranking, 0 for a reversed one, 0.5 for ties, and the pairwise probability " +
+      "otherwise",
+    () => {
+      const truth = [true, true, false, false, false];
+      expect(auroc([5, 4, 3, 2, 1], truth)).toBe(1);
+      expect(auroc([1, 2, 3, 4, 5], truth)).toBe(0);
+      expect(auroc([1, 1, 1, 1, 1], truth)).toBe(0.5);
+      const rand = mulberry32(testSeed("auroc pairwise"));
+      const s = Array.from({ length: 60 }, () => Math.round(rand() * 20));
+      const t = s.map(() => rand() < 0.3);
+      let wins = 0, pairs = 0;
+      for (let i = 0; i < s.length; i++) {
+        for (let j = 0; j < s.length; j++) {
+          if (t[i] && !t[j]) {
+            pairs++;
+            wins += s[i] > s[j] ? 1 : s[i] === s[j] ? 0.5 : 0;
+          }
         }
       }
-    }
-    expect(Math.abs(auroc(s, t) - wins / pairs)).toBeLessThan(1e-12);
-  });
+      expect(Math.abs(auroc(s, t) - wins / pairs)).toBeLessThan(1e-12);
+    },
+  );
 
   it("ROC ends at (1, 1); TPR at 5% FPR and precision/recall at the budget", () => {
     const scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05];

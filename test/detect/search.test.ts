@@ -18,28 +18,32 @@ import { planted, precision, randomDense } from "./fixtures.ts";
 const membersOf = (mask: Uint8Array) => Array.from(mask.keys()).filter((i) => mask[i]);
 
 describe("max-sum submatrix search (float64 CPU twin)", () => {
-  it("each swap's gain t_a - t_r - A[r][a] - A[a][r] equals the brute-force change of the centred objective", async () => {
-    const seed = testSeed("search swap gain");
-    const rand = mulberry32(seed);
-    for (let trial = 0; trial < 10; trial++) {
-      const n = 8 + Math.floor(rand() * 20);
-      const A = randomDense(seed + trial, n);
-      const s = 2 + Math.floor(rand() * (n / 2 - 2));
-      const b = denseCpuBackend(A, n);
-      b.setSize(s);
-      const mask = startSet(n, s, seed, trial);
-      const log = await b.epoch(mask, Math.min(s, n - s));
-      expect(Math.abs(log.objective - centredObjective(A, n, membersOf(mask)))).toBeLessThan(1e-9);
-      let f = log.objective;
-      for (let k = 0; k < log.gains.length; k++) {
-        mask[log.removed[k]] = 0;
-        mask[log.added[k]] = 1;
-        const g = centredObjective(A, n, membersOf(mask));
-        expect(Math.abs(g - f - log.gains[k])).toBeLessThan(1e-9);
-        f = g;
+  it(
+    "each swap's gain t_a - t_r - A[r][a] - A[a][r] equals the brute-force change of the centred " +
+      "objective",
+    async () => {
+      const seed = testSeed("search swap gain");
+      const rand = mulberry32(seed);
+      for (let trial = 0; trial < 10; trial++) {
+        const n = 8 + Math.floor(rand() * 20);
+        const A = randomDense(seed + trial, n);
+        const s = 2 + Math.floor(rand() * (n / 2 - 2));
+        const b = denseCpuBackend(A, n);
+        b.setSize(s);
+        const mask = startSet(n, s, seed, trial);
+        const log = await b.epoch(mask, Math.min(s, n - s));
+        expect(Math.abs(log.objective - centredObjective(A, n, membersOf(mask)))).toBeLessThan(1e-9);
+        let f = log.objective;
+        for (let k = 0; k < log.gains.length; k++) {
+          mask[log.removed[k]] = 0;
+          mask[log.added[k]] = 1;
+          const g = centredObjective(A, n, membersOf(mask));
+          expect(Math.abs(g - f - log.gains[k])).toBeLessThan(1e-9);
+          f = g;
+        }
       }
-    }
-  });
+    },
+  );
 
   it("totals: members t = R + C - B[x][x], non-members R + C + B[x][x] (brute force)", async () => {
     const seed = testSeed("search totals");
@@ -108,22 +112,26 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
     }
   });
 
-  it("recovers a planted block in a random rank-16 matrix (n = 300, block 20): best size-20 selection precision >= 0.9 (sizes 10, 20, 40; 10 restarts)", async () => {
-    const seed = testSeed("search planted cpu");
-    const p = planted(seed);
-    const res = await maxSumSearch(denseCpuBackend(p.A, p.n), { sizes: [10, 20, 40], restarts: 10, seed });
-    // The search's best size-20 selection is the block (0/1000 seeds below 0.9). The score aggregates
-    // every restart, and with 10 restarts from random starts a few seeds in a hundred leave a stuck
-    // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
-    const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
-    const prec = precision(Array.from(best.members), p.block);
-    console.log(
-      `[planted cpu] best size-20 selection precision = ${prec}; score top-20 precision = ${
-        precision(topK(res.scores, 20), p.block)
-      }`,
-    );
-    expect(prec).toBeGreaterThanOrEqual(0.9);
-  });
+  it(
+    "recovers a planted block in a random rank-16 matrix (n = 300, block 20): " +
+      "best size-20 selection precision >= 0.9 (sizes 10, 20, 40; 10 restarts)",
+    async () => {
+      const seed = testSeed("search planted cpu");
+      const p = planted(seed);
+      const res = await maxSumSearch(denseCpuBackend(p.A, p.n), { sizes: [10, 20, 40], restarts: 10, seed });
+      // The search's best size-20 selection is the block (0/1000 seeds below 0.9). The score aggregates
+      // every restart, and with 10 restarts from random starts a few seeds in a hundred leave a stuck
+      // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
+      const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
+      const prec = precision(Array.from(best.members), p.block);
+      console.log(
+        `[planted cpu] best size-20 selection precision = ${prec}; score top-20 precision = ${
+          precision(topK(res.scores, 20), p.block)
+        }`,
+      );
+      expect(prec).toBeGreaterThanOrEqual(0.9);
+    },
+  );
 
   it("spectral score (dense, float64) ranks the planted block on top", () => {
     const seed = testSeed("spectral planted cpu");

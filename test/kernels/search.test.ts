@@ -8,7 +8,7 @@ import { denseGpuBackend, factorBackend } from "../../src/detect/search-gpu.ts";
 import { spectralDense, spectralFactors } from "../../src/detect/spectral.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
-import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
+import { testSeed } from "../support/rng.ts";
 import { planted, precision } from "../detect/fixtures.ts";
 
 describe("max-sum submatrix search on the device", () => {
@@ -40,49 +40,57 @@ describe("max-sum submatrix search on the device", () => {
   // Same seed -> same start sets; the device runs the twin's swap rule in f32. On this well-separated
   // planted matrix no two candidates tie within f32 rounding, so every selection must be identical and
   // objectives agree to 1e-4 relative.
-  it("dense and factor device backends take the CPU twin's decisions (same selections, objectives within 1e-4)", async () => {
-    const rt = await testRuntime();
-    const seed = testSeed("search gpu vs cpu");
-    const p = planted(seed, 300, 16, 20);
-    const opts = { sizes: [10, 20, 40], restarts: 4, seed };
-    const want = await maxSumSearch(denseCpuBackend(p.A, p.n), opts);
-    const f = Factors.upload(rt, p.U, p.V, p.n, p.r, 128);
-    for (const backend of [denseGpuBackend(rt, p.A, p.n), factorBackend(rt, f)]) {
-      const got = await maxSumSearch(backend, opts);
-      let same = 0;
-      got.solutions.forEach((sol, i) => {
-        const w = want.solutions[i];
-        if (sol.members.join() === w.members.join()) same++;
-        expect(Math.abs(sol.objective - w.objective)).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(w.objective)));
-      });
-      console.log(`[${backend.name}] ${same}/${got.solutions.length} selections identical to the float64 twin`);
-      expect(same).toBe(got.solutions.length);
-      backend.dispose();
-    }
-    f.release();
-  });
+  it(
+    "dense and factor device backends take the CPU twin's decisions (same selections, objectives within " +
+      "1e-4)",
+    async () => {
+      const rt = await testRuntime();
+      const seed = testSeed("search gpu vs cpu");
+      const p = planted(seed, 300, 16, 20);
+      const opts = { sizes: [10, 20, 40], restarts: 4, seed };
+      const want = await maxSumSearch(denseCpuBackend(p.A, p.n), opts);
+      const f = Factors.upload(rt, p.U, p.V, p.n, p.r, 128);
+      for (const backend of [denseGpuBackend(rt, p.A, p.n), factorBackend(rt, f)]) {
+        const got = await maxSumSearch(backend, opts);
+        let same = 0;
+        got.solutions.forEach((sol, i) => {
+          const w = want.solutions[i];
+          if (sol.members.join() === w.members.join()) same++;
+          expect(Math.abs(sol.objective - w.objective)).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(w.objective)));
+        });
+        console.log(`[${backend.name}] ${same}/${got.solutions.length} selections identical to the float64 twin`);
+        expect(same).toBe(got.solutions.length);
+        backend.dispose();
+      }
+      f.release();
+    },
+  );
 
-  it("factor backend recovers a planted block (n = 300, rank 16, block 20): best size-20 selection precision >= 0.9", async () => {
-    const rt = await testRuntime();
-    const seed = testSeed("search planted factor");
-    const p = planted(seed);
-    const f = Factors.upload(rt, p.U, p.V, p.n, p.r);
-    const b = factorBackend(rt, f);
-    const res = await maxSumSearch(b, { sizes: [10, 20, 40], restarts: 10, seed });
-    // The search's best size-20 selection is the block (0/1000 seeds below 0.9). The score aggregates
-    // every restart, and with 10 restarts from random starts a few seeds in a hundred leave a stuck
-    // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
-    const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
-    const prec = precision(Array.from(best.members), p.block);
-    console.log(
-      `[planted factor] best size-20 selection precision = ${prec}; score top-20 precision = ${
-        precision(topK(res.scores, 20), p.block)
-      }`,
-    );
-    expect(prec).toBeGreaterThanOrEqual(0.9);
-    b.dispose();
-    f.release();
-  });
+  it(
+    "factor backend recovers a planted block (n = 300, rank 16, block 20): best size-20 selection precision >= " +
+      "0.9",
+    async () => {
+      const rt = await testRuntime();
+      const seed = testSeed("search planted factor");
+      const p = planted(seed);
+      const f = Factors.upload(rt, p.U, p.V, p.n, p.r);
+      const b = factorBackend(rt, f);
+      const res = await maxSumSearch(b, { sizes: [10, 20, 40], restarts: 10, seed });
+      // The search's best size-20 selection is the block (0/1000 seeds below 0.9). The score aggregates
+      // every restart, and with 10 restarts from random starts a few seeds in a hundred leave a stuck
+      // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
+      const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
+      const prec = precision(Array.from(best.members), p.block);
+      console.log(
+        `[planted factor] best size-20 selection precision = ${prec}; score top-20 precision = ${
+          precision(topK(res.scores, 20), p.block)
+        }`,
+      );
+      expect(prec).toBeGreaterThanOrEqual(0.9);
+      b.dispose();
+      f.release();
+    },
+  );
 
   it("spectral score on the factors matches the dense twin and ranks the planted block on top", async () => {
     const rt = await testRuntime();

@@ -185,7 +185,8 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         expect(summaries.filter((s) => s.submitted > 0).length).toBeGreaterThan(50);
         expect(maxLeased).toBeGreaterThan(20);
         console.log(
-          `[${backend}] 100 volunteers: ${results.length} results for 200 shards, at most ${maxLeased} shards leased at once`,
+          `[${backend}] 100 volunteers: ${results.length} results for 200 shards, at most ${maxLeased} shards leased ` +
+            `at once`,
         );
       } finally {
         await c.close();

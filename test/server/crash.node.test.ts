@@ -27,82 +27,86 @@ import {
 
 for (const backend of ["sqlite", "pg"] as Backend[]) {
   describe(`crash recovery (${backend})`, () => {
-    it("kill -9 of the coordinator mid-job, restart on the same database: the job completes, each shard accepted once", async () => {
-      const dir = tempDir("coord-crash");
-      const port = await freePort();
-      const schema = freshSchema();
-      const dbArgs = backend === "pg" ? ["--pg", pgUrl(), "--pg-schema", schema] : ["--db", join(dir, "db.sqlite")];
-      const args = [
-        "server/main.node.ts",
-        "--port",
-        String(port),
-        "--host",
-        "127.0.0.1",
-        ...dbArgs,
-        "--blobs",
-        join(dir, "blobs"),
-        "--admin-token",
-        ADMIN,
-        "--kinds",
-        "test",
-        "--volunteer-dir",
-        dir,
-        "--lease-ms",
-        "1500",
-        "--revalidate-ms",
-        "500",
-        "--sweep-ms",
-        "200",
-      ];
-      const url = `http://127.0.0.1:${port}`;
-      let child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
-      const stop = new AbortController();
-      let workers: Promise<unknown>[] = [];
-      try {
-        const spec = { n: 60, rowsPerShard: 2, block: 6, seed: 31, slowMs: 30 };
-        const jobId = await createJob(url, spec);
-        workers = Array.from(
-          { length: 6 },
-          (_, i) =>
-            runWorker({ server: url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 50 }),
-        );
-        for (;;) {
-          const s = await jobStatus(url, jobId);
-          if (s.shards.accepted >= 15) break;
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        await killed(child, "SIGKILL");
-        const atCrash = (await jobStatus(url, jobId).catch(() => null)) === null;
-        expect(atCrash).toBe(true); // really down
-        await new Promise((r) => setTimeout(r, 300));
-        child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
-        const done = await waitForJob(url, jobId, 60_000);
-        stop.abort();
-        await Promise.all(workers);
-        expect(done.state).toBe("done");
-        expect(done.shards.accepted).toBe(60);
-        const summary = done.summary as { members: number[]; planted: number[] };
-        expect(summary.members).toEqual(summary.planted);
-        await killed(child, "SIGTERM");
-        const store = new SqlStore(
-          backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")),
-        );
+    it(
+      "kill -9 of the coordinator mid-job, restart on the same database: the job completes, each shard accepted " +
+        "once",
+      async () => {
+        const dir = tempDir("coord-crash");
+        const port = await freePort();
+        const schema = freshSchema();
+        const dbArgs = backend === "pg" ? ["--pg", pgUrl(), "--pg-schema", schema] : ["--db", join(dir, "db.sqlite")];
+        const args = [
+          "server/main.node.ts",
+          "--port",
+          String(port),
+          "--host",
+          "127.0.0.1",
+          ...dbArgs,
+          "--blobs",
+          join(dir, "blobs"),
+          "--admin-token",
+          ADMIN,
+          "--kinds",
+          "test",
+          "--volunteer-dir",
+          dir,
+          "--lease-ms",
+          "1500",
+          "--revalidate-ms",
+          "500",
+          "--sweep-ms",
+          "200",
+        ];
+        const url = `http://127.0.0.1:${port}`;
+        let child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
+        const stop = new AbortController();
+        let workers: Promise<unknown>[] = [];
         try {
-          const results = await store.jobResults(jobId);
-          for (const sh of await store.listShards(jobId)) {
-            const acc = results.filter((r) => r.key === sh.key && r.status === "accepted");
-            expect(`${sh.key}: ${acc.length}`).toBe(`${sh.key}: 1`);
-            expect(sh.acceptedResult).toBe(acc[0].id);
+          const spec = { n: 60, rowsPerShard: 2, block: 6, seed: 31, slowMs: 30 };
+          const jobId = await createJob(url, spec);
+          workers = Array.from(
+            { length: 6 },
+            (_, i) =>
+              runWorker({ server: url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 50 }),
+          );
+          for (;;) {
+            const s = await jobStatus(url, jobId);
+            if (s.shards.accepted >= 15) break;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          await killed(child, "SIGKILL");
+          const atCrash = (await jobStatus(url, jobId).catch(() => null)) === null;
+          expect(atCrash).toBe(true); // really down
+          await new Promise((r) => setTimeout(r, 300));
+          child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
+          const done = await waitForJob(url, jobId, 60_000);
+          stop.abort();
+          await Promise.all(workers);
+          expect(done.state).toBe("done");
+          expect(done.shards.accepted).toBe(60);
+          const summary = done.summary as { members: number[]; planted: number[] };
+          expect(summary.members).toEqual(summary.planted);
+          await killed(child, "SIGTERM");
+          const store = new SqlStore(
+            backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")),
+          );
+          try {
+            const results = await store.jobResults(jobId);
+            for (const sh of await store.listShards(jobId)) {
+              const acc = results.filter((r) => r.key === sh.key && r.status === "accepted");
+              expect(`${sh.key}: ${acc.length}`).toBe(`${sh.key}: 1`);
+              expect(sh.acceptedResult).toBe(acc[0].id);
+            }
+          } finally {
+            await store.close();
           }
         } finally {
-          await store.close();
+          stop.abort();
+          await Promise.all(workers);
+          await killed(child, "SIGKILL");
         }
-      } finally {
-        stop.abort();
-        await Promise.all(workers);
-        await killed(child, "SIGKILL");
-      }
-    });
+      },
+    );
   });
 }
 
@@ -142,7 +146,8 @@ describe("crash recovery: worker", () => {
       const results = await c.store.shardResults(jobId, leased!.key);
       expect(results.filter((r) => r.leaseId === dead.id).length).toBe(0);
       expect(results.filter((r) => r.status === "accepted").length).toBe(1);
-      for (const r of results) expect(r.fence).toBeGreaterThan(dead.fence - 2); // reissued leases, fences past the dead one's neighbours
+      // reissued leases, fences past the dead one's neighbours
+      for (const r of results) expect(r.fence).toBeGreaterThan(dead.fence - 2);
       expect(Math.max(...results.map((r) => r.fence))).toBeGreaterThan(dead.fence);
     } finally {
       stop.abort();

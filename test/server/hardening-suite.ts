@@ -154,49 +154,53 @@ export function hardeningSuite(backends: Backend[]): void {
         });
       });
 
-      it("identities registered from one address cannot starve a volunteer from another, nor hold leases for long", async () => {
-        // Registrations are limited per address too (below); lifted here to reach the probe's 32 identities.
-        await withApp(
-          backend,
-          { leaseMs: 3 * 3600_000, registerRateLimit: { perSecond: 1000, burst: 1000 } },
-          async (app, clock) => {
-            await createJob(app, { n: 40, rowsPerShard: 1, block: 3, seed: 2, scale: false });
-            const codes: number[] = [];
-            const held: { token: string; l: Lease }[] = [];
-            for (let i = 0; i < 32; i++) {
-              const v = await register(app, "10.0.0.1");
-              for (let j = 0; j < 4; j++) {
-                const res = await lease(app, "10.0.0.1", v.token);
-                codes.push(res.status);
-                if (res.status === 200) held.push({ token: v.token, l: (await res.json()) as Lease });
+      it(
+        "identities registered from one address cannot starve a volunteer from another, nor hold leases for " +
+          "long",
+        async () => {
+          // Registrations are limited per address too (below); lifted here to reach the probe's 32 identities.
+          await withApp(
+            backend,
+            { leaseMs: 3 * 3600_000, registerRateLimit: { perSecond: 1000, burst: 1000 } },
+            async (app, clock) => {
+              await createJob(app, { n: 40, rowsPerShard: 1, block: 3, seed: 2, scale: false });
+              const codes: number[] = [];
+              const held: { token: string; l: Lease }[] = [];
+              for (let i = 0; i < 32; i++) {
+                const v = await register(app, "10.0.0.1");
+                for (let j = 0; j < 4; j++) {
+                  const res = await lease(app, "10.0.0.1", v.token);
+                  codes.push(res.status);
+                  if (res.status === 200) held.push({ token: v.token, l: (await res.json()) as Lease });
+                }
               }
-            }
-            // 40 shards x 2 replicas = 80 lease slots; one address may hold 16 of them and half of the job.
-            expect(held.length).toBe(16);
-            expect(codes.filter((s) => s === 429).length).toBe(128 - 16);
-            const newcomer = await register(app, "10.0.0.2");
-            expect((await lease(app, "10.0.0.2", newcomer.token)).status).toBe(200);
+              // 40 shards x 2 replicas = 80 lease slots; one address may hold 16 of them and half of the job.
+              expect(held.length).toBe(16);
+              expect(codes.filter((s) => s === 429).length).toBe(128 - 16);
+              const newcomer = await register(app, "10.0.0.2");
+              expect((await lease(app, "10.0.0.2", newcomer.token)).status).toBe(200);
 
-            // A volunteer with no valid results may keep a lease alive 1 h; one with 3 valid results, 12 h.
-            const beat = (h: (typeof held)[number]) =>
-              call(app, "10.0.0.1", `/v1/leases/${h.l.leaseId}/heartbeat`, {
-                token: h.token,
-                json: { fence: h.l.fence },
-              });
-            const proven = held[4]; // the second identity's first lease (each identity holds 4)
-            expect(proven.token).not.toBe(held[0].token);
-            await app.coordinator.store.db.run(`UPDATE volunteers SET valid = 3 WHERE id = ?`, [
-              proven.token.split(".")[0],
-            ]);
-            expect((await beat(held[0])).status).toBe(200);
-            clock.t += 61 * 60_000;
-            const late = await beat(held[0]);
-            expect(late.status).toBe(410);
-            expect(((await late.json()) as { error: string }).error).toMatch("will not be extended");
-            expect((await beat(proven)).status).toBe(200);
-          },
-        );
-      });
+              // A volunteer with no valid results may keep a lease alive 1 h; one with 3 valid results, 12 h.
+              const beat = (h: (typeof held)[number]) =>
+                call(app, "10.0.0.1", `/v1/leases/${h.l.leaseId}/heartbeat`, {
+                  token: h.token,
+                  json: { fence: h.l.fence },
+                });
+              const proven = held[4]; // the second identity's first lease (each identity holds 4)
+              expect(proven.token).not.toBe(held[0].token);
+              await app.coordinator.store.db.run(`UPDATE volunteers SET valid = 3 WHERE id = ?`, [
+                proven.token.split(".")[0],
+              ]);
+              expect((await beat(held[0])).status).toBe(200);
+              clock.t += 61 * 60_000;
+              const late = await beat(held[0]);
+              expect(late.status).toBe(410);
+              expect(((await late.json()) as { error: string }).error).toMatch("will not be extended");
+              expect((await beat(proven)).status).toBe(200);
+            },
+          );
+        },
+      );
 
       it("one address's volunteers hold at most half of a job's shards; the rest go to others", async () => {
         await withApp(backend, {}, async (app) => {
@@ -210,60 +214,65 @@ export function hardeningSuite(backends: Backend[]): void {
         });
       });
 
-      it("the blob directory keeps only what rows reference, after replaced, abandoned and rejected uploads", async () => {
-        await withApp(backend, { leaseMs: 60_000 }, async (app, clock) => {
-          const blobs = app.coordinator.blobs as DiskBlobStore;
-          const files = async () => (await blobs.list()).length;
-          const jobId = await createJob(app, { n: 8, rowsPerShard: 4, block: 3, seed: 6, scale: false });
-          const [v1, v2, v3, v4] = [
-            await register(app, "10.0.1.1"),
-            await register(app, "10.0.1.2"),
-            await register(app, "10.0.1.3"),
-            await register(app, "10.0.1.4"),
-          ];
-          const l1 = (await (await lease(app, "10.0.1.1", v1.token)).json()) as Lease;
-          // Replaced: twenty different valid arrays under one name; only the last stays staged.
-          for (let i = 20; i >= 0; i--) {
-            expect((await upload(app, "10.0.1.1", v1.token, l1, rowsOf(l1, i * 1e-3))).status).toBe(204);
-          }
-          expect(await files()).toBe(21);
-          expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 20, kept: 1 });
-          // Abandoned: another volunteer's lease uploads, then expires without submitting.
-          const l2 = (await (await lease(app, "10.0.1.2", v2.token)).json()) as Lease;
-          for (let i = 1; i <= 3; i++) await upload(app, "10.0.1.2", v2.token, l2, rowsOf(l2, i));
-          expect(await files()).toBe(4);
-          clock.t += 60_001;
-          await mkdir(join(blobs.dir, "00"), { recursive: true });
-          await writeFile(join(blobs.dir, "00", `${"0".repeat(64)}.1234-abcd.tmp`), "a write that crashed");
-          expect(await app.coordinator.collectGarbage()).toEqual({ deleted: 0, kept: 5 }); // all younger than the grace period
-          expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 5, kept: 0 }); // l1 expired too
-          // Rejected: on a fresh lease round, a wrong result loses to two agreeing ones and its blob goes.
-          const [a, b, c] = [[v1, "10.0.1.1"], [v3, "10.0.1.3"], [v4, "10.0.1.4"]] as const;
-          const la = (await (await lease(app, a[1], a[0].token)).json()) as Lease;
-          const lb = (await (await lease(app, b[1], b[0].token)).json()) as Lease;
-          expect(lb.shard.key).toBe(la.shard.key);
-          await upload(app, a[1], a[0].token, la, rowsOf(la));
-          expect((await submit(app, a[1], a[0].token, la)).status).toBe("pending-quorum");
-          await upload(app, b[1], b[0].token, lb, rowsOf(lb, 0.5));
-          expect((await submit(app, b[1], b[0].token, lb)).status).toBe("pending-quorum");
-          const lc = (await (await lease(app, c[1], c[0].token)).json()) as Lease;
-          expect(lc.shard.key).toBe(la.shard.key);
-          await upload(app, c[1], c[0].token, lc, rowsOf(lc));
-          expect((await submit(app, c[1], c[0].token, lc)).status).toBe("accepted");
-          expect(await files()).toBe(2); // the agreed rows (one blob: same bytes) and the wrong ones
-          expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 1, kept: 1 });
-          const live = await app.coordinator.store.referencedBlobs();
-          expect((await blobs.list()).map((e) => e.hash).sort()).toEqual([...live].sort());
-          const got = await call(
-            app,
-            "10.0.1.1",
-            `/v1/jobs/${jobId}/shards/${encodeURIComponent(la.shard.key)}/arrays/rows`,
-            { token: v1.token },
-          );
-          expect(got.status).toBe(200);
-          expect(new Uint8Array(await got.arrayBuffer())).toEqual(rowsOf(la));
-        });
-      });
+      it(
+        "the blob directory keeps only what rows reference, after replaced, abandoned and rejected " +
+          "uploads",
+        async () => {
+          await withApp(backend, { leaseMs: 60_000 }, async (app, clock) => {
+            const blobs = app.coordinator.blobs as DiskBlobStore;
+            const files = async () => (await blobs.list()).length;
+            const jobId = await createJob(app, { n: 8, rowsPerShard: 4, block: 3, seed: 6, scale: false });
+            const [v1, v2, v3, v4] = [
+              await register(app, "10.0.1.1"),
+              await register(app, "10.0.1.2"),
+              await register(app, "10.0.1.3"),
+              await register(app, "10.0.1.4"),
+            ];
+            const l1 = (await (await lease(app, "10.0.1.1", v1.token)).json()) as Lease;
+            // Replaced: twenty different valid arrays under one name; only the last stays staged.
+            for (let i = 20; i >= 0; i--) {
+              expect((await upload(app, "10.0.1.1", v1.token, l1, rowsOf(l1, i * 1e-3))).status).toBe(204);
+            }
+            expect(await files()).toBe(21);
+            expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 20, kept: 1 });
+            // Abandoned: another volunteer's lease uploads, then expires without submitting.
+            const l2 = (await (await lease(app, "10.0.1.2", v2.token)).json()) as Lease;
+            for (let i = 1; i <= 3; i++) await upload(app, "10.0.1.2", v2.token, l2, rowsOf(l2, i));
+            expect(await files()).toBe(4);
+            clock.t += 60_001;
+            await mkdir(join(blobs.dir, "00"), { recursive: true });
+            await writeFile(join(blobs.dir, "00", `${"0".repeat(64)}.1234-abcd.tmp`), "a write that crashed");
+            // all younger than the grace period
+            expect(await app.coordinator.collectGarbage()).toEqual({ deleted: 0, kept: 5 });
+            expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 5, kept: 0 }); // l1 expired too
+            // Rejected: on a fresh lease round, a wrong result loses to two agreeing ones and its blob goes.
+            const [a, b, c] = [[v1, "10.0.1.1"], [v3, "10.0.1.3"], [v4, "10.0.1.4"]] as const;
+            const la = (await (await lease(app, a[1], a[0].token)).json()) as Lease;
+            const lb = (await (await lease(app, b[1], b[0].token)).json()) as Lease;
+            expect(lb.shard.key).toBe(la.shard.key);
+            await upload(app, a[1], a[0].token, la, rowsOf(la));
+            expect((await submit(app, a[1], a[0].token, la)).status).toBe("pending-quorum");
+            await upload(app, b[1], b[0].token, lb, rowsOf(lb, 0.5));
+            expect((await submit(app, b[1], b[0].token, lb)).status).toBe("pending-quorum");
+            const lc = (await (await lease(app, c[1], c[0].token)).json()) as Lease;
+            expect(lc.shard.key).toBe(la.shard.key);
+            await upload(app, c[1], c[0].token, lc, rowsOf(lc));
+            expect((await submit(app, c[1], c[0].token, lc)).status).toBe("accepted");
+            expect(await files()).toBe(2); // the agreed rows (one blob: same bytes) and the wrong ones
+            expect(await app.coordinator.collectGarbage(0)).toEqual({ deleted: 1, kept: 1 });
+            const live = await app.coordinator.store.referencedBlobs();
+            expect((await blobs.list()).map((e) => e.hash).sort()).toEqual([...live].sort());
+            const got = await call(
+              app,
+              "10.0.1.1",
+              `/v1/jobs/${jobId}/shards/${encodeURIComponent(la.shard.key)}/arrays/rows`,
+              { token: v1.token },
+            );
+            expect(got.status).toBe(200);
+            expect(new Uint8Array(await got.arrayBuffer())).toEqual(rowsOf(la));
+          });
+        },
+      );
     });
   }
 

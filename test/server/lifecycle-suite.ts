@@ -9,43 +9,47 @@ import { type Backend, createJob, startCoordinator, waitForJob } from "./support
 export function lifecycleSuite(backends: Backend[]): void {
   for (const backend of backends) {
     describe(`coordinator lifecycle (${backend})`, () => {
-      it("honest workers complete a job; each shard accepted once, by two agreeing volunteers or a spot check", async () => {
-        const c = await startCoordinator(backend);
-        try {
-          const jobId = await createJob(c.url, { n: 40, rowsPerShard: 5, block: 6, seed: 11 });
-          const stop = new AbortController();
-          const workers = Array.from(
-            { length: 4 },
-            (_, i) =>
-              runWorker({ server: c.url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 20 }),
-          );
-          const s = await waitForJob(c.url, jobId);
-          stop.abort();
-          await Promise.all(workers);
-          expect(s.state).toBe("done");
-          expect(s.shards.accepted).toBe(16);
-          const summary = s.summary as { members: number[]; planted: number[] };
-          expect(summary.members).toEqual(summary.planted);
-          const shards = await c.store.listShards(jobId);
-          const results = await c.store.jobResults(jobId);
-          for (const sh of shards) {
-            const accepted = results.filter((r) => r.key === sh.key && r.status === "accepted");
-            expect(accepted.length).toBe(1);
-            expect(sh.acceptedResult).toBe(accepted[0].id);
-            if (sh.deterministic) {
-              const agreeing = results.filter((r) =>
-                r.key === sh.key && (r.status === "accepted" || r.status === "valid")
-              );
-              expect(new Set(agreeing.map((r) => r.volunteerId)).size).toBe(2);
+      it(
+        "honest workers complete a job; each shard accepted once, by two agreeing volunteers or a spot " +
+          "check",
+        async () => {
+          const c = await startCoordinator(backend);
+          try {
+            const jobId = await createJob(c.url, { n: 40, rowsPerShard: 5, block: 6, seed: 11 });
+            const stop = new AbortController();
+            const workers = Array.from(
+              { length: 4 },
+              (_, i) =>
+                runWorker({ server: c.url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 20 }),
+            );
+            const s = await waitForJob(c.url, jobId);
+            stop.abort();
+            await Promise.all(workers);
+            expect(s.state).toBe("done");
+            expect(s.shards.accepted).toBe(16);
+            const summary = s.summary as { members: number[]; planted: number[] };
+            expect(summary.members).toEqual(summary.planted);
+            const shards = await c.store.listShards(jobId);
+            const results = await c.store.jobResults(jobId);
+            for (const sh of shards) {
+              const accepted = results.filter((r) => r.key === sh.key && r.status === "accepted");
+              expect(accepted.length).toBe(1);
+              expect(sh.acceptedResult).toBe(accepted[0].id);
+              if (sh.deterministic) {
+                const agreeing = results.filter((r) =>
+                  r.key === sh.key && (r.status === "accepted" || r.status === "valid")
+                );
+                expect(new Set(agreeing.map((r) => r.volunteerId)).size).toBe(2);
+              }
             }
+            const report = await fetch(`${c.url}/v1/jobs/${jobId}/report/report.html`);
+            expect(report.status).toBe(200);
+            expect(await report.text()).toMatch("members:");
+          } finally {
+            await c.close();
           }
-          const report = await fetch(`${c.url}/v1/jobs/${jobId}/report/report.html`);
-          expect(report.status).toBe(200);
-          expect(await report.text()).toMatch("members:");
-        } finally {
-          await c.close();
-        }
-      });
+        },
+      );
     });
   }
 }

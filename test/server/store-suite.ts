@@ -60,33 +60,37 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
-    it("a lease expires and is reissued with a higher fence; expired, foreign, stale and replayed uses are refused", async () => {
-      await withStore(backend, async (s, clock) => {
-        await s.createJob("job2", "k", {}, [rowsShard("a", [], false)]);
-        const [v1, v2] = await volunteers(s, 2);
-        const l1 = (await s.claimLease(v1, undefined, 1000, false))!;
-        expect(await s.claimLease(v2, undefined, 1000, false)).toBe(null); // nondeterministic: one at a time
-        clock.t += 600;
-        const d = await s.heartbeat(l1.lease.id, v1, l1.lease.fence, 1000);
-        expect(d).toBe(clock.t + 1000);
-        await expect(s.heartbeat(l1.lease.id, v2, l1.lease.fence, 1000)).rejects.toThrow("another volunteer");
-        await expect(s.heartbeat(l1.lease.id, v1, l1.lease.fence + 7, 1000)).rejects.toThrow("stale fence");
-        clock.t += 1001;
-        expect((await s.shardCounts("job2")).leased).toBe(0);
-        await expect(s.heartbeat(l1.lease.id, v1, l1.lease.fence, 1000)).rejects.toThrow("expired");
-        await expect(stage(s, l1.lease.id, v1, l1.lease.fence)).rejects.toThrow("expired");
-        const l2 = (await s.claimLease(v2, undefined, 1000, false))!;
-        expect(l2.shard.key).toBe("a");
-        expect(l2.lease.fence).toBeGreaterThan(l1.lease.fence);
-        await expect(s.submit(l2.lease.id, v2, l2.lease.fence)).rejects.toThrow("missing arrays: x");
-        await stage(s, l2.lease.id, v2, l2.lease.fence);
-        const sub = await s.submit(l2.lease.id, v2, l2.lease.fence);
-        await expect(s.submit(l2.lease.id, v2, l2.lease.fence)).rejects.toThrow("already submitted");
-        await expect(s.submit(l1.lease.id, v1, l1.lease.fence)).rejects.toThrow("expired");
-        expect((await s.accept(sub.result.id, null, [])).jobComplete).toBe(true);
-        expect((await s.jobResults("job2")).length).toBe(1);
-      });
-    });
+    it(
+      "a lease expires and is reissued with a higher fence; expired, foreign, stale and replayed uses are " +
+        "refused",
+      async () => {
+        await withStore(backend, async (s, clock) => {
+          await s.createJob("job2", "k", {}, [rowsShard("a", [], false)]);
+          const [v1, v2] = await volunteers(s, 2);
+          const l1 = (await s.claimLease(v1, undefined, 1000, false))!;
+          expect(await s.claimLease(v2, undefined, 1000, false)).toBe(null); // nondeterministic: one at a time
+          clock.t += 600;
+          const d = await s.heartbeat(l1.lease.id, v1, l1.lease.fence, 1000);
+          expect(d).toBe(clock.t + 1000);
+          await expect(s.heartbeat(l1.lease.id, v2, l1.lease.fence, 1000)).rejects.toThrow("another volunteer");
+          await expect(s.heartbeat(l1.lease.id, v1, l1.lease.fence + 7, 1000)).rejects.toThrow("stale fence");
+          clock.t += 1001;
+          expect((await s.shardCounts("job2")).leased).toBe(0);
+          await expect(s.heartbeat(l1.lease.id, v1, l1.lease.fence, 1000)).rejects.toThrow("expired");
+          await expect(stage(s, l1.lease.id, v1, l1.lease.fence)).rejects.toThrow("expired");
+          const l2 = (await s.claimLease(v2, undefined, 1000, false))!;
+          expect(l2.shard.key).toBe("a");
+          expect(l2.lease.fence).toBeGreaterThan(l1.lease.fence);
+          await expect(s.submit(l2.lease.id, v2, l2.lease.fence)).rejects.toThrow("missing arrays: x");
+          await stage(s, l2.lease.id, v2, l2.lease.fence);
+          const sub = await s.submit(l2.lease.id, v2, l2.lease.fence);
+          await expect(s.submit(l2.lease.id, v2, l2.lease.fence)).rejects.toThrow("already submitted");
+          await expect(s.submit(l1.lease.id, v1, l1.lease.fence)).rejects.toThrow("expired");
+          expect((await s.accept(sub.result.id, null, [])).jobComplete).toBe(true);
+          expect((await s.jobResults("job2")).length).toBe(1);
+        });
+      },
+    );
 
     it("a released lease frees its shard at once, and can no longer be used", async () => {
       await withStore(backend, async (s) => {
@@ -106,23 +110,27 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
-    it("concurrent claims: every shard leased to exactly two distinct volunteers, fences unique per shard", async () => {
-      await withStore(backend, async (s) => {
-        const shards = Array.from({ length: 6 }, (_, i) => rowsShard(`s${i}`));
-        await s.createJob("job3", "k", {}, shards);
-        const vols = await volunteers(s, 20);
-        const got = (await Promise.all(vols.map((v) => s.claimLease(v, undefined, 10_000, false)))).filter((x) =>
-          x !== null
-        );
-        expect(got.length).toBe(12);
-        for (const sh of shards) {
-          const mine = got.filter((g) => g!.shard.key === sh.key);
-          expect(mine.length).toBe(2);
-          expect(new Set(mine.map((g) => g!.lease.volunteerId)).size).toBe(2);
-          expect(new Set(mine.map((g) => g!.lease.fence)).size).toBe(2);
-        }
-      });
-    });
+    it(
+      "concurrent claims: every shard leased to exactly two distinct volunteers, fences unique per " +
+        "shard",
+      async () => {
+        await withStore(backend, async (s) => {
+          const shards = Array.from({ length: 6 }, (_, i) => rowsShard(`s${i}`));
+          await s.createJob("job3", "k", {}, shards);
+          const vols = await volunteers(s, 20);
+          const got = (await Promise.all(vols.map((v) => s.claimLease(v, undefined, 10_000, false)))).filter((x) =>
+            x !== null
+          );
+          expect(got.length).toBe(12);
+          for (const sh of shards) {
+            const mine = got.filter((g) => g!.shard.key === sh.key);
+            expect(mine.length).toBe(2);
+            expect(new Set(mine.map((g) => g!.lease.volunteerId)).size).toBe(2);
+            expect(new Set(mine.map((g) => g!.lease.fence)).size).toBe(2);
+          }
+        });
+      },
+    );
 
     it("a shard is accepted exactly once under concurrent accepts; late submissions are rejected", async () => {
       await withStore(backend, async (s) => {
@@ -155,34 +163,40 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
-    it("the finish step is claimed by exactly one of many concurrent claimers, and re-claimable only after its deadline", async () => {
-      await withStore(backend, async (s, clock) => {
-        await s.createJob("job5", "k", {}, [rowsShard("a", [], false)]);
-        const [v] = await volunteers(s, 1);
-        expect(await s.claimFinish("job5", "early", 1000)).toBe(false); // shards still open
-        const l = (await s.claimLease(v, undefined, 1000, false))!;
-        await stage(s, l.lease.id, v, l.lease.fence);
-        await s.accept((await s.submit(l.lease.id, v, l.lease.fence)).result.id, null, []);
-        expect(await s.jobsToFinish()).toEqual(["job5"]);
-        const claims = await Promise.all(
-          Array.from({ length: 12 }, (_, i) => s.claimFinish("job5", `owner-${i}`, 1000)),
-        );
-        expect(claims.filter(Boolean).length).toBe(1);
-        const owner = `owner-${claims.indexOf(true)}`;
-        expect(await s.jobsToFinish()).toEqual([]);
-        clock.t += 500;
-        expect(await s.extendFinish("job5", owner, 1000)).toBe(true);
-        clock.t += 900;
-        expect(await s.claimFinish("job5", "thief", 1000)).toBe(false);
-        clock.t += 200;
-        expect(await s.claimFinish("job5", "rescuer", 1000)).toBe(true);
-        expect(await s.completeFinish("job5", owner, { late: true }, {})).toBe(false);
-        expect(await s.completeFinish("job5", "rescuer", { ok: true }, { "summary.json": "b".repeat(64) })).toBe(true);
-        const job = (await s.getJob("job5"))!;
-        expect(job.state).toBe("done");
-        expect(job.summary).toEqual({ ok: true });
-      });
-    });
+    it(
+      "the finish step is claimed by exactly one of many concurrent claimers, and re-claimable only after its " +
+        "deadline",
+      async () => {
+        await withStore(backend, async (s, clock) => {
+          await s.createJob("job5", "k", {}, [rowsShard("a", [], false)]);
+          const [v] = await volunteers(s, 1);
+          expect(await s.claimFinish("job5", "early", 1000)).toBe(false); // shards still open
+          const l = (await s.claimLease(v, undefined, 1000, false))!;
+          await stage(s, l.lease.id, v, l.lease.fence);
+          await s.accept((await s.submit(l.lease.id, v, l.lease.fence)).result.id, null, []);
+          expect(await s.jobsToFinish()).toEqual(["job5"]);
+          const claims = await Promise.all(
+            Array.from({ length: 12 }, (_, i) => s.claimFinish("job5", `owner-${i}`, 1000)),
+          );
+          expect(claims.filter(Boolean).length).toBe(1);
+          const owner = `owner-${claims.indexOf(true)}`;
+          expect(await s.jobsToFinish()).toEqual([]);
+          clock.t += 500;
+          expect(await s.extendFinish("job5", owner, 1000)).toBe(true);
+          clock.t += 900;
+          expect(await s.claimFinish("job5", "thief", 1000)).toBe(false);
+          clock.t += 200;
+          expect(await s.claimFinish("job5", "rescuer", 1000)).toBe(true);
+          expect(await s.completeFinish("job5", owner, { late: true }, {})).toBe(false);
+          expect(await s.completeFinish("job5", "rescuer", { ok: true }, { "summary.json": "b".repeat(64) })).toBe(
+            true,
+          );
+          const job = (await s.getJob("job5"))!;
+          expect(job.state).toBe("done");
+          expect(job.summary).toEqual({ ok: true });
+        });
+      },
+    );
 
     it("results whose validation died with a coordinator are found once they hold every replica slot", async () => {
       await withStore(backend, async (s, clock) => {

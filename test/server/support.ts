@@ -27,7 +27,8 @@ export function pgUrl(): string {
   const url = env("PG_TEST_URL");
   if (!url) {
     throw new Error(
-      "PG_TEST_URL is not set: these tests need a PostgreSQL server (e.g. postgres://coord:coord@127.0.0.1:5432/coord_test; .ci/run starts one and sets it)",
+      "PG_TEST_URL is not set: these tests need a PostgreSQL server (e.g. " +
+        "postgres://coord:coord@127.0.0.1:5432/coord_test; .ci/run starts one and sets it)",
     );
   }
   return url;

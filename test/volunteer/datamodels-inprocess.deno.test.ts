@@ -13,50 +13,57 @@ import { tempDir } from "../support/files.ts";
 import { readFile, rm } from "node:fs/promises";
 
 describe("datamodels job in process", () => {
-  it("subset shards through the executors give runDetect's datamodels scores and LDS; tampered margins are refused", async () => {
-    const rt = await testRuntime();
-    rt.poisonOutputs = false;
-    const seed = testSeed("datamodels in process") % 1000;
-    const settings = { ...TINY, dmModels: 10, ldsModels: 4, dmAlpha: 0.5, seed };
-    const spec = DatamodelsSpec.parse(settings);
-    const shards = datamodels.plan(spec);
-    const results = new Map<string, Record<string, ArrayValue>>();
-    const inputs = { get: async (key: string, name: string) => results.get(key)![name] };
-    const ex = trakExecutors({ rt, loadTrainSplit: trainSplit });
-    let t = performance.now();
-    for (const s of shards) {
-      const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
-      expect(await datamodels.spotCheck(spec, s, r, inputs, seed)).toBe(null);
-      if (s.key === "subset/0") {
-        const m = Float32Array.from(r.margins.data as Float32Array, (v) => v + 0.1);
-        expect(String(await datamodels.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed)))
-          .toMatch(/not the checkpoint/);
+  it(
+    "subset shards through the executors give runDetect's datamodels scores and LDS; tampered margins are " +
+      "refused",
+    async () => {
+      const rt = await testRuntime();
+      rt.poisonOutputs = false;
+      const seed = testSeed("datamodels in process") % 1000;
+      const settings = { ...TINY, dmModels: 10, ldsModels: 4, dmAlpha: 0.5, seed };
+      const spec = DatamodelsSpec.parse(settings);
+      const shards = datamodels.plan(spec);
+      const results = new Map<string, Record<string, ArrayValue>>();
+      const inputs = { get: async (key: string, name: string) => results.get(key)![name] };
+      const ex = trakExecutors({ rt, loadTrainSplit: trainSplit });
+      let t = performance.now();
+      for (const s of shards) {
+        const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
+        expect(await datamodels.spotCheck(spec, s, r, inputs, seed)).toBe(null);
+        if (s.key === "subset/0") {
+          const m = Float32Array.from(r.margins.data as Float32Array, (v) => v + 0.1);
+          expect(
+            String(await datamodels.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed)),
+          )
+            .toMatch(/not the checkpoint/);
+        }
+        results.set(s.key, r);
       }
-      results.set(s.key, r);
-    }
-    console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    // A subset model learns its own half of the data: its margins differ from the full-set model's.
-    const full = results.get("train/0")!.margins.data, sub = results.get("subset/0")!.margins.data;
-    expect(full.some((v, i) => v !== sub[i])).toBe(true);
+      console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      // A subset model learns its own half of the data: its margins differ from the full-set model's.
+      const full = results.get("train/0")!.margins.data, sub = results.get("subset/0")!.margins.data;
+      expect(full.some((v, i) => v !== sub[i])).toBe(true);
 
-    const out = tempDir("test");
-    t = performance.now();
-    const summary = await datamodels.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
-    console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
-    const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[] };
-    const cache = tempDir("test");
-    const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out });
-    let maxd = 0;
-    ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
-    console.log(
-      `max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}; lds ${summary.lds} vs ${ref.summary.lds}`,
-    );
-    expect(maxd).toBeLessThan(1e-9);
-    expect(Number.isFinite(summary.lds as number)).toBe(true);
-    expect(summary.lds).toBe(ref.summary.lds);
-    expect(summary.auroc).toBe(ref.summary.auroc);
-    await rm(out, { recursive: true, force: true });
-    await rm(cache, { recursive: true, force: true });
-    rt.poisonOutputs = true;
-  });
+      const out = tempDir("test");
+      t = performance.now();
+      const summary = await datamodels.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
+      console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
+      const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[] };
+      const cache = tempDir("test");
+      const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out });
+      let maxd = 0;
+      ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
+      console.log(
+        `max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}; lds ${summary.lds} vs ` +
+          `${ref.summary.lds}`,
+      );
+      expect(maxd).toBeLessThan(1e-9);
+      expect(Number.isFinite(summary.lds as number)).toBe(true);
+      expect(summary.lds).toBe(ref.summary.lds);
+      expect(summary.auroc).toBe(ref.summary.auroc);
+      await rm(out, { recursive: true, force: true });
+      await rm(cache, { recursive: true, force: true });
+      rt.poisonOutputs = true;
+    },
+  );
 });

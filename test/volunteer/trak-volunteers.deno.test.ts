@@ -65,9 +65,8 @@ describe("trak job through volunteer processes", () => {
       ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
       ref.spectral.forEach((v, i) => (maxs = Math.max(maxs, Math.abs(v - scores.spectral[i]))));
       console.log(
-        `job ${
-          tJob.toFixed(1)
-        } s; max |search score - runDetect| ${maxd}, spectral ${maxs}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`,
+        `job ${tJob.toFixed(1)} s; max |search score - runDetect| ${maxd}, spectral ${maxs}; ` +
+          `auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`,
       );
       expect(scores.search.length).toBe(ref.scores.length);
       expect(maxd).toBeLessThan(1e-9);
