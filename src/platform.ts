@@ -53,9 +53,15 @@ const node = deno
 
 export const runtime: "deno" | "node" | "browser" = deno ? "deno" : node ? "node" : "browser";
 
-/** Command-line arguments after the script. */
+let argsOverride: string[] | undefined;
+
+/** Command-line arguments after the script (or what useArgs set: a dispatcher's command's own arguments). */
 export function args(): string[] {
-  return deno?.args ?? node?.argv.slice(2) ?? [];
+  return argsOverride ?? deno?.args ?? node?.argv.slice(2) ?? [];
+}
+
+export function useArgs(a: string[]): void {
+  argsOverride = a;
 }
 
 /** An environment variable; undefined where Deno may not read the environment, and in browsers unless a

@@ -2,7 +2,7 @@
 // Every bench/NAME.ts but the harness is a benchmark exporting run(args): BenchReport.
 import { readdirSync } from "node:fs";
 import { printReport } from "../../bench/harness.ts";
-import { args, exit, isMain } from "../platform.ts";
+import { exit } from "../platform.ts";
 
 const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) =>
   f.endsWith(".ts") && f !== "harness.ts"
@@ -22,5 +22,3 @@ export async function runBench(argv: string[]): Promise<void> {
   const report = await mod.run({ sizes: argv.includes("--sizes") ? sizesArg.split(",").map(Number) : undefined, log });
   printReport(`bench ${name}`, report, json);
 }
-
-if (isMain(import.meta)) await runBench(args());

@@ -44,14 +44,14 @@ const configs: Record<string, ModelConfig> = {
 const config = configs[a.model!];
 if (!config) throw new Error(`--model must be one of ${Object.keys(configs).join(", ")}`);
 
+const seed = num("seed", a.seed);
+const full = await loadCifar10(a.data!, { split: "train" }); // a wrong path fails before the slow device set-up
+const train = seededSubset(full, Math.min(full.n, num("train", a.train)), seed);
+const test = await loadCifar10(a.data!, { split: "test" });
 const rt = await getRuntime();
 console.error(`adapter: ${rt.adapterName}`);
 await autotuneMatmul(rt, { log: (s) => console.error(s) });
 const t0 = performance.now();
-const seed = num("seed", a.seed);
-const full = await loadCifar10(a.data!, { split: "train" });
-const train = seededSubset(full, Math.min(full.n, num("train", a.train)), seed);
-const test = await loadCifar10(a.data!, { split: "test" });
 const model = buildModel(rt, config, seed);
 console.error(`${a.model}: ${parameterCount(model)} parameters, ${train.n} training images`);
 const epochs = num("epochs", a.epochs);

@@ -31,11 +31,11 @@ export async function runDetect(
   const clock = stageClock();
   const stage = clock.stage;
   await makeDir(cfg.cache);
-  await autotuneMatmul(rt);
 
-  // 1. data and attack
+  // 1. data and attack (read before autotuning, so a wrong path fails at once)
   onProgress({ stage: "data", done: 0, total: 1 });
   const { train, poisoned } = await buildTrainingSet(await loadCifar10(cfg.data, { split: "train" }), cfg);
+  await autotuneMatmul(rt);
   const dataKey = keyOf({
     data: cfg.data,
     train: cfg.train,

@@ -87,8 +87,18 @@ export function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice
   return cached;
 }
 
+/** Mesa prints "XDG_RUNTIME_DIR is invalid or not set" twice when it opens a software adapter without one:
+ *  give this process a private one first (read when the adapter is requested). */
+async function quietMesa(): Promise<void> {
+  if (runtime === "browser" || env("XDG_RUNTIME_DIR")) return;
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  setEnv("XDG_RUNTIME_DIR", mkdtempSync(`${tmpdir()}/xdg-`));
+}
+
 export async function acquireFresh(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
   const runtime = detectRuntime();
+  await quietMesa();
   const gpu: GPU | undefined = runtime === "node"
     ? await nodeGpu()
     : (globalThis.navigator as Navigator | undefined)?.gpu;
