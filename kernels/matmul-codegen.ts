@@ -2,8 +2,7 @@
 // Why generated: on Mesa's llvmpipe every storage load inside a loop becomes an 8-lane scalar loop, so
 // one loaded float costs as much as 20-30 8-wide FMAs. The only lever is a huge tile per invocation
 // (32x32 or 64x32 outputs), and Mesa only keeps such tiles in registers when the code is fully
-// unrolled: a loop version with override tile sizes ran 2-4x slower and compiled for 40 s.
-// Measured tile table: kernels/README.md.
+// unrolled (a loop version with override tile sizes is slower: kernels/README.md has the measurements).
 //
 // Both shaders share the matmul binding contract (kernels/matmul.ts) with A and B read as
 // array<vec4<f32>>; the batch index is global_invocation_id.z and strides are in elements.

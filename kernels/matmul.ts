@@ -51,8 +51,8 @@ const exactCode = memo((k) => exactShader(JSON.parse(k)));
 const checkedCode = memo((k) => checkedShader(JSON.parse(k)));
 const plainNN = (p: MatmulProblem) => !p.transA && !p.transB;
 
-// Tiles, largest first: 64x32 and 32x32 win on llvmpipe (45 and 40 GFLOP/s at 1024^2, kernels/README.md);
-// the small ones suit real GPUs, where many invocations per core hide latency instead.
+// Tiles, largest first: 64x32 and 32x32 win on llvmpipe (kernels/README.md); the small ones suit real GPUs,
+// where many invocations per core hide latency instead.
 const REGBLOCK_TILES = [
   { TM: 64, TV: 8, WG_X: 8 },
   { TM: 32, TV: 8, WG_X: 8 },
@@ -156,8 +156,8 @@ export const splitKVariant = matmulOp.register({
       chunk,
       total: p.batch * p.M * p.N,
     };
-    // One partial block of C per invocation: no workgroup barrier (a barrier with a large register
-    // tile live across it cost llvmpipe ~0.2 ms per workgroup), then a second pass sums them.
+    // One partial block of C per invocation: no workgroup barrier (with a large register tile live across
+    // it, a barrier is slow on llvmpipe: kernels/README.md), then a second pass sums them.
     const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
     rt.dispatch({
       label: "matmul/splitk-nt",
@@ -179,10 +179,9 @@ export const splitKVariant = matmulOp.register({
 });
 
 /**
- * Where split-K A·Bᵀ beats copying Bᵀ (O(N K), ~15-25 ns an element on llvmpipe) and running the NN
- * kernel (~1.3x split-K's FLOP rate at 512²): few rows (M < 256), B much taller than A (N >= 4M: the
- * copy dominates), or a very long K. Measured on llvmpipe (kernels/README.md): 1.1-6x faster there,
- * within 6% slower on square 256²-512² products with K <= 8 M, which keep the copy path.
+ * Where split-K A·Bᵀ beats copying Bᵀ (O(N K)) and running the faster NN kernel: few rows (M < 256), B much
+ * taller than A (N >= 4M: the copy dominates), or a very long K. The measurements behind these bounds are
+ * in kernels/README.md.
  */
 export function splitKWins(p: MatmulProblem): boolean {
   return p.transB && !p.transA && (p.M < 256 || p.N >= 4 * p.M || p.K >= 16 * Math.max(p.M, p.N));

@@ -1,4 +1,4 @@
-// The job kinds the coordinator registers (server/job-kind.ts): name -> kind.
+// The job kinds the coordinator registers (src/protocol/job-kind.ts): name -> kind.
 import type { JobKind, JobKindRegistry } from "../../src/protocol/job-kind.ts";
 import { datamodels } from "./datamodels.ts";
 import { trak } from "./trak.ts";

@@ -2,7 +2,7 @@
 //   train/m             (nondeterministic, spot-checked): ensemble member m -> checkpoint + margins on all n
 //   featurize/m/a-b     (deterministic, quorum 2; needs train/m): TRAK features of examples [a, b)
 // finish assembles Phi_m and Q_m from the accepted shards and runs the same scoring, baselines, budget,
-// evaluation and report code as the single-machine pipeline (src/detect/pipeline.ts). Removal and
+// evaluation and report code as the single-machine pipeline (src/detect/, with its one finish). Removal and
 // retraining are not part of the job (they need the scores; the plan is fixed up front): "after"
 // figures are left empty and the flagged list is the output.
 //

@@ -32,7 +32,7 @@ export const DetectConfig = TrainingSetSpec.extend({
   projection: z.enum(["dense", "factored"]).default("factored"),
   /** Weight attributions by Qbar = 1 - p, as TRAK does (see KernelOptions.qWeight). */
   qWeight: z.boolean().default(false),
-  /** Random restarts per search size: 50 keeps the ranking stable from seed to seed (10 did not at n = 2,000). */
+  /** Random restarts per search size: enough for a ranking that does not depend on the restarts' seeds (README). */
   restarts: z.number().int().positive().default(50),
   /** auto: a dense matrix on the host while n <= 4096 (faster on CPU adapters), else the factors. */
   searchBackend: z.enum(["auto", "factors", "dense"]).default("auto"),

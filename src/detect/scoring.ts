@@ -40,7 +40,7 @@ export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend">;
 
 /**
  * Search backend by size: the low-rank factors never build A, and are the only option at scale; but on a
- * CPU adapter their gemvs stream all of U and V per swap (~3 GB/s on llvmpipe), so while the dense
+ * CPU adapter their gemvs stream all of U and V per swap, so while the dense
  * n x n matrix is small (n <= denseUpTo, 64 MiB at 4096) it is built once and searched on the host.
  */
 export async function scoreAttribution(

@@ -25,7 +25,7 @@ export interface Summary {
   baselines: Record<string, Omit<DetectorRow, "name">>;
   spectral_score: DetectionMetrics | null;
   stage_seconds: Record<string, number>;
-  /** LDS of A on `ldsModels` held-out subset models (src/datamodels/lds.ts), when asked for. */
+  /** LDS of A on `ldsModels` held-out subset models (heldOutLds, src/attribution/lds.ts), when asked for. */
   lds: number | null;
   config: Cfg;
   adapter: string;

@@ -29,5 +29,5 @@ export async function buildTrainingSet(full: Dataset, spec: TrainingSetSpec): Pr
   return { train: r.poisoned, poisoned: r.manifest.indices };
 }
 
-/** Initialisation and shuffling seed of ensemble member m (as the pipeline has always used). */
+/** Initialisation and shuffling seed of ensemble member m (the pipeline, the jobs and every cache key use it). */
 export const ensembleSeed = (seed: number, m: number): number => seed * 1000 + m;

@@ -1,4 +1,4 @@
-// The lifecycle suite in Node: better-sqlite3 and PostgreSQL, Node's http through server/node-adapter.ts.
+// The lifecycle suite in Node: better-sqlite3 and PostgreSQL, node:http through server/http.ts.
 import { lifecycleSuite } from "./lifecycle-suite.ts";
 
 lifecycleSuite(["sqlite", "pg"]);

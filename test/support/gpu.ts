@@ -1,6 +1,6 @@
 // The test runtime: a real adapter (Dawn+SwiftShader in Node, llvmpipe/lavapipe in Deno), outputs poisoned.
 import { getRuntime, type Runtime } from "../../src/gpu/runtime.ts";
-import "../../kernels/index.ts"; // every op and user variant (kernels/variants.ts) registered
+import "../../kernels/index.ts"; // the user variants (kernels/variants.ts) registered beside each op
 
 let announced = false;
 export async function testRuntime(): Promise<Runtime> {

@@ -2,7 +2,7 @@
 // worker loop (../loop.ts) with the TRAK executors, and reports status to the page through comlink.
 // The CIFAR-10 tarball comes from the coordinator (GET /v1/datasets/:name), once per worker.
 import * as Comlink from "comlink";
-import "../../../kernels/index.ts"; // every kernel op and variant registered, as in the CLIs
+import "../../../kernels/index.ts"; // the user variants (kernels/variants.ts), as in the CLIs
 import { loadCifar10Archive } from "../../data/cifar.ts";
 import type { Dataset } from "../../data/dataset.ts";
 import { getRuntime } from "../../gpu/runtime.ts";
