@@ -7,225 +7,46 @@
 // - a lease is live while state = 'active' and deadline >= now; an expired one simply stops counting;
 // - a shard is accepted by one UPDATE ... WHERE state = 'open', so exactly once;
 // - the finish step is claimed by one UPDATE ... RETURNING with a deadline the owner keeps extending.
-import type { ArraySpec, DType, ShardPlan } from "../../src/protocol/job-kind.ts";
+import type { DType, ShardPlan } from "../../src/protocol/job-kind.ts";
 import { ApiError } from "../errors.ts";
+import { claimLease } from "./claim.ts";
 import type { SqlDriver, SqlParam, SqlQueryer } from "./driver.ts";
+import {
+  type JobRow,
+  type LeaseLimits,
+  leaseProblem,
+  type LeaseRow,
+  NO_LIMITS,
+  num,
+  type ResultRow,
+  type ResultStatus,
+  type Row,
+  SCHEMA,
+  type ShardCounts,
+  type ShardRow,
+  type StoredArray,
+  toJob,
+  toLease,
+  toResult,
+  toShard,
+  toVolunteer,
+  type VolunteerRow,
+} from "./rows.ts";
 
-export type JobState = "running" | "finishing" | "done" | "failed";
-export type ResultStatus = "pending" | "accepted" | "valid" | "rejected";
-
-export interface JobRow {
-  id: string;
-  kind: string;
-  spec: unknown;
-  state: JobState;
-  createdAt: number;
-  summary: Record<string, unknown> | null;
-  files: Record<string, string>;
-  error: string | null;
-}
-
-export interface ShardRow extends ShardPlan {
-  jobId: string;
-  idx: number;
-  state: "open" | "accepted";
-  depsLeft: number;
-  fence: number;
-  replicas: number;
-  acceptedResult: string | null;
-}
-
-export interface VolunteerRow {
-  id: string;
-  name: string;
-  agent: string;
-  /** The client address it registered from (server/rate-limit.ts addressKey). */
-  source: string;
-  streak: number;
-  valid: number;
-  invalid: number;
-}
-
-export interface LeaseRow {
-  id: string;
-  jobId: string;
-  key: string;
-  volunteerId: string;
-  fence: number;
-  /** 2 for a solo lease (a trusted volunteer's result accepted without a replica), else 1. */
-  weight: number;
-  deadline: number;
-  state: "active" | "submitted" | "released";
-}
-
-export interface StoredArray {
-  dtype: DType;
-  shape: number[];
-  hash: string;
-}
-
-export interface ResultRow {
-  id: string;
-  jobId: string;
-  key: string;
-  volunteerId: string;
-  leaseId: string;
-  fence: number;
-  arrays: Record<string, StoredArray>;
-  status: ResultStatus;
-  reason: string | null;
-  createdAt: number;
-}
-
-export interface ShardCounts {
-  total: number;
-  accepted: number;
-  leased: number;
-  pending: number;
-}
-
-const SCHEMA = [
-  `CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
-    created_at BIGINT NOT NULL, finish_owner TEXT, finish_deadline BIGINT,
-    summary TEXT, files TEXT, error TEXT)`,
-  `CREATE TABLE IF NOT EXISTS shards (
-    job_id TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL, job_created BIGINT NOT NULL,
-    kind TEXT NOT NULL, payload TEXT NOT NULL, deps TEXT NOT NULL, outputs TEXT NOT NULL,
-    max_bytes BIGINT, deterministic INTEGER NOT NULL, state TEXT NOT NULL, deps_left INTEGER NOT NULL,
-    fence BIGINT NOT NULL, replicas INTEGER NOT NULL, accepted_result TEXT,
-    PRIMARY KEY (job_id, key))`,
-  `CREATE INDEX IF NOT EXISTS shards_ready ON shards (state, deps_left, job_created, idx)`,
-  `CREATE TABLE IF NOT EXISTS shard_deps (job_id TEXT NOT NULL, dep TEXT NOT NULL, key TEXT NOT NULL,
-   PRIMARY KEY (job_id, dep, key))`,
-  `CREATE TABLE IF NOT EXISTS volunteers (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, agent TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
-    streak INTEGER NOT NULL, valid INTEGER NOT NULL, invalid INTEGER NOT NULL, created_at BIGINT NOT NULL,
-    source TEXT NOT NULL DEFAULT '')`,
-  `CREATE TABLE IF NOT EXISTS leases (
-    id TEXT PRIMARY KEY, job_id TEXT NOT NULL, key TEXT NOT NULL, volunteer_id TEXT NOT NULL,
-    fence BIGINT NOT NULL, weight INTEGER NOT NULL, deadline BIGINT NOT NULL, state TEXT NOT NULL,
-    created_at BIGINT NOT NULL)`,
-  `CREATE INDEX IF NOT EXISTS leases_shard ON leases (job_id, key, state)`,
-  `CREATE INDEX IF NOT EXISTS leases_live ON leases (state, deadline)`,
-  `CREATE TABLE IF NOT EXISTS lease_arrays (
-    lease_id TEXT NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, hash TEXT NOT NULL,
-    PRIMARY KEY (lease_id, name))`,
-  `CREATE TABLE IF NOT EXISTS results (
-    id TEXT PRIMARY KEY, job_id TEXT NOT NULL, key TEXT NOT NULL, volunteer_id TEXT NOT NULL,
-    lease_id TEXT NOT NULL UNIQUE, fence BIGINT NOT NULL, arrays TEXT NOT NULL, status TEXT NOT NULL,
-    reason TEXT, created_at BIGINT NOT NULL)`,
-  `CREATE INDEX IF NOT EXISTS results_shard ON results (job_id, key, status)`,
-];
-
-type Row = Record<string, unknown>;
-const num = (v: unknown) => Number(v);
-const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
-
-function toJob(r: Row): JobRow {
-  return {
-    id: String(r.id),
-    kind: String(r.kind),
-    spec: JSON.parse(String(r.spec)),
-    state: r.state as JobState,
-    createdAt: num(r.created_at),
-    summary: r.summary ? JSON.parse(String(r.summary)) : null,
-    files: r.files ? JSON.parse(String(r.files)) : {},
-    error: str(r.error),
-  };
-}
-
-function toShard(r: Row): ShardRow {
-  return {
-    jobId: String(r.job_id),
-    key: String(r.key),
-    idx: num(r.idx),
-    kind: String(r.kind),
-    payload: JSON.parse(String(r.payload)),
-    deps: JSON.parse(String(r.deps)),
-    outputs: JSON.parse(String(r.outputs)) as Record<string, ArraySpec>,
-    maxBytes: r.max_bytes === null || r.max_bytes === undefined ? undefined : num(r.max_bytes),
-    deterministic: num(r.deterministic) === 1,
-    state: r.state as ShardRow["state"],
-    depsLeft: num(r.deps_left),
-    fence: num(r.fence),
-    replicas: num(r.replicas),
-    acceptedResult: str(r.accepted_result),
-  };
-}
-
-function toLease(r: Row): LeaseRow {
-  return {
-    id: String(r.id),
-    jobId: String(r.job_id),
-    key: String(r.key),
-    volunteerId: String(r.volunteer_id),
-    fence: num(r.fence),
-    weight: num(r.weight),
-    deadline: num(r.deadline),
-    state: r.state as LeaseRow["state"],
-  };
-}
-
-function toResult(r: Row): ResultRow {
-  return {
-    id: String(r.id),
-    jobId: String(r.job_id),
-    key: String(r.key),
-    volunteerId: String(r.volunteer_id),
-    leaseId: String(r.lease_id),
-    fence: num(r.fence),
-    arrays: JSON.parse(String(r.arrays)),
-    status: r.status as ResultStatus,
-    reason: str(r.reason),
-    createdAt: num(r.created_at),
-  };
-}
-
-function toVolunteer(r: Row): VolunteerRow {
-  return {
-    id: String(r.id),
-    name: String(r.name),
-    agent: String(r.agent),
-    source: String(r.source ?? ""),
-    streak: num(r.streak),
-    valid: num(r.valid),
-    invalid: num(r.invalid),
-  };
-}
-
-export interface StoreOptions {
-  /** Clock in ms (tests move it to expire leases without sleeping). */
-  now?: () => number;
-  /** Most results one shard may collect without two agreeing before its job fails (default 8). */
-  maxResultsPerShard?: number;
-}
-
-/** Caps on live leases (server/README.md: lease rules). The store's defaults cap nothing. */
-export interface LeaseLimits {
-  /** Live leases one volunteer may hold; more requests get 429. */
-  perVolunteer: number;
-  /** Live leases the volunteers registered from one address may hold together; more get 429. */
-  perSource: number;
-  /** Share of a job's shards that one address's volunteers may hold at once (never less than one shard);
-   *  that job's other shards go to other addresses meanwhile. */
-  jobShare: number;
-}
-
-const NO_LIMITS: LeaseLimits = { perVolunteer: Infinity, perSource: Infinity, jobShare: Infinity };
-
-/** Why a lease cannot be used; the app maps these to 4xx responses. */
-function leaseProblem(lease: LeaseRow | null, volunteerId: string, fence: number, now: number): ApiError | null {
-  if (!lease) return new ApiError(404, "unknown lease");
-  if (lease.volunteerId !== volunteerId) return new ApiError(403, "this lease belongs to another volunteer");
-  if (lease.fence !== fence) return new ApiError(409, `stale fence ${fence}: the lease's fence is ${lease.fence}`);
-  if (lease.state === "submitted") return new ApiError(409, "this lease was already submitted");
-  if (lease.state === "released") return new ApiError(409, "this lease was released; lease the shard again");
-  if (lease.deadline < now) {
-    return new ApiError(410, `the lease expired at ${new Date(lease.deadline).toISOString()}; lease the shard again`);
-  }
-  return null;
-}
+export type {
+  JobRow,
+  JobState,
+  LeaseLimits,
+  LeaseRow,
+  ResultRow,
+  ResultStatus,
+  ShardCounts,
+  ShardRow,
+  StoredArray,
+  StoreOptions,
+  VolunteerRow,
+} from "./rows.ts";
+import type { StoreOptions } from "./rows.ts";
 
 export class SqlStore {
   readonly now: () => number;
@@ -363,14 +184,7 @@ export class SqlStore {
     await this.db.run(
       `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source)
        VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
-      [
-        id,
-        name,
-        agent,
-        tokenHash,
-        this.now(),
-        source,
-      ],
+      [id, name, agent, tokenHash, this.now(), source],
     );
   }
 
@@ -387,122 +201,21 @@ export class SqlStore {
   // ------------------------------------------------------------------ leases
 
   /**
-   * Lease the first ready shard (oldest job, plan order) to `volunteerId`. `solo`: the volunteer is
-   * trusted and drew "no replica" (see coordinator.ts); it only applies to a fresh deterministic shard.
-   * `limits` bound what one volunteer and one registration address hold (checked before the claim, so
-   * concurrent claims on PostgreSQL may overshoot by the number of claims in flight).
+   * Lease the first ready shard (oldest job, plan order) to `volunteerId` within `limits` (./claim.ts).
+   * `solo`: the volunteer is trusted and drew "no replica" (see coordinator.ts).
    */
-  async claimLease(
+  claimLease(
     volunteerId: string,
     kinds: string[] | undefined,
     leaseMs: number,
     solo: boolean,
     limits: Partial<LeaseLimits> = {},
   ): Promise<{ lease: LeaseRow; shard: ShardRow } | null> {
-    if (kinds && kinds.length === 0) return null;
-    const l = { ...NO_LIMITS, ...limits };
-    return this.db.tx(async (q) => {
-      const now = this.now();
-      const [live] = await q.all<Row>(
-        `SELECT COUNT(*) AS n FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?`,
-        [volunteerId, now],
-      );
-      if (num(live.n) >= l.perVolunteer) {
-        throw new ApiError(
-          429,
-          `you hold ${num(live.n)} live leases (the most allowed is ${l.perVolunteer}): submit them or let them expire`,
-        );
-      }
-      // Live leases of every volunteer registered from this one's address, by job.
-      const bySource = await q.all<Row>(
-        `SELECT l.job_id, COUNT(*) AS n FROM leases l JOIN volunteers v ON v.id = l.volunteer_id
-         WHERE l.state = 'active' AND l.deadline >= ?
-           AND v.source = (SELECT source FROM volunteers WHERE id = ?) GROUP BY l.job_id`,
-        [now, volunteerId],
-      );
-      const sourceTotal = bySource.reduce((a, r) => a + num(r.n), 0);
-      if (sourceTotal >= l.perSource) {
-        throw new ApiError(
-          429,
-          `volunteers from your address hold ${sourceTotal} live leases (the most allowed is ${l.perSource}): submit ` +
-            `them or let them expire`,
-        );
-      }
-      const fullJobs: string[] = [];
-      for (const r of bySource) {
-        const [t] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ?`, [String(r.job_id)]);
-        if (num(r.n) >= Math.max(1, Math.floor(l.jobShare * num(t.n)))) fullJobs.push(String(r.job_id));
-      }
-      const jobSql = fullJobs.length ? ` AND s.job_id NOT IN (${fullJobs.map(() => "?").join(", ")})` : "";
-      const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
-      const outstanding = `(SELECT COALESCE(SUM(l.weight), 0) FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key
-         AND l.state = 'active' AND l.deadline >= ?)
-          + (SELECT COUNT(*) FROM results r WHERE r.job_id = s.job_id AND r.key = s.key AND r.status = 'pending')`;
-      const mine = `EXISTS (SELECT 1 FROM leases l WHERE l.job_id = s.job_id AND l.key = s.key AND l.volunteer_id = ?
-         AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?)))`;
-      // PostgreSQL: SKIP LOCKED lets concurrent claimers pass each other; the shard row lock is what
-      // every lease issue takes, and the re-count below (a fresh statement, so a fresh snapshot)
-      // sees leases committed between this statement's snapshot and the lock.
-      // When every candidate is locked by another claimer, SKIP LOCKED finds nothing although the
-      // shard may still want a second replica: then wait for the lock (plain FOR UPDATE) and re-count.
-      const candidate = (lock: string) =>
-        q.all<Row>(
-          `SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job_id
-           WHERE s.state = 'open' AND s.deps_left = 0 AND j.state = 'running'${kindSql}${jobSql}
-             AND s.replicas > ${outstanding} AND NOT ${mine}
-           ORDER BY s.job_created, s.job_id, s.idx LIMIT 1${lock}`,
-          [...(kinds ?? []), ...fullJobs, now, volunteerId, now],
-        );
-      for (let attempt = 0; attempt < 8; attempt++) {
-        let rows = await candidate(this.lockSkip);
-        if (!rows[0] && this.lock) rows = await candidate(" FOR UPDATE OF s");
-        if (!rows[0]) return null;
-        const shard = toShard(rows[0]);
-        const [c] = await q.all<Row>(
-          `SELECT ${outstanding.replaceAll("s.job_id", "?").replaceAll("s.key", "?")} AS n,
-             (SELECT COUNT(*) FROM leases l WHERE l.job_id = ? AND l.key = ? AND l.volunteer_id = ?
-               AND (l.state = 'submitted' OR (l.state = 'active' AND l.deadline >= ?))) AS mine,
-             (SELECT state FROM shards WHERE job_id = ? AND key = ?) AS state`,
-          [
-            shard.jobId,
-            shard.key,
-            now,
-            shard.jobId,
-            shard.key,
-            shard.jobId,
-            shard.key,
-            volunteerId,
-            now,
-            shard.jobId,
-            shard.key,
-          ],
-        );
-        const n = num(c.n);
-        if (c.state !== "open" || num(c.mine) > 0 || n >= shard.replicas) continue;
-        const weight = solo && shard.deterministic && shard.replicas === 2 && n === 0 ? 2 : 1;
-        const [f] = await q.all<Row>(
-          `UPDATE shards SET fence = fence + 1 WHERE job_id = ? AND key = ? RETURNING fence`,
-          [shard.jobId, shard.key],
-        );
-        const lease: LeaseRow = {
-          id: crypto.randomUUID(),
-          jobId: shard.jobId,
-          key: shard.key,
-          volunteerId,
-          fence: num(f.fence),
-          weight,
-          deadline: now + leaseMs,
-          state: "active",
-        };
-        await q.run(
-          `INSERT INTO leases (id, job_id, key, volunteer_id, fence, weight, deadline, state, created_at) VALUES (?,
-           ?, ?, ?, ?, ?, ?, 'active', ?)`,
-          [lease.id, lease.jobId, lease.key, volunteerId, lease.fence, weight, lease.deadline, now],
-        );
-        return { lease, shard: { ...shard, fence: lease.fence } };
-      }
-      return null;
-    });
+    if (kinds && kinds.length === 0) return Promise.resolve(null);
+    const locks = { skip: this.lockSkip, wait: this.lock };
+    return this.db.tx((q) =>
+      claimLease(q, locks, this.now(), { volunteerId, kinds, leaseMs, solo, limits: { ...NO_LIMITS, ...limits } })
+    );
   }
 
   async getLease(id: string): Promise<LeaseRow | null> {
@@ -864,12 +577,7 @@ export class SqlStore {
       (await this.db.run(
         `UPDATE jobs SET state = 'done', summary = ?, files = ? WHERE id = ? AND state = 'finishing'
          AND finish_owner = ?`,
-        [
-          JSON.stringify(summary),
-          JSON.stringify(files),
-          jobId,
-          owner,
-        ],
+        [JSON.stringify(summary), JSON.stringify(files), jobId, owner],
       )) === 1
     );
   }
