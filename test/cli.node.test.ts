@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { tempDir } from "./support/files.ts";
+import { tempDir } from "./support/host.ts";
 
 const DENO = "node_modules/.bin/deno";
 

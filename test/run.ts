@@ -9,10 +9,10 @@
 // Run one stage alone with `npm run test:node` (and :browser, :deno) once the machine is set up.
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { environment, exit, onSignal, run } from "../src/platform.ts";
+import { freePort } from "./support/host.ts";
 
 const PACKAGES = ["chromium", "mesa-vulkan-drivers", "libegl-mesa0", "libgl1-mesa-dri", "postgresql"];
 const STAGES = ["lint", "typecheck", "test:node", "test:browser", "test:deno"];
@@ -56,17 +56,6 @@ function ensurePackages(needPostgres: boolean): void {
       exit(1);
     }
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A PostgreSQL server of Debian's binaries in a temp directory; resolves to its URL and a stop function. */

@@ -10,7 +10,7 @@ import { decodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randomF32 } from "../support/rng.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { readFile, rm } from "node:fs/promises";
 
 describe("LDS", () => {

@@ -7,7 +7,7 @@ import { DatamodelStore } from "../../src/datamodels/store.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { readdir, rm } from "node:fs/promises";
 
 describe("datamodels end to end", () => {

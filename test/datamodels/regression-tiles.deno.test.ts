@@ -7,7 +7,7 @@ import { syntheticRegression } from "./synthetic.ts";
 import { assertEqualArrays } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { readdir, rm } from "node:fs/promises";
 
 describe("datamodel tiles", () => {

@@ -4,7 +4,7 @@ import { appendBytes, fileSize } from "../../src/data/io.ts";
 import { maskBits } from "../../src/datamodels/masks.ts";
 import { DatamodelStore } from "../../src/datamodels/store.ts";
 import { mulberry32, randomF32, testSeed } from "../support/rng.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { rm } from "node:fs/promises";
 
 describe("datamodels store", () => {

@@ -4,7 +4,7 @@ import { runDetect } from "../../src/detect/pipeline.ts";
 import { renderReport } from "../../src/detect/report.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { rm } from "node:fs/promises";
 
 describe("detect end to end", () => {

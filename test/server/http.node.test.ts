@@ -7,11 +7,10 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ADMIN, killed, NODE_TSX, spawnUntil, tempDir } from "./support.ts";
+import { ADMIN, killed, spawnCoordinator, tempDir } from "./support.ts";
 
-const DENO = resolve("node_modules/.bin/deno");
 const LIMITS = { headersTimeoutMs: 1000, requestTimeoutMs: 2500, perAddress: 24 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,33 +108,24 @@ for (const runtime of ["deno", "node"] as const) {
 
     beforeAll(async () => {
       writeFileSync(data, bytes);
+      const limits = [
+        ["--headers-timeout-ms", LIMITS.headersTimeoutMs],
+        ["--request-timeout-ms", LIMITS.requestTimeoutMs],
+        ["--max-connections-per-address", LIMITS.perAddress],
+      ].flatMap(([flag, v]) => [String(flag), String(v)]);
       const args = [
         "--port",
         "0",
-        "--host",
-        "127.0.0.1",
         "--db",
         join(dir, "db.sqlite"),
         "--blobs",
         join(dir, "blobs"),
         "--volunteer-dir",
         dir,
-        "--admin-token",
-        ADMIN,
-        "--headers-timeout-ms",
-        String(LIMITS.headersTimeoutMs),
-        "--request-timeout-ms",
-        String(LIMITS.requestTimeoutMs),
-        "--max-connections-per-address",
-        String(LIMITS.perAddress),
       ];
-      const [cmd, pre] = runtime === "deno"
-        ? [DENO, ["run", "-A", "--no-check", "server/main.deno.ts"]]
-        : [process.execPath, [...NODE_TSX, "server/main.node.ts"]];
-      child = await spawnUntil(cmd, [...pre, ...args], /listening on/, (l) => {
-        const m = /listening on http:\/\/[^:]+:(\d+)/.exec(l);
-        if (m) port = Number(m[1]);
-      }, { CIFAR10_PATH: data });
+      ({ child, port } = await spawnCoordinator(runtime, [...args, "--admin-token", ADMIN, ...limits], {
+        CIFAR10_PATH: data,
+      }));
     }, 120_000);
 
     afterAll(async () => {

@@ -2,7 +2,6 @@
 // (PG_TEST_URL, one fresh schema per store), an in-process coordinator on a real loopback socket,
 // and job/worker helpers.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { type AppOptions, createApp } from "../../server/app.ts";
 import { DiskBlobStore } from "../../server/blobs.ts";
@@ -14,13 +13,13 @@ import type { SqlDriver } from "../../server/store/driver.ts";
 import { openPg } from "../../server/store/pg.ts";
 import { SqlStore, type StoreOptions } from "../../server/store/sql.ts";
 import { env, runtime } from "../../src/platform.ts";
-import { tempDir } from "../support/files.ts";
+import { freePort, tempDir } from "../support/host.ts";
 
 export type Backend = "sqlite" | "pg";
 
 export const ADMIN = "test-admin-token-0123456789";
 
-export { tempDir };
+export { freePort, tempDir };
 
 /** PostgreSQL for tests: PG_TEST_URL, or a clear failure (CI starts a server and sets it, see .ci/run). */
 export function pgUrl(): string {
@@ -131,17 +130,6 @@ export function register(url: string, name = "v"): Promise<{ volunteerId: string
 // kill -9 of the spawned process would leave running.
 export const NODE_TSX = ["--import", "tsx"];
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Start `command args` and resolve once a stdout line matches `ready`. */
 export function spawnUntil(
   command: string,
@@ -184,3 +172,26 @@ export const killed = (child: ChildProcess, signal: NodeJS.Signals) =>
     child.once("exit", () => resolve());
     child.kill(signal);
   });
+
+const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+
+/**
+ * A coordinator process (`deno run server/main.deno.ts` or `node server/main.node.ts` with `args`) on
+ * 127.0.0.1, once it listens; `log` collects what it prints.
+ */
+export async function spawnCoordinator(
+  runtime: "deno" | "node",
+  args: string[],
+  env?: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; port: number; log: string[] }> {
+  const [cmd, pre] = runtime === "deno"
+    ? [DENO, ["run", "-A", "--no-check", "server/main.deno.ts"]]
+    : [process.execPath, [...NODE_TSX, "server/main.node.ts"]];
+  let url = "";
+  const log: string[] = [];
+  const child = await spawnUntil(cmd, [...pre, "--host", "127.0.0.1", ...args], /listening on/, (l) => {
+    log.push(l);
+    url = /listening on (http:\/\/\S+)/.exec(l)?.[1] ?? url;
+  }, env);
+  return { child, url, port: Number(new URL(url).port), log };
+}

@@ -3,53 +3,16 @@
 // tiny TRAK job's model on WebGPU and submits it: the coordinator's float64 spot check must accept it.
 // Then a second tab is closed in the middle of a shard: the page hands its lease back on pagehide, so
 // the shard goes back to the queue at once rather than when the lease expires.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { describe, expect, it } from "vitest";
+import { spawnCoordinator } from "../server/support.ts";
 import { testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
 const ADMIN = "volunteer-browser-test-admin";
-
-function startCoordinator(dir: string, leaseMs: number): Promise<{ child: ChildProcess; url: string; log: string[] }> {
-  const child = spawn(join(ROOT, "node_modules/.bin/deno"), [
-    "run",
-    "-A",
-    "--no-check",
-    "server/main.deno.ts",
-    "--port",
-    "0",
-    "--host",
-    "127.0.0.1",
-    "--db",
-    join(dir, "db.sqlite"),
-    "--blobs",
-    join(dir, "blobs"),
-    "--admin-token",
-    ADMIN,
-    "--lease-ms",
-    String(leaseMs),
-  ], { cwd: ROOT, env: { ...process.env, XDG_RUNTIME_DIR: "/tmp" }, stdio: ["ignore", "pipe", "pipe"] });
-  const log: string[] = [];
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`coordinator did not start:\n${log.join("")}`)), 60_000);
-    const on = (b: Buffer) => {
-      log.push(b.toString());
-      const m = /listening on (http:\/\/\S+)/.exec(log.join(""));
-      if (m) {
-        clearTimeout(t);
-        resolve({ child, url: m[1], log });
-      }
-    };
-    child.stdout!.on("data", on);
-    child.stderr!.on("data", on);
-    child.on("exit", (code) => reject(new Error(`coordinator exited (${code}):\n${log.join("")}`)));
-  });
-}
 
 async function job(
   url: string,
@@ -62,7 +25,10 @@ describe("browser volunteer", () => {
   it("a Chromium tab completes a shard the coordinator accepts; closing a tab mid-shard frees it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "volunteer-browser-"));
     const leaseMs = 30_000; // long: a freed lease must have been released by the closing tab, not expired
-    const { child, url, log } = await startCoordinator(dir, leaseMs);
+    const args = ["--port", "0", "--db", join(dir, "db.sqlite"), "--blobs", join(dir, "blobs"), "--admin-token", ADMIN];
+    const { child, url, log } = await spawnCoordinator("deno", [...args, "--lease-ms", String(leaseMs)], {
+      XDG_RUNTIME_DIR: "/tmp",
+    });
     const browser = await chromium.launch({
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
       args: ["--enable-unsafe-webgpu"],

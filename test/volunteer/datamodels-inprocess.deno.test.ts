@@ -9,7 +9,7 @@ import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { readFile, rm } from "node:fs/promises";
 
 describe("datamodels job in process", () => {

@@ -3,7 +3,7 @@
 import { CoordinatorClient } from "../../src/protocol/client.ts";
 import type { JobStatus } from "../../src/protocol/api.ts";
 import { type Child, execPath, spawnChild } from "../../src/platform.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 export const ADMIN = "volunteer-test-admin-token";

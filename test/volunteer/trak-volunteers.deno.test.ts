@@ -11,7 +11,7 @@ import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
 import { createJob, jobStatus, startCoordinator, startWorker, waitForJob } from "./procs.ts";
 import { TINY } from "./fixtures.ts";
-import { tempDir } from "../support/files.ts";
+import { tempDir } from "../support/host.ts";
 import { rm } from "node:fs/promises";
 
 describe("trak job through volunteer processes", () => {
