@@ -1,29 +1,13 @@
-// Shared start-up of the coordinator for server/main.deno.ts and server/main.node.ts: flags, storage,
-// job kinds, the app, the HTTP server (server/http.ts). The SQLite binding comes in as a function.
-//   --port N (8787)  --host H (0.0.0.0)
-//   --db PATH        SQLite file, WAL (default coordinator-data/coordinator.sqlite)
-//   --pg URL         PostgreSQL instead of SQLite (several instances may share it; env DATABASE_URL)
-//   --pg-schema S    PostgreSQL schema to use (created if missing; default public)
-//   --blobs DIR      content-addressed result blobs (default coordinator-data/blobs; shared by instances)
-//   --admin-token T  token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)
-//   --lease-ms N     lease length, extended by heartbeats (60000)
-//   --revalidate-ms N  re-check results left unvalidated this long by a crashed instance (30000)
-//   --sweep-ms N     how often to look for such results and for complete, unfinished jobs (2000)
-//   --headers-timeout-ms N, --request-timeout-ms N   a request's headers, and all of it, must arrive
-//                    within these (10000, 120000)
-//   --max-connections-per-address N, --max-connections N   open connections (64 per address, 1024 in all)
-//   --max-leases-per-address N   live leases all volunteers registered from one address may hold (16)
-//   --trust-proxy    take the client address from X-Forwarded-For (behind one reverse proxy)
-//   --kinds LIST     job kinds to register: "default" (server/jobs), "test" (server/jobs/test-kinds.ts), or both
-// "default,test"
-//   --volunteer-dir DIR  the browser worker page served at /volunteer (default: bundled at start-up by
-//                    server/volunteer-page.ts into .cache/volunteer-page)
+// The coordinator's start-up for server/main.deno.ts and server/main.node.ts: flags (`npm run serve --
+// --help`), storage, job kinds, the app, the HTTP server (server/http.ts). The SQLite binding comes in as
+// a function.
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import type { Hono } from "hono";
 import { buildVolunteerPage } from "./volunteer-page.ts";
 import { args, env, exit, onSignal } from "../src/platform.ts";
+import { type CommandSpec, parseCommand } from "../src/cli/command.ts";
 import { createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
 import { DEFAULT_HTTP_LIMITS, serveHttp } from "./http.ts";
@@ -32,66 +16,63 @@ import type { SqlDriver } from "./store/driver.ts";
 import { openPg } from "./store/pg.ts";
 import { SqlStore } from "./store/sql.ts";
 
-const Flags = z.object({
-  port: z.coerce.number().int().min(0).max(65535).default(8787),
-  host: z.string().default("0.0.0.0"),
-  db: z.string().default("coordinator-data/coordinator.sqlite"),
-  pg: z.string().url().optional(),
-  "pg-schema": z.string().regex(/^[a-z_][a-z0-9_]*$/, "lower-case letters, digits and _").optional(),
-  blobs: z.string().default("coordinator-data/blobs"),
-  "admin-token": z.string().min(16, "the admin token needs at least 16 characters").optional(),
-  "lease-ms": z.coerce.number().int().min(100).default(60_000),
-  "revalidate-ms": z.coerce.number().int().min(100).default(30_000),
-  "sweep-ms": z.coerce.number().int().min(50).default(2000),
-  "headers-timeout-ms": z.coerce.number().int().min(100).default(DEFAULT_HTTP_LIMITS.headersTimeoutMs),
-  "request-timeout-ms": z.coerce.number().int().min(100).default(DEFAULT_HTTP_LIMITS.requestTimeoutMs),
-  "max-connections-per-address": z.coerce.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnectionsPerAddress),
-  "max-connections": z.coerce.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnections),
-  "max-leases-per-address": z.coerce.number().int().min(1).default(16),
-  "trust-proxy": z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
-  kinds: z.string().regex(/^(default|test)(,(default|test))*$/, 'use "default", "test" or "default,test"').default(
-    "default",
+export const ServeFlags = z.object({
+  port: z.number().int().min(0).max(65535).default(8787).describe("the port to listen on (0: any free one)"),
+  host: z.string().default("0.0.0.0").describe("the address to listen on"),
+  db: z.string().default("coordinator-data/coordinator.sqlite").describe("the SQLite file (WAL mode)"),
+  pg: z.url().optional().describe("PostgreSQL instead of SQLite; several instances may share it (env DATABASE_URL)"),
+  pgSchema: z.string().regex(/^[a-z_][a-z0-9_]*$/, "lower-case letters, digits and _").optional().describe(
+    "the PostgreSQL schema to use (created if missing; default public)",
   ),
-  "volunteer-dir": z.string().optional(),
+  blobs: z.string().default("coordinator-data/blobs").describe("result blobs by content hash; instances share it"),
+  adminToken: z.string().min(16, "the admin token needs at least 16 characters").optional().describe(
+    "the token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)",
+  ),
+  leaseMs: z.number().int().min(100).default(60_000).describe("lease length; each heartbeat extends a lease by this"),
+  revalidateMs: z.number().int().min(100).default(30_000).describe(
+    "re-check results a crashed instance left unvalidated this long",
+  ),
+  sweepMs: z.number().int().min(50).default(2000).describe("how often to look for those and for jobs to finish"),
+  headersTimeoutMs: z.number().int().min(100).default(DEFAULT_HTTP_LIMITS.headersTimeoutMs).describe(
+    "a request's headers must arrive within this (else 408 and the socket closes)",
+  ),
+  requestTimeoutMs: z.number().int().min(100).default(DEFAULT_HTTP_LIMITS.requestTimeoutMs).describe(
+    "a whole request, body included, must arrive within this",
+  ),
+  maxConnectionsPerAddress: z.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnectionsPerAddress).describe(
+    "open connections from one client address; more are closed at once",
+  ),
+  maxConnections: z.number().int().min(1).default(DEFAULT_HTTP_LIMITS.maxConnections).describe(
+    "open connections in all",
+  ),
+  maxLeasesPerAddress: z.number().int().min(1).default(16).describe(
+    "live leases all volunteers registered from one address may hold together",
+  ),
+  trustProxy: z.boolean().default(false).describe("take the client address from X-Forwarded-For (behind one proxy)"),
+  kinds: z.array(z.enum(["default", "test"])).default(["default"]).describe(
+    "job kinds to register: default (server/jobs: trak, datamodels) and/or test (server/jobs/test-kinds.ts)",
+  ),
+  volunteerDir: z.string().optional().describe(
+    "the browser worker page served at /volunteer (default: bundled at start-up into .cache/volunteer-page)",
+  ),
 });
-export type ServeFlags = z.infer<typeof Flags>;
+export type ServeFlags = z.output<typeof ServeFlags>;
 
-/** Flags that take no value. */
-const SWITCHES = new Set(["trust-proxy"]);
+export const serveCommand: CommandSpec<typeof ServeFlags> = {
+  name: "serve",
+  summary: "the volunteer coordinator: cuts jobs into shards, leases them, validates what comes back",
+  flags: ServeFlags,
+  examples: [
+    "npm run serve                                    # SQLite in coordinator-data/, port 8787",
+    "npm run serve -- --pg postgres://user:pass@host/db --blobs /shared/blobs",
+    "npm run serve:node -- --port 9000 --admin-token $ADMIN",
+  ],
+};
 
-export function parseFlags(argv: string[], env: (k: string) => string | undefined): ServeFlags {
-  const raw: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}"`);
-    const eq = a.indexOf("=");
-    if (eq > 0) raw[a.slice(2, eq)] = a.slice(eq + 1);
-    else if (SWITCHES.has(a.slice(2))) raw[a.slice(2)] = "true";
-    else {
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith("--")) throw new Error(`flag ${a} needs a value`);
-      raw[a.slice(2)] = v;
-      i++;
-    }
-  }
-  const known = Object.keys(Flags.shape);
-  const unknown = Object.keys(raw).filter((k) => !known.includes(k));
-  if (unknown.length) {
-    throw new Error(
-      `unknown flag(s): ${unknown.map((k) => `--${k}`).join(", ")}; known: ${known.map((k) => `--${k}`).join(" ")}`,
-    );
-  }
-  if (!raw.pg && env("DATABASE_URL")) raw.pg = env("DATABASE_URL")!;
-  if (!raw["admin-token"] && env("COORDINATOR_ADMIN_TOKEN")) raw["admin-token"] = env("COORDINATOR_ADMIN_TOKEN")!;
-  const r = Flags.safeParse(raw);
-  if (!r.success) throw new Error(r.error.issues.map((i) => `--${i.path.join(".")}: ${i.message}`).join("\n"));
-  return r.data;
-}
-
-async function loadKinds(list: string): Promise<{ kinds: JobKindRegistry; routes: Hono[] }> {
+async function loadKinds(list: string[]): Promise<{ kinds: JobKindRegistry; routes: Hono[] }> {
   const kinds: JobKindRegistry = new Map<string, JobKind<unknown>>();
   const routes: Hono[] = [];
-  for (const which of list.split(",")) {
+  for (const which of new Set(list)) {
     if (which === "default") {
       const m = await import("./jobs/index.ts");
       for (const [k, v] of m.JOB_KINDS) kinds.set(k, v);
@@ -110,7 +91,7 @@ export async function startCoordinator(
   log: (s: string) => void = console.log,
 ) {
   let driver: SqlDriver;
-  if (flags.pg) driver = await openPg(flags.pg, { schema: flags["pg-schema"] });
+  if (flags.pg) driver = await openPg(flags.pg, { schema: flags.pgSchema });
   else {
     mkdirSync(dirname(flags.db), { recursive: true });
     driver = openSqlite(flags.db);
@@ -118,7 +99,7 @@ export async function startCoordinator(
   const store = await new SqlStore(driver).init();
   mkdirSync(flags.blobs, { recursive: true });
   const { kinds, routes } = await loadKinds(flags.kinds);
-  let adminToken = flags["admin-token"];
+  let adminToken = flags.adminToken;
   if (!adminToken) {
     adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
     log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
@@ -128,20 +109,20 @@ export async function startCoordinator(
     blobs: new DiskBlobStore(flags.blobs),
     kinds,
     adminToken,
-    leaseMs: flags["lease-ms"],
-    revalidateAfterMs: flags["revalidate-ms"],
-    maxSourceLeases: flags["max-leases-per-address"],
-    trustProxy: flags["trust-proxy"],
-    volunteerDir: flags["volunteer-dir"] ?? (await buildVolunteerPage()),
+    leaseMs: flags.leaseMs,
+    revalidateAfterMs: flags.revalidateMs,
+    maxSourceLeases: flags.maxLeasesPerAddress,
+    trustProxy: flags.trustProxy,
+    volunteerDir: flags.volunteerDir ?? (await buildVolunteerPage()),
     routes,
     log: (m) => log(m),
   });
-  app.coordinator.start(flags["sweep-ms"]);
+  app.coordinator.start(flags.sweepMs);
   const server = await serveHttp(app.fetch, flags.port, flags.host, {
-    headersTimeoutMs: flags["headers-timeout-ms"],
-    requestTimeoutMs: flags["request-timeout-ms"],
-    maxConnectionsPerAddress: flags["max-connections-per-address"],
-    maxConnections: flags["max-connections"],
+    headersTimeoutMs: flags.headersTimeoutMs,
+    requestTimeoutMs: flags.requestTimeoutMs,
+    maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+    maxConnections: flags.maxConnections,
   });
   log(
     `coordinator listening on http://${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${server.port} (${
@@ -159,15 +140,25 @@ export async function startCoordinator(
   };
 }
 
-/** The `serve` command: flags from the command line and environment, stopped by SIGINT or SIGTERM. */
+/** The `serve` command: flags from the command line and the environment, stopped by SIGINT or SIGTERM. */
 export async function serveMain(openSqlite: (path: string) => SqlDriver): Promise<void> {
   try {
-    const running = await startCoordinator(parseFlags(args(), env), openSqlite);
+    const parsed = await parseCommand(serveCommand, args());
+    if (parsed.exitWith !== undefined) {
+      console.log(parsed.exitWith);
+      exit(0);
+    }
+    const flags = {
+      ...parsed.flags,
+      pg: parsed.flags.pg ?? env("DATABASE_URL"),
+      adminToken: parsed.flags.adminToken ?? env("COORDINATOR_ADMIN_TOKEN"),
+    };
+    const running = await startCoordinator(flags, openSqlite);
     const stop = () => void running.close().then(() => exit(0));
     onSignal("SIGINT", stop);
     onSignal("SIGTERM", stop);
   } catch (e) {
-    console.error(`serve: ${(e as Error).message}`);
+    console.error(`serve: ${(e as Error).message}`.replace(/\s*\n\s*/g, "; "));
     exit(2);
   }
 }

@@ -1,24 +1,33 @@
-// npm run bench -- NAME [--json] [--sizes 256,512]: runs bench/NAME.ts, prints a table (or JSON rows).
-// Every bench/NAME.ts but the harness is a benchmark exporting run(args): BenchReport.
+// npm run bench -- NAME: runs bench/NAME.ts (every bench/*.ts but the harness is a benchmark exporting
+// run(args): BenchReport) and prints its table, or its rows as JSON.
 import { readdirSync } from "node:fs";
+import { z } from "zod";
 import { printReport } from "../../bench/harness.ts";
-import { exit } from "../platform.ts";
+import type { CommandSpec, Parsed } from "./command.ts";
 
-const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) =>
+export const BENCHES = readdirSync(new URL("../../bench/", import.meta.url)).filter((f) =>
   f.endsWith(".ts") && f !== "harness.ts"
 ).map((f) => f.slice(0, -3)).sort();
 
-export async function runBench(argv: string[]): Promise<void> {
-  const name = argv.find((a) => !a.startsWith("--"));
-  const json = argv.includes("--json");
-  const sizesArg = argv[argv.indexOf("--sizes") + 1];
-  if (!name || !BENCHES.includes(name)) {
-    console.error(`usage: npm run bench -- NAME [--json] [--sizes a,b,c]\nbenchmarks: ${BENCHES.join(", ")}`);
-    exit(2);
-    return;
-  }
+export const BenchFlags = z.object({
+  sizes: z.array(z.number().int().positive()).optional().describe("problem sizes, where the benchmark takes them"),
+  json: z.boolean().default(false).describe("print the rows as JSON on stdout (progress stays on stderr)"),
+});
+
+export const command: CommandSpec<typeof BenchFlags> = {
+  name: "bench",
+  summary: "run a benchmark against its peer in the same process and print a table",
+  positionals: [{ name: "name", description: "the benchmark (bench/NAME.ts)", choices: BENCHES }],
+  flags: BenchFlags,
+  examples: ["npm run bench -- matmul", "npm run bench -- search --sizes 2000,4000 --json"],
+};
+
+export async function runBench(name: string, flags: z.output<typeof BenchFlags>): Promise<void> {
   const mod = await import(`../../bench/${name}.ts`);
-  const log = json ? undefined : (s: string) => console.error(s); // progress on stderr keeps --json clean
-  const report = await mod.run({ sizes: argv.includes("--sizes") ? sizesArg.split(",").map(Number) : undefined, log });
-  printReport(`bench ${name}`, report, json);
+  const log = flags.json ? undefined : (s: string) => console.error(s);
+  printReport(`bench ${name}`, await mod.run({ sizes: flags.sizes, log }), flags.json);
+}
+
+export function main({ flags, positionals }: Parsed<typeof BenchFlags>): Promise<void> {
+  return runBench(positionals[0], flags);
 }

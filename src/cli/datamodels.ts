@@ -1,15 +1,9 @@
-// Datamodels from the command line (Deno). A job lives in one directory (default ./datamodels):
-//   datamodels train --models N [--heldout H] [--out DIR] [--train 1000 --seed 0 --attack badnets --rate 0.05
-//                    --model small-cnn|mlp --widths 16,32,64 --hidden 256 --epochs 4 --lr 0.05 --batch 64
-//                    --alpha 0.5 --targets T --data PATH]
-//       trains subset models 0..N-1 (each on a seeded alpha-subset of the training set) and records their
-//       margins on every training example (and on T seeded test images); rerun to resume or extend. On an
-//       existing DIR the stored settings are used, and a flag that contradicts them is an error.
-//   datamodels fit [--out DIR] [--penalty l2|l1] [--models N] [--lambdas 10,1,0.1] [--iterations 100] [--held-out M]
-//       regresses margins on masks (src/datamodels/regression.ts) and writes DIR/weights/ (n x n, row = target).
-//   datamodels lds [--out DIR] [--models S]
-//       trains S held-out subset models if missing and prints the LDS of DIR/weights on them.
-import { parseArgs } from "node:util";
+// npm run datamodels -- train|fit|lds: datamodels from the command line. A job lives in one directory:
+//   train  trains subset models 0..N-1 (each on a seeded alpha-subset of the training set) and records their
+//          margins on every training example; rerun to resume or extend. On an existing directory the stored
+//          settings are used, and a flag that contradicts them is an error;
+//   fit    regresses margins on masks (src/datamodels/regression.ts) and writes DIR/weights/ (row = target);
+//   lds    trains held-out subset models if missing and prints the LDS of DIR/weights on them.
 import { z } from "zod";
 import { uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
@@ -24,8 +18,9 @@ import { DetectConfig } from "../detect/config.ts";
 import { loadTestSet } from "../detect/outcome.ts";
 import { buildTrainingSet } from "../detect/training-set.ts";
 import { getRuntime, type Runtime } from "../gpu/runtime.ts";
-import { progressBar } from "./progress.ts";
-import { args, exit } from "../platform.ts";
+import { checkSettings, type CommandSpec, intoSettings, type Parsed, UsageError } from "./command.ts";
+import { attackFlags, dataFlags, modelFlags, outputFlags, recipeFlags, unlessGiven } from "./flags.ts";
+import { note, progressBar, quietProgress } from "./progress.ts";
 
 /** What a job trains on and how: the detect pipeline's data, attack, model and recipe, plus the subset fraction. */
 export const DatamodelJob = DetectConfig.pick({
@@ -43,101 +38,66 @@ export const DatamodelJob = DetectConfig.pick({
 });
 export type DatamodelJob = z.output<typeof DatamodelJob>;
 
-const USAGE = "usage: npm run datamodels -- train|fit|lds [--out DIR] ... (see the header of src/cli/datamodels.ts)";
+const job = DatamodelJob.parse({});
+const { train: _t, ...data } = dataFlags();
 
-function fail(msg: string): never {
-  console.error(`datamodels: ${msg}`);
-  exit(2);
-}
+export const DatamodelsFlags = z.object({
+  out: z.string().default("datamodels").describe("the job's directory (its settings, margins and fits live there)"),
+  models: z.number().int().min(1).optional().describe(
+    "train: subset models to have (required); fit: the first N stored (default all); lds: held-out models (default 20)",
+  ),
+  heldout: z.number().int().min(0).default(0).describe("train: also train this many held-out models, for the LDS"),
+  ...unlessGiven({
+    ...data,
+    train: DatamodelJob.shape.train.describe("training examples drawn (seeded) from the training split"),
+    ...attackFlags(),
+    alpha: DatamodelJob.shape.alpha.describe("the fraction of the training set in each subset"),
+    targets: DatamodelJob.shape.targets.describe("seeded test images whose margins every model also records (0: none)"),
+  }),
+  ...modelFlags(job.model),
+  ...recipeFlags(job.recipe),
+  penalty: z.enum(["l2", "l1"]).default("l2").describe("fit: ridge (l2) or lasso (l1)"),
+  lambdas: z.array(z.number().positive()).optional().describe(
+    "fit: the regularisation path (default: 8 log-spaced values)",
+  ),
+  iterations: z.number().int().min(1).optional().describe("fit: most solver iterations per lambda (default 100)"),
+  lambdaModels: z.number().int().min(1).optional().describe(
+    "fit: stored models held out to choose each target's lambda",
+  ),
+  ...outputFlags,
+});
 
-const [cmd, ...rest] = args();
-if (!["train", "fit", "lds"].includes(cmd)) fail(`unknown command "${cmd ?? ""}"\n${USAGE}`);
-let parsed;
-try {
-  parsed = parseArgs({
-    args: rest,
-    options: {
-      out: { type: "string", default: "datamodels" },
-      models: { type: "string" },
-      heldout: { type: "string" },
-      train: { type: "string" },
-      seed: { type: "string" },
-      attack: { type: "string" },
-      rate: { type: "string" },
-      model: { type: "string" },
-      widths: { type: "string" },
-      hidden: { type: "string" },
-      epochs: { type: "string" },
-      lr: { type: "string" },
-      batch: { type: "string" },
-      alpha: { type: "string" },
-      targets: { type: "string" },
-      data: { type: "string" },
-      penalty: { type: "string" },
-      lambdas: { type: "string" },
-      iterations: { type: "string" },
-      "held-out": { type: "string" },
-    },
-  });
-} catch (e) {
-  fail(`${(e as Error).message}\n${USAGE}`);
-}
-const a = parsed.values;
-const dir = a.out!;
-const int = (name: string, v: string | undefined, min = 0): number | undefined => {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < min) fail(`--${name} must be an integer >= ${min}, got "${v}"`);
-  return x;
+export const command: CommandSpec<typeof DatamodelsFlags> = {
+  name: "datamodels",
+  summary: "train subset models (resumable), fit the datamodels regression, measure its LDS",
+  positionals: [{ name: "step", description: "what to do", choices: ["train", "fit", "lds"] }],
+  flags: DatamodelsFlags,
+  examples: [
+    "npm run datamodels -- train --models 300 --heldout 20 --train 1000 --epochs 4 --out DIR",
+    "npm run datamodels -- fit --out DIR --penalty l2",
+    "npm run datamodels -- lds --out DIR --models 20",
+  ],
 };
-const list = (name: string, v: string | undefined) =>
-  v?.split(",").map((
-    x,
-  ) => (Number.isFinite(Number(x)) && x !== ""
-    ? Number(x)
-    : fail(`--${name} must be numbers separated by commas, got "${v}"`))
-  );
 
-/** The job: stored settings of DIR (if any), overridden by the flags given. */
-async function jobFromFlags(): Promise<DatamodelJob> {
+/** The job: DIR's stored settings (if any), under the flags given. */
+async function jobFromFlags(dir: string, flags: z.output<typeof DatamodelsFlags>): Promise<DatamodelJob> {
   const jobPath = joinPath(dir, "job.json");
   const stored = (await pathKind(jobPath)) === "file"
     ? (JSON.parse(await readText(jobPath)).job as DatamodelJob)
     : undefined;
   const base = stored ?? DatamodelJob.parse({});
-  const kind = (a.model ?? base.model.kind) as "mlp" | "small-cnn" | "resnet9";
-  const model = kind === base.model.kind
-    ? { ...base.model }
-    : { kind, input: base.model.input, classes: base.model.classes } as DatamodelJob["model"];
-  if (a.widths) (model as { widths?: number[] }).widths = list("widths", a.widths);
-  if (a.hidden) (model as { hidden?: number[] }).hidden = list("hidden", a.hidden);
-  const input = {
-    ...base,
-    ...(a.data && { data: a.data }),
-    ...(a.train && { train: int("train", a.train, 1) }),
-    ...(a.seed && { seed: int("seed", a.seed) }),
-    ...(a.attack && { attack: a.attack }),
-    ...(a.rate && { attackConfig: { ...base.attackConfig, rate: Number(a.rate) } }),
-    ...(a.alpha && { alpha: Number(a.alpha) }),
-    ...(a.targets && { targets: int("targets", a.targets) }),
-    model,
-    recipe: {
-      ...base.recipe,
-      ...(a.epochs && { epochs: Number(a.epochs) }),
-      ...(a.lr && { lr: Number(a.lr) }),
-      ...(a.batch && { batchSize: int("batch", a.batch, 2) }),
-    },
-  };
-  const r = DatamodelJob.safeParse(input);
-  if (!r.success) fail(`bad settings:\n${r.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`).join("\n")}`);
-  return r.data;
+  // Another architecture starts from its own defaults, keeping the data's shape.
+  const model = flags.model && flags.model !== base.model.kind
+    ? { kind: flags.model, input: base.model.input, classes: base.model.classes }
+    : base.model;
+  return checkSettings(command, DatamodelJob, intoSettings(command, flags, { ...base, model }));
 }
 
-async function openStore(job: DatamodelJob, n: number): Promise<DatamodelStore> {
+async function openStore(dir: string, job: DatamodelJob, n: number): Promise<DatamodelStore> {
   try {
     return await DatamodelStore.open(dir, { n, alpha: job.alpha, seed: job.seed, targets: job.targets, job });
   } catch (e) {
-    fail((e as Error).message);
+    throw new UsageError((e as Error).message);
   }
 }
 
@@ -181,78 +141,101 @@ async function trainSplit(
   );
 }
 
-const rt = await getRuntime();
-console.error(`adapter: ${rt.adapterName}`);
+export async function main({ flags, positionals }: Parsed<typeof DatamodelsFlags>): Promise<void> {
+  const [cmd] = positionals;
+  const dir = flags.out;
+  if (flags.quiet || flags.json) quietProgress();
+  const rt = await getRuntime();
+  note(`adapter: ${rt.adapterName}`);
 
-if (cmd === "train") {
-  const models = int("models", a.models, 1) ?? fail("train needs --models N");
-  const job = await jobFromFlags();
-  const trainSet = await buildTrainingSet(await loadCifar10(job.data, { split: "train" }), job);
-  const store = await openStore(job, trainSet.train.n);
-  console.error(
-    `${dir}: ${trainSet.train.n} training examples (${
-      trainSet.poisoned?.length ?? 0
-    } poisoned), ${job.model.kind}, alpha ${job.alpha}`,
-  );
-  await trainSplit(rt, store, job, "train", models, trainSet);
-  const heldout = int("heldout", a.heldout, 0) ?? 0;
-  if (heldout) await trainSplit(rt, store, job, "heldout", heldout, trainSet);
-  if (trainSet.poisoned) {
-    await writeBytesAtomic(joinPath(dir, "poisoned.json"), new TextEncoder().encode(JSON.stringify(trainSet.poisoned)));
-  }
-} else if (cmd === "fit") {
-  const store = await DatamodelStore.openExisting(dir).catch((e) => fail((e as Error).message));
-  const models = int("models", a.models, 4) ?? store.models;
-  if (models > store.models) fail(`--models ${models}: only ${store.models} models are stored in ${dir}`);
-  const penalty = (a.penalty ?? "l2") as "l2" | "l1";
-  if (!["l2", "l1"].includes(penalty)) fail(`--penalty must be l2 or l1, got "${a.penalty}"`);
-  await autotuneMatmul(rt);
-  const t0 = performance.now();
-  const fit = await fitDatamodels(rt, { n: store.n, models, rows: (s, c) => store.rows(s, c) }, {
-    penalty,
-    lambdas: list("lambdas", a.lambdas),
-    iterations: int("iterations", a.iterations, 1),
-    heldOut: int("held-out", a["held-out"], 1),
-    seed: store.spec.seed,
-    onProgress: (done, total, detail) => progressBar("fit".padEnd(16), done, total, detail ?? ""),
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  await saveDatamodelTiles(rt, fit, joinPath(dir, "weights"));
-  fit.weights.release();
-  const mean = (x: Float32Array) => x.reduce((s, v) => s + v, 0) / x.length;
-  const summary = {
-    n: store.n,
-    models,
-    penalty,
-    seconds,
-    mean_held_out_mse: mean(fit.heldOutMse),
-    median_lambda: [...fit.lambda].sort((x, y) => x - y)[fit.lambda.length >> 1],
-    adapter: rt.adapterName,
-  };
-  await writeBytesAtomic(joinPath(dir, "fit.json"), new TextEncoder().encode(JSON.stringify(summary, null, 1)));
-  console.log(JSON.stringify(summary));
-} else {
-  const store = await DatamodelStore.openExisting(dir).catch((e) => fail((e as Error).message));
-  const count = int("models", a.models, 3) ?? 20;
-  const weights = joinPath(dir, "weights");
-  if ((await pathKind(joinPath(weights, "index.json"))) !== "file") {
-    fail(`${weights}: no fitted weights; run "datamodels fit --out ${dir}" first`);
-  }
-  await trainSplit(rt, store, store.spec.job as DatamodelJob, "heldout", count);
-  const tiles = await loadDatamodelTiles(weights);
-  if (tiles.n !== store.n) fail(`${weights} is for ${tiles.n} examples, the store for ${store.n}`);
-  const r = await heldOutLds(
-    (r0, r1) => tiles.readBlock(r0, r1, 0, tiles.n),
-    tiles.n,
-    await storedHeldOut(store, count),
-  );
-  console.log(
-    JSON.stringify({
-      lds: r.lds,
-      targets: r.targets,
-      heldout_models: count,
-      fitted_models: store.models,
+  if (cmd === "train") {
+    if (flags.models === undefined) throw new UsageError("train needs --models N");
+    const models = flags.models;
+    const job = await jobFromFlags(dir, flags);
+    const trainSet = await buildTrainingSet(await loadCifar10(job.data, { split: "train" }), job);
+    const store = await openStore(dir, job, trainSet.train.n);
+    note(
+      `${dir}: ${trainSet.train.n} training examples (${
+        trainSet.poisoned?.length ?? 0
+      } poisoned), ${job.model.kind}, alpha ${job.alpha}`,
+    );
+    await trainSplit(rt, store, job, "train", models, trainSet);
+    const heldout = flags.heldout;
+    if (heldout) await trainSplit(rt, store, job, "heldout", heldout, trainSet);
+    if (trainSet.poisoned) {
+      await writeBytesAtomic(
+        joinPath(dir, "poisoned.json"),
+        new TextEncoder().encode(JSON.stringify(trainSet.poisoned)),
+      );
+    }
+    const result = {
+      out: dir,
+      n: store.n,
+      models: store.stored("train").length,
+      heldout: store.stored("heldout").length,
+    };
+    console.log(
+      flags.json ? JSON.stringify(result) : `${dir}: ${result.models} subset models, ${result.heldout} held out`,
+    );
+  } else if (cmd === "fit") {
+    const store = await DatamodelStore.openExisting(dir).catch((e) => fail((e as Error).message));
+    const models = flags.models ?? store.models;
+    if (models > store.models) fail(`--models ${models}: only ${store.models} models are stored in ${dir}`);
+    if (models < 4) fail(`--models ${models}: the fit needs at least 4`);
+    const penalty = flags.penalty;
+    await autotuneMatmul(rt);
+    const t0 = performance.now();
+    const fit = await fitDatamodels(rt, { n: store.n, models, rows: (s, c) => store.rows(s, c) }, {
+      penalty,
+      lambdas: flags.lambdas,
+      iterations: flags.iterations,
+      heldOut: flags.lambdaModels,
+      seed: store.spec.seed,
+      onProgress: (done, total, detail) => progressBar("fit".padEnd(16), done, total, detail ?? ""),
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    await saveDatamodelTiles(rt, fit, joinPath(dir, "weights"));
+    fit.weights.release();
+    const mean = (x: Float32Array) => x.reduce((s, v) => s + v, 0) / x.length;
+    const summary = {
+      n: store.n,
+      models,
+      penalty,
+      seconds,
+      mean_held_out_mse: mean(fit.heldOutMse),
+      median_lambda: [...fit.lambda].sort((x, y) => x - y)[fit.lambda.length >> 1],
       adapter: rt.adapterName,
-    }),
-  );
+    };
+    await writeBytesAtomic(joinPath(dir, "fit.json"), new TextEncoder().encode(JSON.stringify(summary, null, 1)));
+    console.log(JSON.stringify(summary));
+  } else {
+    const store = await DatamodelStore.openExisting(dir).catch((e) => fail((e as Error).message));
+    const count = flags.models ?? 20;
+    if (count < 3) fail(`--models ${count}: the LDS needs at least 3 held-out models`);
+    const weights = joinPath(dir, "weights");
+    if ((await pathKind(joinPath(weights, "index.json"))) !== "file") {
+      fail(`${weights}: no fitted weights; run "datamodels fit --out ${dir}" first`);
+    }
+    await trainSplit(rt, store, store.spec.job as DatamodelJob, "heldout", count);
+    const tiles = await loadDatamodelTiles(weights);
+    if (tiles.n !== store.n) fail(`${weights} is for ${tiles.n} examples, the store for ${store.n}`);
+    const r = await heldOutLds(
+      (r0, r1) => tiles.readBlock(r0, r1, 0, tiles.n),
+      tiles.n,
+      await storedHeldOut(store, count),
+    );
+    console.log(
+      JSON.stringify({
+        lds: r.lds,
+        targets: r.targets,
+        heldout_models: count,
+        fitted_models: store.models,
+        adapter: rt.adapterName,
+      }),
+    );
+  }
+}
+
+function fail(msg: string): never {
+  throw new UsageError(msg);
 }

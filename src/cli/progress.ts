@@ -1,19 +1,39 @@
-// A one-line progress bar on stderr (redrawn in place on a terminal, a line per update elsewhere).
+// Progress on stderr, fitted to where it goes: on a terminal a bar redrawn in place; elsewhere (CI, a log
+// file, a job runner) one line when a stage starts, at every quarter and at its end, with its rate; and
+// nothing at all in quiet mode (--quiet, --json).
 import { stderrIsTerminal, writeStderr } from "../platform.ts";
 
-const tty = stderrIsTerminal();
+let mode: "bar" | "lines" | "quiet" = stderrIsTerminal() ? "bar" : "lines";
+let current = "";
+let quarter = -1;
 
-let lastLine = 0;
+export function quietProgress(): void {
+  mode = "quiet";
+}
+
+/** Informational lines (the adapter, a cache hit), on stderr unless quiet. */
+export function note(line: string): void {
+  if (mode !== "quiet") writeStderr(`${line}\n`);
+}
 
 export function progressBar(label: string, done: number, total: number, extra = ""): void {
-  // Off a terminal (CI logs), print at most one line every 5 s per bar, plus the final one.
-  const now = Date.now();
-  if (!tty && done < total && now - lastLine < 5000) return;
-  lastLine = now;
+  if (mode === "quiet") return;
+  const frac = total > 0 ? Math.min(1, done / total) : 1;
+  const name = label.trim();
+  if (mode === "lines") {
+    const q = Math.floor(frac * 4);
+    if (name === current && q === quarter) return;
+    if (name !== current) quarter = -1;
+    current = name;
+    quarter = q;
+    writeStderr(`${name}: ${Math.round(frac * 100)}% (${done}/${total})${extra ? ` ${extra}` : ""}\n`);
+    return;
+  }
   const width = 30;
-  const frac = total > 0 ? Math.min(1, done / total) : 0;
   const filled = Math.round(frac * width);
   const line = `${label} [${"=".repeat(filled)}${" ".repeat(width - filled)}] ${done}/${total} ${extra}`;
-  const out = tty ? `\r${line}\x1b[K${done >= total ? "\n" : ""}` : `${line}\n`;
-  writeStderr(out);
+  if (name !== current && current) writeStderr("\n");
+  current = name;
+  writeStderr(`\r${line}\x1b[K${done >= total ? "\n" : ""}`);
+  if (done >= total) current = "";
 }

@@ -1,86 +1,93 @@
-// npm run train -- [--data PATH] [--model small-cnn|resnet9|mlp] [--train N] [--epochs E] [--batch B]
-//                  [--lr LR] [--seed S] [--out model.safetensors]
-// Loads CIFAR-10 (the shared copy by default), trains on the device with a progress bar, evaluates on
-// the full test set and writes a safetensors checkpoint.
-import { parseArgs } from "node:util";
+// npm run train: train a model on a seeded subset of CIFAR-10 on the device, evaluate it on the test
+// split and write a safetensors checkpoint (the model config and run metadata in its __metadata__).
+import { z } from "zod";
 import { uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { seededSubset } from "../data/dataset.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { saveModel } from "../nn/checkpoint.ts";
-import { buildModel, type ModelConfig, parameterCount } from "../nn/models.ts";
-import { evaluate, trainModel } from "../nn/train.ts";
-import { progressBar } from "./progress.ts";
-import { args } from "../platform.ts";
+import { buildModel, ModelConfig, parameterCount } from "../nn/models.ts";
+import { evaluate, Recipe, trainModel } from "../nn/train.ts";
+import { checkSettings, type CommandSpec, intoSettings, type Parsed } from "./command.ts";
+import { dataFlags, modelFlags, outputFlags, recipeFlags } from "./flags.ts";
+import { note, progressBar, quietProgress } from "./progress.ts";
 
-const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
-const { values: a } = parseArgs({
-  args: args(),
-  options: {
-    data: { type: "string", default: DEFAULT_DATA },
-    model: { type: "string", default: "small-cnn" },
-    train: { type: "string", default: "20000" },
-    epochs: { type: "string", default: "4" },
-    batch: { type: "string", default: "128" },
-    lr: { type: "string", default: "0.1" },
-    seed: { type: "string", default: "0" },
-    out: { type: "string", default: "model.safetensors" },
-  },
+const TrainSettings = z.object({ model: ModelConfig, recipe: Recipe });
+const defaults = {
+  model: { kind: "small-cnn", input: [3, 32, 32], classes: 10 },
+  recipe: Recipe.parse({ epochs: 4, batchSize: 128, lr: 0.1 }),
+};
+
+export const TrainFlags = z.object({
+  ...dataFlags({ train: 20000 }),
+  ...modelFlags(defaults.model),
+  ...recipeFlags(defaults.recipe),
+  out: z.string().default("model.safetensors").describe("the checkpoint to write"),
+  ...outputFlags,
 });
 
-const num = (name: string, v: string | undefined) => {
-  const x = Number(v);
-  if (!Number.isFinite(x) || x <= 0 && name !== "seed") {
-    throw new Error(`--${name} must be a positive number, got "${v}"`);
-  }
-  return x;
+export const command: CommandSpec<typeof TrainFlags> = {
+  name: "train",
+  summary: "train a model on CIFAR-10 on the device, evaluate it, write a safetensors checkpoint",
+  flags: TrainFlags,
+  examples: [
+    "npm run train -- --model small-cnn --train 20000 --epochs 4",
+    "npm run train -- --model resnet9 --epochs 10 --crop-pad 4 --flip --out resnet9.safetensors",
+    `npm run train -- --model mlp --model-config '{"hidden": [512, 256]}' --train 5000 --json`,
+  ],
+  check: (flags) => void settingsOf(flags),
 };
-const configs: Record<string, ModelConfig> = {
-  "small-cnn": { kind: "small-cnn", input: [3, 32, 32], classes: 10 },
-  resnet9: { kind: "resnet9", input: [3, 32, 32], classes: 10 },
-  mlp: { kind: "mlp", input: [3, 32, 32], classes: 10, hidden: [512, 256] },
-};
-const config = configs[a.model!];
-if (!config) throw new Error(`--model must be one of ${Object.keys(configs).join(", ")}`);
 
-const seed = num("seed", a.seed);
-const full = await loadCifar10(a.data!, { split: "train" }); // a wrong path fails before the slow device set-up
-const train = seededSubset(full, Math.min(full.n, num("train", a.train)), seed);
-const test = await loadCifar10(a.data!, { split: "test" });
-const rt = await getRuntime();
-console.error(`adapter: ${rt.adapterName}`);
-await autotuneMatmul(rt, { log: (s) => console.error(s) });
-const t0 = performance.now();
-const model = buildModel(rt, config, seed);
-console.error(`${a.model}: ${parameterCount(model)} parameters, ${train.n} training images`);
-const epochs = num("epochs", a.epochs);
-await trainModel(rt, model, uploadDataset(rt, train), {
-  epochs,
-  batchSize: num("batch", a.batch),
-  lr: num("lr", a.lr),
-  seed,
-}, {
-  onProgress: (p) =>
-    progressBar(`epoch ${p.epoch + 1}/${p.epochs}`, p.batch, p.batches, `${p.imagesPerSecond.toFixed(0)} img/s`),
-  onEpoch: (e) =>
-    console.error(
-      `epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${
-        e.seconds.toFixed(1)
-      } s`,
-    ),
-});
-const ev = await evaluate(rt, model, uploadDataset(rt, test));
-const seconds = (performance.now() - t0) / 1000;
-await saveModel(rt, model, a.out!, { seed, epochs, train: train.n, test_accuracy: ev.accuracy });
-console.log(
-  JSON.stringify({
-    model: a.model,
+export function settingsOf(flags: z.output<typeof TrainFlags>) {
+  return checkSettings(
+    command,
+    TrainSettings,
+    intoSettings(command, flags, { ...defaults, recipe: { ...defaults.recipe, seed: flags.seed } }),
+  );
+}
+
+export async function main({ flags }: Parsed<typeof TrainFlags>): Promise<void> {
+  const { model: config, recipe } = settingsOf(flags);
+  if (flags.quiet || flags.json) quietProgress();
+  const full = await loadCifar10(flags.data, { split: "train" }); // a wrong path fails before the device set-up
+  const train = seededSubset(full, Math.min(full.n, flags.train), flags.seed);
+  const test = await loadCifar10(flags.data, { split: "test" });
+  const rt = await getRuntime();
+  note(`adapter: ${rt.adapterName}`);
+  await autotuneMatmul(rt, { log: note });
+  const t0 = performance.now();
+  const model = buildModel(rt, config, flags.seed);
+  note(`${config.kind}: ${parameterCount(model)} parameters, ${train.n} training images`);
+  await trainModel(rt, model, uploadDataset(rt, train), recipe, {
+    onProgress: (p) =>
+      progressBar(`epoch ${p.epoch + 1}/${p.epochs}`, p.batch, p.batches, `${p.imagesPerSecond.toFixed(0)} img/s`),
+    onEpoch: (e) =>
+      note(
+        `epoch ${e.epoch + 1}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${
+          e.seconds.toFixed(1)
+        } s`,
+      ),
+  });
+  const ev = await evaluate(rt, model, uploadDataset(rt, test));
+  const seconds = (performance.now() - t0) / 1000;
+  await saveModel(rt, model, flags.out, {
+    seed: flags.seed,
+    epochs: recipe.epochs,
     train: train.n,
-    epochs,
+    test_accuracy: ev.accuracy,
+  });
+  const out = {
+    model: config.kind,
+    train: train.n,
+    epochs: recipe.epochs,
     test_accuracy: ev.accuracy,
     seconds,
-    checkpoint: a.out,
+    checkpoint: flags.out,
     adapter: rt.adapterName,
-  }),
-);
+  };
+  if (flags.json) console.log(JSON.stringify(out));
+  else {console.log(
+      `test accuracy ${(100 * ev.accuracy).toFixed(2)}% after ${seconds.toFixed(0)} s; checkpoint: ${flags.out}`,
+    );}
+}

@@ -24,16 +24,38 @@ export async function readText(path: string): Promise<string> {
   return new TextDecoder().decode(await readBytes(path));
 }
 
+/** Temp files being written now: an interrupted process removes them (removePartialWrites). */
+const inFlight = new Set<string>();
+
 /** Writes to a temporary sibling and renames it into place, so readers never see a partial file. */
-export async function writeBytesAtomic(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+export function writeBytesAtomic(path: string, data: Uint8Array): Promise<void> {
+  return writeFilesAtomic([[path, data]]);
+}
+
+/**
+ * Several files as one: all are written to temporary siblings first, then renamed into place, so an
+ * interruption leaves either the old set or the new one (but for the moment of the renames).
+ */
+export async function writeFilesAtomic(files: [string, Uint8Array][]): Promise<void> {
+  const tmps = files.map(([path]) =>
+    `${path}.tmp-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+  );
+  tmps.forEach((t) => inFlight.add(t));
+  let at = 0;
   try {
-    await (await fs()).writeFile(tmp, data);
-    await (await fs()).rename(tmp, path);
+    for (; at < files.length; at++) await (await fs()).writeFile(tmps[at], files[at][1]);
+    for (const [i, [path]] of files.entries()) await (await fs()).rename(tmps[i], path);
   } catch (e) {
-    await removePath(tmp).catch(() => {});
-    throw new Error(`${path}: cannot write (${(e as Error).message})`);
+    await Promise.all(tmps.map((t) => removePath(t).catch(() => {})));
+    throw new Error(`${files[Math.min(at, files.length - 1)][0]}: cannot write (${(e as Error).message})`);
+  } finally {
+    tmps.forEach((t) => inFlight.delete(t));
   }
+}
+
+/** Remove the temp files of writes still in progress (a process stopping mid-write: Ctrl-C). */
+export async function removePartialWrites(): Promise<void> {
+  await Promise.all([...inFlight].map((t) => removePath(t).catch(() => {})));
 }
 
 export async function pathKind(path: string): Promise<PathKind> {

@@ -71,10 +71,9 @@ export class DatamodelStore {
     if ((await pathKind(jobPath)) === "file") {
       const stored = JSON.parse(await readText(jobPath));
       if (canonical(stored) !== canonical(header)) {
+        const differ = differences(stored, header).join(", ");
         throw new Error(
-          `${dir} holds a different datamodels job:\n  stored:    ${canonical(stored)}\n  requested: ${
-            canonical(header)
-          }\nuse another directory, or the stored settings`,
+          `${dir} holds a different datamodels job (${differ}): use another directory, or those settings`,
         );
       }
     } else await writeBytesAtomic(jobPath, new TextEncoder().encode(JSON.stringify(header, null, 1)));
@@ -210,4 +209,15 @@ export async function storedHeldOut(store: DatamodelStore, count: number): Promi
     throw new Error(`datamodels: ${masks.length} of the ${count} held-out models are stored; train the rest first`);
   }
   return { masks, margins };
+}
+
+/** The settings where two JSON values differ, as "path: stored -> asked". */
+function differences(a: unknown, b: unknown, path = ""): string[] {
+  const obj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+  if (obj(a) && obj(b)) {
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].flatMap((k) =>
+      differences(a[k], b[k], path ? `${path}.${k}` : k)
+    );
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [`${path}: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`];
 }

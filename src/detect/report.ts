@@ -1,6 +1,6 @@
 // summary.json and a self-contained report.html (inline SVG charts and PNG data URIs; no network).
 import { chwToRgb, encodePng } from "../data/png-folder.ts";
-import { joinPath, makeDir, writeBytesAtomic } from "../data/io.ts";
+import { joinPath, makeDir, writeFilesAtomic } from "../data/io.ts";
 import type { DetectResult, Summary } from "./summary.ts";
 import { rocCurve, topK } from "./metrics.ts";
 
@@ -189,11 +189,16 @@ export async function writeReport(
   const html = joinPath(dir, "report.html");
   const scores = joinPath(dir, "scores.json");
   const enc = new TextEncoder();
-  await writeBytesAtomic(summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2)));
-  await writeBytesAtomic(html, enc.encode(renderReport(r)));
-  await writeBytesAtomic(
-    scores,
-    enc.encode(JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend })),
-  );
+  // One write for the three: an interrupted run leaves the previous report or the new one, not a mix.
+  await writeFilesAtomic([
+    [summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2))],
+    [html, enc.encode(renderReport(r))],
+    [
+      scores,
+      enc.encode(
+        JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend }),
+      ),
+    ],
+  ]);
   return { summary, html, scores };
 }

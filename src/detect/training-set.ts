@@ -6,11 +6,12 @@ import { ATTACKS, poison } from "../attacks/index.ts";
 import { type Dataset, seededSubset } from "../data/dataset.ts";
 
 export const TrainingSetSpec = z.object({
-  /** Training examples drawn (seeded) from the training split. */
-  train: z.number().int().positive().default(4000),
-  seed: z.number().int().default(0),
-  attack: z.enum(["none", ...ATTACKS]).default("badnets"),
-  attackConfig: z.record(z.string(), z.unknown()).default({ rate: 0.05 }),
+  train: z.number().int().positive().default(4000).describe("training examples drawn (seeded) from the training split"),
+  seed: z.number().int().default(0).describe("the seed of the subset, the attack, the models and the search"),
+  attack: z.enum(["none", ...ATTACKS]).default("badnets").describe("the attack planted in the training set"),
+  attackConfig: z.record(z.string(), z.unknown()).default({ rate: 0.05 }).describe(
+    'the attack\'s settings as JSON (src/attacks/types.ts), e.g. \'{"rate": 0.05, "targetClass": 0}\'',
+  ),
 });
 export type TrainingSetSpec = z.input<typeof TrainingSetSpec>;
 

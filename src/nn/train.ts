@@ -11,22 +11,21 @@ import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import type { Model } from "./models.ts";
 
 export const Recipe = z.object({
-  epochs: z.number().positive().default(10),
-  batchSize: z.number().int().min(2).default(128),
-  /** Peak learning rate, reached after the warm-up, then decayed linearly to 0. */
-  lr: z.number().positive().default(0.2),
-  /** Warm-up length as a fraction of all steps. */
-  warmup: z.number().min(0).max(1).default(0.2),
-  momentum: z.number().min(0).max(1).default(0.9),
-  nesterov: z.boolean().default(true),
-  weightDecay: z.number().min(0).default(5e-4),
-  labelSmoothing: z.number().min(0).max(1).default(0.1),
-  /** Random-crop padding in pixels (0 = none) and horizontal flips. */
-  cropPad: z.number().int().min(0).default(4),
-  flip: z.boolean().default(true),
-  mean: z.array(z.number()).default([0.4914, 0.4822, 0.4465]),
-  std: z.array(z.number()).default([0.247, 0.2435, 0.2616]),
-  seed: z.number().int().default(0),
+  epochs: z.number().positive().default(10).describe("passes over the training set"),
+  batchSize: z.number().int().min(2).default(128).describe("examples per SGD step"),
+  lr: z.number().positive().default(0.2).describe(
+    "peak learning rate, reached after the warm-up, then decayed linearly to 0",
+  ),
+  warmup: z.number().min(0).max(1).default(0.2).describe("warm-up length as a fraction of all steps"),
+  momentum: z.number().min(0).max(1).default(0.9).describe("SGD momentum"),
+  nesterov: z.boolean().default(true).describe("Nesterov momentum"),
+  weightDecay: z.number().min(0).default(5e-4).describe("L2 weight decay"),
+  labelSmoothing: z.number().min(0).max(1).default(0.1).describe("label smoothing of the cross-entropy"),
+  cropPad: z.number().int().min(0).default(4).describe("random-crop padding in pixels (0: no crops)"),
+  flip: z.boolean().default(true).describe("random horizontal flips"),
+  mean: z.array(z.number()).default([0.4914, 0.4822, 0.4465]).describe("per-channel mean the images are normalised by"),
+  std: z.array(z.number()).default([0.247, 0.2435, 0.2616]).describe("per-channel standard deviation"),
+  seed: z.number().int().default(0).describe("initialisation and shuffling seed"),
 });
 export type Recipe = z.input<typeof Recipe>;
 

@@ -94,7 +94,7 @@ export async function startCoordinator(
 }
 
 export function startWorker(name: string, server: string, extra: string[] = [], echo = false): Promise<Proc> {
-  return deno(name, ["src/volunteer/worker.deno.ts", "--server", server, "--name", name, ...extra], echo);
+  return deno(name, ["src/cli/run.ts", "worker", "--server", server, "--name", name, ...extra], echo);
 }
 
 export function createJob(url: string, kind: string, spec: unknown): Promise<string> {
