@@ -2,7 +2,6 @@
 // test/kernels/NAME.test.ts in Deno on this machine's adapter (every registered variant); `bench` runs
 // bench/NAME.ts when there is one.
 import { stat } from "node:fs/promises";
-import { z } from "zod";
 import { loadKernels } from "../../kernels/discover.ts";
 import { execPath, exit, run } from "../platform.ts";
 import { BenchFlags, runBench } from "./bench.ts";
