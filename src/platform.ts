@@ -53,15 +53,9 @@ const node = deno
 
 export const runtime: "deno" | "node" | "browser" = deno ? "deno" : node ? "node" : "browser";
 
-let argsOverride: string[] | undefined;
-
-/** Command-line arguments after the script (or what useArgs set: a dispatcher's command's own arguments). */
+/** Command-line arguments after the script. */
 export function args(): string[] {
-  return argsOverride ?? deno?.args ?? node?.argv.slice(2) ?? [];
-}
-
-export function useArgs(a: string[]): void {
-  argsOverride = a;
+  return deno?.args ?? node?.argv.slice(2) ?? [];
 }
 
 /** An environment variable; undefined where Deno may not read the environment, and in browsers unless a

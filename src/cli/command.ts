@@ -281,12 +281,9 @@ export async function parseCommand<S extends z.ZodObject>(
     for (const [k, v] of Object.entries(file)) {
       const f = byFlag.get(kebab(camel(k)));
       if (!f) {
+        const near = nearest(kebab(k), [...byFlag.keys()]);
         throw new UsageError(
-          `--config ${values.config}: unknown setting "${k}"${
-            nearest(kebab(k), [...byFlag.keys()])
-              ? ` (did you mean "${camel(nearest(kebab(k), [...byFlag.keys()])!)}"?)`
-              : ""
-          }`,
+          `--config ${values.config}: unknown setting "${k}"${near ? ` (did you mean "${camel(near)}"?)` : ""}`,
         );
       }
       given[f.key] = v;
