@@ -1,7 +1,6 @@
 // From an attribution to scores: the maximum-sum submatrix search (DESIGN.md section 3) and the
 // spectral score, on A's low-rank factors (device) or on a dense A (host), and the LDS of A on held-out
 // subset models when there are some. A's diagonal is zero by definition; it is zeroed here, once.
-import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { type Attribution, buildAttribution, denseAttributionRef } from "../attribution/trak.ts";
 import type { Features } from "../attribution/featurize.ts";
 import { type HeldOut, heldOutLds } from "../attribution/lds.ts";
@@ -121,7 +120,8 @@ export interface HostFeatures {
 }
 
 /**
- * Scores from host features: on the device as the pipeline does (same tiles, so the same rounding), or,
+ * Scores from host features: on the device as the pipeline does (the caller autotunes it first, so the tiles
+ * and the rounding are the pipeline's), or,
  * with no device (a coordinator on Node), the float64 twin of the attribution and the dense host search.
  */
 export async function scoreHostFeatures(
@@ -134,7 +134,6 @@ export async function scoreHostFeatures(
   onAttributed: () => void = () => {},
 ): Promise<Scored> {
   if (rt) {
-    await autotuneMatmul(rt);
     return scoreFeatures(
       rt,
       feats.map((f) => ({ ...f, phi: rt.upload(f.phi, [n, k]), n, k })),
