@@ -1,14 +1,8 @@
-// Image-folder datasets (root/<class>/*.png) and PNG encoding for previews. Uses fast-png (pure JS,
+// PNG images as RGB (attack patterns) and PNG encoding, and image grids for previews (fast-png: pure JS,
 // ESM, runs in Node, Deno and browsers).
-//
-// Channel policy: every image is converted to RGB, so the dataset always has c = 3. Grey is copied to
-// all three channels, alpha is dropped (not composited; fully transparent pixels keep their colour),
-// palette images are expanded, 16-bit samples keep their high byte, and 1/2/4-bit greyscale is
-// refused. Width and height must match
-// across the folder; a mismatch is an error naming the file.
-import { convertIndexedToRgb, decode, encode } from "fast-png";
-import { checkDataset, type Dataset } from "./dataset.ts";
-import { joinPath, listDir, readBytes } from "./io.ts";
+import { encode } from "fast-png";
+import type { Dataset } from "./dataset.ts";
+import { decodeImage } from "./image-folder.ts";
 
 export interface RgbImage {
   w: number;
@@ -16,33 +10,11 @@ export interface RgbImage {
   rgb: Uint8Array;
 }
 
-/** Decodes any PNG to 8-bit interleaved RGB (see the channel policy above); `label` names it in errors. */
+/** Any PNG (or JPEG) as 8-bit interleaved RGB: grey copied to all three channels, alpha dropped. */
 export function decodePngRgb(bytes: Uint8Array, label: string): RgbImage {
-  let png;
-  try {
-    png = decode(bytes, { checkCrc: true });
-  } catch (e) {
-    throw new Error(`${label}: cannot decode PNG (${(e as Error).message})`);
-  }
-  const { width: w, height: h } = png;
-  let src: ArrayLike<number> = png.data;
-  let ch = png.channels;
-  let shift = png.depth === 16 ? 8 : 0;
-  if (png.palette) {
-    src = convertIndexedToRgb(png);
-    ch = src.length / (w * h);
-    shift = 0;
-  } else if (png.depth < 8) {
-    // fast-png leaves sub-byte grey packed; such files are rare in datasets, so refuse them plainly.
-    throw new Error(`${label}: ${png.depth}-bit greyscale PNG is not supported (re-save as 8-bit)`);
-  }
-  if (![1, 2, 3, 4].includes(ch)) throw new Error(`${label}: unsupported PNG with ${ch} channels`);
-  const rgb = new Uint8Array(w * h * 3);
-  const grey = ch < 3;
-  for (let p = 0; p < w * h; p++) {
-    for (let k = 0; k < 3; k++) rgb[p * 3 + k] = src[p * ch + (grey ? 0 : k)] >> shift;
-  }
-  return { w, h, rgb };
+  const { w, h, c, pixels } = decodeImage(bytes, label);
+  if (c === 3) return { w, h, rgb: pixels };
+  return { w, h, rgb: Uint8Array.from({ length: w * h * 3 }, (_, i) => pixels[Math.floor(i / 3)]) };
 }
 
 /** PNG bytes of an interleaved RGB image (HWC, w*h*3 bytes). */
@@ -101,41 +73,4 @@ export function imageGridPng(src: Pick<Dataset, "images" | "n" | "c" | "h" | "w"
     }
   }
   return encodePng(out, W, H);
-}
-
-/**
- * Loads root/<class>/*.png: classes are the subfolder names sorted by code point (label = position),
- * files within a class sorted the same way; non-PNG files are ignored, an empty class is an error.
- */
-export async function loadPngFolder(root: string, opts: { name?: string } = {}): Promise<Dataset> {
-  const classes = (await listDir(root)).filter((e) => e.isDirectory && !e.name.startsWith(".")).map((e) => e.name)
-    .sort();
-  if (classes.length === 0) throw new Error(`${root}: no class subfolders`);
-  if (classes.length > 256) throw new Error(`${root}: ${classes.length} classes, at most 256 fit a uint8 label`);
-  const decoded: RgbImage[] = [];
-  const labels: number[] = [];
-  let first: { w: number; h: number; file: string } | null = null;
-  for (const [label, cls] of classes.entries()) {
-    const dir = joinPath(root, cls);
-    const files = (await listDir(dir)).filter((e) => e.isFile && /\.png$/i.test(e.name)).map((e) => e.name).sort();
-    if (files.length === 0) throw new Error(`${dir}: class folder has no .png files`);
-    for (const f of files) {
-      const file = joinPath(dir, f);
-      const img = decodePngRgb(await readBytes(file), file);
-      first ??= { w: img.w, h: img.h, file };
-      if (img.w !== first.w || img.h !== first.h) {
-        throw new Error(`${file}: ${img.w}x${img.h} differs from ${first.w}x${first.h} of ${first.file}`);
-      }
-      decoded.push(img);
-      labels.push(label);
-    }
-  }
-  const { w, h } = first!;
-  const n = decoded.length, plane = w * h;
-  const images = new Uint8Array(n * 3 * plane);
-  decoded.forEach(({ rgb }, i) => {
-    for (let p = 0; p < plane; p++) for (let k = 0; k < 3; k++) images[(i * 3 + k) * plane + p] = rgb[p * 3 + k];
-  });
-  const name = opts.name ?? (root.replace(/\/+$/, "").split("/").pop() || root);
-  return checkDataset({ name, images, labels: Uint8Array.from(labels), n, c: 3, h, w, classes });
 }

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { decode, encode } from "fast-png";
-import { decodePngRgb, encodePng, imageGridPng, loadPngFolder } from "../../src/data/png-folder.ts";
+import { decodePngRgb, encodePng, imageGridPng } from "../../src/data/png-folder.ts";
+import { loadImageFolder } from "../../src/data/image-folder.ts";
 import { mulberry32 } from "../../src/data/dataset.ts";
 import { testSeed } from "../support/rng.ts";
 import { tempDir } from "./fixtures.ts";
@@ -58,8 +59,8 @@ describe("PNG decoding", () => {
   });
 });
 
-describe("loadPngFolder", () => {
-  it("loads sorted classes and files into CHW RGB", async () => {
+describe("loadImageFolder", () => {
+  it("loads sorted classes and files into CHW RGB (grey copied to RGB beside colour images)", async () => {
     const rand = mulberry32(testSeed("png folder"));
     const root = await tempDir("pngs");
     const want: { label: number; chw: number[] }[] = [];
@@ -68,11 +69,11 @@ describe("loadPngFolder", () => {
       await mkdir(join(root, cls));
       const fl = flavours(rand);
       for (const [i, f] of fl.entries()) await writeFile(join(root, cls, `${i}-${f.name}.png`), f.bytes);
-      await writeFile(join(root, cls, "notes.txt"), "ignored");
+      await writeFile(join(root, cls, ".DS_Store"), "hidden files are skipped");
       fl.forEach((f) => want.push({ label, chw: toChw(f.expect) }));
     }
     want.sort((a, b) => a.label - b.label);
-    const ds = await loadPngFolder(root, { name: "toy" });
+    const ds = await loadImageFolder(root, { name: "toy" });
     expect(ds.classes).toEqual(["ant", "cat", "dog"]);
     expect([ds.name, ds.n, ds.c, ds.h, ds.w]).toEqual(["toy", 18, 3, H, W]);
     expect(Array.from(ds.labels)).toEqual(want.map((x) => x.label));
@@ -86,12 +87,17 @@ describe("loadPngFolder", () => {
     await mkdir(join(root, "a"));
     await mkdir(join(root, "b"));
     await writeFile(join(root, "a", "x.png"), encodePng(new Uint8Array(P * 3), W, H));
-    await expect(loadPngFolder(root)).rejects.toThrow(`${join(root, "b")}: class folder has no .png files`);
+    await expect(loadImageFolder(root)).rejects.toThrow(`${join(root, "b")}: empty class folder`);
     await writeFile(join(root, "b", "y.png"), encodePng(new Uint8Array(6 * 3), 3, 2));
-    await expect(loadPngFolder(root)).rejects.toThrow(
-      `${join(root, "b", "y.png")}: 3x2 differs from 4x3 of ${join(root, "a", "x.png")}`,
+    await expect(loadImageFolder(root)).rejects.toThrow(
+      `${join(root, "b", "y.png")}: 3x2 differs from 4x3 of ${join(root, "a", "x.png")} (pass --resize HxW)`,
     );
-    await expect(loadPngFolder(await tempDir("empty"))).rejects.toThrow(/no class subfolders/);
+    expect((await loadImageFolder(root, { resize: [3, 4] })).n).toBe(2);
+    await writeFile(join(root, "b", "z.txt"), "notes");
+    await expect(loadImageFolder(root, { resize: [3, 4] })).rejects.toThrow(
+      `${join(root, "b", "z.txt")}: not an image file`,
+    );
+    await expect(loadImageFolder(await tempDir("empty"))).rejects.toThrow(/no class folders/);
   });
 });
 
