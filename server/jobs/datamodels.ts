@@ -38,7 +38,7 @@ import {
 export const HOST_FIT_MAX = 1024;
 
 export const DatamodelsSpec = DetectConfig.pick({
-  test: true,
+  testSize: true,
   seed: true,
   attackConfig: true,
   model: true,

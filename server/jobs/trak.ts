@@ -39,7 +39,7 @@ export const HOST_FINISH_MAX = 4096;
 const TILE = 64; // featurisation tile of the pipeline: shard boundaries on tiles keep the rounding identical
 
 export const TrakSpec = DetectConfig.pick({
-  test: true,
+  testSize: true,
   seed: true,
   attackConfig: true,
   model: true,

@@ -289,7 +289,20 @@ export async function parseCommand<S extends z.ZodObject>(
       given[f.key] = v;
     }
   }
-  for (const f of fields) if (values[f.flag] !== undefined) given[f.key] = coerce(f, values[f.flag]!);
+  for (const f of fields) {
+    let v = values[f.flag];
+    if (v === undefined) continue;
+    // JSON settings may come from a file: --attack-config @attack.json (or a path ending in .json).
+    if (f.kind === "json" && typeof v === "string" && (v.startsWith("@") || /^[^{[].*\.json$/i.test(v))) {
+      const path = v.startsWith("@") ? v.slice(1) : v;
+      try {
+        v = await readText(path);
+      } catch (e) {
+        throw new UsageError(`--${f.flag} ${path}: ${(e as Error).message}`);
+      }
+    }
+    given[f.key] = coerce(f, v);
+  }
   const r = spec.flags.safeParse(given);
   if (!r.success) {
     const i = r.error.issues[0];

@@ -112,7 +112,9 @@ async function trainSplit(
 ) {
   if (store.stored(split).filter((m) => m < count).length === count) return;
   const { train } = trainSet ?? (await buildTrainingSet(await loadCifar10(job.data, { split: "train" }), job));
-  const targets = job.targets ? await loadTestSet({ data: job.data, test: job.targets, seed: job.seed }) : undefined;
+  const targets = job.targets
+    ? await loadTestSet({ data: job.data, testSize: job.targets, seed: job.seed })
+    : undefined;
   await autotuneMatmul(rt);
   const label = split === "train" ? "subset models" : "held-out models";
   const p = await trainSubsetModels(

@@ -3,10 +3,12 @@
 import { z } from "zod";
 import { DetectConfig } from "../detect/config.ts";
 import { runDetect } from "../detect/pipeline.ts";
+import { exportClean, type Resolved } from "../detect/data.ts";
 import { writeReport } from "../detect/report.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { joinPath, writeBytesAtomic } from "../data/io.ts";
-import { checkSettings, type CommandSpec, intoSettings, type Parsed } from "./command.ts";
+import { parseAttackConfig } from "../attacks/index.ts";
+import { checkSettings, type CommandSpec, intoSettings, type Parsed, UsageError } from "./command.ts";
 import { attackFlags, dataFlags, modelFlags, outputFlags, recipeFlags } from "./flags.ts";
 import { note, progressBar, quietProgress } from "./progress.ts";
 
@@ -25,6 +27,9 @@ const {
 export const DetectFlags = z.object({
   ...dataFlags(),
   ...attackFlags(),
+  // Their defaults depend on the data (src/detect/data.ts resolveDefaults).
+  train: DetectConfig.shape.train,
+  attack: DetectConfig.shape.attack,
   ...rest,
   ...modelFlags(defaults.model),
   ...recipeFlags(defaults.recipe),
@@ -45,7 +50,15 @@ export const command: CommandSpec<typeof DetectFlags> = {
 
 /** The detect settings the flags stand for. */
 export function settingsOf(flags: z.output<typeof DetectFlags>): z.output<typeof DetectConfig> {
-  return checkSettings(command, DetectConfig, intoSettings(command, flags, defaults));
+  const cfg = checkSettings(command, DetectConfig, intoSettings(command, flags, defaults));
+  if (cfg.attack && cfg.attack !== "none") {
+    try {
+      parseAttackConfig(cfg.attack, cfg.attackConfig);
+    } catch (e) {
+      throw new UsageError(`--attack-config: ${(e as Error).message}`);
+    }
+  }
+  return cfg;
 }
 
 export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void> {
@@ -55,6 +68,9 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
   note(`adapter: ${rt.adapterName}`);
   const result = await runDetect(rt, cfg, (p) => progressBar(p.stage.padEnd(28), p.done, p.total, p.detail ?? ""));
   const files = await writeReport(result, cfg.out);
+  const clean = cfg.exportClean
+    ? await exportClean(cfg.exportClean, result.data!, result.summary.flagged, result.summary.config as Resolved)
+    : null;
   // Beside the report, every flag's value: `--config report/config.json` repeats the run exactly.
   await writeBytesAtomic(joinPath(cfg.out, "config.json"), new TextEncoder().encode(JSON.stringify(flags, null, 2)));
   const s = result.summary;
@@ -72,6 +88,7 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
     seconds: Math.round(s.seconds),
     baselines: Object.fromEntries(Object.entries(s.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
     report: files.html,
+    ...(clean ? { clean } : {}),
   };
   if (flags.json) return console.log(JSON.stringify(out));
   const pct = (v: number | null) => (v === null || Number.isNaN(v) ? "-" : `${(100 * v).toFixed(1)}%`);
@@ -80,6 +97,8 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
     `attack success ${pct(s.asr_before)} -> ${pct(s.asr_after)}; clean accuracy ${pct(s.clean_acc_before)} -> ${
       pct(s.clean_acc_after)
     }`,
-    `report: ${files.html}`,
+    ...s.notes,
+    `report: ${files.html} (exports: scores.csv, scores.npy, flagged.txt${s.poisoned ? ", detection_info.csv" : ""})`,
+    ...(clean ? [`clean copy without the flagged examples: ${clean}`] : []),
   ].join("\n"));
 }

@@ -21,7 +21,7 @@ export const EvaluateFlags = z.object({
   ...data,
   ...attack,
   attack: DetectConfig.shape.attack.unwrap().default("none").describe("the attack whose success rate to measure"),
-  test: DetectConfig.shape.test,
+  testSize: DetectConfig.shape.testSize,
   ...outputFlags,
 });
 
@@ -39,7 +39,7 @@ export async function main({ flags }: Parsed<typeof EvaluateFlags>): Promise<voi
   if (flags.quiet || flags.json) quietProgress();
   const { attackConfig } = intoSettings(command, flags) as { attackConfig: Record<string, unknown> };
   const full = await loadCifar10(flags.data, { split: "test" });
-  const test = flags.test && flags.test < full.n ? seededSubset(full, flags.test, flags.seed + 1) : full;
+  const test = flags.testSize && flags.testSize < full.n ? seededSubset(full, flags.testSize, flags.seed + 1) : full;
   const rt = await getRuntime();
   note(`adapter: ${rt.adapterName}`);
   const { model } = await loadModel(rt, flags.checkpoint);

@@ -2,6 +2,7 @@
 // --seed, --attack, --attack-config, --model, --model-config, the recipe shorthands, --quiet and --json.
 import { z } from "zod";
 import { DetectConfig } from "../detect/config.ts";
+import { TrainingSetSpec } from "../detect/training-set.ts";
 import { Recipe } from "../nn/train.ts";
 
 type RecipeOut = z.output<typeof Recipe>;
@@ -9,7 +10,7 @@ export const MODEL_KINDS = ["small-cnn", "resnet9", "mlp"] as const;
 
 /** --data, --train and --seed (with another default for --train where the command has one). */
 export function dataFlags(o: { train?: number } = {}) {
-  const s = DetectConfig.shape;
+  const s = { ...DetectConfig.shape, train: TrainingSetSpec.shape.train };
   return {
     data: s.data,
     train: o.train === undefined ? s.train : s.train.unwrap().default(o.train).describe(s.train.description!),
@@ -19,7 +20,7 @@ export function dataFlags(o: { train?: number } = {}) {
 
 /** --attack and --attack-config, with --rate and --target for the two settings every attack has. */
 export function attackFlags() {
-  const s = DetectConfig.shape;
+  const s = TrainingSetSpec.shape;
   return {
     attack: s.attack,
     attackConfig: s.attackConfig,

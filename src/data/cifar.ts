@@ -2,7 +2,17 @@
 // checksum-verified downloader. Record: 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32),
 // which is already the CHW layout Dataset uses.
 import { checkDataset, type Dataset } from "./dataset.ts";
-import { baseName, gunzipChecked, isGzip, joinPath, makeDir, pathKind, readBytes, writeBytesAtomic } from "./io.ts";
+import {
+  baseName,
+  gunzipChecked,
+  isGzip,
+  joinPath,
+  makeDir,
+  pathKind,
+  readBytes,
+  sha256Hex,
+  writeBytesAtomic,
+} from "./io.ts";
 
 /** The copy of CIFAR-10 beside the project (../shared/datasets/): the default data of every command. */
 export const DEFAULT_DATA = new URL("../../../shared/datasets/cifar-10-binary.tar.gz", import.meta.url).pathname;
@@ -292,11 +302,6 @@ export class Md5 {
 }
 
 export const md5Hex = (data: Uint8Array): string => new Md5().update(data).hex();
-
-async function sha256Hex(data: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 // ---------------------------------------------------------------------------------------------
 // download

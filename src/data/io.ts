@@ -93,6 +93,12 @@ export function baseName(path: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
+/** SHA-256 as hex (WebCrypto: Node, Deno and browsers). */
+export async function sha256Hex(data: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export const isGzip = (b: Uint8Array): boolean => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
 
 const CRC_TABLE = (() => {

@@ -2,15 +2,36 @@
 // volunteer jobs extend too) plus the model, recipe, attribution, search and output settings.
 import { z } from "zod";
 import { DEFAULT_DATA } from "../data/cifar.ts";
+import { READ_FORMATS } from "../data/formats.ts";
 import { ModelConfig } from "../nn/models.ts";
 import { Recipe } from "../nn/train.ts";
 import { TrainingSetSpec } from "./training-set.ts";
 
 /** A detect run's settings: the training set's (training-set.ts, shared with the volunteer jobs) and the rest. */
 export const DetectConfig = TrainingSetSpec.extend({
-  data: z.string().default(DEFAULT_DATA).describe("the CIFAR-10 binary tarball or its extracted directory"),
-  test: z.number().int().positive().optional().describe(
+  data: z.string().default(DEFAULT_DATA).describe(
+    "the dataset: CIFAR-10 binary, an image folder (ROOT/<class>/<image>), .npz/.npy, or IDX files (README: Data)",
+  ),
+  format: z.enum(READ_FORMATS).optional().describe("the dataset's format (default: told from the path)"),
+  resize: z.string().regex(/^\d+x\d+$/, "HxW, e.g. 32x32").optional().describe(
+    "resample every image to HxW (bilinear); without it, images of differing sizes are an error",
+  ),
+  // Attack and size default by data: the bundled CIFAR-10 is the demo (BadNets on 4,000 images); a
+  // user's own dataset is scanned whole and as it is (data.ts resolveData).
+  train: z.number().int().positive().optional().describe(
+    "training examples drawn (seeded) from the training split (default: 4000 of the bundled CIFAR-10, else all)",
+  ),
+  attack: TrainingSetSpec.shape.attack.unwrap().optional().describe(
+    "the attack planted in the training set (default: badnets on the bundled CIFAR-10, else none)",
+  ),
+  test: z.string().optional().describe(
+    "a clean test split (any format); default the dataset's own, else a seeded 10% of it is held out",
+  ),
+  testSize: z.number().int().positive().optional().describe(
     "test images for clean accuracy and ASR (a seeded subset; default the whole test split)",
+  ),
+  manifest: z.string().optional().describe(
+    "ground truth for evaluation only: poison apply's manifest.json, a JSON list of indices or paths, or .npy",
   ),
   model: ModelConfig.prefault({ kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [16, 32, 64] }),
   // No crop or flip by default: they move and mirror a corner patch, and short CPU runs then fail to
@@ -44,7 +65,8 @@ export const DetectConfig = TrainingSetSpec.extend({
   ),
   retrainBaselines: z.boolean().default(false).describe("also remove and retrain for each baseline"),
   cache: z.string().default(".cache/detect").describe("directory of cached stages (a rerun redoes only what changed)"),
-  out: z.string().default("report").describe("where the report goes (summary.json, report.html, scores.json)"),
+  out: z.string().default("report").describe("where the report goes (README: Exports)"),
+  exportClean: z.string().optional().describe("also write the dataset minus the flagged examples here, in its format"),
 });
 export type DetectConfig = z.input<typeof DetectConfig>;
 export type Cfg = z.output<typeof DetectConfig>;

@@ -9,7 +9,8 @@ import type { Model } from "../nn/models.ts";
 import { type BaselineResults, runBaselines } from "./baselines.ts";
 import type { Cfg } from "./config.ts";
 import { frequencyBudget, topK } from "./metrics.ts";
-import { evaluateOutcome, loadTestSet, type Outcome } from "./outcome.ts";
+import type { DetectData } from "./data.ts";
+import { evaluateOutcome, loadTestSet, type Outcome, type Trigger } from "./outcome.ts";
 import { writeReport } from "./report.ts";
 import type { Scored } from "./scoring.ts";
 import type { OnStage, StageClock } from "./stages.ts";
@@ -26,6 +27,8 @@ export interface FinishInput {
   train: Dataset;
   /** The attack's manifest (evaluation only), or null. */
   poisoned: number[] | null;
+  /** The pipeline's data (test split, the attack to measure, files for the exports); jobs have their spec. */
+  data?: DetectData;
   /** The device, or null where there is none (a coordinator on Node): no baselines and no evaluation then. */
   rt: Runtime | null;
   /** The first model, for the baselines and the "before" outcome. */
@@ -45,7 +48,12 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
   const scores = Float64Array.from(scored.search);
   const spectral = Float64Array.from(scored.spectral);
   const flagged = topK(scores, removalBudget(cfg, scores));
-  const none: Outcome = { clean_acc: NaN, asr: cfg.attack === "none" ? null : NaN };
+  const trigger: Trigger = a.data
+    ? a.data.trigger
+    : cfg.attack && cfg.attack !== "none"
+    ? { attack: cfg.attack, attackConfig: cfg.attackConfig }
+    : null;
+  const none: Outcome = { clean_acc: NaN, asr: trigger ? NaN : null };
   let baselines: BaselineResults = {};
   let before = none;
   let after = none;
@@ -56,9 +64,9 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
     clock.stage("baselines");
     a.onProgress({ stage: "evaluate", done: 0, total: 1 });
-    const test = await loadTestSet(cfg);
+    const test = a.data?.test ?? (await loadTestSet(cfg));
     const deviceTest = uploadDataset(rt, test);
-    const outcome = (m: Model) => evaluateOutcome(rt, m, deviceTest, test, cfg);
+    const outcome = (m: Model) => evaluateOutcome(rt, m, deviceTest, test, trigger);
     before = await outcome(model0);
     clock.stage("evaluate");
     if (a.retrain) {
@@ -88,6 +96,8 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     adapter: rt?.adapterName ?? "host (float64; no WebGPU here)",
     seconds: clock.total(),
     stageSeconds: clock.seconds,
+    notes: a.data?.notes ?? [],
+    target: trigger ? ((trigger.attackConfig as { targetClass?: number }).targetClass ?? 0) : null,
   });
   const result: DetectResult = {
     summary,
@@ -96,6 +106,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     backend: scored.backend,
     train,
     poisonedSet: poisoned ? new Set(poisoned) : null,
+    data: a.data,
     baselineScores: Object.fromEntries(Object.entries(baselines).map(([k, b]) => [k, b.scores])),
   };
   if (a.outDir) await writeReport(result, a.outDir);

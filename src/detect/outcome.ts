@@ -15,10 +15,13 @@ export interface Outcome {
   asr: number | null;
 }
 
-/** The evaluation test set: a seeded subset when `test` is set, else the whole test split. */
-export async function loadTestSet(cfg: Pick<Cfg, "data" | "test" | "seed">): Promise<Dataset> {
+/** The attack whose success rate is measured (null: none known). */
+export type Trigger = { attack: AttackName; attackConfig: Record<string, unknown> } | null;
+
+/** The CIFAR-10 test split of a volunteer job: a seeded subset when `testSize` is set (as data.ts draws it). */
+export async function loadTestSet(cfg: Pick<Cfg, "data" | "testSize" | "seed">): Promise<Dataset> {
   const fullTest = await loadCifar10(cfg.data, { split: "test" });
-  return cfg.test && cfg.test < fullTest.n ? seededSubset(fullTest, cfg.test, cfg.seed + 1) : fullTest;
+  return cfg.testSize && cfg.testSize < fullTest.n ? seededSubset(fullTest, cfg.testSize, cfg.seed + 1) : fullTest;
 }
 
 export async function evaluateOutcome(
@@ -26,21 +29,21 @@ export async function evaluateOutcome(
   model: Model,
   deviceTest: DeviceDataset,
   test: Dataset,
-  cfg: Pick<Cfg, "attack" | "attackConfig">,
+  trigger: Trigger,
 ): Promise<Outcome> {
   const ev = await evaluate(rt, model, deviceTest);
-  return { clean_acc: ev.accuracy, asr: cfg.attack === "none" ? null : await attackSuccess(rt, model, test, cfg) };
+  return { clean_acc: ev.accuracy, asr: trigger ? await attackSuccess(rt, model, test, trigger) : null };
 }
 
 export async function attackSuccess(
   rt: Runtime,
   model: Model,
   test: Dataset,
-  cfg: Pick<Cfg, "attack" | "attackConfig">,
+  trigger: NonNullable<Trigger>,
 ): Promise<number> {
-  const target = (cfg.attackConfig as { targetClass?: number }).targetClass ?? 0;
+  const target = (trigger.attackConfig as { targetClass?: number }).targetClass ?? 0;
   const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => test.labels[i] !== target);
-  const triggered = applyTrigger(cfg.attack as AttackName, cfg.attackConfig as never, subset(test, others));
+  const triggered = applyTrigger(trigger.attack, trigger.attackConfig as never, subset(test, others));
   triggered.labels.fill(target); // "correct" now means "classified as the target"
   const ev = await evaluate(rt, model, uploadDataset(rt, triggered));
   return ev.accuracy;

@@ -5,7 +5,6 @@
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { type Features, featurize } from "../attribution/featurize.ts";
-import { loadCifar10 } from "../data/cifar.ts";
 import { joinPath, makeDir } from "../data/io.ts";
 import type { HeldOut } from "../attribution/lds.ts";
 import { fitDatamodels } from "../datamodels/regression.ts";
@@ -20,35 +19,39 @@ import { finishDetection } from "./finish.ts";
 import { scoreDense, scoreFeatures } from "./scoring.ts";
 import { type OnStage, stageClock } from "./stages.ts";
 import type { DetectResult } from "./summary.ts";
-import { buildTrainingSet, ensembleSeed } from "./training-set.ts";
+import { ensembleSeed } from "./training-set.ts";
+import { loadDetectData, resolveDefaults } from "./data.ts";
 
 export async function runDetect(
   rt: Runtime,
   config: DetectConfig,
   onProgress: OnStage = () => {},
 ): Promise<DetectResult> {
-  const cfg = DetectConfig.parse(config);
+  const settings = resolveDefaults(DetectConfig.parse(config));
   const clock = stageClock();
   const stage = clock.stage;
-  await makeDir(cfg.cache);
 
-  // 1. data and attack (read before autotuning, so a wrong path fails at once)
+  // 1. data (read and checked before anything is written, so a bad dataset leaves nothing behind)
   onProgress({ stage: "data", done: 0, total: 1 });
-  const { train, poisoned } = await buildTrainingSet(await loadCifar10(cfg.data, { split: "train" }), cfg);
+  const data = await loadDetectData(settings);
+  const { train, poisoned, dataKey } = data;
+  // The model's input shape and class count are the data's.
+  const cfg = {
+    ...settings,
+    model: {
+      ...settings.model,
+      input: [train.c, train.h, train.w] as [number, number, number],
+      classes: train.classes.length,
+    },
+  };
+  await makeDir(cfg.cache);
   await autotuneMatmul(rt);
-  const dataKey = keyOf({
-    data: cfg.data,
-    train: cfg.train,
-    seed: cfg.seed,
-    attack: cfg.attack,
-    attackConfig: cfg.attackConfig,
-  });
   const deviceTrain = uploadDataset(rt, train);
   onProgress({
     stage: "data",
     done: 1,
     total: 1,
-    detail: `${train.n} training examples, ${poisoned?.length ?? 0} poisoned`,
+    detail: `${train.n} training examples${poisoned ? `, ${poisoned.length} poisoned` : ""}`,
   });
   stage("data");
 
@@ -212,6 +215,7 @@ export async function runDetect(
     scored,
     train,
     poisoned,
+    data,
     rt,
     model0: async () => models[0],
     deviceTrain,

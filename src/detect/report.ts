@@ -3,6 +3,7 @@ import { chwToRgb, encodePng } from "../data/png-folder.ts";
 import { joinPath, makeDir, writeFilesAtomic } from "../data/io.ts";
 import type { DetectResult, Summary } from "./summary.ts";
 import { rocCurve, topK } from "./metrics.ts";
+import { exportFiles } from "./exports.ts";
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 const pct = (
@@ -91,11 +92,12 @@ export function renderReport(r: DetectResult): string {
   const cells = top.map((i, rank) => {
     const png = encodePng(chwToRgb(ds.images.subarray(i * size, (i + 1) * size), ds.c, ds.h, ds.w), ds.w, ds.h);
     const mark = truth ? (truth[i] ? ' class="bad"' : ' class="ok"') : "";
-    return `<figure${mark}><img src="data:image/png;base64,${
-      base64(png)
-    }" width="64" height="64" alt="example ${i}"><figcaption>#${rank + 1} · ${i}<br>${
-      esc(ds.classes[ds.labels[i]] ?? String(ds.labels[i]))
-    }${truth ? (truth[i] ? " · poisoned" : " · clean") : ""}</figcaption></figure>`;
+    const name = r.data?.paths?.[i] ?? String(r.data?.origin[i] ?? i);
+    return `<figure${mark}><img src="data:image/png;base64,${base64(png)}" width="64" height="64" alt="${
+      esc(name)
+    }"><figcaption>#${rank + 1} · ${esc(name)}<br>${esc(ds.classes[ds.labels[i]] ?? String(ds.labels[i]))}${
+      truth ? (truth[i] ? " · poisoned" : " · clean") : ""
+    }</figcaption></figure>`;
   }).join("");
   const detectors = [
     {
@@ -133,18 +135,20 @@ table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding
 td:first-child,th:first-child{text-align:left}
 th{background:#f4f4f4}.charts{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
 .grid{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent}
+figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent;overflow-wrap:anywhere}
 figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-rendering:pixelated}
 code{background:#f4f4f4;padding:1px 4px}
 </style></head><body>
 <h1>Backdoor detection report</h1>
-<p>${s.n} training examples${
-    cfg.attack !== "none"
-      ? `, attack <b>${esc(cfg.attack)}</b> (${esc(JSON.stringify(cfg.attackConfig))}), ${
+<p>${s.n} training examples of <code>${esc(cfg.data)}</code>${
+    cfg.attack && cfg.attack !== "none"
+      ? `, attack <b>${esc(cfg.attack)}</b> planted (${esc(JSON.stringify(cfg.attackConfig))}), ${
         s.poisoned?.length ?? 0
       } poisoned`
-      : ", no attack (real, unlabelled use: ranking only)"
-  }.
+      : truth
+      ? `, ${s.poisoned?.length ?? 0} poisoned per <code>${esc(cfg.manifest ?? "the manifest")}</code>`
+      : " as they are (no ground truth: a ranking only)"
+  }.${s.notes.map((t) => ` ${esc(t)}`).join("")}
 Model ${esc(cfg.model.kind)}, ${
     cfg.attribution === "datamodels"
       ? `datamodels from ${cfg.dmModels} subset models (alpha ${cfg.dmAlpha}, ${cfg.dmPenalty})`
@@ -169,7 +173,7 @@ ${rows}</table>
         pct(s.clean_acc_after)
       } after removal and retraining.</p><h3>Score distribution</h3>${histogramSvg(r.scores, null)}`
   }
-<h2>Top ${top.length} flagged examples</h2><p>Rank · index · label${
+<h2>Top ${top.length} flagged examples</h2><p>Rank · ${r.data?.paths ? "file" : "index"} · label${
     truth ? " (red border: poisoned per the manifest)" : ""
   }.</p>
 <div class="grid">${cells}</div>
@@ -179,7 +183,10 @@ ${rows}</table>
 </body></html>`;
 }
 
-/** summary.json, report.html and scores.json (the search and spectral score of every example) in `dir`. */
+/**
+ * summary.json, report.html, scores.json (the search and spectral score of every example) and the exports
+ * (./exports.ts) in `dir`.
+ */
 export async function writeReport(
   r: DetectResult,
   dir: string,
@@ -189,7 +196,7 @@ export async function writeReport(
   const html = joinPath(dir, "report.html");
   const scores = joinPath(dir, "scores.json");
   const enc = new TextEncoder();
-  // One write for the three: an interrupted run leaves the previous report or the new one, not a mix.
+  // One write for all: an interrupted run leaves the previous report or the new one, not a mix.
   await writeFilesAtomic([
     [summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2))],
     [html, enc.encode(renderReport(r))],
@@ -199,6 +206,7 @@ export async function writeReport(
         JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend }),
       ),
     ],
+    ...exportFiles(r).map(([name, bytes]): [string, Uint8Array] => [joinPath(dir, name), bytes]),
   ]);
   return { summary, html, scores };
 }

@@ -3,6 +3,7 @@
 import type { Dataset } from "../data/dataset.ts";
 import type { BaselineResults } from "./baselines.ts";
 import type { Cfg } from "./config.ts";
+import type { DetectData } from "./data.ts";
 import { type DetectionMetrics, detectionMetrics, topK } from "./metrics.ts";
 import type { Outcome } from "./outcome.ts";
 
@@ -31,6 +32,10 @@ export interface Summary {
   adapter: string;
   n: number;
   poisoned: number[] | null;
+  /** The attack's target class, when the attack is known. */
+  target: number | null;
+  /** What the reader should know about the data (held-out test split, unscanned manifest entries). */
+  notes: string[];
 }
 
 export interface DetectResult {
@@ -43,6 +48,8 @@ export interface DetectResult {
   baselineScores: Record<string, Float64Array>;
   train: Dataset;
   poisonedSet: Set<number> | null;
+  /** The pipeline's data: each example's index in the dataset and its file, for the exports. */
+  data?: DetectData;
 }
 
 /** The summary from the scores and outcomes (after = NaN where no retraining was done). */
@@ -61,6 +68,8 @@ export function summarize(a: {
   seconds: number;
   stageSeconds: Record<string, number>;
   lds?: number;
+  notes?: string[];
+  target?: number | null;
 }): Summary {
   const { poisoned, n, flagged } = a;
   const truth = poisoned
@@ -96,5 +105,7 @@ export function summarize(a: {
     adapter: a.adapter,
     n,
     poisoned,
+    target: a.target ?? null,
+    notes: a.notes ?? [],
   };
 }

@@ -3,7 +3,6 @@
 // so a seed gives the same model on every device and in the CPU twin.
 import { z } from "zod";
 import { rngUniform } from "../../kernels/random.ts";
-import type { ConvGeom } from "../../kernels/conv2d.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import {
   BatchNorm,
@@ -19,6 +18,43 @@ import {
   Scale,
   Sequential,
 } from "./layers.ts";
+
+const count = z.number().int().positive();
+/** One layer of a network described as data (`kind: "layers"`); parameters are named `name` or by position. */
+export type LayerSpec =
+  | { type: "conv"; out: number; kernel?: number; stride?: number; padding?: number; bias?: boolean; name?: string }
+  | { type: "batchnorm"; name?: string }
+  | { type: "relu" }
+  | { type: "maxpool" }
+  | { type: "globalpool"; kind?: "max" | "avg" }
+  | { type: "flatten" }
+  | { type: "dense"; out: number; bias?: boolean; name?: string }
+  | { type: "scale"; factor: number }
+  | { type: "residual"; layers: LayerSpec[] };
+export const LayerSpec: z.ZodType<LayerSpec> = z.lazy(() =>
+  z.discriminatedUnion("type", [
+    z.object({
+      type: z.literal("conv"),
+      out: count.describe("output channels"),
+      kernel: count.default(3).describe("square kernel side"),
+      stride: count.default(1),
+      padding: z.number().int().min(0).optional().describe("zero padding (default kernel / 2, rounded down)"),
+      bias: z.boolean().default(false).describe("a bias per output channel (off when batch norm follows)"),
+      name: z.string().optional(),
+    }).strict(),
+    z.object({ type: z.literal("batchnorm"), name: z.string().optional() }).strict(),
+    z.object({ type: z.literal("relu") }).strict(),
+    z.object({ type: z.literal("maxpool") }).strict().describe("2x2, stride 2"),
+    z.object({ type: z.literal("globalpool"), kind: z.enum(["max", "avg"]).default("max") }).strict(),
+    z.object({ type: z.literal("flatten") }).strict(),
+    z.object({ type: z.literal("dense"), out: count, bias: z.boolean().default(true), name: z.string().optional() })
+      .strict(),
+    z.object({ type: z.literal("scale"), factor: z.number() }).strict(),
+    z.object({ type: z.literal("residual"), layers: z.array(LayerSpec).min(1) }).strict().describe(
+      "x + layers(x); the layers must keep the shape",
+    ),
+  ]) as z.ZodType<LayerSpec>
+);
 
 export const ModelConfig = z.discriminatedUnion("kind", [
   z.object({
@@ -48,6 +84,13 @@ export const ModelConfig = z.discriminatedUnion("kind", [
     ]),
     /** Logit scale of the standard CIFAR ResNet-9. */
     scale: z.number().default(0.125),
+  }),
+  z.object({
+    kind: z.literal("layers"),
+    input: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]),
+    classes: z.number().int().min(2),
+    /** The network, first layer first; it must end in [classes] logits (a dense layer of `classes` outputs). */
+    layers: z.array(LayerSpec).min(1),
   }),
 ]);
 export type ModelConfig = z.input<typeof ModelConfig>;
@@ -89,30 +132,130 @@ class ParamFactory {
   }
 }
 
-const CONV3: ConvGeom = { kh: 3, kw: 3, stride: 1, pad: 1 };
+/** Builds `specs` on an input of `shape` ([C, N, H, W] with N = 1), creating parameters in order. */
+function buildLayers(f: ParamFactory, specs: LayerSpec[], shape: number[], prefix: string): Layer[] {
+  return specs.map((raw, i) => {
+    const spec = LayerSpec.parse(raw) as Required<Exclude<LayerSpec, { type: "residual" }>> | LayerSpec;
+    const name = ("name" in spec && spec.name) || `${prefix}${i}`;
+    let layer: Layer;
+    switch (spec.type) {
+      case "conv": {
+        const k = spec.kernel ?? 3;
+        const fan = shape[0] * k * k;
+        const w = f.he(`${name}.weight`, [spec.out, fan], fan);
+        const geom = { kh: k, kw: k, stride: spec.stride ?? 1, pad: spec.padding ?? Math.floor(k / 2) };
+        layer = new Conv2d(
+          shape[0],
+          spec.out,
+          geom,
+          w,
+          spec.bias ? f.lecun(`${name}.bias`, [spec.out], fan) : undefined,
+        );
+        break;
+      }
+      case "batchnorm": {
+        const c = shape[0];
+        layer = new BatchNorm(
+          c,
+          f.constant(`${name}.weight`, [c], 1),
+          f.constant(`${name}.bias`, [c], 0),
+          f.constant(`${name}.running_mean`, [c], 0, false),
+          f.constant(`${name}.running_var`, [c], 1, false),
+        );
+        break;
+      }
+      case "relu":
+        layer = new Relu();
+        break;
+      case "maxpool":
+        layer = new MaxPool2();
+        break;
+      case "globalpool":
+        layer = new GlobalPool(spec.kind ?? "max");
+        break;
+      case "flatten":
+        layer = new Flatten();
+        break;
+      case "dense": {
+        if (shape.length !== 2) {
+          throw new Error(`model layer ${name}: dense needs flat input (add flatten or globalpool first)`);
+        }
+        const fin = shape[0];
+        layer = new Dense(
+          fin,
+          spec.out,
+          f.lecun(`${name}.weight`, [spec.out, fin], fin),
+          spec.bias ?? true ? f.lecun(`${name}.bias`, [spec.out], fin) : undefined,
+        );
+        break;
+      }
+      case "scale":
+        layer = new Scale(spec.factor);
+        break;
+      case "residual": {
+        const inner = [...shape];
+        const block = new Sequential(buildLayers(f, spec.layers, inner, `${name}.`));
+        if (inner.join() !== shape.join()) {
+          throw new Error(`model layer ${name}: a residual block must keep its shape (${shape} -> ${inner})`);
+        }
+        layer = new Residual(block);
+        break;
+      }
+    }
+    const out = layer.outShape(shape);
+    if (out.some((d) => !(d >= 1))) {
+      throw new Error(`model layer ${name} (${spec.type}): output shape [${out}] is empty`);
+    }
+    shape.splice(0, shape.length, ...out);
+    return layer;
+  });
+}
 
-function convBnRelu(f: ParamFactory, name: string, cin: number, cout: number, bn = true): Layer[] {
-  const fan = cin * 9;
-  const w = f.he(`${name}.conv.weight`, [cout, cin * 9], fan);
-  if (!bn) return [new Conv2d(cin, cout, CONV3, w, f.lecun(`${name}.conv.bias`, [cout], fan)), new Relu()];
-  const norm = new BatchNorm(
-    cout,
-    f.constant(`${name}.bn.weight`, [cout], 1),
-    f.constant(`${name}.bn.bias`, [cout], 0),
-    f.constant(`${name}.bn.running_mean`, [cout], 0, false),
-    f.constant(`${name}.bn.running_var`, [cout], 1, false),
-  );
-  return [new Conv2d(cin, cout, CONV3, w), norm, new Relu()];
+/** small-cnn and resnet9 as layer lists (their parameter names are the ones their checkpoints carry). */
+export function layersOf(cfg: Exclude<Parsed, { kind: "mlp" | "layers" }>): LayerSpec[] {
+  const conv = (name: string, out: number, bn = true): LayerSpec[] =>
+    bn
+      ? [{ type: "conv", out, name: `${name}.conv` }, { type: "batchnorm", name: `${name}.bn` }, { type: "relu" }]
+      : [{ type: "conv", out, bias: true, name: `${name}.conv` }, { type: "relu" }];
+  if (cfg.kind === "small-cnn") {
+    return [
+      ...cfg.widths.flatMap((w, i): LayerSpec[] => [...conv(`stage${i}`, w, cfg.batchNorm), { type: "maxpool" }]),
+      { type: "globalpool", kind: "max" },
+      { type: "dense", out: cfg.classes, name: "head" },
+    ];
+  }
+  // The CIFAR-10 ResNet-9 of the fast-training and datamodels/TRAK work: conv-bn-relu stem; stage 1
+  // conv + pool + residual(2 convs); stage 2 conv + pool; stage 3 conv + pool + residual; global max
+  // pool head; linear classifier without bias; logits scaled by 1/8.
+  const [w0, w1, w2, w3] = cfg.widths;
+  const res = (name: string, w: number): LayerSpec => ({
+    type: "residual",
+    layers: [...conv(`${name}.0`, w), ...conv(`${name}.1`, w)],
+  });
+  return [
+    ...conv("prep", w0),
+    ...conv("layer1", w1),
+    { type: "maxpool" },
+    res("layer1.res", w1),
+    ...conv("layer2", w2),
+    { type: "maxpool" },
+    ...conv("layer3", w3),
+    { type: "maxpool" },
+    res("layer3.res", w3),
+    { type: "globalpool", kind: "max" },
+    { type: "dense", out: cfg.classes, bias: false, name: "head" },
+    { type: "scale", factor: cfg.scale },
+  ];
 }
 
 export function buildModel(rt: Runtime, config: ModelConfig, seed: number): Model {
   const cfg = ModelConfig.parse(config);
   const f = new ParamFactory(rt, seed);
   const [c, h, w] = cfg.input;
-  const layers: Layer[] = [];
+  let layers: Layer[];
   if (cfg.kind === "mlp") {
     let fin = c * h * w;
-    layers.push(new Flatten());
+    layers = [new Flatten()];
     cfg.hidden.forEach((hid, i) => {
       layers.push(
         new Dense(fin, hid, f.he(`fc${i}.weight`, [hid, fin], fin), f.lecun(`fc${i}.bias`, [hid], fin)),
@@ -128,37 +271,12 @@ export function buildModel(rt: Runtime, config: ModelConfig, seed: number): Mode
         f.lecun("head.bias", [cfg.classes], fin),
       ),
     );
-  } else if (cfg.kind === "small-cnn") {
-    let cin = c;
-    cfg.widths.forEach((width, i) => {
-      layers.push(...convBnRelu(f, `stage${i}`, cin, width, cfg.batchNorm), new MaxPool2());
-      cin = width;
-    });
-    layers.push(
-      new GlobalPool("max"),
-      new Dense(
-        cin,
-        cfg.classes,
-        f.lecun("head.weight", [cfg.classes, cin], cin),
-        f.lecun("head.bias", [cfg.classes], cin),
-      ),
-    );
   } else {
-    // The CIFAR-10 ResNet-9 of the fast-training and datamodels/TRAK work: conv-bn-relu stem; stage 1
-    // conv + pool + residual(2 convs); stage 2 conv + pool; stage 3 conv + pool + residual; global max
-    // pool head; linear classifier without bias; logits scaled by 1/8.
-    const [w0, w1, w2, w3] = cfg.widths;
-    const res = (name: string, ch: number) =>
-      new Residual(new Sequential([...convBnRelu(f, `${name}.0`, ch, ch), ...convBnRelu(f, `${name}.1`, ch, ch)]));
-    layers.push(...convBnRelu(f, "prep", c, w0));
-    layers.push(...convBnRelu(f, "layer1", w0, w1), new MaxPool2(), res("layer1.res", w1));
-    layers.push(...convBnRelu(f, "layer2", w1, w2), new MaxPool2());
-    layers.push(...convBnRelu(f, "layer3", w2, w3), new MaxPool2(), res("layer3.res", w3));
-    layers.push(
-      new GlobalPool("max"),
-      new Dense(w3, cfg.classes, f.lecun("head.weight", [cfg.classes, w3], w3)),
-      new Scale(cfg.scale),
-    );
+    const shape = [c, 1, h, w];
+    layers = buildLayers(f, cfg.kind === "layers" ? cfg.layers : layersOf(cfg), shape, "");
+    if (shape.length !== 2 || shape[0] !== cfg.classes) {
+      throw new Error(`model: the layers end in shape [${shape}], not ${cfg.classes} logits (end with a dense layer)`);
+    }
   }
   const net = new Sequential(layers);
   return { config: cfg, net, params: net.allParams(), input: cfg.input, classes: cfg.classes };

@@ -33,7 +33,7 @@ describe("datamodels end to end", () => {
       // holds. The extra models cut the regression noise that the search otherwise takes for blocks.
       const settings = {
         train: 300,
-        test: 500,
+        testSize: 500,
         attack: "badnets" as const,
         attackConfig: { rate: 0.15, patchSize: 5 },
         attribution: "datamodels" as const,

@@ -4,7 +4,7 @@ import type { DetectConfig } from "../../src/detect/config.ts";
 
 export const TINY = {
   train: 256,
-  test: 300,
+  testSize: 300,
   models: 1,
   k: 64,
   shardSize: 128,
