@@ -52,8 +52,8 @@ export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" |
   jsonLimit?: number;
   /** Directory served at /volunteer (the browser worker page). */
   volunteerDir?: string;
-  /** Extra sub-apps mounted at "/" (e.g. the data sets route of server/jobs). */
-  routes?: Hono[];
+  /** Extra sub-apps mounted at "/" (e.g. the data sets routes of server/jobs), given the auth guards. */
+  routes?: ((guards: { admin: MiddlewareHandler<Env> }) => Hono)[];
   /** Use this coordinator instead of building one from the options. */
   coordinator?: Coordinator;
 }
@@ -273,7 +273,7 @@ export function createApp(o: AppOptions) {
       return res;
     });
   }
-  for (const r of o.routes ?? []) app.route("/", r);
+  for (const r of o.routes ?? []) app.route("/", r({ admin }));
 
   app.notFound((c) => c.json({ error: `no route ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
   app.onError((e, c) => {

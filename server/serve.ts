@@ -4,11 +4,10 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
-import type { Hono } from "hono";
 import { buildVolunteerPage } from "./volunteer-page.ts";
 import { args, env, exit, onSignal } from "../src/platform.ts";
 import { type CommandSpec, parseCommand } from "../src/cli/command.ts";
-import { createApp } from "./app.ts";
+import { type AppOptions, createApp } from "./app.ts";
 import { DiskBlobStore } from "./blobs.ts";
 import { DEFAULT_HTTP_LIMITS, serveHttp } from "./http.ts";
 import type { JobKind, JobKindRegistry } from "../src/protocol/job-kind.ts";
@@ -25,6 +24,9 @@ export const ServeFlags = z.object({
     "the PostgreSQL schema to use (created if missing; default public)",
   ),
   blobs: z.string().default("coordinator-data/blobs").describe("result blobs by content hash; instances share it"),
+  datasets: z.string().default("coordinator-data/datasets").describe(
+    "uploaded datasets (POST /v1/datasets), named by content hash; instances share it",
+  ),
   adminToken: z.string().min(16, "the admin token needs at least 16 characters").optional().describe(
     "the token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)",
   ),
@@ -69,14 +71,18 @@ export const serveCommand: CommandSpec<typeof ServeFlags> = {
   ],
 };
 
-async function loadKinds(list: string[]): Promise<{ kinds: JobKindRegistry; routes: Hono[] }> {
+async function loadKinds(
+  list: string[],
+  datasets: string,
+): Promise<{ kinds: JobKindRegistry; routes: AppOptions["routes"] & object }> {
   const kinds: JobKindRegistry = new Map<string, JobKind<unknown>>();
-  const routes: Hono[] = [];
+  const routes: AppOptions["routes"] & object = [];
   for (const which of new Set(list)) {
     if (which === "default") {
       const m = await import("./jobs/index.ts");
       for (const [k, v] of m.JOB_KINDS) kinds.set(k, v);
-      routes.push(m.datasetRoutes());
+      m.useDatasetDir(datasets);
+      routes.push((guards) => m.datasetRoutes(guards));
     } else {
       const m = await import("./jobs/test-kinds.ts");
       for (const [k, v] of m.TEST_KINDS) kinds.set(k, v);
@@ -98,7 +104,7 @@ export async function startCoordinator(
   }
   const store = await new SqlStore(driver).init();
   mkdirSync(flags.blobs, { recursive: true });
-  const { kinds, routes } = await loadKinds(flags.kinds);
+  const { kinds, routes } = await loadKinds(flags.kinds, flags.datasets);
   let adminToken = flags.adminToken;
   if (!adminToken) {
     adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");

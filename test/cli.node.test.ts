@@ -2,7 +2,6 @@
 // of its schema, and every field has a description); a mistake (an unknown flag, a bad value, a missing
 // or corrupt file) is one line naming the command and the problem, exit code 2, no stack trace, no Mesa
 // noise; --config round-trips; and a small detect run without a terminal prints at most 40 lines.
-import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,17 +11,8 @@ import { COMMANDS } from "../src/cli/run.ts";
 import { command as detect, settingsOf } from "../src/cli/detect.ts";
 import { keyOf } from "../src/detect/cache.ts";
 import { serveCommand } from "../server/serve.ts";
+import { cli } from "./support/cli.ts";
 import { tempDir } from "./support/host.ts";
-
-const DENO = "node_modules/.bin/deno";
-
-function cli(argv: string[], entry = "src/cli/run.ts"): { code: number | null; stdout: string; stderr: string } {
-  const env = { ...process.env };
-  delete env.XDG_RUNTIME_DIR; // Mesa complains without it, unless the runtime hides that
-  delete env.VK_ICD_FILENAMES; // vitest points Dawn at SwiftShader; Deno is faster on lavapipe
-  const r = spawnSync(DENO, ["run", "-A", "--no-check", entry, ...argv], { encoding: "utf8", env, timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 const specs = async (): Promise<[CommandSpec, string[]][]> => [
   ...(await Promise.all(
@@ -137,7 +127,7 @@ describe("a small detect run without a terminal", () => {
       "detect",
       "--train",
       "300",
-      "--test",
+      "--test-size",
       "300",
       "--models",
       "1",

@@ -1,7 +1,8 @@
 // `npm test`: everything, on a fresh Debian machine, with nothing typed first.
 //  1. The system packages the tests need (Chromium for the browser tests, Mesa's Vulkan and GL drivers for
-//     WebGPU on the CPU, PostgreSQL for the storage tests): installed with apt-get when missing and we
-//     are root, else the one command to run is printed and nothing else happens.
+//     WebGPU on the CPU, PostgreSQL for the storage tests, Fashion-MNIST for the user-data tests): installed
+//     with apt-get when missing and we are root, else the one command to run is printed and nothing else
+//     happens.
 //  2. PostgreSQL: PG_TEST_URL when set; else a throwaway server of Debian's binaries in a temp directory
 //     (as the postgres user when we are root: PostgreSQL refuses to run as root), stopped at the end.
 //  3. lint, typecheck, the Node tests, the browser tests, the Deno tests, in that order; the first that
@@ -14,7 +15,15 @@ import { join } from "node:path";
 import { environment, exit, onSignal, run } from "../src/platform.ts";
 import { freePort } from "./support/host.ts";
 
-const PACKAGES = ["chromium", "mesa-vulkan-drivers", "libegl-mesa0", "libgl1-mesa-dri", "postgresql"];
+// dataset-fashion-mnist: Fashion-MNIST's official IDX files, the grey dataset the user-data tests scan.
+const PACKAGES = [
+  "chromium",
+  "mesa-vulkan-drivers",
+  "libegl-mesa0",
+  "libgl1-mesa-dri",
+  "postgresql",
+  "dataset-fashion-mnist",
+];
 const STAGES = ["lint", "typecheck", "test:node", "test:browser", "test:deno"];
 const isRoot = process.getuid?.() === 0;
 

@@ -1,17 +1,42 @@
 // Data sets the coordinator serves to volunteers by name (GET /v1/datasets/:name), and where it finds
 // them itself (spot checks, finish). A job names a file here; every worker builds the job's training set
-// from it (src/detect/training-set.ts), so no per-job data moves.
-import { Hono } from "hono";
+// from it (src/detect/training-set.ts), so no per-job data moves. Two kinds of name:
+//   - the bundled CIFAR-10 tarball (cifar-10-binary.tar.gz);
+//   - an uploaded dataset (POST /v1/datasets, admin): "<sha256>.npz" or "<sha256>.tar.gz", named by the
+//     hash of its bytes, decoded and validated once on upload; workers check the hash before using it.
+import { randomUUID } from "node:crypto";
+import { createWriteStream, mkdirSync, readdirSync } from "node:fs";
+import { readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Hono, type MiddlewareHandler } from "hono";
 import { baseName } from "../../src/data/io.ts";
-import { clearCifarCache, DEFAULT_DATA, loadCifar10 } from "../../src/data/cifar.ts";
+import { clearCifarCache, DEFAULT_DATA } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
-import { fileResponse } from "../files.ts";
+import { loadDataBytes, type LoadedData } from "../../src/data/formats.ts";
+import { UPLOADED_DATASET } from "../../src/protocol/shards.ts";
 import { env } from "../../src/platform.ts";
+import { ApiError } from "../errors.ts";
+import { fileResponse } from "../files.ts";
+
+/** Largest upload (the CIFAR-10 tarball is 170 MB). */
+export const MAX_DATASET_BYTES = 512 << 20;
+
+let uploadDir: string | null = null;
+/** Where uploaded datasets are kept (not the blob store: its garbage collection would take them). */
+export function useDatasetDir(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  uploadDir = dir;
+}
 
 /** Name -> local path. CIFAR10_PATH overrides the default ../shared/datasets location. */
 export function datasetFiles(): Record<string, string> {
-  const cifar = env("CIFAR10_PATH") ?? DEFAULT_DATA;
-  return { [baseName(DEFAULT_DATA)]: cifar };
+  const files: Record<string, string> = { [baseName(DEFAULT_DATA)]: env("CIFAR10_PATH") ?? DEFAULT_DATA };
+  if (uploadDir) {
+    for (const f of readdirSync(uploadDir)) {
+      if (UPLOADED_DATASET.test(f)) files[f] = join(uploadDir, f);
+    }
+  }
+  return files;
 }
 
 export const DEFAULT_DATASET = baseName(DEFAULT_DATA);
@@ -30,31 +55,95 @@ export function datasetPath(name: string): string {
   return path;
 }
 
-const trainSplits = new Map<string, Promise<Dataset>>();
-/** The CIFAR-10 training split of a served dataset (kept for the process). */
-export function trainSplit(name: string): Promise<Dataset> {
-  let p = trainSplits.get(name);
+const splits = new Map<string, Promise<LoadedData>>();
+/** Both splits of a served dataset (kept for the process). */
+export function servedData(name: string): Promise<LoadedData> {
+  let p = splits.get(name);
   if (!p) {
-    // Drop the decompressed archive once the split is out (~180 MB); finish reloads it for the test split.
-    p = loadCifar10(datasetPath(name), { split: "train" }).finally(clearCifarCache);
-    p.catch(() => trainSplits.delete(name));
-    trainSplits.set(name, p);
+    // Drop the decompressed archive once the splits are out (~180 MB for CIFAR-10).
+    p = readFile(datasetPath(name)).then((b) => loadDataBytes(new Uint8Array(b), name)).finally(clearCifarCache);
+    p.catch(() => splits.delete(name));
+    splits.set(name, p);
   }
   return p;
 }
 
-/** GET (and HEAD, and byte ranges of) /v1/datasets/:name: the file, read from disk as the client reads.
- *  Mounted by server/serve.ts. */
-export function datasetRoutes(): Hono {
-  return new Hono().get("/v1/datasets/:name", async (c) => {
-    const name = c.req.param("name");
-    const path = servedPath(name);
-    const res = path
-      ? await fileResponse(path, c.req.raw, {
-        "content-type": "application/octet-stream",
-        "cache-control": "public, max-age=86400, immutable",
-      })
-      : null;
-    return res ?? c.json({ error: `no dataset "${name}" here` }, 404);
-  });
+/** The training split of a served dataset (an unknown name throws at once: the job's plan reports it). */
+export const trainSplit = (name: string): Promise<Dataset> => servedData(name).then((d) => d.train);
+
+/** Streams `body` to a temp file in `dir`, hashing it; refuses more than `max` bytes. */
+async function receive(body: ReadableStream<Uint8Array>, dir: string, max: number) {
+  const tmp = join(dir, `.upload-${randomUUID()}`);
+  const out = createWriteStream(tmp);
+  const hash = (await import("node:crypto")).createHash("sha256");
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > max) throw new ApiError(413, `dataset too large: at most ${max} bytes`);
+      hash.update(chunk);
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
+    }
+    await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  } catch (e) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  return { tmp, size, sha256: hash.digest("hex") };
+}
+
+/**
+ * GET (and HEAD, and byte ranges of) /v1/datasets/:name: the file, read from disk as the client reads.
+ * POST /v1/datasets (admin): upload an .npz (x/y or x_train/y_train with x_test/y_test) or a CIFAR-10
+ * tarball; it must decode and hold a test split; answered with its name. Mounted by server/serve.ts.
+ */
+export function datasetRoutes(guards: { admin: MiddlewareHandler }, maxBytes = MAX_DATASET_BYTES): Hono {
+  return new Hono()
+    .post("/v1/datasets", guards.admin, async (c) => {
+      if (!uploadDir) throw new ApiError(503, "this coordinator keeps no uploaded datasets");
+      const declared = Number(c.req.header("content-length") ?? 0);
+      if (declared > maxBytes) throw new ApiError(413, `dataset too large: at most ${maxBytes} bytes`);
+      if (!c.req.raw.body) throw new ApiError(400, "no body: send the dataset file");
+      const got = await receive(c.req.raw.body, uploadDir, maxBytes);
+      try {
+        const bytes = new Uint8Array(await readFile(got.tmp));
+        const ext = bytes[0] === 0x50 && bytes[1] === 0x4b ? "npz" : "tar.gz";
+        let data: LoadedData;
+        try {
+          data = await loadDataBytes(bytes, `upload.${ext}`);
+        } catch (e) {
+          throw new ApiError(422, `not a dataset: ${(e as Error).message}`);
+        } finally {
+          clearCifarCache();
+        }
+        if (!data.test) throw new ApiError(422, "a job's dataset needs a test split (x_test and y_test)");
+        const name = `${got.sha256}.${ext}`;
+        await rename(got.tmp, join(uploadDir, name));
+        const { train, test } = data;
+        return c.json({
+          name,
+          sha256: got.sha256,
+          bytes: got.size,
+          format: data.format,
+          shape: [train.c, train.h, train.w],
+          classes: train.classes,
+          train: train.n,
+          test: test.n,
+        }, 201);
+      } finally {
+        await rm(got.tmp, { force: true });
+      }
+    })
+    .get("/v1/datasets/:name", async (c) => {
+      const name = c.req.param("name");
+      const path = servedPath(name);
+      const res = path
+        ? await fileResponse(path, c.req.raw, {
+          "content-type": "application/octet-stream",
+          "cache-control": "public, max-age=86400, immutable",
+        })
+        : null;
+      return res ?? c.json({ error: `no dataset "${name}" here` }, 404);
+    });
 }

@@ -346,14 +346,20 @@ export function intoSettings(
  * Check the nested settings against their schema; a mistake names the flag that put the value there
  * (the deepest `into` that is a prefix of the issue's path).
  */
-export function checkSettings<T extends z.ZodType>(spec: CommandSpec, schema: T, settings: unknown): z.output<T> {
+export function checkSettings<T extends z.ZodType>(
+  spec: CommandSpec,
+  schema: T,
+  settings: unknown,
+  given: Record<string, unknown> = {},
+): z.output<T> {
   const r = schema.safeParse(settings);
   if (r.success) return r.data;
   const i = r.error.issues[0];
   const path = i.path.map(String).join(".");
+  // The flags whose `into` leads there, deepest first, a flag that was given before one that was not.
   const f =
     fieldsOf(spec).filter((x) => path === x.into || path.startsWith(`${x.into}.`)).sort((a, b) =>
-      b.into.length - a.into.length
+      Number(given[b.key] !== undefined) - Number(given[a.key] !== undefined) || b.into.length - a.into.length
     )[0];
   throw new UsageError(`${f ? `--${f.flag}` : "settings"}${path ? ` (${path})` : ""}: ${i.message}`);
 }

@@ -90,7 +90,7 @@ async function jobFromFlags(dir: string, flags: z.output<typeof DatamodelsFlags>
   const model = flags.model && flags.model !== base.model.kind
     ? { kind: flags.model, input: base.model.input, classes: base.model.classes }
     : base.model;
-  return checkSettings(command, DatamodelJob, intoSettings(command, flags, { ...base, model }));
+  return checkSettings(command, DatamodelJob, intoSettings(command, flags, { ...base, model }), flags);
 }
 
 async function openStore(dir: string, job: DatamodelJob, n: number): Promise<DatamodelStore> {

@@ -50,7 +50,7 @@ export const command: CommandSpec<typeof DetectFlags> = {
 
 /** The detect settings the flags stand for. */
 export function settingsOf(flags: z.output<typeof DetectFlags>): z.output<typeof DetectConfig> {
-  const cfg = checkSettings(command, DetectConfig, intoSettings(command, flags, defaults));
+  const cfg = checkSettings(command, DetectConfig, intoSettings(command, flags, defaults), flags);
   if (cfg.attack && cfg.attack !== "none") {
     try {
       parseAttackConfig(cfg.attack, cfg.attackConfig);

@@ -4,7 +4,7 @@
 import { z } from "zod";
 import { evaluateAttack } from "../attacks/evaluate.ts";
 import type { AttackName } from "../attacks/index.ts";
-import { loadCifar10 } from "../data/cifar.ts";
+import { loadData } from "../data/formats.ts";
 import { seededSubset } from "../data/dataset.ts";
 import { DetectConfig } from "../detect/config.ts";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -38,7 +38,8 @@ export const command: CommandSpec<typeof EvaluateFlags> = {
 export async function main({ flags }: Parsed<typeof EvaluateFlags>): Promise<void> {
   if (flags.quiet || flags.json) quietProgress();
   const { attackConfig } = intoSettings(command, flags) as { attackConfig: Record<string, unknown> };
-  const full = await loadCifar10(flags.data, { split: "test" });
+  const data = await loadData(flags.data);
+  const full = data.test ?? data.train;
   const test = flags.testSize && flags.testSize < full.n ? seededSubset(full, flags.testSize, flags.seed + 1) : full;
   const rt = await getRuntime();
   note(`adapter: ${rt.adapterName}`);

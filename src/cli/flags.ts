@@ -6,7 +6,7 @@ import { TrainingSetSpec } from "../detect/training-set.ts";
 import { Recipe } from "../nn/train.ts";
 
 type RecipeOut = z.output<typeof Recipe>;
-export const MODEL_KINDS = ["small-cnn", "resnet9", "mlp"] as const;
+export const MODEL_KINDS = ["small-cnn", "resnet9", "mlp", "layers"] as const;
 
 /** --data, --train and --seed (with another default for --train where the command has one). */
 export function dataFlags(o: { train?: number } = {}) {
@@ -42,8 +42,12 @@ export function modelFlags(defaultModel: { kind: string }) {
       into: "model.kind",
       default: defaultModel.kind,
     }),
+    widths: z.array(z.number().int().positive()).optional().describe(
+      "channels per stage of small-cnn (any number of stages) or resnet9 (four), e.g. 16,32,64",
+    ).meta({ into: "model.widths" }),
     modelConfig: z.record(z.string(), z.unknown()).optional().describe(
-      `the model's settings as JSON (src/nn/models.ts), e.g. '{"widths": [32, 64, 128]}'`,
+      `the model as JSON or @FILE.json (src/nn/models.ts): its settings, e.g. '{"widths": [32, 64, 128]}', ` +
+        `or a network as a list of layers, '{"kind": "layers", "layers": [...]}' (README: Models)`,
     ).meta({ into: "model", default: defaultModel }),
   };
 }

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import { loadCifar10 } from "../data/cifar.ts";
+import { loadData } from "../data/formats.ts";
 import { seededSubset } from "../data/dataset.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { saveModel } from "../nn/checkpoint.ts";
@@ -44,15 +44,24 @@ export function settingsOf(flags: z.output<typeof TrainFlags>) {
     command,
     TrainSettings,
     intoSettings(command, flags, { ...defaults, recipe: { ...defaults.recipe, seed: flags.seed } }),
+    flags,
   );
 }
 
 export async function main({ flags }: Parsed<typeof TrainFlags>): Promise<void> {
-  const { model: config, recipe } = settingsOf(flags);
+  const settings = settingsOf(flags);
+  const recipe = settings.recipe;
   if (flags.quiet || flags.json) quietProgress();
-  const full = await loadCifar10(flags.data, { split: "train" }); // a wrong path fails before the device set-up
-  const train = seededSubset(full, Math.min(full.n, flags.train), flags.seed);
-  const test = await loadCifar10(flags.data, { split: "test" });
+  const data = await loadData(flags.data); // a wrong path fails before the device set-up
+  const train = seededSubset(data.train, Math.min(data.train.n, flags.train), flags.seed);
+  if (!data.test) throw new Error(`${flags.data}: no test split to evaluate on (ROOT/test/, x_test, t10k-…)`);
+  const test = data.test;
+  // The input shape and class count are the data's.
+  const config = {
+    ...settings.model,
+    input: [train.c, train.h, train.w] as [number, number, number],
+    classes: train.classes.length,
+  };
   const rt = await getRuntime();
   note(`adapter: ${rt.adapterName}`);
   await autotuneMatmul(rt, { log: note });

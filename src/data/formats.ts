@@ -7,7 +7,7 @@
 //   npz          x/y, images/labels or x_train/y_train (+ x_test/y_test) arrays, optional classes
 //   npy          the same names as .npy files in a directory, or IMAGES.npy with its labels beside it
 //   idx          MNIST-style IDX pairs, raw or gzipped: train-images-idx3-ubyte(.gz) and its labels file
-import { type CifarOptions, loadCifar10 } from "./cifar.ts";
+import { type CifarOptions, loadCifar10, loadCifar10Archive } from "./cifar.ts";
 import { checkDataset, type Dataset } from "./dataset.ts";
 import {
   type FileDataset,
@@ -108,6 +108,19 @@ export async function loadData(path: string, opts: LoadOptions = {}): Promise<Lo
     case "idx":
       return await loadIdx(path);
   }
+}
+
+/**
+ * A single-file dataset from its bytes (no file system: a volunteer's download, an upload): an .npz, or a
+ * CIFAR-10 release tarball. `label` names it in errors.
+ */
+export async function loadDataBytes(bytes: Uint8Array, label: string): Promise<LoadedData> {
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b) {
+    const arrays = parseNpz(bytes, label);
+    return fromArrays((k) => arrays.get(k), label, [...arrays.keys()]);
+  }
+  const split = (s: CifarOptions["split"]) => loadCifar10Archive(bytes, label, { split: s });
+  return { format: "cifar", train: await split("train"), test: await split("test") };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // trigger is applied.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { applyTrigger, type AttackName } from "../attacks/index.ts";
-import { loadCifar10 } from "../data/cifar.ts";
+import { loadData } from "../data/formats.ts";
 import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
@@ -18,9 +18,10 @@ export interface Outcome {
 /** The attack whose success rate is measured (null: none known). */
 export type Trigger = { attack: AttackName; attackConfig: Record<string, unknown> } | null;
 
-/** The CIFAR-10 test split of a volunteer job: a seeded subset when `testSize` is set (as data.ts draws it). */
+/** The test split of a volunteer job's dataset: a seeded subset when `testSize` is set (as data.ts draws it). */
 export async function loadTestSet(cfg: Pick<Cfg, "data" | "testSize" | "seed">): Promise<Dataset> {
-  const fullTest = await loadCifar10(cfg.data, { split: "test" });
+  const fullTest = (await loadData(cfg.data)).test;
+  if (!fullTest) throw new Error(`${cfg.data}: the dataset has no test split`);
   return cfg.testSize && cfg.testSize < fullTest.n ? seededSubset(fullTest, cfg.testSize, cfg.seed + 1) : fullTest;
 }
 

@@ -5,7 +5,8 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import "../../kernels/index.ts";
 import { type CommandSpec, type Parsed, UsageError } from "../cli/command.ts";
-import { DEFAULT_DATA, loadCifar10, loadCifar10Archive } from "../data/cifar.ts";
+import { DEFAULT_DATA, loadCifar10 } from "../data/cifar.ts";
+import { downloadTrainSplit } from "../protocol/client.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { baseName, pathKind } from "../data/io.ts";
 import { getRuntime } from "../gpu/runtime.ts";
@@ -59,15 +60,13 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
     let p = splits.get(name);
     if (!p) {
       p = (async () => {
-        const local = flags.data ??
-          (name === baseName(DEFAULT_DATA) && (await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
+        // A local copy stands in for the bundled CIFAR-10 only; uploaded datasets always come hash-checked.
+        const bundled = name === baseName(DEFAULT_DATA);
+        const local = bundled
+          ? flags.data ?? ((await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined)
+          : undefined;
         if (local) return loadCifar10(local, { split: "train" });
-        log(`downloading ${name} from the coordinator`);
-        const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, {
-          signal: ctl.signal,
-        });
-        if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
-        return loadCifar10Archive(new Uint8Array(await res.arrayBuffer()), name, { split: "train" });
+        return downloadTrainSplit(server, name, { signal: ctl.signal, say: log });
       })();
       p.catch(() => splits.delete(name));
       splits.set(name, p);

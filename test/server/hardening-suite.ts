@@ -35,7 +35,7 @@ async function withApp(
     blobs: new DiskBlobStore(tempDir("coord-blobs")),
     kinds,
     adminToken: ADMIN,
-    routes: [datasetRoutes()],
+    routes: [datasetRoutes],
     ...opts,
   });
   try {

@@ -1,11 +1,11 @@
 // The volunteer's Web Worker: acquires WebGPU here (off the page's main thread), runs the generic
 // worker loop (../loop.ts) with the TRAK executors, and reports status to the page through comlink.
-// The CIFAR-10 tarball comes from the coordinator (GET /v1/datasets/:name), once per worker.
+// The job's dataset comes from the coordinator (GET /v1/datasets/:name), once per worker, hash-checked.
 import * as Comlink from "comlink";
 import "../../../kernels/index.ts"; // the user variants (kernels/variants.ts), as in the CLIs
-import { loadCifar10Archive } from "../../data/cifar.ts";
 import type { Dataset } from "../../data/dataset.ts";
 import { getRuntime } from "../../gpu/runtime.ts";
+import { downloadTrainSplit } from "../../protocol/client.ts";
 import { type Executor, trakExecutors } from "../executors.ts";
 import { runWorker } from "../loop.ts";
 
@@ -62,19 +62,7 @@ const api = {
     const loadTrainSplit = (name: string) => {
       let p = splits.get(name);
       if (!p) {
-        p = (async () => {
-          emit(`downloading ${name}`);
-          const res = await fetch(`${o.server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, {
-            signal: ctl.signal,
-          });
-          if (!res.ok) throw new Error(`dataset ${name}: ${res.status} ${await res.text()}`);
-          const bytes = new Uint8Array(await res.arrayBuffer());
-          emit(`${name}: ${(bytes.length / 2 ** 20).toFixed(0)} MiB, decoding`);
-          const t = performance.now();
-          const ds = await loadCifar10Archive(bytes, name, { split: "train" });
-          emit(`${name}: ${ds.n} training images decoded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-          return ds;
-        })();
+        p = downloadTrainSplit(o.server, name, { signal: ctl.signal, say: emit });
         p.catch(() => splits.delete(name));
         splits.set(name, p);
       }

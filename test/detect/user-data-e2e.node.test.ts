@@ -1,0 +1,159 @@
+// Scanning a user's dataset end to end, as a user does it, on the CPU adapter: `poison apply` writes a
+// BadNets copy of 2,000 CIFAR-10 images (an ImageFolder of PNGs, then an .npz), `detect --data` scans it
+// with the manifest as ground truth, and the exports hold one row per example. Fashion-MNIST's official
+// IDX files (grey 28x28) run through a model built for them.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseNpy } from "../../src/data/npy.ts";
+import { cli } from "../support/cli.ts";
+import { tempDir } from "../support/host.ts";
+import { testSeed } from "../support/rng.ts";
+
+const FASHION = "/usr/share/datasets/fashion-mnist";
+const TIMEOUT = 900_000;
+
+function run(argv: string[]): Record<string, unknown> {
+  const t0 = Date.now();
+  const r = cli([...argv, "--json"], "src/cli/run.ts", TIMEOUT);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")}: exit ${r.code}\n${r.stderr.slice(-2000)}`);
+  const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  console.log(`[${argv.slice(0, 2).join(" ")}] ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(out)}`);
+  return out;
+}
+
+const rows = (file: string) => readFileSync(file, "utf8").trim().split("\n");
+
+describe("detect on a user's dataset", () => {
+  const seed = testSeed("user data e2e") % 1000;
+  const dir = tempDir("user-data");
+  const copy = (format: string) => [
+    "poison",
+    "apply",
+    "--attack",
+    "badnets",
+    "--train",
+    "2000",
+    "--test-size",
+    "1000",
+    "--seed",
+    String(seed),
+    "--format",
+    format,
+    "--out",
+    join(dir, format),
+  ];
+
+  it(`finds BadNets in an ImageFolder of PNGs written by poison apply (seed ${seed})`, { timeout: TIMEOUT }, () => {
+    const made = run(copy("imagefolder"));
+    expect(made).toMatchObject({ n: 2000, test: 1000, poisoned: 100 });
+    const data = join(dir, "imagefolder");
+    const out = join(dir, "report-imagefolder");
+    const clean = join(dir, "clean");
+    const r = run([
+      "detect",
+      "--data",
+      data,
+      "--manifest",
+      join(data, "manifest.json"),
+      "--seed",
+      String(seed),
+      "--cache",
+      join(dir, "cache"),
+      "--out",
+      out,
+      "--export-clean",
+      clean,
+    ]);
+    expect(r.auroc).toBeGreaterThanOrEqual(0.9);
+    const csv = rows(join(out, "scores.csv"));
+    expect(csv[0]).toBe("index,path,label,score,rank,flagged,poisoned");
+    expect(csv.length).toBe(2001);
+    const cells = csv.slice(1).map((l) => l.split(","));
+    expect(cells.map((c) => Number(c[0]))).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    const manifest = JSON.parse(readFileSync(join(data, "manifest.json"), "utf8"));
+    expect(cells.filter((c) => c[6] === "1").map((c) => c[1])).toEqual(manifest.paths);
+    // Ranks follow the scores; flagged are the top `flagged` ranks; flagged.txt lists their files.
+    const byRank = [...cells].sort((a, b) => Number(a[4]) - Number(b[4]));
+    byRank.slice(1).forEach((c, i) => expect(Number(c[3])).toBeLessThanOrEqual(Number(byRank[i][3])));
+    const flagged = rows(join(out, "flagged.txt"));
+    expect(flagged.length).toBe(r.flagged);
+    expect(new Set(flagged)).toEqual(new Set(byRank.slice(0, flagged.length).map((c) => c[1])));
+    expect(flagged.every((p) => existsSync(join(data, p)))).toBe(true);
+    const npy = parseNpy(new Uint8Array(readFileSync(join(out, "scores.npy"))), "scores.npy");
+    expect(npy.shape).toEqual([2000]);
+    expect(Number((npy.data as Float64Array)[7])).toBe(Number(cells[7][3]));
+    const [head, info] = rows(join(out, "detection_info.csv"));
+    expect(head).toBe("TN,FP,FN,TP,TPR,FPR,target");
+    const [tn, fp, fn, tp] = info.split(",").map(Number);
+    expect([tn + fp + fn + tp, tp + fp, tp + fn]).toEqual([2000, flagged.length, 100]);
+    // The clean copy: every training file but the flagged ones, byte for byte, and the test split.
+    const files = (root: string) =>
+      readdirSync(root, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    expect(files(join(clean, "train")).length).toBe(2000 - flagged.length);
+    expect(files(join(clean, "test")).length).toBe(1000);
+    const kept = csv.slice(1).map((l) => l.split(",")).find((c) => c[5] === "0")![1];
+    expect(readFileSync(join(clean, kept)).equals(readFileSync(join(data, kept)))).toBe(true);
+  });
+
+  it(`finds BadNets in an .npz written by poison apply (seed ${seed})`, { timeout: TIMEOUT }, () => {
+    run(copy("npz"));
+    const out = join(dir, "report-npz");
+    const r = run([
+      "detect",
+      "--data",
+      join(dir, "npz", "data.npz"),
+      "--manifest",
+      join(dir, "npz", "manifest.json"),
+      "--seed",
+      String(seed),
+      "--cache",
+      join(dir, "cache"),
+      "--out",
+      out,
+    ]);
+    expect(r.auroc).toBeGreaterThanOrEqual(0.9);
+    expect(rows(join(out, "scores.csv")).length).toBe(2001);
+    expect(rows(join(out, "scores.csv"))[1]).toMatch(/^0,,/); // no files: indices only
+  });
+
+  it("scans Fashion-MNIST's official IDX files (grey 28x28) with a network described as layers", {
+    timeout: TIMEOUT,
+  }, () => {
+    const net = join(dir, "net.json");
+    const layers = [16, 32, 64].flatMap((out) => [
+      { type: "conv", out },
+      { type: "batchnorm" },
+      { type: "relu" },
+      { type: "maxpool" },
+    ]);
+    writeFileSync(
+      net,
+      JSON.stringify({ kind: "layers", layers: [...layers, { type: "globalpool" }, { type: "dense", out: 10 }] }),
+    );
+    const out = join(dir, "report-fashion");
+    const r = run([
+      "detect",
+      "--data",
+      FASHION,
+      "--train",
+      "1500",
+      "--test-size",
+      "1000",
+      "--attack",
+      "badnets",
+      "--model-config",
+      net,
+      "--seed",
+      String(seed),
+      "--cache",
+      join(dir, "cache"),
+      "--out",
+      out,
+    ]);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    expect(summary.config.model).toMatchObject({ kind: "layers", input: [1, 28, 28], classes: 10 });
+    expect(rows(join(out, "scores.csv")).length).toBe(1501);
+    expect(r.auroc).toBeGreaterThanOrEqual(0.8);
+  });
+});
