@@ -94,9 +94,8 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
   const pct = (v: number | null) => (v === null || Number.isNaN(v) ? "-" : `${(100 * v).toFixed(1)}%`);
   console.log([
     `${s.flagged.length} of ${s.n} examples flagged${s.auroc === null ? "" : `; AUROC ${s.auroc.toFixed(3)}`}`,
-    `attack success ${pct(s.asr_before)} -> ${pct(s.asr_after)}; clean accuracy ${pct(s.clean_acc_before)} -> ${
-      pct(s.clean_acc_after)
-    }`,
+    (s.asr_before === null ? "" : `attack success ${pct(s.asr_before)} -> ${pct(s.asr_after)}; `) +
+    `clean accuracy ${pct(s.clean_acc_before)} -> ${pct(s.clean_acc_after)}`,
     ...s.notes,
     `report: ${files.html} (exports: scores.csv, scores.npy, flagged.txt${s.poisoned ? ", detection_info.csv" : ""})`,
     ...(clean ? [`clean copy without the flagged examples: ${clean}`] : []),
