@@ -28,6 +28,7 @@ import {
   finishJob,
   finishRuntime,
   JobData,
+  plannedExamples,
   searchProgress,
   spotCheckTrain,
   trainingSet,
@@ -64,7 +65,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
 
   plan(s) {
     trainingSet(s).catch(() => {}); // decode now, not in the first spot check
-    const n = s.train;
+    const n = plannedExamples(s);
     const dataset = datasetRef(s);
     const model = ModelConfig.parse(s.model), recipe = Recipe.parse(s.recipe);
     const shards = [

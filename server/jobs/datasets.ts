@@ -5,8 +5,8 @@
 //   - an uploaded dataset (POST /v1/datasets, admin): "<sha256>.npz" or "<sha256>.tar.gz", named by the
 //     hash of its bytes, decoded and validated once on upload; workers check the hash before using it.
 import { randomUUID } from "node:crypto";
-import { createWriteStream, mkdirSync, readdirSync } from "node:fs";
-import { readFile, rename, rm } from "node:fs/promises";
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Hono, type MiddlewareHandler } from "hono";
 import { baseName } from "../../src/data/io.ts";
@@ -53,6 +53,21 @@ export function datasetPath(name: string): string {
     throw new Error(`unknown dataset "${name}"; the coordinator serves ${Object.keys(datasetFiles()).join(", ")}`);
   }
   return path;
+}
+
+/** What a job's plan needs to know of a dataset before any worker decodes it. */
+export interface DatasetInfo {
+  train: number;
+  test: number;
+  shape: [number, number, number];
+  classes: number;
+}
+const BUNDLED: DatasetInfo = { train: 50000, test: 10000, shape: [3, 32, 32], classes: 10 };
+
+/** A served dataset's sizes: CIFAR-10's, or what its upload recorded beside it (`<name>.json`). */
+export function datasetInfo(name: string): DatasetInfo {
+  const path = datasetPath(name);
+  return UPLOADED_DATASET.test(name) ? JSON.parse(readFileSync(`${path}.json`, "utf8")) : BUNDLED;
 }
 
 const splits = new Map<string, Promise<LoadedData>>();
@@ -119,8 +134,16 @@ export function datasetRoutes(guards: { admin: MiddlewareHandler }, maxBytes = M
         }
         if (!data.test) throw new ApiError(422, "a job's dataset needs a test split (x_test and y_test)");
         const name = `${got.sha256}.${ext}`;
-        await rename(got.tmp, join(uploadDir, name));
         const { train, test } = data;
+        const info: DatasetInfo = {
+          train: train.n,
+          test: test.n,
+          shape: [train.c, train.h, train.w],
+          classes: train.classes.length,
+        };
+        // The sizes first, then the data under its name: a listed dataset always has them.
+        await writeFile(join(uploadDir, `${name}.json`), JSON.stringify(info));
+        await rename(got.tmp, join(uploadDir, name));
         return c.json({
           name,
           sha256: got.sha256,

@@ -19,7 +19,7 @@ import { hostModelFromSafetensors, modelFromSafetensors } from "../../src/nn/che
 import { type Model, releaseModel } from "../../src/nn/models.ts";
 import type { ArrayValue, Inputs, ShardPlan } from "../../src/protocol/job-kind.ts";
 import { TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
-import { datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
+import { datasetInfo, datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
 
 /** The training-set fields of every job that trains on a served data set (src/detect/training-set.ts). */
 export const JobData = TrainingSetSpec.extend({
@@ -50,6 +50,23 @@ export const datasetRef = (s: Pick<JobData, "data" | "train" | "seed" | "attack"
   attack: s.attack,
   attackConfig: s.attackConfig,
 });
+
+/**
+ * The number of training examples a job plans for (its `train`, at most the dataset's), after checking
+ * that its model takes the dataset's images and classes: a mismatch is the spec's mistake, said at once.
+ */
+export function plannedExamples(s: JobData): number {
+  const info = datasetInfo(s.data);
+  const m = s.model as { input: number[]; classes: number };
+  if (m.input.join("x") !== info.shape.join("x") || m.classes !== info.classes) {
+    throw new Error(
+      `model takes ${m.input.join("x")} images of ${m.classes} classes; dataset ${s.data} has ${
+        info.shape.join("x")
+      } images of ${info.classes} classes (set model.input and model.classes)`,
+    );
+  }
+  return Math.min(s.train, info.train);
+}
 
 const sets = new Map<string, Promise<TrainingSet>>();
 /** The job's poisoned training set, built once per process (the first spot check would otherwise block the

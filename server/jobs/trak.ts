@@ -27,6 +27,7 @@ import {
   finishJob,
   finishRuntime,
   JobData,
+  plannedExamples,
   searchProgress,
   spotCheckTrain,
   trainingSet,
@@ -88,7 +89,7 @@ export const trak = defineJobKind<TrakSpec>({
 
   plan(s) {
     trainingSet(s).catch(() => {}); // decode now, not in the first spot check
-    const n = Math.min(s.train, 50000);
+    const n = plannedExamples(s);
     const dataset = datasetRef(s);
     const shards: ShardPlan[] = [];
     for (let m = 0; m < s.models; m++) {

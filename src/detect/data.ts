@@ -69,25 +69,18 @@ export async function loadDetectData(cfg: Resolved): Promise<DetectData> {
     const out = new Set(held);
     test = subset(full, held, `${full.name}[held out]`);
     pool = pool.filter((i) => !out.has(i));
+    const share = `${100 * HELD_OUT}%`;
     notes.push(
-      `The dataset has no test split: a seeded ${
-        100 * HELD_OUT
-      }% (${held.length} examples) is held out for clean accuracy and not scanned.`,
+      `No test split: a seeded ${share} (${held.length} examples) is held out for clean accuracy, not scanned.`,
     );
   }
-  if (test.c !== full.c || test.h !== full.h || test.w !== full.w) {
-    throw new Error(
-      `${
-        cfg.test ?? cfg.data
-      }: test images are ${test.c}x${test.h}x${test.w}, training images ${full.c}x${full.h}x${full.w}`,
-    );
+  const where = cfg.test ?? cfg.data;
+  const shape = (d: Dataset) => `${d.c}x${d.h}x${d.w}`;
+  if (shape(test) !== shape(full)) {
+    throw new Error(`${where}: test images are ${shape(test)}, training images ${shape(full)}`);
   }
   if (test.classes.length !== full.classes.length) {
-    throw new Error(
-      `${
-        cfg.test ?? cfg.data
-      }: the test split has ${test.classes.length} classes, the training split ${full.classes.length}`,
-    );
+    throw new Error(`${where}: ${test.classes.length} classes in the test split, ${full.classes.length} in training`);
   }
   if (cfg.testSize && cfg.testSize < test.n) test = seededSubset(test, cfg.testSize, cfg.seed + 1);
 
@@ -111,11 +104,8 @@ export async function loadDetectData(cfg: Resolved): Promise<DetectData> {
     const at = new Map(Array.from(origin, (i, p) => [i, p]));
     poisoned = truth.indices.filter((i) => at.has(i)).map((i) => at.get(i)!).sort((a, b) => a - b);
     if (poisoned.length < truth.indices.length) {
-      notes.push(
-        `${
-          truth.indices.length - poisoned.length
-        } of the manifest's ${truth.indices.length} examples are not scanned (held out or not drawn).`,
-      );
+      const missed = truth.indices.length - poisoned.length;
+      notes.push(`${missed} of the manifest's ${truth.indices.length} examples are not scanned (held out, not drawn).`);
     }
   }
   const allPaths = pathsOf(full);

@@ -9,6 +9,7 @@ import { type Dataset, mulberry32, subset } from "../../src/data/dataset.ts";
 import { detectFormat, loadData, writeData, type WriteFormat } from "../../src/data/formats.ts";
 import { decodeImage, folderOrder, resizeBilinear } from "../../src/data/image-folder.ts";
 import { encodeNpy, encodeNpz, parseNpy } from "../../src/data/npy.ts";
+import { readManifest } from "../../src/data/manifest.ts";
 import { testSeed } from "../support/rng.ts";
 import { tempDir } from "./fixtures.ts";
 
@@ -193,5 +194,41 @@ describe("corrupt and inconsistent inputs", () => {
     await mkdir(join(dir, "cifar"));
     await writeFile(join(dir, "cifar", "batches.meta.txt"), "a\nb\n");
     await expect(loadData(join(dir, "cifar"))).rejects.toThrow(/batches\.meta\.txt: expected 10 class names, found 2/);
+  });
+});
+
+describe("manifests", () => {
+  it("read indices, paths, .npy and poison apply's manifest; refuse what is not in the dataset", async () => {
+    const dir = await tempDir("manifest");
+    const paths = ["train/a/0.png", "train/a/1.png", "train/b/2.png"];
+    const file = async (name: string, body: string | Uint8Array) => {
+      await writeFile(join(dir, name), body);
+      return join(dir, name);
+    };
+    expect(await readManifest(await file("i.json", "[2, 0, 2]"), 3, null)).toEqual({ indices: [0, 2], trigger: null });
+    const byPath = await file("p.json", JSON.stringify(["/data/x/train/b/2.png", "train/a/1.png"]));
+    expect((await readManifest(byPath, 3, paths)).indices).toEqual([1, 2]);
+    const npy = await file("i.npy", encodeNpy(Int32Array.from([1]), [1]));
+    expect((await readManifest(npy, 3, null)).indices).toEqual([1]);
+    const poisonApply = {
+      attack: "badnets",
+      config: { targetClass: 1 },
+      source: "x",
+      format: "imagefolder",
+      indices: [0],
+      paths: ["train/b/2.png"], // paths win over indices where the dataset has files
+      originalLabels: [0],
+    };
+    const m = await readManifest(await file("m.json", JSON.stringify(poisonApply)), 3, paths);
+    expect(m).toEqual({ indices: [2], trigger: { attack: "badnets", attackConfig: { targetClass: 1 } } });
+    await expect(readManifest(await file("o.json", "[0, 3]"), 3, null)).rejects.toThrow(
+      "o.json: index 3 at position 1 is out of range 0..2",
+    );
+    await expect(readManifest(await file("q.json", '["train/c/9.png"]'), 3, paths)).rejects.toThrow(
+      "q.json: train/c/9.png (entry 0) is not a file of the dataset",
+    );
+    await expect(readManifest(await file("r.json", '{"indices": "x"}'), 3, null)).rejects.toThrow(
+      /r\.json: not a list of indices or paths, nor a poison manifest/,
+    );
   });
 });

@@ -27,22 +27,12 @@ const rows = (file: string) => readFileSync(file, "utf8").trim().split("\n");
 describe("detect on a user's dataset", () => {
   const seed = testSeed("user data e2e") % 1000;
   const dir = tempDir("user-data");
-  const copy = (format: string) => [
-    "poison",
-    "apply",
-    "--attack",
-    "badnets",
-    "--train",
-    "2000",
-    "--test-size",
-    "1000",
-    "--seed",
-    String(seed),
-    "--format",
-    format,
-    "--out",
-    join(dir, format),
-  ];
+  const copy = (format: string) =>
+    `poison apply --attack badnets --train 2000 --test-size 1000 --seed ${seed} --format ${format}`.split(" ")
+      .concat(["--out", join(dir, format)]);
+  /** detect on `data`, the shared cache, the report in `out`. */
+  const detect = (data: string, out: string, ...extra: string[]) =>
+    run(["detect", "--data", data, "--seed", String(seed), "--cache", join(dir, "cache"), "--out", out, ...extra]);
 
   it(`finds BadNets in an ImageFolder of PNGs written by poison apply (seed ${seed})`, { timeout: TIMEOUT }, () => {
     const made = run(copy("imagefolder"));
@@ -50,21 +40,7 @@ describe("detect on a user's dataset", () => {
     const data = join(dir, "imagefolder");
     const out = join(dir, "report-imagefolder");
     const clean = join(dir, "clean");
-    const r = run([
-      "detect",
-      "--data",
-      data,
-      "--manifest",
-      join(data, "manifest.json"),
-      "--seed",
-      String(seed),
-      "--cache",
-      join(dir, "cache"),
-      "--out",
-      out,
-      "--export-clean",
-      clean,
-    ]);
+    const r = detect(data, out, "--manifest", join(data, "manifest.json"), "--export-clean", clean);
     expect(r.auroc).toBeGreaterThanOrEqual(0.9);
     const csv = rows(join(out, "scores.csv"));
     expect(csv[0]).toBe("index,path,label,score,rank,flagged,poisoned");
@@ -99,19 +75,7 @@ describe("detect on a user's dataset", () => {
   it(`finds BadNets in an .npz written by poison apply (seed ${seed})`, { timeout: TIMEOUT }, () => {
     run(copy("npz"));
     const out = join(dir, "report-npz");
-    const r = run([
-      "detect",
-      "--data",
-      join(dir, "npz", "data.npz"),
-      "--manifest",
-      join(dir, "npz", "manifest.json"),
-      "--seed",
-      String(seed),
-      "--cache",
-      join(dir, "cache"),
-      "--out",
-      out,
-    ]);
+    const r = detect(join(dir, "npz", "data.npz"), out, "--manifest", join(dir, "npz", "manifest.json"));
     expect(r.auroc).toBeGreaterThanOrEqual(0.9);
     expect(rows(join(out, "scores.csv")).length).toBe(2001);
     expect(rows(join(out, "scores.csv"))[1]).toMatch(/^0,,/); // no files: indices only
@@ -132,25 +96,11 @@ describe("detect on a user's dataset", () => {
       JSON.stringify({ kind: "layers", layers: [...layers, { type: "globalpool" }, { type: "dense", out: 10 }] }),
     );
     const out = join(dir, "report-fashion");
-    const r = run([
-      "detect",
-      "--data",
+    const r = detect(
       FASHION,
-      "--train",
-      "1500",
-      "--test-size",
-      "1000",
-      "--attack",
-      "badnets",
-      "--model-config",
-      net,
-      "--seed",
-      String(seed),
-      "--cache",
-      join(dir, "cache"),
-      "--out",
       out,
-    ]);
+      ...`--train 1500 --test-size 1000 --attack badnets --model-config ${net}`.split(" "),
+    );
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     expect(summary.config.model).toMatchObject({ kind: "layers", input: [1, 28, 28], classes: 10 });
     expect(rows(join(out, "scores.csv")).length).toBe(1501);

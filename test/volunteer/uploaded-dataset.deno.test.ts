@@ -65,6 +65,12 @@ describe("a job on an uploaded dataset", () => {
       const hash = await sha256Hex(bytes);
       expect([info.name, info.train, info.test, info.shape]).toEqual([`${hash}.npz`, 400, 300, [3, 32, 32]]);
 
+      const misfit = { ...TINY, data: info.name, model: { ...TINY.model, input: [1, 28, 28] } };
+      const refusedJob = await new CoordinatorClient(url, ADMIN).createJob("trak", misfit).then(
+        () => "created",
+        (e: Error) => e.message,
+      );
+      expect(refusedJob).toMatch(/model takes 1x28x28 images of 10 classes; dataset \w+\.npz has 3x32x32 images/);
       const job = await new CoordinatorClient(url, ADMIN).createJob("trak", {
         ...TINY,
         train: 320,
