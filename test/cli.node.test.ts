@@ -10,6 +10,11 @@ import { cliSpecs, withHelp } from "../src/cli/docs.ts";
 import { COMMANDS } from "../src/cli/run.ts";
 import { command as detect, settingsOf } from "../src/cli/detect.ts";
 import { keyOf } from "../src/detect/cache.ts";
+import { poison } from "../src/attacks/index.ts";
+import { DEFAULT_DATA, loadCifar10 } from "../src/data/cifar.ts";
+import { seededIndices, subset } from "../src/data/dataset.ts";
+import { loadData, WRITE_FORMATS } from "../src/data/formats.ts";
+import { type FileDataset, folderOrder } from "../src/data/image-folder.ts";
 import { serveCommand } from "../server/serve.ts";
 import { cli } from "./support/cli.ts";
 import { tempDir } from "./support/host.ts";
@@ -156,4 +161,39 @@ describe("a small detect run without a terminal", () => {
     ]);
     expect(keyOf(settingsOf(again.flags))).toBe(keyOf(settingsOf(given.flags)));
   }, 600_000);
+});
+
+describe("poison apply", () => {
+  it(
+    "writes every format so that it reads back as the poisoned set, with the manifest in read-back order",
+    async () => {
+      const dir = tempDir("apply");
+      const seed = 7;
+      const full = await loadCifar10(DEFAULT_DATA, { split: "train" });
+      const picked = subset(full, seededIndices(full.n, 60, seed));
+      const want = await poison("badnets", picked, { rate: 0.1, seed } as never);
+      for (const format of WRITE_FORMATS) {
+        const out = join(dir, format);
+        const argv =
+          `poison apply --attack badnets --rate 0.1 --train 60 --test-size 20 --seed ${seed} --format ${format}`;
+        const r = cli([...argv.split(" "), "--out", out]);
+        expect(`${format}: ${r.code} ${r.stderr}`).toBe(`${format}: 0 `);
+        const back = await loadData(format === "npz" ? join(out, "data.npz") : out);
+        const order = format === "imagefolder"
+          ? folderOrder(want.poisoned)
+          : Uint32Array.from({ length: 60 }, (_, i) => i);
+        const expected = subset(want.poisoned, order);
+        expect(Buffer.from(back.train.images).equals(Buffer.from(expected.images))).toBe(true);
+        expect(Array.from(back.train.labels)).toEqual(Array.from(expected.labels));
+        expect(back.test?.n).toBe(20);
+        const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+        const at = new Map(Array.from(order, (src, k) => [src, k]));
+        expect(manifest.indices).toEqual(want.manifest.indices.map((i) => at.get(i)).sort((a, b) => a! - b!));
+        if (format === "imagefolder") {
+          expect(manifest.paths).toEqual(manifest.indices.map((k: number) => (back.train as FileDataset).paths[k]));
+        }
+      }
+    },
+    300_000,
+  );
 });
