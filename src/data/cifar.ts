@@ -129,12 +129,12 @@ interface Source {
   get(file: string): Promise<{ name: string; bytes: Uint8Array }>;
 }
 
-async function openSource(path: string): Promise<Source> {
+async function openSource(path: string, top = DIR): Promise<Source> {
   const kind = await pathKind(path);
   if (kind === null) throw new Error(`${path}: no such file or directory`);
-  if (kind === "file") return archiveSource(await openArchive(path), baseName(path));
+  if (kind === "file") return archiveSource(await openArchive(path), baseName(path), top);
   // An extracted directory: either cifar-10-batches-bin itself or the folder that holds it.
-  const dir = (await pathKind(joinPath(path, DIR))) === "dir" ? joinPath(path, DIR) : path;
+  const dir = (await pathKind(joinPath(path, top))) === "dir" ? joinPath(path, top) : path;
   return {
     async get(file) {
       const p = joinPath(dir, file);
@@ -144,10 +144,10 @@ async function openSource(path: string): Promise<Source> {
   };
 }
 
-function archiveSource(entries: Map<string, Uint8Array>, label: string): Source {
+function archiveSource(entries: Map<string, Uint8Array>, label: string, top = DIR): Source {
   return {
     async get(file) {
-      const want = `${DIR}/${file}`;
+      const want = `${top}/${file}`;
       let bytes = entries.get(want);
       if (!bytes) { for (const [k, v] of entries) if (k.endsWith(`/${want}`)) bytes = v; }
       if (!bytes) throw new Error(`${label}: missing ${want}`);
@@ -228,6 +228,34 @@ async function loadFrom(src: Source, opts: CifarOptions): Promise<Dataset> {
     }
   }
   return checkDataset({ name: `cifar10-${split}`, images, labels, n, c: 3, h: 32, w: 32, classes });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CIFAR-100: cifar-100-binary/{train,test}.bin, records of a coarse label, a fine label and 3072 pixel
+// bytes; the 100 fine classes (fine_label_names.txt) are the labels.
+
+const DIR100 = "cifar-100-binary";
+const RECORD100 = 2 + PIXELS;
+
+/** One split of CIFAR-100 from its release tarball or extracted directory (fine labels). */
+export async function loadCifar100(path: string, split: "train" | "test"): Promise<Dataset> {
+  const src = await openSource(path, DIR100);
+  const meta = await src.get("fine_label_names.txt");
+  const classes = new TextDecoder().decode(meta.bytes).split(/\r?\n/).map((c) => c.trim()).filter(Boolean);
+  if (classes.length !== 100) throw new Error(`${meta.name}: expected 100 class names, found ${classes.length}`);
+  const { name, bytes } = await src.get(`${split}.bin`);
+  if (bytes.length === 0 || bytes.length % RECORD100 !== 0) {
+    throw new Error(`${name}: ${bytes.length} bytes is not a whole number of ${RECORD100}-byte records (truncated?)`);
+  }
+  const n = bytes.length / RECORD100;
+  const images = new Uint8Array(n * PIXELS);
+  const labels = new Uint8Array(n);
+  for (let r = 0; r < n; r++) {
+    labels[r] = bytes[r * RECORD100 + 1];
+    if (labels[r] > 99) throw new Error(`${name}: fine label ${labels[r]} at record ${r} is out of range 0..99`);
+    images.set(bytes.subarray(r * RECORD100 + 2, (r + 1) * RECORD100), r * PIXELS);
+  }
+  return checkDataset({ name: `cifar100-${split}`, images, labels, n, c: 3, h: 32, w: 32, classes });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 // its one-line errors. Formats:
 //   cifar        CIFAR-10 binary: the release tarball, or a directory of batches.meta.txt, data_batch_*.bin
 //                and test_batch.bin (or the folder that holds cifar-10-batches-bin/)
+//   cifar100     CIFAR-100 binary (fine labels): cifar-100-binary.tar.gz, or a directory of train.bin,
+//                test.bin and fine_label_names.txt (or the folder that holds cifar-100-binary/)
 //   imagefolder  ROOT/<class>/<image> or ROOT/train/<class>/… + ROOT/test/<class>/… (./image-folder.ts)
 //   npz          x/y, images/labels or x_train/y_train (+ x_test/y_test) arrays, optional classes
 //   npy          the same names as .npy files in a directory, or IMAGES.npy with its labels beside it
 //   idx          MNIST-style IDX pairs, raw or gzipped: train-images-idx3-ubyte(.gz) and its labels file
-import { type CifarOptions, loadCifar10, loadCifar10Archive } from "./cifar.ts";
+import { type CifarOptions, loadCifar10, loadCifar100, loadCifar10Archive } from "./cifar.ts";
 import { checkDataset, type Dataset } from "./dataset.ts";
 import {
   type FileDataset,
@@ -20,7 +22,7 @@ import { FASHION_MNIST_CLASSES, loadIdxPair } from "./idx.ts";
 import { baseName, joinPath, listDir, makeDir, pathKind, readBytes, writeFilesAtomic } from "./io.ts";
 import { encodeNpy, encodeNpz, type NpyArray, numbersOf, parseNpy, parseNpz } from "./npy.ts";
 
-export const READ_FORMATS = ["cifar", "imagefolder", "npz", "npy", "idx"] as const;
+export const READ_FORMATS = ["cifar", "cifar100", "imagefolder", "npz", "npy", "idx"] as const;
 export type ReadFormat = (typeof READ_FORMATS)[number];
 export const WRITE_FORMATS = ["imagefolder", "npz", "cifar"] as const;
 export type WriteFormat = (typeof WRITE_FORMATS)[number];
@@ -42,6 +44,7 @@ export async function detectFormat(path: string): Promise<ReadFormat> {
   if (kind === null) throw new Error(`${path}: no such file or directory`);
   const name = baseName(path);
   if (kind === "file") {
+    if (/cifar-?100.*\.(tar\.gz|tgz|tar)$/i.test(name)) return "cifar100";
     if (/\.(tar\.gz|tgz|tar)$/i.test(name)) return "cifar";
     if (/\.npz$/i.test(name)) return "npz";
     if (/\.npy$/i.test(name)) return "npy";
@@ -52,6 +55,7 @@ export async function detectFormat(path: string): Promise<ReadFormat> {
   }
   const names = (await listDir(path)).map((e) => e.name);
   if (names.includes("batches.meta.txt") || names.includes("cifar-10-batches-bin")) return "cifar";
+  if (names.includes("fine_label_names.txt") || names.includes("cifar-100-binary")) return "cifar100";
   if (names.some((n) => IDX_IMAGES.test(n))) return "idx";
   if (names.some((n) => /\.npy$/i.test(n))) return "npy";
   if (names.some((n) => /\.npz$/i.test(n))) {
@@ -85,6 +89,8 @@ export async function loadData(path: string, opts: LoadOptions = {}): Promise<Lo
       });
       return { format, train, test };
     }
+    case "cifar100":
+      return { format, train: await loadCifar100(path, "train"), test: await loadCifar100(path, "test") };
     case "imagefolder": {
       if (!(await isSplitFolder(path))) return { format, train: await loadImageFolder(path, opts), test: null };
       const name = baseName(path);

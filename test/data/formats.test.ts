@@ -11,7 +11,7 @@ import { decodeImage, folderOrder, resizeBilinear } from "../../src/data/image-f
 import { encodeNpy, encodeNpz, parseNpy } from "../../src/data/npy.ts";
 import { readManifest } from "../../src/data/manifest.ts";
 import { testSeed } from "../support/rng.ts";
-import { tempDir } from "./fixtures.ts";
+import { makeTar, tempDir } from "./fixtures.ts";
 
 const FIXTURES = new URL("./numpy/", import.meta.url).pathname;
 /** make.py's pixel formula, as CHW. */
@@ -125,6 +125,35 @@ describe("round trips through every writer", () => {
     await writeFile(join(dir, "train-labels-idx1-ubyte.gz"), idx([8], ds.labels.subarray(0, 8)));
     await expect(loadData(join(dir, "train-images-idx3-ubyte.gz"))).rejects.toThrow(
       "train-labels-idx1-ubyte.gz: 8 labels but train-images-idx3-ubyte.gz has 9 images",
+    );
+  });
+});
+
+describe("CIFAR-100", () => {
+  it("reads the binary release (fine labels) from a tarball; a truncated batch is an error", async () => {
+    const dir = await tempDir("c100");
+    const records = (n: number, seed: number) => {
+      const rand = mulberry32(seed);
+      const b = Uint8Array.from({ length: n * 3074 }, () => Math.floor(rand() * 256));
+      for (let r = 0; r < n; r++) [b[r * 3074], b[r * 3074 + 1]] = [r % 20, (r * 7) % 100];
+      return b;
+    };
+    const names = new TextEncoder().encode(Array.from({ length: 100 }, (_, i) => `class${i}`).join("\n") + "\n");
+    const tar = (train: Uint8Array) =>
+      gzipSync(makeTar({
+        "cifar-100-binary/fine_label_names.txt": names,
+        "cifar-100-binary/train.bin": train,
+        "cifar-100-binary/test.bin": records(3, 2),
+      }));
+    const train = records(5, 1);
+    await writeFile(join(dir, "cifar-100-binary.tar.gz"), tar(train));
+    const d = await loadData(join(dir, "cifar-100-binary.tar.gz"));
+    expect([d.format, d.train.n, d.test?.n, d.train.classes.length]).toEqual(["cifar100", 5, 3, 100]);
+    expect(Array.from(d.train.labels)).toEqual([0, 7, 14, 21, 28]);
+    expect(Buffer.from(d.train.images.subarray(3072, 6144)).equals(Buffer.from(train.subarray(3076, 6148)))).toBe(true);
+    await writeFile(join(dir, "cifar-100-cut.tar.gz"), tar(train.subarray(0, 5000)));
+    await expect(loadData(join(dir, "cifar-100-cut.tar.gz"))).rejects.toThrow(
+      /train\.bin: 5000 bytes is not a whole number of 3074-byte records/,
     );
   });
 });
