@@ -13,7 +13,7 @@ import { baseName } from "../../src/data/io.ts";
 import { clearCifarCache, DEFAULT_DATA } from "../../src/data/cifar.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
 import { loadDataBytes, type LoadedData } from "../../src/data/formats.ts";
-import { UPLOADED_DATASET } from "../../src/protocol/shards.ts";
+import { UPLOADED_DATASET } from "../../src/protocol/datasets.ts";
 import { env } from "../../src/platform.ts";
 import { ApiError } from "../errors.ts";
 import { fileResponse } from "../files.ts";

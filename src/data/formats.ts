@@ -328,9 +328,8 @@ export async function writeData(
     }
     case "cifar": {
       if (train.c !== 3 || train.h !== 32 || train.w !== 32 || train.classes.length !== 10) {
-        throw new Error(
-          `${train.name}: the CIFAR-10 format holds 10 classes of 3x32x32 images, not ${train.classes.length} of ${train.c}x${train.h}x${train.w}`,
-        );
+        const have = `${train.classes.length} of ${train.c}x${train.h}x${train.w}`;
+        throw new Error(`${train.name}: the CIFAR-10 format holds 10 classes of 3x32x32 images, not ${have}`);
       }
       if (train.n < 5) {
         throw new Error(`${train.name}: the CIFAR-10 format needs at least 5 training images (one per batch file)`);

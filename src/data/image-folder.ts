@@ -183,7 +183,8 @@ export function folderOrder(ds: Dataset): Uint32Array {
 
 /**
  * Writes `ds` as dir/<class>/<index>.png (grey PNG for one channel, RGB for three), `index` zero-padded so
- * that names sort in index order. A class without examples gets no folder (an empty one would not read). Returns each written file's path relative to `dir`, by index in `ds`.
+ * that names sort in index order. A class without examples gets no folder (an empty one would not read).
+ * Returns each written file's path relative to `dir`, by index in `ds`.
  */
 export async function writeImageFolder(dir: string, ds: Dataset, prefix = ""): Promise<string[]> {
   if (ds.c !== 1 && ds.c !== 3) throw new Error(`${ds.name}: ${ds.c} channels cannot be written as PNG`);

@@ -135,7 +135,8 @@ table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding
 td:first-child,th:first-child{text-align:left}
 th{background:#f4f4f4}.charts{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
 .grid{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent;overflow-wrap:anywhere}
+figure{margin:0;width:84px;text-align:center;font-size:10px;padding:2px;border:2px solid transparent}
+figcaption{overflow-wrap:anywhere}
 figure.bad{border-color:#d62728}figure.ok{border-color:#1f77b4}img{image-rendering:pixelated}
 code{background:#f4f4f4;padding:1px 4px}
 </style></head><body>

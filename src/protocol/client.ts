@@ -4,9 +4,6 @@ import type { z } from "zod";
 import { JobCreated, JobStatus, Lease, Registration, SubmitStatus } from "./api.ts";
 import { arrayBytes, formatShape, isDType, parseShape, typedArray } from "./arrays.ts";
 import type { ArrayValue } from "./job-kind.ts";
-import type { Dataset } from "../data/dataset.ts";
-import { loadDataBytes } from "../data/formats.ts";
-import { verifyDataset } from "./shards.ts";
 
 /** A refused or failed call: the HTTP status and the server's `{ error }` message. */
 export class CoordinatorError extends Error {
@@ -162,27 +159,4 @@ export class CoordinatorClient {
       return false;
     }
   }
-}
-
-/**
- * The training split of a dataset the coordinator serves (GET /v1/datasets/:name), checked against the
- * hash an uploaded dataset's name carries before it is decoded. `say` hears about the download.
- */
-export async function downloadTrainSplit(
-  server: string,
-  name: string,
-  opts: { signal?: AbortSignal; say?: (m: string) => void } = {},
-): Promise<Dataset> {
-  opts.say?.(`downloading ${name}`);
-  const res = await fetch(`${server.replace(/\/+$/, "")}/v1/datasets/${encodeURIComponent(name)}`, {
-    signal: opts.signal,
-  });
-  if (!res.ok) throw await errorOf(res);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  await verifyDataset(name, bytes);
-  opts.say?.(`${name}: ${(bytes.length / 2 ** 20).toFixed(0)} MiB, decoding`);
-  const t = performance.now();
-  const { train } = await loadDataBytes(bytes, name);
-  opts.say?.(`${name}: ${train.n} training images decoded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  return train;
 }

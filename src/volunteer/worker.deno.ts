@@ -6,7 +6,7 @@ import { z } from "zod";
 import "../../kernels/index.ts";
 import { type CommandSpec, type Parsed, UsageError } from "../cli/command.ts";
 import { DEFAULT_DATA, loadCifar10 } from "../data/cifar.ts";
-import { downloadTrainSplit } from "../protocol/client.ts";
+import { downloadTrainSplit } from "./dataset.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { baseName, pathKind } from "../data/io.ts";
 import { getRuntime } from "../gpu/runtime.ts";

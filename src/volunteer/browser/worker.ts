@@ -5,7 +5,7 @@ import * as Comlink from "comlink";
 import "../../../kernels/index.ts"; // the user variants (kernels/variants.ts), as in the CLIs
 import type { Dataset } from "../../data/dataset.ts";
 import { getRuntime } from "../../gpu/runtime.ts";
-import { downloadTrainSplit } from "../../protocol/client.ts";
+import { downloadTrainSplit } from "../dataset.ts";
 import { type Executor, trakExecutors } from "../executors.ts";
 import { runWorker } from "../loop.ts";
 
