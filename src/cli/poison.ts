@@ -145,11 +145,12 @@ async function apply(
   const test = source.test && flags.testSize && flags.testSize < source.test.n
     ? seededSubset(source.test, flags.testSize, flags.seed + 1)
     : source.test;
-  // An ImageFolder reads back class by class: the manifest counts examples in that order.
-  const order = flags.format === "imagefolder" ? folderOrder(poisoned) : null;
-  const copy = order ? subset(poisoned, order, poisoned.name) : poisoned;
+  // An ImageFolder reads back class by class; every format is written in that order, so one poisoned copy
+  // has the same indices (and the same content hash: detect's cache) whatever its format.
+  const order = folderOrder(poisoned);
+  const copy = subset(poisoned, order, poisoned.name);
   const at = new Uint32Array(poisoned.n);
-  (order ?? at.map((_, i) => i)).forEach((src, k) => (at[src] = k));
+  order.forEach((src, k) => (at[src] = k));
   const written = await writeData(out, flags.format, copy, test);
   const indices = manifest.indices.map((i) => at[i]).sort((a, b) => a - b);
   const record: PoisonManifest = {
@@ -159,7 +160,7 @@ async function apply(
     format: flags.format,
     indices,
     ...(written.trainPaths ? { paths: indices.map((k) => written.trainPaths![k]) } : {}),
-    originalLabels: indices.map((k) => manifest.originalLabels[manifest.indices.indexOf(copyIndex(order, k))]),
+    originalLabels: indices.map((k) => manifest.originalLabels[manifest.indices.indexOf(order[k])]),
   };
   const file = joinPath(out, "manifest.json");
   await writeBytesAtomic(file, new TextEncoder().encode(JSON.stringify(record, null, 1)));
@@ -179,5 +180,3 @@ async function apply(
       } as ${flags.format}; ground truth in ${file}`,
   );
 }
-
-const copyIndex = (order: Uint32Array | null, k: number) => (order ? order[k] : k);

@@ -1,6 +1,7 @@
 // Scanning a user's dataset end to end, as a user does it, on the CPU adapter: `poison apply` writes a
 // BadNets copy of 2,000 CIFAR-10 images (an ImageFolder of PNGs, then an .npz), `detect --data` scans it
-// with the manifest as ground truth, and the exports hold one row per example. Fashion-MNIST's official
+// with the manifest as ground truth, and the exports hold one row per example. The .npz holds the same
+// examples in the same order, so it reads to the same bytes and its run finds every stage in the cache. Fashion-MNIST's official
 // IDX files (grey 28x28) run through a model built for them.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ const rows = (file: string) => readFileSync(file, "utf8").trim().split("\n");
 describe("detect on a user's dataset", () => {
   const seed = testSeed("user data e2e") % 1000;
   const dir = tempDir("user-data");
+  let folderRun: { r: Record<string, unknown>; csv: string[] } | undefined;
   const copy = (format: string) =>
     `poison apply --attack badnets --train 2000 --test-size 1000 --seed ${seed} --format ${format}`.split(" ")
       .concat(["--out", join(dir, format)]);
@@ -41,6 +43,7 @@ describe("detect on a user's dataset", () => {
     const out = join(dir, "report-imagefolder");
     const clean = join(dir, "clean");
     const r = detect(data, out, "--manifest", join(data, "manifest.json"), "--export-clean", clean);
+    folderRun = { r, csv: rows(join(out, "scores.csv")) };
     expect(r.auroc).toBeGreaterThanOrEqual(0.9);
     const csv = rows(join(out, "scores.csv"));
     expect(csv[0]).toBe("index,path,label,score,rank,flagged,poisoned");
@@ -77,8 +80,13 @@ describe("detect on a user's dataset", () => {
     const out = join(dir, "report-npz");
     const r = detect(join(dir, "npz", "data.npz"), out, "--manifest", join(dir, "npz", "manifest.json"));
     expect(r.auroc).toBeGreaterThanOrEqual(0.9);
-    expect(rows(join(out, "scores.csv")).length).toBe(2001);
-    expect(rows(join(out, "scores.csv"))[1]).toMatch(/^0,,/); // no files: indices only
+    const csv = rows(join(out, "scores.csv"));
+    expect(csv.length).toBe(2001);
+    expect(csv[1]).toMatch(/^0,,/); // no files: indices only
+    // The same examples as the folder, so the same scores (the cache keys hash the decoded data).
+    expect([r.auroc, r.flagged]).toEqual([folderRun!.r.auroc, folderRun!.r.flagged]);
+    const noPath = (l: string) => l.split(",").filter((_, k) => k !== 1).join(",");
+    expect(csv.map(noPath)).toEqual(folderRun!.csv.map(noPath));
   });
 
   it("scans Fashion-MNIST's official IDX files (grey 28x28) with a network described as layers", {
