@@ -1,8 +1,10 @@
 // Scanning a user's dataset end to end, as a user does it, on the CPU adapter: `poison apply` writes a
 // BadNets copy of 2,000 CIFAR-10 images (an ImageFolder of PNGs, then an .npz), `detect --data` scans it
 // with the manifest as ground truth, and the exports hold one row per example. The .npz holds the same
-// examples in the same order, so it reads to the same bytes and its run finds every stage in the cache. Fashion-MNIST's official
-// IDX files (grey 28x28) run through a model built for them.
+// examples in the same order, so it reads to the same bytes and its run finds every stage in the cache.
+// Fashion-MNIST's official IDX files (grey 28x28) run through a network written as layers, BadNets at 10%
+// (at 5% a 4-epoch model sometimes barely learns the backdoor from 1,500 images: seeds 975, 696, 648 gave
+// AUROC 0.94, 0.84, 0.81 and ASR 87%, 20%, 49%).
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -107,11 +109,11 @@ describe("detect on a user's dataset", () => {
     const r = detect(
       FASHION,
       out,
-      ...`--train 1500 --test-size 1000 --attack badnets --model-config ${net}`.split(" "),
+      ...`--train 1500 --test-size 1000 --attack badnets --rate 0.1 --model-config ${net}`.split(" "),
     );
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     expect(summary.config.model).toMatchObject({ kind: "layers", input: [1, 28, 28], classes: 10 });
     expect(rows(join(out, "scores.csv")).length).toBe(1501);
-    expect(r.auroc).toBeGreaterThanOrEqual(0.8);
+    expect(r.auroc).toBeGreaterThanOrEqual(0.9); // seeds 975, 696, 648 at 10%: 0.982, 0.975, 0.986
   });
 });
