@@ -4,7 +4,7 @@
 //   - the bundled CIFAR-10 tarball (cifar-10-binary.tar.gz);
 //   - an uploaded dataset (POST /v1/datasets, admin): "<sha256>.npz" or "<sha256>.tar.gz", named by the
 //     hash of its bytes, decoded and validated once on upload; workers check the hash before using it.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -90,7 +90,7 @@ export const trainSplit = (name: string): Promise<Dataset> => servedData(name).t
 async function receive(body: ReadableStream<Uint8Array>, dir: string, max: number) {
   const tmp = join(dir, `.upload-${randomUUID()}`);
   const out = createWriteStream(tmp);
-  const hash = (await import("node:crypto")).createHash("sha256");
+  const hash = createHash("sha256");
   let size = 0;
   try {
     for await (const chunk of body) {

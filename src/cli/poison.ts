@@ -153,6 +153,7 @@ async function apply(
   order.forEach((src, k) => (at[src] = k));
   const written = await writeData(out, flags.format, copy, test);
   const indices = manifest.indices.map((i) => at[i]).sort((a, b) => a - b);
+  const originalLabel = new Map(manifest.indices.map((i, j) => [i, manifest.originalLabels[j]]));
   const record: PoisonManifest = {
     attack,
     config: JSON.parse(JSON.stringify(manifest.config, (_, v) => (v instanceof Uint8Array ? Array.from(v) : v))),
@@ -160,7 +161,7 @@ async function apply(
     format: flags.format,
     indices,
     ...(written.trainPaths ? { paths: indices.map((k) => written.trainPaths![k]) } : {}),
-    originalLabels: indices.map((k) => manifest.originalLabels[manifest.indices.indexOf(order[k])]),
+    originalLabels: indices.map((k) => originalLabel.get(order[k])!),
   };
   const file = joinPath(out, "manifest.json");
   await writeBytesAtomic(file, new TextEncoder().encode(JSON.stringify(record, null, 1)));

@@ -142,6 +142,17 @@ export function concat(...parts: Dataset[]): Dataset {
   };
 }
 
+/** All images as HWC (interleaved channels, as PNG, NumPy and PIL lay them out) instead of CHW. */
+export function toHwc(ds: Dataset): Uint8Array {
+  const plane = ds.h * ds.w, size = ds.c * plane, out = new Uint8Array(ds.n * size);
+  for (let i = 0; i < ds.n; i++) {
+    for (let k = 0; k < ds.c; k++) {
+      for (let p = 0; p < plane; p++) out[i * size + p * ds.c + k] = ds.images[i * size + k * plane + p];
+    }
+  }
+  return out;
+}
+
 /** Number of images per class, indexed by label. */
 export function classCounts(ds: Dataset): number[] {
   const counts = new Array<number>(ds.classes.length).fill(0);

@@ -10,7 +10,7 @@
 //   npy          the same names as .npy files in a directory, or IMAGES.npy with its labels beside it
 //   idx          MNIST-style IDX pairs, raw or gzipped: train-images-idx3-ubyte(.gz) and its labels file
 import { type CifarOptions, loadCifar10, loadCifar100, loadCifar10Archive } from "./cifar.ts";
-import { checkDataset, type Dataset } from "./dataset.ts";
+import { checkDataset, type Dataset, toHwc } from "./dataset.ts";
 import {
   type FileDataset,
   type ImageFolderOptions,
@@ -19,7 +19,7 @@ import {
   writeImageFolder,
 } from "./image-folder.ts";
 import { FASHION_MNIST_CLASSES, loadIdxPair } from "./idx.ts";
-import { baseName, joinPath, listDir, makeDir, pathKind, readBytes, writeFilesAtomic } from "./io.ts";
+import { baseName, dirName, joinPath, listDir, makeDir, pathKind, readBytes, writeFilesAtomic } from "./io.ts";
 import { encodeNpy, encodeNpz, type NpyArray, numbersOf, parseNpy, parseNpz } from "./npy.ts";
 
 export const READ_FORMATS = ["cifar", "cifar100", "imagefolder", "npz", "npy", "idx"] as const;
@@ -138,7 +138,7 @@ async function loadNpy(path: string): Promise<LoadedData> {
   let dir = path, only: [string, string] | undefined;
   if ((await pathKind(path)) === "file") {
     // IMAGES.npy: the labels beside it, by the same naming pairs (x.npy / y.npy, images.npy / labels.npy, ...).
-    dir = path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
+    dir = dirName(path);
     const stem = baseName(path).replace(/\.npy$/i, "");
     const pair = ARRAY_NAMES.find(([x]) => x === stem) ??
       [[stem, stem.replace(/images/, "labels").replace(/(^|_)x(_|$)/, "$1y$2")] as [string, string]][0];
@@ -253,9 +253,10 @@ export function datasetFromArrays(
 // IDX
 
 async function loadIdx(path: string): Promise<LoadedData> {
-  const dir = (await pathKind(path)) === "dir" ? path : path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
+  const isDir = (await pathKind(path)) === "dir";
+  const dir = isDir ? path : dirName(path);
   const names = (await listDir(dir)).map((e) => e.name);
-  const images = (await pathKind(path)) === "dir"
+  const images = isDir
     ? names.find((n) => /^train-images[-.]idx3-ubyte(\.gz)?$/.test(n)) ?? names.find((n) => IDX_IMAGES.test(n))!
     : baseName(path);
   const labelsOf = (img: string) => {
@@ -307,15 +308,7 @@ export async function writeData(
       return { trainPaths, out };
     }
     case "npz": {
-      const nhwc = (ds: Dataset) => {
-        const plane = ds.h * ds.w, size = ds.c * plane, px = new Uint8Array(ds.images.length);
-        for (let i = 0; i < ds.n; i++) {
-          for (let k = 0; k < ds.c; k++) {
-            for (let p = 0; p < plane; p++) px[i * size + p * ds.c + k] = ds.images[i * size + k * plane + p];
-          }
-        }
-        return encodeNpy(px, ds.c === 1 ? [ds.n, ds.h, ds.w] : [ds.n, ds.h, ds.w, ds.c]);
-      };
+      const nhwc = (ds: Dataset) => encodeNpy(toHwc(ds), ds.c === 1 ? [ds.n, ds.h, ds.w] : [ds.n, ds.h, ds.w, ds.c]);
       const arrays: Record<string, Uint8Array> = {
         x_train: nhwc(train),
         y_train: encodeNpy(train.labels, [train.n]),

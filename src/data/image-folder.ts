@@ -9,7 +9,7 @@
 // align_corners=False, antialias=False)), rounded to the nearest integer.
 import jpeg from "jpeg-js";
 import { convertIndexedToRgb, decode as decodePng, encode as encodePng } from "fast-png";
-import { checkDataset, type Dataset } from "./dataset.ts";
+import { checkDataset, type Dataset, toHwc } from "./dataset.ts";
 import { joinPath, listDir, makeDir, pathKind, readBytes, writeFilesAtomic } from "./io.ts";
 
 /** A decoded image: interleaved (HWC) pixels with 1 (grey) or 3 (RGB) channels. */
@@ -191,13 +191,12 @@ export async function writeImageFolder(dir: string, ds: Dataset, prefix = ""): P
   const folders = classFolders(ds.classes);
   for (const label of new Set(ds.labels)) await makeDir(joinPath(dir, folders[label]));
   const width = String(Math.max(ds.n - 1, 0)).length;
-  const size = ds.c * ds.h * ds.w, plane = ds.h * ds.w;
+  const size = ds.c * ds.h * ds.w;
+  const pixels = toHwc(ds);
   const paths: string[] = [];
   const files: [string, Uint8Array][] = [];
   for (let i = 0; i < ds.n; i++) {
-    const chw = ds.images.subarray(i * size, (i + 1) * size);
-    const hwc = new Uint8Array(size);
-    for (let p = 0; p < plane; p++) for (let k = 0; k < ds.c; k++) hwc[p * ds.c + k] = chw[k * plane + p];
+    const hwc = pixels.subarray(i * size, (i + 1) * size);
     const rel = `${folders[ds.labels[i]]}/${String(i).padStart(width, "0")}.png`;
     paths.push(prefix + rel);
     files.push([joinPath(dir, rel), encodePng({ width: ds.w, height: ds.h, data: hwc, channels: ds.c, depth: 8 })]);

@@ -88,6 +88,11 @@ export function joinPath(dir: string, name: string): string {
   return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
 }
 
+/** The directory part of a path ("." for a bare name). */
+export function dirName(path: string): string {
+  return path.slice(0, Math.max(0, path.lastIndexOf("/"))) || ".";
+}
+
 export function baseName(path: string): string {
   const p = path.replace(/\/+$/, "");
   return p.slice(p.lastIndexOf("/") + 1);

@@ -6,7 +6,7 @@ import { poison } from "../attacks/index.ts";
 import { DEFAULT_DATA } from "../data/cifar.ts";
 import { type Dataset, seededIndices, seededSubset, subset } from "../data/dataset.ts";
 import { loadData, type LoadedData, pathsOf, WRITE_FORMATS, writeData, type WriteFormat } from "../data/formats.ts";
-import { joinPath, makeDir, readBytes, sha256Hex, writeFilesAtomic } from "../data/io.ts";
+import { dirName, joinPath, makeDir, readBytes, sha256Hex, writeFilesAtomic } from "../data/io.ts";
 import { type GroundTruth, readManifest } from "../data/manifest.ts";
 import { keyOf } from "./cache.ts";
 import type { Cfg } from "./config.ts";
@@ -145,7 +145,7 @@ export async function exportClean(
   const paths = pathsOf(full);
   if (paths && !planted) {
     const files = [...paths.filter((_, i) => !drop.has(i)), ...(data.source.test ? pathsOf(data.source.test)! : [])];
-    for (const folder of new Set(files.map((f) => f.slice(0, f.lastIndexOf("/"))))) {
+    for (const folder of new Set(files.map(dirName))) {
       await makeDir(joinPath(dir, folder));
     }
     for (let at = 0; at < files.length; at += 256) {

@@ -3,7 +3,8 @@
 // trigger is applied.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { applyTrigger, type AttackName } from "../attacks/index.ts";
-import { loadData } from "../data/formats.ts";
+import { loadCifar10 } from "../data/cifar.ts";
+import { detectFormat, loadData } from "../data/formats.ts";
 import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
@@ -20,7 +21,10 @@ export type Trigger = { attack: AttackName; attackConfig: Record<string, unknown
 
 /** The test split of a volunteer job's dataset: a seeded subset when `testSize` is set (as data.ts draws it). */
 export async function loadTestSet(cfg: Pick<Cfg, "data" | "testSize" | "seed">): Promise<Dataset> {
-  const fullTest = (await loadData(cfg.data)).test;
+  // CIFAR-10: the test batch alone (loadData would decode the 50,000 training images too).
+  const fullTest = (await detectFormat(cfg.data)) === "cifar"
+    ? await loadCifar10(cfg.data, { split: "test", recordsPerFile: null })
+    : (await loadData(cfg.data)).test;
   if (!fullTest) throw new Error(`${cfg.data}: the dataset has no test split`);
   return cfg.testSize && cfg.testSize < fullTest.n ? seededSubset(fullTest, cfg.testSize, cfg.seed + 1) : fullTest;
 }
