@@ -1,147 +1,87 @@
-// The local search (src/detect/search.ts) at n = 5,000 / 20,000 / 50,000 on synthetic low-rank factors
-// (r = k*M = 2,048, N(0, 1/r) entries drawn on the device), against the dense O(n^2) backends where the
-// matrix fits: the device dense backend needs Sym (n^2 f32) in one binding (n <= 5,792 at llvmpipe's
-// 128 MiB), the float64 CPU twin needs 2 n^2 doubles on the host. Not a test: times only.
-// Per n: one search of `restarts` restarts at each of `sizes` (default: n/100 and n/10, 1 restart; the
-// epoch cap bounds n = 50,000). Reports wall time, epochs, swaps, ms per swap, device bytes held by the
-// backend + factors (computed from tensor sizes) and the process RSS after the run.
-import { matmul } from "../kernels/matmul.ts";
-import { Factors } from "../src/detect/factors.ts";
-import { denseCpuBackend, maxSumSearch, type SearchBackend, type SearchOptions } from "../src/detect/search.ts";
-import { denseGpuBackend, factorBackend } from "../src/detect/search-gpu.ts";
-import { getRuntime, type Runtime } from "../src/gpu/runtime.ts";
+// `npm run bench -- search`: ranking quality of the local search (src/detect/search.ts) against the public
+// reference algorithm (src/detect/search-reference.ts) on the same planted-block matrices, sizes and start
+// sets. Matrices (src/detect/planted.ts): n = 5,000 (or --sizes), rank 10, N(0, 1) entries, a block of 3% of
+// n raised by +2.0; "planted" as is, "balanced" with the block's row and column sums evened out, so that
+// only the block's structure gives it away. Per backend and matrix: AUROC of the scores against the block,
+// precision at the block size, mean |S ∩ block| of the restarts per size, and wall time. Both run on the
+// host in float64 totals (the reference keeps its matrix in f32, as its code does).
+import { auroc } from "../src/detect/metrics.ts";
+import { plantedMatrix } from "../src/detect/planted.ts";
+import { referenceSearch } from "../src/detect/search-reference.ts";
+import { denseCpuBackend, maxSumSearch, topK } from "../src/detect/search.ts";
+import { env } from "../src/platform.ts";
 import type { BenchReport } from "./harness.ts";
-import { env, memoryRss } from "../src/platform.ts";
 
-const R = 2048;
-const MiB = 2 ** 20;
-
-function rssMiB(): number {
-  return (memoryRss() ?? NaN) / MiB;
+interface Found {
+  scores: Float64Array;
+  solutions: { size: number; members: Int32Array }[];
 }
 
-async function timeSearch(rt: Runtime | undefined, b: SearchBackend, opts: SearchOptions) {
-  let epochs = 0;
-  let swaps = 0;
-  const wrapped: SearchBackend = {
-    n: b.n,
-    name: b.name,
-    get deviceBytes() {
-      return b.deviceBytes;
-    },
-    setSize: (s) => b.setSize(s),
-    totals: (m) => b.totals(m),
-    dispose: () => b.dispose(),
-    epoch: async (m, k) => {
-      epochs++;
-      swaps += k;
-      return b.epoch(m, k);
-    },
-  };
-  const t0 = performance.now();
-  const res = await maxSumSearch(wrapped, opts);
-  if (rt) await rt.sync();
-  const ms = performance.now() - t0;
-  const best = Math.max(...res.solutions.map((s) => s.objective));
-  return { ms, epochs, swaps, best };
+/** f(S) of the centred matrix: the sum over S x S off the diagonal, less (s/n) of the members' row sums. */
+function objective(A: Float32Array, n: number, rowsum: Float64Array, members: Int32Array): number {
+  let f = 0;
+  for (const i of members) {
+    f -= (members.length / n) * rowsum[i];
+    for (const j of members) if (i !== j) f += A[i * n + j];
+  }
+  return f;
 }
 
 export async function run(args: { sizes?: number[]; log?: (s: string) => void }): Promise<BenchReport> {
-  const rt = await getRuntime();
-  const restarts = Number(env("SEARCH_RESTARTS") ?? 1);
-  const maxEpochs = Number(env("SEARCH_MAX_EPOCHS") ?? 100);
+  const restarts = Number(env("SEARCH_RESTARTS") ?? 100);
   const rows: Record<string, number | string>[] = [];
   const notes: string[] = [];
-  for (const n of args.sizes ?? [5000, 20000, 50000]) {
-    const sizes = [Math.ceil(n / 100), Math.floor(n / 10)];
-    const cap = n >= 50000 ? Math.min(maxEpochs, Number(env("SEARCH_MAX_EPOCHS_50K") ?? 3)) : maxEpochs;
-    const opts: SearchOptions = {
-      sizes,
-      restarts,
-      seed: 1,
-      maxEpochs: cap,
-      onProgress: (p) =>
-        args.log?.(`n=${n} s=${p.size} restart ${p.restart}: ${p.epochs} epochs, objective ${p.objective.toFixed(1)}`),
-    };
-    const config = `sizes ${sizes.join("+")} x ${restarts} restart${restarts > 1 ? "s" : ""}${
-      cap < 100 ? `, <= ${cap} epochs` : ""
-    }`;
-    const f = Factors.random(rt, n, R, 7);
-    await rt.sync();
-    const fb = factorBackend(rt, f);
-    const r1 = await timeSearch(rt, fb, opts);
-    rows.push({
-      n,
-      backend: "factors (device)",
-      config,
-      ms: r1.ms,
-      epochs: r1.epochs,
-      swaps: r1.swaps,
-      ms_per_swap: r1.ms / Math.max(1, r1.swaps),
-      device_MiB: (f.deviceBytes + fb.deviceBytes) / MiB,
-      rss_MiB: rssMiB(),
-      best_objective: r1.best,
-    });
-    args.log?.(JSON.stringify(rows[rows.length - 1]));
-    fb.dispose();
-    const denseBytes = n * n * 4;
-    if (
-      denseBytes <= rt.device.limits.maxStorageBufferBindingSize &&
-      n * R * 4 <= rt.device.limits.maxStorageBufferBindingSize
-    ) {
-      const c = f.chunks[0];
-      const t0 = performance.now();
-      const A = matmul(rt, c.U, c.V, { transB: true });
-      const db = denseGpuBackend(rt, A, n);
-      await rt.sync();
-      const buildMs = performance.now() - t0;
-      const r2 = await timeSearch(rt, db, opts);
-      rows.push({
-        n,
-        backend: "dense (device)",
-        config,
-        ms: r2.ms,
-        build_ms: buildMs,
-        epochs: r2.epochs,
-        swaps: r2.swaps,
-        ms_per_swap: r2.ms / Math.max(1, r2.swaps),
-        device_MiB: (f.deviceBytes + db.deviceBytes + denseBytes) / MiB,
-        rss_MiB: rssMiB(),
-        best_objective: r2.best,
+  for (const n of args.sizes ?? [5000]) {
+    const sizes: number[] = [];
+    for (let s = Math.max(2, Math.round(n / 500)); s <= n / 5; s *= 2) sizes.push(s);
+    const blockSize = Math.round(0.03 * n);
+    for (const balanced of [false, true]) {
+      const matrix = balanced ? "balanced" : "planted";
+      const { A, block } = plantedMatrix({ n, rank: 10, block: blockSize, strength: 2, balanced, seed: 11 });
+      const inBlock = Array.from({ length: n }, () => false);
+      for (const i of block) inBlock[i] = true;
+      const rowsum = new Float64Array(n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) rowsum[i] += A[i * n + j];
+      const measure = (backend: string, found: Found, ms: number) => {
+        const row: Record<string, number | string> = {
+          backend,
+          matrix,
+          n,
+          auroc: auroc(found.scores, inBlock),
+          precision_at_block: topK(found.scores, blockSize).filter((i) => inBlock[i]).length / blockSize,
+          ms,
+        };
+        const objectives: string[] = [];
+        for (const s of sizes) {
+          const of = found.solutions.filter((x) => x.size === s);
+          const hits = of.reduce((a, x) => a + x.members.filter((i) => inBlock[i]).length, 0) / of.length;
+          row[`hits_${s}`] = hits;
+          const f = of.reduce((a, x) => a + objective(A, n, rowsum, x.members), 0) / of.length;
+          objectives.push(`${s}: ${f.toFixed(0)}`);
+        }
+        notes.push(`${backend}, ${matrix} (n = ${n}): mean objective per size ${objectives.join(", ")}`);
+        rows.push(row);
+        args.log?.(JSON.stringify(row));
+      };
+      const progress = (name: string) => (p: { size: number; restart: number }) => {
+        if (p.restart === restarts - 1) args.log?.(`${name} ${matrix} n=${n}: size ${p.size} done`);
+      };
+      let t0 = performance.now();
+      const ours = await maxSumSearch(denseCpuBackend(A, n), {
+        sizes,
+        restarts,
+        seed: 1,
+        onProgress: progress("ours"),
       });
-      args.log?.(JSON.stringify(rows[rows.length - 1]));
-      db.dispose();
-      const Ah = await rt.read(A);
-      A.release();
-      const t1 = performance.now();
-      const cb = denseCpuBackend(Ah, n);
-      const r3 = await timeSearch(undefined, cb, opts);
-      rows.push({
-        n,
-        backend: "dense (CPU f64 twin)",
-        config,
-        ms: r3.ms,
-        build_ms: performance.now() - t1 - r3.ms,
-        epochs: r3.epochs,
-        swaps: r3.swaps,
-        ms_per_swap: r3.ms / Math.max(1, r3.swaps),
-        device_MiB: 0,
-        rss_MiB: rssMiB(),
-        best_objective: r3.best,
-      });
-      args.log?.(JSON.stringify(rows[rows.length - 1]));
-    } else {
-      const why = `dense n=${n}: does not fit (Sym needs ${
-        (denseBytes / MiB).toFixed(0)
-      } MiB in one binding, the adapter allows ${(rt.device.limits.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB)`;
-      rows.push({ n, backend: "dense (device)", config: "does not fit", ms: "-" });
-      notes.push(why);
+      measure("ours", ours, performance.now() - t0);
+      t0 = performance.now();
+      const ref = referenceSearch(A, n, { sizes, restarts, seed: 1, onProgress: progress("reference") });
+      measure("reference", ref, performance.now() - t0);
     }
-    f.release();
+    notes.push(
+      `n = ${n}: block ${blockSize}, sizes ${sizes.join(", ")}, ${restarts} restarts per size (SEARCH_RESTARTS), ` +
+        `the same start sets for both; hits_S: mean |S ∩ block| of the restarts at size S.`,
+    );
   }
-  notes.push(
-    `r = ${R}; device_MiB: factors + search state (+ A and Sym for dense), from tensor sizes; rss_MiB: process RSS ` +
-      `after the run (llvmpipe's buffers live in it).`,
-  );
-  return { adapter: rt.adapterName, rows, notes };
+  return { adapter: "host (float64 totals)", rows, notes };
 }

@@ -1,6 +1,6 @@
 // Kernels of the maximum-sum submatrix local search's swap loop (wgsl/search.wgsl; the algorithm and its
 // float64 CPU twin are in src/detect/search.ts). Binding contract: see the header of wgsl/search.wgsl;
-// uniform { n, k, s_over_n, r, row_offset, rows, shift, pad }; override WG; entry points select_swap,
+// uniform { n, k, s_over_n, r, row_offset, rows, shift, add_bonus }; override WG; entry points select_swap,
 // gather_rows, finish_factor, finish_dense, objective, symmetrise, dense_rowsum, row_dots, spectral_step.
 import type { Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
@@ -21,6 +21,7 @@ export interface SearchUniforms {
   row_offset?: number;
   rows?: number;
   shift?: number;
+  add_bonus?: number;
 }
 
 export type SearchEntry =
@@ -64,7 +65,7 @@ export function searchKernel(
     entryPoint: entry,
     constants: { WG },
     buffers,
-    uniforms: { n: 0, k: 0, s_over_n: 0, r: 0, row_offset: 0, rows: 0, shift: 0, pad: 0, ...u },
+    uniforms: { n: 0, k: 0, s_over_n: 0, r: 0, row_offset: 0, rows: 0, shift: 0, add_bonus: 0, ...u },
     workgroups,
   });
 }

@@ -6,6 +6,7 @@
 //   rowsum[x] = sum_{j != x} A[x][j]: the centred diagonal for size s is d[x] = -(s/n) rowsum[x];
 //   m[x]      = 1 for members, 0 otherwise; barred[x] (u32) = 1 once x was swapped in this epoch;
 //   total     t[x] = P[x] - m[x] selfd[x] + d[x]  (= R_x + C_x -+ B[x][x] of DESIGN.md);
+//   non-members are ranked for addition by t[x] + add_bonus (s/n) rowsum[x] (search.ts, ADD_BONUS);
 //   picks (u32) [2k] = removed r, [2k+1] = added a of swap k; tvals the same for t_r, t_a;
 //   gains[k]  = t_a - t_r - (B[r][a] + B[a][r]), the exact change of the objective;
 //   q         = [V^T 1_S ; U^T 1_S] (2 r floats), factor backend only;
@@ -18,7 +19,7 @@ struct Params {
   row_offset: u32,
   rows: u32,
   shift: f32,
-  pad: u32,
+  add_bonus: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> P: array<f32>;
@@ -54,7 +55,8 @@ fn total(x: u32) -> f32 {
 }
 
 // One workgroup. Picks the unbarred member with the smallest total and the unbarred non-member with
-// the largest; equal totals go to the smaller index (the CPU twin does the same).
+// the largest total plus its bonus; equal values go to the smaller index (the CPU twin does the same).
+// tvals keeps the picked totals themselves, so the gains stay exact.
 @compute @workgroup_size(WG)
 fn select_swap(@builtin(local_invocation_index) lid: u32) {
   var lv = BIG;
@@ -67,7 +69,8 @@ fn select_swap(@builtin(local_invocation_index) lid: u32) {
     if (m[x] > 0.5) {
       if (t < lv) { lv = t; li = x; }
     } else {
-      if (t > hv) { hv = t; hi = x; }
+      let key = t + params.add_bonus * params.s_over_n * rowsum[x];
+      if (key > hv) { hv = key; hi = x; }
     }
   }
   lo_v[lid] = lv; lo_i[lid] = li; hi_v[lid] = hv; hi_i[lid] = hi;
@@ -85,7 +88,7 @@ fn select_swap(@builtin(local_invocation_index) lid: u32) {
     picks[2u * params.k] = lo_i[0];
     picks[2u * params.k + 1u] = hi_i[0];
     tvals[2u * params.k] = lo_v[0];
-    tvals[2u * params.k + 1u] = hi_v[0];
+    tvals[2u * params.k + 1u] = select(hi_v[0], total(hi_i[0]), hi_i[0] != NONE);
   }
 }
 

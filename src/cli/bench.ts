@@ -19,7 +19,7 @@ export const command: CommandSpec<typeof BenchFlags> = {
   summary: "run a benchmark against its peer in the same process and print a table",
   positionals: [{ name: "name", description: "the benchmark (bench/NAME.ts)", choices: BENCHES }],
   flags: BenchFlags,
-  examples: ["npm run bench -- matmul", "npm run bench -- search --sizes 2000,4000 --json"],
+  examples: ["npm run bench -- matmul", "npm run bench -- search --sizes 2000 --json"],
 };
 
 export async function runBench(name: string, flags: z.output<typeof BenchFlags>): Promise<void> {

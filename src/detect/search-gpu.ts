@@ -68,13 +68,13 @@ abstract class DeviceBackend implements SearchBackend {
     return Float64Array.from({ length: this.n }, (_, x) => P[x] - mask[x] * sd[x] - this.sn * rs[x]);
   }
 
-  async epoch(mask: Uint8Array, swaps: number): Promise<EpochLog> {
+  async epoch(mask: Uint8Array, swaps: number, bonus: number): Promise<EpochLog> {
     if (swaps > this.gains.size) {
       throw new Error(`search: ${swaps} swaps per epoch, the backend holds ${this.gains.size}`);
     }
     const rt = this.rt;
     this.#load(mask);
-    const u = { n: this.n, s_over_n: this.sn };
+    const u = { n: this.n, s_over_n: this.sn, add_bonus: bonus };
     searchKernel(
       rt,
       "objective",

@@ -1,5 +1,6 @@
-// CPU tests of the local search's float64 reference (src/detect/search.ts): exhaustive optimum on tiny
-// matrices, the exact swap gain, a planted block, and the dense spectral score.
+// CPU tests of the local search's float64 twin (src/detect/search.ts): exhaustive optimum on tiny
+// matrices, the exact swap gain, the ranking of a planted block (also by the reference transcription,
+// search-reference.ts), and the dense spectral score.
 import { describe, expect, it } from "vitest";
 import {
   centredObjective,
@@ -11,6 +12,8 @@ import {
   startSet,
   topK,
 } from "../../src/detect/search.ts";
+import { auroc } from "../../src/detect/metrics.ts";
+import { referenceSearch } from "../../src/detect/search-reference.ts";
 import { spectralDense } from "../../src/detect/spectral.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
 import { planted, precision, randomDense } from "./fixtures.ts";
@@ -31,7 +34,7 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
         const b = denseCpuBackend(A, n);
         b.setSize(s);
         const mask = startSet(n, s, seed, trial);
-        const log = await b.epoch(mask, Math.min(s, n - s));
+        const log = await b.epoch(mask, Math.min(s, n - s), 0);
         expect(Math.abs(log.objective - centredObjective(A, n, membersOf(mask)))).toBeLessThan(1e-9);
         let f = log.objective;
         for (let k = 0; k < log.gains.length; k++) {
@@ -72,6 +75,8 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
 
   // Criterion: over 40 random matrices (n = 8..12, s = 2..n/2, uniform [-1, 1) entries), the best of 10
   // restarts reaches the exhaustive optimum (within 1e-9) on at least 90% of them, and never exceeds it.
+  // This checks the optimiser, so it ranks additions by the exact gain (bonus 0): the default look-ahead
+  // bonus trades some of that for ranking (17 of 40 at bonus 5 on one seed), which the planted tests check.
   it("best of 10 restarts reaches the exhaustive optimum on >= 90% of tiny random matrices", async () => {
     const seed = testSeed("search exhaustive");
     const rand = mulberry32(seed);
@@ -82,7 +87,7 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
       const s = 2 + Math.floor(rand() * (Math.floor(n / 2) - 1));
       const A = randomDense(seed + 1000 * t, n);
       const opt = exhaustiveBest(A, n, s);
-      const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [s], restarts: 10, seed: seed + t });
+      const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [s], restarts: 10, seed: seed + t, bonus: 0 });
       const best = Math.max(...res.solutions.map((x) => x.objective));
       for (const sol of res.solutions) {
         expect(Math.abs(sol.objective - centredObjective(A, n, sol.members))).toBeLessThan(1e-9);
@@ -112,26 +117,39 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
     }
   });
 
+  // The scores' ranking, not only the best selection: with the look-ahead bonus, 100 of 100 seeds put the
+  // whole block in the score's top 20 (AUROC 1); ranking by the exact gain (bonus 0) did not on 1 in 20
+  // (top-20 precision down to 0.5, AUROC down to 0.968), and neither does the criterion below allow it.
   it(
-    "recovers a planted block in a random rank-16 matrix (n = 300, block 20): " +
-      "best size-20 selection precision >= 0.9 (sizes 10, 20, 40; 10 restarts)",
+    "ranks a planted block on top in a random rank-16 matrix (n = 300, block 20, sizes 10, 20, 40, 10 " +
+      "restarts): top-20 precision >= 0.95, AUROC >= 0.999",
     async () => {
       const seed = testSeed("search planted cpu");
       const p = planted(seed);
       const res = await maxSumSearch(denseCpuBackend(p.A, p.n), { sizes: [10, 20, 40], restarts: 10, seed });
-      // The search's best size-20 selection is the block (0/1000 seeds below 0.9). The score aggregates
-      // every restart, and with 10 restarts from random starts a few seeds in a hundred leave a stuck
-      // restart's members in its top 20 (worst seen: precision 0.5), so it is logged, not asserted.
-      const best = res.solutions.filter((s) => s.size === 20).reduce((a, b) => (b.objective > a.objective ? b : a));
-      const prec = precision(Array.from(best.members), p.block);
-      console.log(
-        `[planted cpu] best size-20 selection precision = ${prec}; score top-20 precision = ${
-          precision(topK(res.scores, 20), p.block)
-        }`,
-      );
-      expect(prec).toBeGreaterThanOrEqual(0.9);
+      const inBlock = Array.from({ length: p.n }, (_, i) => p.block.includes(i));
+      const prec = precision(topK(res.scores, 20), p.block);
+      const area = auroc(res.scores, inBlock);
+      console.log(`[planted cpu] score top-20 precision = ${prec}, AUROC = ${area.toFixed(4)}`);
+      expect(prec).toBeGreaterThanOrEqual(0.95);
+      expect(area).toBeGreaterThanOrEqual(0.999);
     },
   );
+
+  // The transcription of the public reference (search-reference.ts) on the same kind of matrix: sizes as
+  // asked, and the block ranked on top (100 of 100 seeds at top-20 precision 1).
+  it("reference backend: selections of the asked sizes, the planted block ranked on top", () => {
+    const seed = testSeed("search planted reference");
+    const p = planted(seed);
+    const A = Float32Array.from(p.A);
+    for (let i = 0; i < p.n; i++) A[i * p.n + i] = 0;
+    const res = referenceSearch(A, p.n, { sizes: [10, 20, 40], restarts: 10, seed });
+    expect(res.solutions.map((x) => x.size)).toEqual([10, 20, 40].flatMap((s) => Array(10).fill(s)));
+    for (const sol of res.solutions) expect(new Set(sol.members).size).toBe(sol.size);
+    const prec = precision(topK(res.scores, 20), p.block);
+    console.log(`[planted reference] score top-20 precision = ${prec}`);
+    expect(prec).toBeGreaterThanOrEqual(0.95);
+  });
 
   it("spectral score (dense, float64) ranks the planted block on top", () => {
     const seed = testSeed("spectral planted cpu");
