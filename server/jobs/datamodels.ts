@@ -96,7 +96,8 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
   async finish(s, inputs, outDir, onProgress = () => {}) {
     const clock = stageClock();
     const cfg = detectConfigOf(s, { attribution: "datamodels" });
-    const n = (await trainingSet(s)).train.n;
+    const { train } = await trainingSet(s);
+    const n = train.n;
     const rt = await finishRuntime(n, HOST_FIT_MAX, "the datamodels fit");
     const spec = maskSpec(s, n);
     const margins = async (split: Split, m: number) =>
@@ -136,7 +137,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
       fit.weights.release();
     } else A = Float32Array.from((await fitDatamodelsRef(data, opts)).weights);
     clock.stage("attribute");
-    const scored = await scoreDense(A, n, cfg, searchProgress(onProgress), heldOut);
+    const scored = await scoreDense(A, n, { ...cfg, labels: train.labels }, searchProgress(onProgress), heldOut);
     clock.stage("search");
     return finishJob({ spec: s, cfg, scored, rt, inputs, model0: FULL_MODEL, outDir, clock, onProgress });
   },

@@ -194,7 +194,7 @@ export const trak = defineJobKind<TrakSpec>({
       feats,
       n,
       s.k,
-      cfg,
+      { ...cfg, labels: train.labels },
       searchProgress(onProgress),
       () => clock.stage("attribute"),
     );

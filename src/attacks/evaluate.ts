@@ -1,17 +1,17 @@
 // Attack evaluation on the device: clean accuracy and per-class accuracy on the clean test set, and the
-// attack success rate, the fraction of test images whose true class is not the target that the model
-// classifies as the target once the trigger is applied.
+// attack success rate, the fraction of test images of the attacked classes (asrClasses: every class but the
+// target, or TaCT's sources) that the model classifies as the target once the trigger is applied.
 import { uploadDataset } from "../../kernels/batch.ts";
 import { type Dataset, subset } from "../data/dataset.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
 import { evaluate } from "../nn/train.ts";
-import { applyTrigger, type AttackConfigs, parseAttackConfig } from "./index.ts";
+import { applyTrigger, asrClasses, type AttackConfigs, parseAttackConfig } from "./index.ts";
 import type { AttackName } from "./types.ts";
 
 export interface AttackEvaluation {
   cleanAccuracy: number;
-  /** Attack success rate over the `asrCount` non-target test images. */
+  /** Attack success rate over the `asrCount` test images of the attacked classes. */
   asr: number;
   asrCount: number;
   /** Accuracy per true class on the clean test set (NaN for a class with no test images). */
@@ -34,8 +34,9 @@ export async function evaluateAttack<A extends AttackName>(
     counts[cleanTest.labels[i]]++;
     hits[cleanTest.labels[i]] += ev[i];
   }
+  const attacked = new Set(asrClasses(attack, config, K));
   const others: number[] = [];
-  for (let i = 0; i < cleanTest.n; i++) if (cleanTest.labels[i] !== c.targetClass) others.push(i);
+  for (let i = 0; i < cleanTest.n; i++) if (attacked.has(cleanTest.labels[i])) others.push(i);
   let asr = NaN;
   if (others.length) {
     const triggered = applyTrigger(attack, config, subset(cleanTest, others));

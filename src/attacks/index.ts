@@ -12,12 +12,32 @@ import {
   labelConsistentTrigger,
 } from "./label-consistent.ts";
 import { sig, type SigConfig, SigConfig as SigSchema, sigTrigger } from "./sig.ts";
+import {
+  adapBlend,
+  type AdapBlendConfig,
+  AdapBlendConfig as AdapBlendSchema,
+  adapBlendTrigger,
+  adapPatch,
+  type AdapPatchConfig,
+  AdapPatchConfig as AdapPatchSchema,
+  adapPatchTrigger,
+} from "./adaptive.ts";
+import { tact, type TactConfig, TactConfig as TactSchema, tactTrigger } from "./tact.ts";
 import { type AttackName, type AttackResult, ATTACKS, parseConfig } from "./types.ts";
 import { wanet, type WanetConfig, WanetConfig as WanetSchema, wanetTrigger } from "./wanet.ts";
 
 export * from "./types.ts";
-export { badnets, blended, labelConsistent, sig, wanet };
-export type { BadNetsConfig, BlendedConfig, LabelConsistentConfig, SigConfig, WanetConfig };
+export { adapBlend, adapPatch, badnets, blended, labelConsistent, sig, tact, wanet };
+export type {
+  AdapBlendConfig,
+  AdapPatchConfig,
+  BadNetsConfig,
+  BlendedConfig,
+  LabelConsistentConfig,
+  SigConfig,
+  TactConfig,
+  WanetConfig,
+};
 
 export interface AttackConfigs {
   badnets: BadNetsConfig;
@@ -25,6 +45,9 @@ export interface AttackConfigs {
   sig: SigConfig;
   wanet: WanetConfig;
   "label-consistent": LabelConsistentConfig;
+  "adap-blend": AdapBlendConfig;
+  "adap-patch": AdapPatchConfig;
+  tact: TactConfig;
 }
 
 export const SCHEMAS = {
@@ -33,6 +56,9 @@ export const SCHEMAS = {
   sig: SigSchema,
   wanet: WanetSchema,
   "label-consistent": LcSchema,
+  "adap-blend": AdapBlendSchema,
+  "adap-patch": AdapPatchSchema,
+  tact: TactSchema,
 } as const;
 
 export function checkAttackName(name: string): AttackName {
@@ -65,13 +91,20 @@ export async function poison<A extends AttackName>(
       return wanet(ds, config as WanetConfig);
     case "label-consistent":
       return await labelConsistent(ds, config as LabelConsistentConfig, ctx);
+    case "adap-blend":
+      return adapBlend(ds, config as AdapBlendConfig);
+    case "adap-patch":
+      return adapPatch(ds, config as AdapPatchConfig);
+    case "tact":
+      return tact(ds, config as TactConfig);
   }
 }
 
 /**
  * Test time: the attack's trigger applied to every image (a copy; labels untouched). For the dirty-label
  * attacks this is exactly what poisoning did to the poisoned images; for label-consistent it is the
- * patch without the PGD perturbation; for WaNet the trigger warp without noise.
+ * patch without the PGD perturbation; for WaNet the trigger warp without noise; for the adaptive attacks the
+ * whole trigger (poisons carry part of it).
  */
 export function applyTrigger<A extends AttackName>(attack: A, config: AttackConfigs[A], ds: Dataset): Dataset {
   switch (checkAttackName(attack)) {
@@ -85,5 +118,21 @@ export function applyTrigger<A extends AttackName>(attack: A, config: AttackConf
       return wanetTrigger(ds, config as WanetConfig);
     case "label-consistent":
       return labelConsistentTrigger(ds, config as LabelConsistentConfig);
+    case "adap-blend":
+      return adapBlendTrigger(ds, config as AdapBlendConfig);
+    case "adap-patch":
+      return adapPatchTrigger(ds, config as AdapPatchConfig);
+    case "tact":
+      return tactTrigger(ds, config as TactConfig);
   }
+}
+
+/**
+ * The true classes of the test images an attack's success rate counts: every class but the target, or, for
+ * a source-specific attack (TaCT), its source classes.
+ */
+export function asrClasses<A extends AttackName>(attack: A, config: AttackConfigs[A], classes: number): number[] {
+  const c = parseAttackConfig(attack, config) as { targetClass: number; sourceClasses?: number[] };
+  if (attack === "tact") return c.sourceClasses!;
+  return Array.from({ length: classes }, (_, k) => k).filter((k) => k !== c.targetClass);
 }

@@ -4,7 +4,16 @@
 import { z } from "zod";
 import { type Dataset, mulberry32 } from "../data/dataset.ts";
 
-export const ATTACKS = ["badnets", "blended", "sig", "wanet", "label-consistent"] as const;
+export const ATTACKS = [
+  "badnets",
+  "blended",
+  "sig",
+  "wanet",
+  "label-consistent",
+  "adap-blend",
+  "adap-patch",
+  "tact",
+] as const;
 export type AttackName = (typeof ATTACKS)[number];
 
 /** Dirty-label attacks relabel to the target class; clean-label ones poison target-class images only. */
@@ -14,6 +23,9 @@ export const CLEAN_LABEL: Readonly<Record<AttackName, boolean>> = {
   sig: true,
   wanet: false,
   "label-consistent": true,
+  "adap-blend": false,
+  "adap-patch": false,
+  tact: false,
 };
 
 export interface Manifest<C = unknown> {
@@ -29,6 +41,11 @@ export interface Manifest<C = unknown> {
    * modified but carry no trigger; they are not in `indices` and not counted by the rate.
    */
   noiseIndices?: number[];
+  /**
+   * The adaptive attacks and TaCT: "cover" examples that carry the trigger (or part of it) but keep their
+   * labels, so that the trigger alone is no sign of the target class. Not in `indices`, not counted by the rate.
+   */
+  coverIndices?: number[];
 }
 
 export interface AttackResult<C = unknown> {
@@ -127,7 +144,17 @@ export function sample(pool: readonly number[], count: number, seed: number): nu
 }
 
 /** Salts separating the random streams an attack draws from one seed. */
-export const SALT = { select: 1, pattern: 2, position: 3, warp: 4, noise: 5, noiseSelect: 6, pgd: 7 } as const;
+export const SALT = {
+  select: 1,
+  pattern: 2,
+  position: 3,
+  warp: 4,
+  noise: 5,
+  noiseSelect: 6,
+  pgd: 7,
+  coverSelect: 8,
+  mask: 9,
+} as const;
 
 /** A 32-bit seed mixed from a seed and stream numbers (murmur3's finaliser after each word). */
 export function streamSeed(seed: number, ...stream: number[]): number {

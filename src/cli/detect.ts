@@ -4,7 +4,7 @@ import { z } from "zod";
 import { DetectConfig } from "../detect/config.ts";
 import { runDetect } from "../detect/pipeline.ts";
 import { exportClean, type Resolved } from "../detect/data.ts";
-import { writeReport } from "../detect/report.ts";
+import { decision, writeReport } from "../detect/report.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { joinPath, writeBytesAtomic } from "../data/io.ts";
 import { parseAttackConfig } from "../attacks/index.ts";
@@ -83,6 +83,10 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
     flagged: s.flagged.length,
     asr_before: s.asr_before,
     asr_after: s.asr_after,
+    asr_floor: s.asr_floor,
+    stands_out: s.standout.standsOut,
+    standout_ratio: s.standout.ratio,
+    warnings: s.warnings,
     clean_acc_before: s.clean_acc_before,
     clean_acc_after: s.clean_acc_after,
     seconds: Math.round(s.seconds),
@@ -93,9 +97,14 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
   if (flags.json) return console.log(JSON.stringify(out));
   const pct = (v: number | null) => (v === null || Number.isNaN(v) ? "-" : `${(100 * v).toFixed(1)}%`);
   console.log([
+    decision(s).replace(/<\/?code>/g, ""),
     `${s.flagged.length} of ${s.n} examples flagged${s.auroc === null ? "" : `; AUROC ${s.auroc.toFixed(3)}`}`,
-    (s.asr_before === null ? "" : `attack success ${pct(s.asr_before)} -> ${pct(s.asr_after)}; `) +
-    `clean accuracy ${pct(s.clean_acc_before)} -> ${pct(s.clean_acc_after)}`,
+    (s.asr_before === null
+      ? ""
+      : `attack success ${pct(s.asr_before)} -> ${pct(s.asr_after)}${
+        s.asr_floor === null ? "" : ` (floor ${pct(s.asr_floor)})`
+      }; `) + `clean accuracy ${pct(s.clean_acc_before)} -> ${pct(s.clean_acc_after)}`,
+    ...s.warnings.map((w) => `warning: ${w}`),
     ...s.notes,
     `report: ${files.html} (exports: scores.csv, scores.npy, flagged.txt${s.poisoned ? ", detection_info.csv" : ""})`,
     ...(clean ? [`clean copy without the flagged examples: ${clean}`] : []),

@@ -35,6 +35,7 @@ export const PoisonFlags = z.object({
   s: setting(z.number().positive(), "s", "WaNet: warping strength"),
   eps: setting(z.number().positive(), "eps", "label-consistent: PGD budget (of 1)"),
   steps: setting(z.number().int().positive(), "steps", "label-consistent: PGD steps"),
+  coverRate: setting(z.number().min(0).max(1), "coverRate", "adap-blend / adap-patch / tact: cover examples' rate"),
   n: z.number().int().positive().default(8).describe("preview: poisoned images to show"),
   out: z.string().optional().describe("preview: the PNG grid (default preview.png); apply: the output directory"),
   format: z.enum(WRITE_FORMATS).default("imagefolder").describe("apply: the copy's format"),
@@ -62,6 +63,7 @@ export const command: CommandSpec<typeof PoisonFlags> = {
     "npm run poison -- preview --attack badnets --rate 0.1 --out badnets.png",
     "npm run poison -- preview --attack blended --alpha 0.2 --diff --manifest manifest.json",
     "npm run poison -- preview --attack sig --delta 30 --frequency 6",
+    "npm run poison -- preview --attack adap-blend --diff",
     "npm run poison -- apply --attack badnets --train 2000 --format imagefolder --out poisoned-cifar",
     "npm run detect -- --data poisoned-cifar --manifest poisoned-cifar/manifest.json",
   ],
@@ -90,6 +92,7 @@ export async function main({ flags, positionals }: Parsed<typeof PoisonFlags>): 
       (manifest.config as { targetClass: number }).targetClass
     })` +
       (manifest.noiseIndices ? `, ${manifest.noiseIndices.length} noise-mode` : "") +
+      (manifest.coverIndices ? `, ${manifest.coverIndices.length} covers (trigger, own label)` : "") +
       ` in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   const n = Math.min(flags.n, manifest.indices.length);

@@ -1,12 +1,13 @@
-// Baseline detectors on penultimate-layer activations of the same trained model: spectral signatures
-// (Tran et al. 2018) and activation clustering (Chen et al. 2018). Both work per class, in float64 on
-// the host: the features are small (n x F, F = the head's input width).
+// Baseline detectors on the same trained model: on its penultimate-layer activations, spectral signatures
+// (Tran et al. 2018), activation clustering (Chen et al. 2018), SPECTRE (Hayase et al. 2021) and SCAn (Tang
+// et al. 2021); on its training losses, an ABL-style isolation score (Li et al. 2021). All work per class
+// where the method does, in float64 on the host: the features are small (n x F, F = the head's input width).
 import { assembleBatch, type DeviceDataset } from "../../kernels/batch.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import { type Dataset, mulberry32 } from "../data/dataset.ts";
 import { Dense, type Layer } from "../nn/layers.ts";
 import type { Model } from "../nn/models.ts";
-import { Recipe } from "../nn/train.ts";
+import { evaluate, Recipe } from "../nn/train.ts";
 
 /** Penultimate activations (the input of the last dense layer), row per example: [n][F], one readback. */
 export async function penultimate(
@@ -204,10 +205,214 @@ function twoMeans(z: number[][], seed: number): number[] {
   return assign;
 }
 
+/** Eigenvalues (ascending) and unit eigenvectors (rows) of a symmetric d x d matrix, by cyclic Jacobi. */
+export function symmetricEigen(S: Float64Array, d: number): { values: Float64Array; vectors: Float64Array[] } {
+  const a = S.slice();
+  const v = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) v[i * d + i] = 1;
+  for (let sweep = 0; sweep < 60; sweep++) {
+    let off = 0;
+    for (let p = 0; p < d; p++) for (let q = p + 1; q < d; q++) off += a[p * d + q] ** 2;
+    if (off < 1e-22 * (1 + Math.abs(a[0]))) break;
+    for (let p = 0; p < d; p++) {
+      for (let q = p + 1; q < d; q++) {
+        const apq = a[p * d + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1), sn = t * c;
+        for (let k = 0; k < d; k++) { // columns p, q
+          const akp = a[k * d + p], akq = a[k * d + q];
+          a[k * d + p] = c * akp - sn * akq;
+          a[k * d + q] = sn * akp + c * akq;
+        }
+        for (let k = 0; k < d; k++) { // rows p, q
+          const apk = a[p * d + k], aqk = a[q * d + k];
+          a[p * d + k] = c * apk - sn * aqk;
+          a[q * d + k] = sn * apk + c * aqk;
+        }
+        for (let k = 0; k < d; k++) {
+          const vkp = v[k * d + p], vkq = v[k * d + q];
+          v[k * d + p] = c * vkp - sn * vkq;
+          v[k * d + q] = sn * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  const order = Array.from({ length: d }, (_, i) => i).sort((x, y) => a[x * d + x] - a[y * d + y]);
+  return {
+    values: Float64Array.from(order, (i) => a[i * d + i]),
+    vectors: order.map((i) => Float64Array.from({ length: d }, (_, k) => v[k * d + i])),
+  };
+}
+
+/** f(S) = V diag(f(lambda)) V^T for a symmetric S. */
+function matrixFunction(S: Float64Array, d: number, f: (x: number) => number): Float64Array {
+  const { values, vectors } = symmetricEigen(S, d);
+  const out = new Float64Array(d * d);
+  values.forEach((lam, k) => {
+    const fv = f(lam), u = vectors[k];
+    for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) out[i * d + j] += fv * u[i] * u[j];
+  });
+  return out;
+}
+
+function covariance(x: ArrayLike<number>[], d: number, mean: Float64Array): Float64Array {
+  const c = new Float64Array(d * d);
+  for (const r of x) {
+    for (let i = 0; i < d; i++) {
+      const di = r[i] - mean[i];
+      for (let j = 0; j < d; j++) c[i * d + j] += (di * (r[j] - mean[j])) / x.length;
+    }
+  }
+  return c;
+}
+
+function meanOf(x: ArrayLike<number>[], d: number): Float64Array {
+  const m = new Float64Array(d);
+  for (const r of x) for (let i = 0; i < d; i++) m[i] += r[i] / x.length;
+  return m;
+}
+
+/** Top-`count` per-class scores flagged (ties by index), the shared budget of the per-class baselines. */
+function flagTop(idx: number[], s: ArrayLike<number>, count: number): number[] {
+  return idx.map((i, j) => [i, s[j]] as const).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, count).map(([i]) =>
+    i
+  );
+}
+
+/**
+ * SPECTRE: per class, features reduced to their top `dims` principal directions, whitened with a robust
+ * mean and covariance (spectral filtering: drop the points farthest out along the top direction, refit), then
+ * scored by quantum entropy (QUE, alpha = 4): tau_i = z_i^T Q z_i / tr Q with
+ * Q = exp(alpha (Sigma - I) / (||Sigma|| - 1)), Sigma the whitened covariance. Flags 1.5 eps of each class.
+ * Scores are divided by the class median so classes compare.
+ */
+export function spectre(
+  rows: Float64Array[],
+  labels: ArrayLike<number>,
+  expectedRate: number,
+  seed = 0,
+  dims = 16,
+): BaselineResult {
+  const scores = new Float64Array(rows.length);
+  const flagged: number[] = [];
+  const eps = Math.min(0.33, Math.max(expectedRate, 0.01));
+  for (const [, idx] of byClass(labels)) {
+    if (idx.length < 8) continue;
+    const x = centred(rows, idx);
+    const dirs = principal(x, Math.min(dims, x[0].length, idx.length - 1), seed);
+    const d = dirs.length;
+    const z = x.map((r) => Float64Array.from(dirs, (u) => dot(r, u)));
+    // Robust estimate by spectral filtering: 8 rounds, each dropping the kept points farthest out along
+    // the kept covariance's top direction, 1.5 eps of the class in all.
+    let keep = z;
+    let mean = meanOf(z, d), cov = covariance(z, d, mean);
+    const rounds = 8, drop = Math.max(1, Math.round((1.5 * eps * z.length) / rounds));
+    for (let it = 0; it < rounds && keep.length > d + drop; it++) {
+      const top = symmetricEigen(cov, d).vectors[d - 1];
+      const far = keep.map((p) => Math.abs(p.reduce((acc, v, i) => acc + (v - mean[i]) * top[i], 0)));
+      const cut = [...far].sort((a, b) => b - a)[drop - 1];
+      keep = keep.filter((_, j) => far[j] < cut);
+      mean = meanOf(keep, d);
+      cov = covariance(keep, d, mean);
+    }
+    const half = matrixFunction(cov, d, (l) => 1 / Math.sqrt(Math.max(l, 1e-9)));
+    const w = z.map((p) => {
+      const c = Float64Array.from(p, (v, i) => v - mean[i]);
+      return Float64Array.from({ length: d }, (_, i) => {
+        let acc = 0;
+        for (let j = 0; j < d; j++) acc += half[i * d + j] * c[j];
+        return acc;
+      });
+    });
+    const sigma = covariance(w, d, new Float64Array(d));
+    const top = symmetricEigen(sigma, d).values[d - 1];
+    const alpha = 4;
+    const Q = matrixFunction(sigma, d, (l) => Math.exp((alpha * (l - 1)) / Math.max(top - 1, 1e-9)));
+    let trace = 0;
+    for (let i = 0; i < d; i++) trace += Q[i * d + i];
+    const s = w.map((p) => mahalanobis(p, new Float64Array(d), Q, d) / trace);
+    const med = [...s].sort((a, b) => a - b)[s.length >> 1] || 1e-12;
+    idx.forEach((i, j) => (scores[i] = s[j] / med));
+    flagged.push(...flagTop(idx, s, Math.min(idx.length, Math.round(1.5 * eps * idx.length))));
+  }
+  return { scores, flagged };
+}
+
+function mahalanobis(p: ArrayLike<number>, mean: ArrayLike<number>, M: Float64Array, d: number): number {
+  let acc = 0;
+  for (let i = 0; i < d; i++) {
+    let row = 0;
+    for (let j = 0; j < d; j++) row += M[i * d + j] * (p[j] - mean[j]);
+    acc += (p[i] - mean[i]) * row;
+  }
+  return acc;
+}
+
+/**
+ * SCAn (untangling): representations are a class identity plus a variation whose covariance S_e is shared
+ * by all classes (estimated here as the pooled within-class covariance of the top `dims` principal
+ * directions). In the S_e-whitened space a class that is one group has variance about 1 in every direction;
+ * a class that is two groups has a direction of excess variance, their split. J_c is the class's largest
+ * whitened variance; classes whose robust z-score of J_c exceeds e^2 are flagged, with the smaller subgroup
+ * of a 2-means split. Score: the class's z-score, plus for members of its smaller subgroup their share of
+ * the split (|z|^2 - |z - subgroup mean|^2 over the largest), so flagged classes' small subgroups rank first.
+ */
+export function scan(rows: Float64Array[], labels: ArrayLike<number>, seed = 0, dims = 16): BaselineResult {
+  const scores = new Float64Array(rows.length);
+  const flagged: number[] = [];
+  const classes = [...byClass(labels)].filter(([, idx]) => idx.length >= 4);
+  if (!classes.length) return { scores, flagged };
+  const within = classes.flatMap(([, idx]) => centred(rows, idx));
+  const dirs = principal(within, Math.min(dims, rows[0].length), seed);
+  const d = dirs.length;
+  const se = covariance(within.map((r) => dirs.map((u) => dot(r, u))), d, new Float64Array(d));
+  const white = matrixFunction(se, d, (l) => 1 / Math.sqrt(Math.max(l, 1e-9)));
+  const project = (r: ArrayLike<number>) => {
+    const p = dirs.map((u) => dot(r, u));
+    return Array.from({ length: d }, (_, i) => p.reduce((acc, v, j) => acc + white[i * d + j] * v, 0));
+  };
+  const parts = classes.map(([, idx]) => {
+    const z = centred(rows, idx).map(project);
+    const assign = twoMeans(z, seed);
+    const groups = [0, 1].map((g) => z.filter((_, j) => assign[j] === g));
+    const centres = groups.map((g) => (g.length ? centre(g) : new Array(d).fill(0)));
+    const gain = z.map((p, j) => p.reduce((acc, v, k) => acc + v * v - (v - centres[assign[j]][k]) ** 2, 0));
+    const small = groups[1].length <= groups[0].length ? 1 : 0;
+    const J = symmetricEigen(covariance(z, d, new Float64Array(d)), d).values[d - 1];
+    return { idx, assign, gain, small, J };
+  });
+  const Js = parts.map((p) => p.J);
+  const med = [...Js].sort((a, b) => a - b)[Js.length >> 1];
+  const mad = 1.4826 * ([...Js].map((j) => Math.abs(j - med)).sort((a, b) => a - b)[Js.length >> 1] || 1e-12);
+  for (const p of parts) {
+    const index = (p.J - med) / mad;
+    const top = Math.max(...p.gain, 1e-12);
+    p.idx.forEach((i, j) => {
+      const inSmall = p.assign[j] === p.small;
+      scores[i] = index + (inSmall ? 1 + p.gain[j] / top : 0);
+      if (inSmall && index > Math.E ** 2) flagged.push(i);
+    });
+  }
+  return { scores, flagged };
+}
+
+/**
+ * ABL-style isolation (Anti-Backdoor Learning, Li et al. 2021): poisons are learned first, so early in
+ * training their loss is the lowest. Score: minus the model's training loss on each example (the detect
+ * models are early: a few epochs). Flags the lowest-loss 1%, ABL's isolation rate.
+ */
+export function lossIsolation(losses: ArrayLike<number>, isolation = 0.01): BaselineResult {
+  const scores = Float64Array.from(losses, (l) => -l);
+  const all = Array.from({ length: losses.length }, (_, i) => i);
+  return { scores, flagged: flagTop(all, scores, Math.round(isolation * losses.length)) };
+}
+
 /** Every baseline's result, by name. */
 export type BaselineResults = Record<string, BaselineResult>;
 
-/** Both baselines on `model`'s penultimate activations. */
+/** Every baseline on `model` (penultimate activations, training losses). */
 export async function runBaselines(
   rt: Runtime,
   model: Model,
@@ -218,8 +423,12 @@ export async function runBaselines(
 ): Promise<BaselineResults> {
   const rows = await penultimate(rt, model, deviceTrain);
   const expectedRate = poisoned ? poisoned.length / train.n : 0.05;
+  const { losses } = await evaluate(rt, model, deviceTrain);
   return {
     "spectral signatures": spectralSignatures(rows, train.labels, expectedRate, seed),
     "activation clustering": activationClustering(rows, train.labels, seed),
+    spectre: spectre(rows, train.labels, expectedRate, seed),
+    scan: scan(rows, train.labels, seed),
+    "loss isolation (ABL)": lossIsolation(losses),
   };
 }

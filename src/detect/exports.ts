@@ -50,15 +50,19 @@ export function exportFiles(r: DetectResult): [string, Uint8Array][] {
     let tp = 0;
     for (const p of s.flagged) if (truth.has(p)) tp++;
     const fp = s.flagged.length - tp, fn = truth.size - tp, tn = n - tp - fp - fn;
-    const ratio = (a: number, b: number) => (b > 0 ? String(a / b) : "");
-    files.push([
-      "detection_info.csv",
-      enc.encode(
-        `TN,FP,FN,TP,TPR,FPR,target\n${tn},${fp},${fn},${tp},${ratio(tp, tp + fn)},${ratio(fp, fp + tn)},${
-          s.target ?? ""
-        }\n`,
-      ),
-    ]);
+    files.push(["detection_info.csv", enc.encode(detectionInfoCsv({ tn, fp, fn, tp }, s.target))]);
   }
   return files;
+}
+
+/** BackdoorBench's detection_info.csv: the confusion counts at the budget, TPR, FPR and the target class. */
+export function detectionInfoCsv(
+  c: { tn: number | null; fp: number | null; fn: number | null; tp: number | null },
+  target: number | null,
+): string {
+  const [tn, fp, fn, tp] = [c.tn ?? 0, c.fp ?? 0, c.fn ?? 0, c.tp ?? 0];
+  const ratio = (a: number, b: number) => (b > 0 ? String(a / b) : "");
+  return `TN,FP,FN,TP,TPR,FPR,target\n${tn},${fp},${fn},${tp},${ratio(tp, tp + fn)},${ratio(fp, fp + tn)},${
+    target ?? ""
+  }\n`;
 }

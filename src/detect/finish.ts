@@ -14,12 +14,20 @@ import { evaluateOutcome, loadTestSet, type Outcome, type Trigger } from "./outc
 import { writeReport } from "./report.ts";
 import type { Scored } from "./scoring.ts";
 import type { OnStage, StageClock } from "./stages.ts";
+import { type Standout, STANDOUT_RATIO } from "./standout.ts";
 import { type DetectResult, summarize } from "./summary.ts";
 
-/** Examples removed: see DetectConfig.budget. */
-export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array): number {
-  return cfg.budget === "auto" ? frequencyBudget(scores) : Math.min(cfg.budget, scores.length);
+/**
+ * Examples removed: see DetectConfig.budget. The auto budget removes nothing unless the strongest block
+ * stands out from the classes' natural ones (standout.ts); --budget N overrides the rule.
+ */
+export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array, standout: Standout): number {
+  if (cfg.budget !== "auto") return Math.min(cfg.budget, scores.length);
+  return standsOut(standout) ? frequencyBudget(scores) : 0;
 }
+
+/** The rule's decision at today's threshold (a cached ratio stays valid when the threshold moves). */
+export const standsOut = (s: Standout): boolean => s.ratio >= STANDOUT_RATIO;
 
 export interface FinishInput {
   cfg: Cfg;
@@ -47,7 +55,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
   const { cfg, scored, train, poisoned, rt, clock } = a;
   const scores = Float64Array.from(scored.search);
   const spectral = Float64Array.from(scored.spectral);
-  const flagged = topK(scores, removalBudget(cfg, scores));
+  const flagged = topK(scores, removalBudget(cfg, scores, scored.standout));
   const trigger: Trigger = a.data
     ? a.data.trigger
     : cfg.attack && cfg.attack !== "none"
@@ -57,6 +65,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
   let baselines: BaselineResults = {};
   let before = none;
   let after = none;
+  let floor: Outcome | null = null;
   const baselineAfter: Record<string, Outcome> = {};
   if (rt) {
     const model0 = await a.model0();
@@ -70,7 +79,10 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     before = await outcome(model0);
     clock.stage("evaluate");
     if (a.retrain) {
-      after = await outcome(await a.retrain(flagged, "retrain without flagged"));
+      // Nothing flagged: the model stays as it is.
+      after = flagged.length ? await outcome(await a.retrain(flagged, "retrain without flagged")) : before;
+      // The floor: the same recipe without the known poisons, what a perfect detector would leave.
+      if (trigger && poisoned?.length) floor = await outcome(await a.retrain(poisoned, "retrain without the poisons"));
       if (cfg.retrainBaselines) {
         for (const [name, b] of Object.entries(baselines)) {
           baselineAfter[name] = await outcome(await a.retrain(b.flagged, `retrain without ${name}`));
@@ -98,6 +110,8 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     stageSeconds: clock.seconds,
     notes: a.data?.notes ?? [],
     target: trigger ? ((trigger.attackConfig as { targetClass?: number }).targetClass ?? 0) : null,
+    standout: { ...scored.standout, threshold: STANDOUT_RATIO, standsOut: standsOut(scored.standout) },
+    asrFloor: floor?.asr ?? null,
   });
   const result: DetectResult = {
     summary,

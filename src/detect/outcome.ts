@@ -1,8 +1,8 @@
 // The outcome of a model on the clean test set: clean accuracy, and the attack success rate (ASR), the
-// fraction of test images not of the target class that the model classifies as the target once the
-// trigger is applied.
+// fraction of test images of the attacked classes (asrClasses) that the model classifies as the target once
+// the trigger is applied.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
-import { applyTrigger, type AttackName } from "../attacks/index.ts";
+import { applyTrigger, asrClasses, type AttackName } from "../attacks/index.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { detectFormat, loadData } from "../data/formats.ts";
 import { type Dataset, seededSubset, subset } from "../data/dataset.ts";
@@ -47,7 +47,8 @@ export async function attackSuccess(
   trigger: NonNullable<Trigger>,
 ): Promise<number> {
   const target = (trigger.attackConfig as { targetClass?: number }).targetClass ?? 0;
-  const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => test.labels[i] !== target);
+  const attacked = new Set(asrClasses(trigger.attack, trigger.attackConfig as never, test.classes.length));
+  const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => attacked.has(test.labels[i]));
   const triggered = applyTrigger(trigger.attack, trigger.attackConfig as never, subset(test, others));
   triggered.labels.fill(target); // "correct" now means "classified as the target"
   const ev = await evaluate(rt, model, uploadDataset(rt, triggered));

@@ -143,6 +143,7 @@ export async function runDetect(
       restarts: cfg.restarts,
       qWeight: cfg.qWeight,
       search: cfg.searchBackend,
+      rule: "class-blocks",
       ...ldsKey,
     })
     : keyOf({
@@ -154,6 +155,7 @@ export async function runDetect(
       dmAlpha: cfg.dmAlpha,
       dmPenalty: cfg.dmPenalty,
       restarts: cfg.restarts,
+      rule: "class-blocks",
       ...ldsKey,
     });
   const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {
@@ -174,7 +176,7 @@ export async function runDetect(
       const A = (await rt.read(fit.weights)) as Float32Array; // row = target, diagonal zeroed by the fit
       fit.weights.release();
       stage("attribute");
-      return scoreDense(A, train.n, cfg, onProgress, heldOut);
+      return scoreDense(A, train.n, { ...cfg, labels: train.labels }, onProgress, heldOut);
     }
     const feats: Features[] = [];
     for (let m = 0; m < models.length; m++) {
@@ -188,7 +190,8 @@ export async function runDetect(
         }),
       );
     }
-    return scoreFeatures(rt, feats, cfg, onProgress, () => stage("attribute"), heldOut);
+    const settings = { ...cfg, labels: train.labels };
+    return scoreFeatures(rt, feats, settings, onProgress, () => stage("attribute"), heldOut);
   });
   stage("search");
 

@@ -160,13 +160,20 @@ Model ${esc(cfg.model.kind)}, ${
 ${s.flagged.length} examples flagged and removed; ${s.seconds.toFixed(0)} s end to end on <code>${
     esc(s.adapter)
   }</code>.</p>
+<h2>Decision</h2><p>${decision(s)}</p>${
+    s.warnings.map((w) => `<p style="color:#b00"><b>Warning:</b> ${esc(w)}.</p>`).join("")
+  }
 ${
     truth
       ? `<h2>Detectors</h2>
 <table><tr><th>detector</th><th>AUROC</th><th>precision@budget</th><th>recall@budget</th><th>TPR@5%FPR</th>
 <th>flagged</th><th>clean acc before</th><th>ASR before</th><th>clean acc after</th><th>ASR after</th></tr>
 ${rows}</table>
-<p>"After": retrained without the flagged examples (baselines only with <code>--retrain-baselines</code>).</p>
+<p>"After": retrained without the flagged examples (baselines only with <code>--retrain-baselines</code>).${
+        s.asr_floor !== null
+          ? ` ASR floor ${pct(s.asr_floor)}: the same recipe trained without the poisons the manifest names.`
+          : ""
+      }</p>
 <div class="charts"><div><h3>ROC curves</h3>${rocSvg(curves, truth)}</div><div><h3>Our scores by ground truth</h3>${
         histogramSvg(r.scores, truth)
       }</div></div>`
@@ -210,4 +217,24 @@ export async function writeReport(
     ...exportFiles(r).map(([name, bytes]): [string, Uint8Array] => [joinPath(dir, name), bytes]),
   ]);
   return { summary, html, scores };
+}
+
+/** The decision rule's verdict in words (standout.ts). */
+export function decision(s: Summary): string {
+  const o = s.standout;
+  if (!Number.isFinite(o.ratio)) {
+    return `The rule could not be applied (fewer than three classes with four examples each); ${
+      s.config.budget === "auto" ? "nothing was flagged" : `--budget ${s.config.budget} flagged ${s.flagged.length}`
+    }.`;
+  }
+  const where = `class ${esc(String(o.cls))}'s densest blocks (sizes ${o.sizes.join(", ")}) are ${
+    o.ratio.toFixed(2)
+  }× as dense as the median class's (median over the sizes); the threshold is ${o.threshold}`;
+  if (s.config.budget !== "auto") {
+    return `--budget ${s.config.budget} set: ${s.flagged.length} flagged. For reference, ${where}.`;
+  }
+  return o.standsOut
+    ? `Something stands out: ${where}. The ${s.flagged.length} highest-scored examples are flagged.`
+    : `Nothing stands out: ${where}. Clean data make blocks like this in every class, so nothing was flagged and ` +
+      `the model is left as it is (set <code>--budget N</code> to remove the N highest-scored examples anyway).`;
 }

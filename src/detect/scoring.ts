@@ -4,12 +4,14 @@
 import { type Attribution, buildAttribution, denseAttributionRef } from "../attribution/trak.ts";
 import type { Features } from "../attribution/featurize.ts";
 import { type HeldOut, heldOutLds } from "../attribution/lds.ts";
+import { matmul } from "../../kernels/matmul.ts";
 import type { Runtime } from "../gpu/runtime.ts";
 import type { Cfg } from "./config.ts";
 import { Factors } from "./factors.ts";
 import { denseCpuBackend, maxSumSearch, type SearchProgress } from "./search.ts";
 import { factorBackend } from "./search-gpu.ts";
 import { spectralDense, spectralFactors } from "./spectral.ts";
+import { classStandout, denseBlock, type Standout } from "./standout.ts";
 import type { OnStage } from "./stages.ts";
 
 /** Zero the diagonal entries of rows [r0, r0 + rows.length / n) of an n-column A. */
@@ -35,7 +37,8 @@ export async function scoreFeatures(
   return result;
 }
 
-export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend">;
+/** The search's settings, and the training labels the decision rule's classes come from. */
+export type SearchSettings = Pick<Cfg, "restarts" | "seed" | "searchBackend"> & { labels: ArrayLike<number> };
 
 /**
  * Search backend by size: the low-rank factors never build A, and are the only option at scale; but on a
@@ -61,10 +64,25 @@ export async function scoreAttribution(
   const spectral = await spectralFactors(rt, factors, { seed: cfg.seed });
   const lds = heldOut &&
     (await heldOutLds(async (r0, r1) => zeroDiagonal(await a.readBlock(r0, r1, 0, n), n, r0), n, heldOut)).lds;
+  const [U, V] = await rt.readMany([a.U, a.V]);
+  const r = a.U.shape[1];
+  const rows = (X: Float32Array, idx: number[]) => {
+    const out = new Float32Array(idx.length * r);
+    idx.forEach((i, x) => out.set(X.subarray(i * r, (i + 1) * r), x * r));
+    return rt.upload(out, [idx.length, r]);
+  };
+  const standout = await classStandout(cfg.labels, async (idx) => {
+    const [Uc, Vc] = [rows(U as Float32Array, idx), rows(V as Float32Array, idx)];
+    const block = matmul(rt, Uc, Vc, { transB: true });
+    const out = (await rt.read(block)) as Float32Array;
+    [Uc, Vc, block].forEach((t) => t.release());
+    return out;
+  }, { seed: cfg.seed });
   return {
     search: Array.from(result.scores),
     spectral: Array.from(spectral.scores),
     backend: "factors (device)",
+    standout,
     ...(lds !== undefined && { lds }),
   };
 }
@@ -75,6 +93,8 @@ export interface Scored {
   backend: string;
   /** LDS on the held-out subset models, when there are some. */
   lds?: number;
+  /** The decision rule (standout.ts): whether anything stands out from the classes' natural blocks. */
+  standout: Standout;
 }
 
 /** Search and spectral scores (and the LDS) of a dense n x n A on the host, row = target, diagonal zero. */
@@ -94,6 +114,7 @@ export async function scoreDense(
     search: Array.from(result.scores),
     spectral: Array.from(spectral.scores),
     backend: "dense (host)",
+    standout: await classStandout(cfg.labels, (idx) => denseBlock(A, n, idx), { seed: cfg.seed }),
     ...(lds !== undefined && { lds }),
   };
 }

@@ -6,6 +6,7 @@ import type { Cfg } from "./config.ts";
 import type { DetectData } from "./data.ts";
 import { type DetectionMetrics, detectionMetrics, topK } from "./metrics.ts";
 import type { Outcome } from "./outcome.ts";
+import type { Standout } from "./standout.ts";
 
 export interface DetectorRow extends DetectionMetrics {
   name: string;
@@ -36,6 +37,12 @@ export interface Summary {
   target: number | null;
   /** What the reader should know about the data (held-out test split, unscanned manifest entries). */
   notes: string[];
+  /** The decision rule (standout.ts): whether the strongest block stands out, and by how much. */
+  standout: Standout;
+  /** ASR of the same recipe trained without the known poisons: the best "after" a detector can reach. */
+  asr_floor: number | null;
+  /** What went wrong for the user's model: removal lowered clean accuracy, or raised the ASR. */
+  warnings: string[];
 }
 
 export interface DetectResult {
@@ -70,6 +77,8 @@ export function summarize(a: {
   lds?: number;
   notes?: string[];
   target?: number | null;
+  standout: Standout;
+  asrFloor?: number | null;
 }): Summary {
   const { poisoned, n, flagged } = a;
   const truth = poisoned
@@ -107,5 +116,29 @@ export function summarize(a: {
     poisoned,
     target: a.target ?? null,
     notes: a.notes ?? [],
+    standout: a.standout,
+    asr_floor: a.asrFloor ?? null,
+    warnings: harm(a.before, a.after, flagged.length),
   };
+}
+
+/** Warnings when removing the flagged examples made the model worse on the held-out test split. */
+export function harm(before: Outcome, after: Outcome, removed: number): string[] {
+  if (!removed || !Number.isFinite(after.clean_acc)) return [];
+  const out: string[] = [];
+  const drop = before.clean_acc - after.clean_acc;
+  if (drop > 0) {
+    out.push(
+      `removing the ${removed} flagged examples lowered clean accuracy by ${(100 * drop).toFixed(1)} points ` +
+        `(${(100 * before.clean_acc).toFixed(1)}% -> ${(100 * after.clean_acc).toFixed(1)}%)`,
+    );
+  }
+  if (before.asr !== null && after.asr !== null && after.asr > before.asr) {
+    out.push(
+      `the attack success rate rose after removal (${(100 * before.asr).toFixed(1)}% -> ${
+        (100 * after.asr).toFixed(1)
+      }%)`,
+    );
+  }
+  return out;
 }

@@ -1,23 +1,30 @@
 // Pure-CPU tests of the attack suite (Node or Deno).
 import { describe, expect, it } from "vitest";
 import {
+  adapBlend,
+  adapPatch,
   applyTrigger,
+  asrClasses,
   badnets,
   blended,
   labelConsistent,
   parseAttackConfig,
   poison,
   sig,
+  tact,
   wanet,
 } from "../../src/attacks/index.ts";
 import { buildPatch, type PatchConfig, PatchConfig as PatchSchema, patchOrigin } from "../../src/attacks/badnets.ts";
+import { blendPattern } from "../../src/attacks/blended.ts";
 import { sigSignal } from "../../src/attacks/sig.ts";
-import type { AttackName, AttackResult } from "../../src/attacks/types.ts";
+import { type AttackName, type AttackResult, ATTACKS } from "../../src/attacks/types.ts";
 import type { Dataset } from "../../src/data/dataset.ts";
 import { testSeed } from "../support/rng.ts";
 import { changedImages, changedLabels, constantDataset, image, randomDataset, sameBytes } from "./helpers.ts";
 
-const PURE: AttackName[] = ["badnets", "blended", "sig", "wanet", "label-consistent"];
+const PURE: readonly AttackName[] = ATTACKS;
+// Poisoning applies part of the adaptive attacks' trigger, the test time all of it.
+const PARTIAL: AttackName[] = ["adap-blend", "adap-patch"];
 // label-consistent with steps: 0 is the patch alone (no device); the PGD path is in the GPU test.
 const baseConfig = (
   attack: AttackName,
@@ -42,7 +49,8 @@ describe("every attack", () => {
       expect(manifest.indices.length).toBe(Math.round(rate * ds.n));
       expect(manifest.indices).toEqual([...manifest.indices].sort((a, b) => a - b));
       expect(manifest.originalLabels).toEqual(manifest.indices.map((i) => ds.labels[i]));
-      const modified = [...manifest.indices, ...(manifest.noiseIndices ?? [])].sort((a, b) => a - b);
+      const modified = [...manifest.indices, ...(manifest.noiseIndices ?? []), ...(manifest.coverIndices ?? [])]
+        .sort((a, b) => a - b);
       expect(changedImages(ds, poisoned)).toEqual(modified);
       const clean = attack === "sig" || attack === "label-consistent";
       if (clean) {
@@ -71,6 +79,7 @@ describe("every attack", () => {
       expect(a.manifest.indices.join() === c.manifest.indices.join()).toBe(false);
     });
 
+    if (PARTIAL.includes(attack)) continue;
     it(`${attack}: applyTrigger reproduces what poisoning did to the poisoned images`, async () => {
       const seed = testSeed(`${attack} trigger`);
       const ds = randomDataset(seed);
@@ -113,6 +122,91 @@ describe("every attack", () => {
     let message = "";
     await labelConsistent(ds, { sourceClasses: [4] }).catch((e) => (message = (e as Error).message));
     expect(message).toMatch(/clean-label/);
+  });
+});
+
+describe("adaptive attacks and TaCT", () => {
+  /** Pixels (h x w positions, any channel) where two images differ. */
+  const changedPixels = (a: Uint8Array, b: Uint8Array, hw: number) => {
+    const out = new Set<number>();
+    for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) out.add(k % hw);
+    return out;
+  };
+
+  it("adap-blend: poisons and covers get half of the 4x4 pieces at alpha 0.15, the test trigger all at 0.2", () => {
+    const seed = testSeed("adap-blend pieces");
+    const ds = randomDataset(seed, 200, 3, 16, 16);
+    const { poisoned, manifest } = adapBlend(ds, { rate: 0.05, seed, targetClass: 2 });
+    expect(manifest.coverIndices!.length).toBe(10); // coverRate defaults to rate
+    expect(manifest.coverIndices!.some((i) => manifest.indices.includes(i))).toBe(false);
+    expect(manifest.coverIndices!.every((i) => poisoned.labels[i] === ds.labels[i])).toBe(true);
+    const masks = new Set<string>();
+    for (const i of [...manifest.indices, ...manifest.coverIndices!]) {
+      const cells = new Set([...changedPixels(image(ds, i), image(poisoned, i), 256)].map((p) => {
+        const y = Math.floor(p / 16), x = p % 16;
+        return Math.floor(y / 4) * 4 + Math.floor(x / 4);
+      }));
+      expect(cells.size).toBeLessThanOrEqual(8); // 8 of 16 pieces kept (a kept pixel may round to itself)
+      expect(cells.size).toBeGreaterThanOrEqual(7);
+      masks.add([...cells].sort().join());
+      const p = image(poisoned, i), c = image(ds, i);
+      for (let k = 0; k < p.length; k++) {
+        if (p[k] !== c[k]) expect(Math.abs(p[k] - c[k])).toBeLessThanOrEqual(Math.ceil(0.15 * 255));
+      }
+    }
+    expect(masks.size).toBeGreaterThan(10); // the pieces differ from image to image
+    const pattern = blendPattern(parseAttackConfig("adap-blend", { seed }) as never, ds);
+    const triggered = applyTrigger("adap-blend", { seed }, ds);
+    for (let k = 0; k < ds.images.length; k++) {
+      expect(triggered.images[k]).toBe(Math.round(0.8 * ds.images[k] + 0.2 * pattern[k % 768]));
+    }
+  });
+
+  it("adap-patch: each poison and cover gets one corner patch (a quarter of them each), the trigger all four", () => {
+    const seed = testSeed("adap-patch corners");
+    const ds = randomDataset(seed, 400, 3, 16, 16);
+    const { poisoned, manifest } = adapPatch(ds, { rate: 0.1, seed, targetClass: 0 });
+    const corner = (i: number) => {
+      const px = [...changedPixels(image(ds, i), image(poisoned, i), 256)];
+      const ys = px.map((p) => Math.floor(p / 16)), xs = px.map((p) => p % 16);
+      expect(Math.max(...ys) - Math.min(...ys)).toBeLessThan(4);
+      expect(Math.max(...xs) - Math.min(...xs)).toBeLessThan(4);
+      return (ys[0] < 8 ? 0 : 2) + (xs[0] < 8 ? 0 : 1);
+    };
+    for (const group of [manifest.indices, manifest.coverIndices!]) {
+      const counts = [0, 0, 0, 0];
+      for (const i of group) counts[corner(i)]++;
+      expect(counts).toEqual([10, 10, 10, 10]);
+    }
+    const triggered = applyTrigger("adap-patch", { seed }, ds);
+    const again = applyTrigger("adap-patch", { seed }, constantDataset(77, 1, 3, 16, 16));
+    for (let i = 0; i < ds.n; i++) {
+      const px = changedPixels(image(ds, i), image(triggered, i), 256);
+      expect([...px].every((p) => {
+        const y = Math.floor(p / 16), x = p % 16;
+        return (y >= 1 && y < 5 || y >= 11 && y < 15) && (x >= 1 && x < 5 || x >= 11 && x < 15);
+      })).toBe(true);
+      // Full opacity: the four patches' pixels are the same on every image.
+      for (const [y, x] of [[1, 1], [1, 14], [14, 1], [14, 14]]) {
+        for (let ch = 0; ch < 3; ch++) {
+          expect(image(triggered, i)[(ch * 16 + y) * 16 + x]).toBe(image(again, 0)[(ch * 16 + y) * 16 + x]);
+        }
+      }
+    }
+  });
+
+  it("tact: poisons from the source classes, covers from cover classes keep their labels; ASR counts sources", () => {
+    const seed = testSeed("tact classes");
+    const ds = randomDataset(seed, 500);
+    const { poisoned, manifest } = tact(ds, { seed, targetClass: 0, sourceClasses: [1], coverClasses: [5, 7] });
+    expect(manifest.indices.length).toBe(10);
+    expect(manifest.indices.every((i) => ds.labels[i] === 1 && poisoned.labels[i] === 0)).toBe(true);
+    expect(manifest.coverIndices!.length).toBe(5);
+    expect(manifest.coverIndices!.every((i) => [5, 7].includes(ds.labels[i]) && poisoned.labels[i] === ds.labels[i]))
+      .toBe(true);
+    expect(asrClasses("tact", { sourceClasses: [1, 3] }, 10)).toEqual([1, 3]);
+    expect(asrClasses("badnets", { targetClass: 4 }, 10)).toEqual([0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    expect(() => tact(ds, { coverClasses: [1] })).toThrow(/neither the target nor a source/);
   });
 });
 

@@ -47,6 +47,7 @@ describe("detect on a user's dataset", () => {
     const r = detect(data, out, "--manifest", join(data, "manifest.json"), "--export-clean", clean);
     folderRun = { r, csv: rows(join(out, "scores.csv")) };
     expect(r.auroc).toBeGreaterThanOrEqual(0.9);
+    expect([r.stands_out, r.warnings]).toEqual([true, []]); // a strong backdoor: the rule flags (seed 334: ratio 6.7)
     const csv = rows(join(out, "scores.csv"));
     expect(csv[0]).toBe("index,path,label,score,rank,flagged,poisoned");
     expect(csv.length).toBe(2001);
@@ -115,5 +116,6 @@ describe("detect on a user's dataset", () => {
     expect(summary.config.model).toMatchObject({ kind: "layers", input: [1, 28, 28], classes: 10 });
     expect(rows(join(out, "scores.csv")).length).toBe(1501);
     expect(r.auroc).toBeGreaterThanOrEqual(0.9); // seeds 975, 696, 648 at 10%: 0.982, 0.975, 0.986
+    expect(r.stands_out).toBe(true); // seed 334: ratio 8.3
   });
 });
