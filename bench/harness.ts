@@ -6,11 +6,8 @@ export interface BenchReport {
   notes?: string[];
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+import { median } from "../src/math.ts";
+export { median };
 
 /**
  * Median milliseconds per call of `runBatch(reps)`, which must do `reps` calls and wait for a completed

@@ -13,6 +13,7 @@
 // STANDOUT_RATIO; below it the tool flags nothing (unless the user sets --budget): removing a natural block
 // costs accuracy and can strengthen a weak backdoor. Sizes: doubling from 10 while s <= n_c / 2 of the
 // smallest class. Calibration: README, "When nothing stands out".
+import { median } from "../math.ts";
 import { denseCpuBackend, maxSumSearch } from "./search.ts";
 
 /** max_c R_c at which the data stand out. */
@@ -91,12 +92,6 @@ export async function classStandout(
   }
   const cls = classes.reduce((a, b) => (ratios[b] > ratios[a] ? b : a));
   return { ratio: ratios[cls], threshold, standsOut: ratios[cls] >= threshold, cls, sizes, ratios };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** A[idx][idx] of a dense row-major n x n matrix. */
