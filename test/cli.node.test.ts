@@ -127,24 +127,13 @@ describe("--config", () => {
   });
 });
 
+/** A detect run small enough for a test: 300 examples, one model, one epoch. */
+const TINY = "--train 300 --test-size 300 --models 1 --epochs 1 --k 32 --restarts 3".split(" ");
+
 describe("a small detect run without a terminal", () => {
   it("prints at most 40 lines, and its config.json repeats it", async () => {
     const dir = tempDir("cli-detect");
-    const argv = [
-      "detect",
-      "--train",
-      "300",
-      "--test-size",
-      "300",
-      "--models",
-      "1",
-      "--epochs",
-      "1",
-      "--k",
-      "32",
-      "--restarts",
-      "3",
-    ];
+    const argv = ["detect", ...TINY];
     const { code, stdout, stderr } = cli([...argv, "--cache", join(dir, "cache"), "--out", join(dir, "report")]);
     const lines = `${stdout}${stderr}`.trim().split("\n");
     console.log(`[detect, no terminal] ${lines.length} lines:\n${lines.join("\n")}`);
@@ -178,18 +167,7 @@ describe("the evaluation matrix", () => {
         "ours,ac,spectre,abl",
         "--seeds",
         "1",
-        "--train",
-        "300",
-        "--test-size",
-        "300",
-        "--models",
-        "1",
-        "--epochs",
-        "1",
-        "--k",
-        "32",
-        "--restarts",
-        "3",
+        ...TINY,
         "--out",
         dir,
         "--json",

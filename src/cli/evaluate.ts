@@ -18,6 +18,7 @@ import {
   DETECTORS,
   EVAL_ATTACKS,
   type EvalAttack,
+  jsonRow,
   resultsCsv,
   resultsHtml,
   runEvaluation,
@@ -139,20 +140,7 @@ async function matrix(flags: z.output<typeof EvaluateFlags>, attacks: EvalAttack
   await writeBytesAtomic(joinPath(flags.out, "results.csv"), enc.encode(resultsCsv(rows)));
   await writeBytesAtomic(joinPath(flags.out, "results.html"), enc.encode(resultsHtml(rows, flags.seeds)));
   if (flags.json) {
-    const keys = [
-      "attack",
-      "detector",
-      "seed",
-      "auroc",
-      "tpr_at_5fpr",
-      "flagged",
-      "asr_before",
-      "asr_after",
-      "asr_floor",
-      "clean_acc_before",
-      "clean_acc_after",
-    ] as const;
-    return console.log(JSON.stringify({ rows: rows.map((r) => Object.fromEntries(keys.map((k) => [k, r[k]]))) }));
+    return console.log(JSON.stringify({ rows: rows.map(jsonRow) }));
   }
   const num = (v: number | null, pct = false) => (v === null ? "-" : pct ? `${(100 * v).toFixed(1)}%` : v.toFixed(3));
   for (const r of rows) {

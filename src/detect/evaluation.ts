@@ -166,6 +166,12 @@ const COLUMNS: (keyof EvalRow)[] = [
   "tp",
 ];
 
+/** The row as `evaluate --json` prints it: the issue's fields, in the CSV's order. */
+export function jsonRow(r: EvalRow): Partial<EvalRow> {
+  const budget = ["precision_at_budget", "recall_at_budget", "tn", "fp", "fn", "tp"];
+  return Object.fromEntries(COLUMNS.filter((c) => !budget.includes(c)).map((k) => [k, r[k]]));
+}
+
 export function resultsCsv(rows: EvalRow[]): string {
   const cell = (v: unknown) => (v === null || v === undefined ? "" : String(v));
   return [COLUMNS.join(","), ...rows.map((r) => COLUMNS.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
