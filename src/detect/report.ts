@@ -227,9 +227,11 @@ export function decision(s: Summary): string {
       s.config.budget === "auto" ? "nothing was flagged" : `--budget ${s.config.budget} flagged ${s.flagged.length}`
     }.`;
   }
-  const where = `class ${esc(String(o.cls))}'s best blocks (sizes ${o.sizes.join(", ")}) are ${
-    o.ratio.toFixed(2)
-  }× as isolated from the rest of their class as the median class's (median over the sizes); the threshold is ${o.threshold}`;
+  const where =
+    `class ${esc(String(o.cls))}'s best blocks (sizes ${o.sizes.join(", ")}) are ${
+      o.ratio.toFixed(2)
+    }× as isolated from the rest of their class as the median class's (median over the sizes); the threshold ` +
+    `is ${o.threshold}`;
   if (s.config.budget !== "auto") {
     return `--budget ${s.config.budget} set: ${s.flagged.length} flagged. For reference, ${where}.`;
   }
