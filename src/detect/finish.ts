@@ -26,6 +26,20 @@ export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array, st
   return standsOut(standout) ? frequencyBudget(scores) : 0;
 }
 
+/**
+ * The flagged examples: the top `budget` scores; under the auto budget only those of the class that stands
+ * out, since a backdoor's poisons all carry its label (the rest are clean examples of natural blocks).
+ */
+export function flaggedExamples(
+  cfg: Pick<Cfg, "budget">,
+  scores: Float64Array,
+  labels: ArrayLike<number>,
+  standout: Standout,
+): number[] {
+  const top = topK(scores, removalBudget(cfg, scores, standout));
+  return cfg.budget === "auto" ? top.filter((i) => labels[i] === standout.cls) : top;
+}
+
 /** The rule's decision at today's threshold (a cached ratio stays valid when the threshold moves). */
 export const standsOut = (s: Standout): boolean => s.ratio >= STANDOUT_RATIO;
 
@@ -55,7 +69,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
   const { cfg, scored, train, poisoned, rt, clock } = a;
   const scores = Float64Array.from(scored.search);
   const spectral = Float64Array.from(scored.spectral);
-  const flagged = topK(scores, removalBudget(cfg, scores, scored.standout));
+  const flagged = flaggedExamples(cfg, scores, train.labels, scored.standout);
   const trigger: Trigger = a.data
     ? a.data.trigger
     : cfg.attack && cfg.attack !== "none"

@@ -17,7 +17,7 @@ import { median } from "../math.ts";
 import { denseCpuBackend, maxSumSearch } from "./search.ts";
 
 /** max_c R_c at which the data stand out. */
-export const STANDOUT_RATIO = 3;
+export const STANDOUT_RATIO = 5;
 
 export interface Standout {
   /** max_c R_c (NaN: too few classes to compare). */

@@ -25,7 +25,23 @@ function run(argv: string[]): Record<string, unknown> {
   return out;
 }
 
-const rows = (file: string) => readFileSync(file, "utf8").trim().split("\n");
+const rows = (file: string) => {
+  const text = readFileSync(file, "utf8").trim();
+  return text ? text.split("\n") : [];
+};
+
+/**
+ * A backdoor the model learned (ASR >= 50%) must be found and flagged. One it did not learn (2,000 images,
+ * 4 epochs: seed 939 got 18%) is no strong block; the tool must then leave the model alone.
+ */
+function expectFoundOrLeftAlone(r: Record<string, unknown>): void {
+  if ((r.asr_before as number) >= 0.5) {
+    expect(r.auroc as number).toBeGreaterThanOrEqual(0.9);
+    expect(r.stands_out).toBe(true); // CIFAR seeds 334, 198, 835: 6.7, 11.2, 14.8; Fashion >= 6.56
+  } else {
+    expect([r.stands_out, r.flagged, r.warnings]).toEqual([false, 0, []]);
+  }
+}
 
 describe("detect on a user's dataset", () => {
   const seed = testSeed("user data e2e") % 1000;
@@ -46,8 +62,7 @@ describe("detect on a user's dataset", () => {
     const clean = join(dir, "clean");
     const r = detect(data, out, "--manifest", join(data, "manifest.json"), "--export-clean", clean);
     folderRun = { r, csv: rows(join(out, "scores.csv")) };
-    expect(r.auroc).toBeGreaterThanOrEqual(0.9);
-    expect(r.stands_out).toBe(true); // a strong backdoor: the rule flags (seeds 334, 198: ratio 6.7, 11.2)
+    expectFoundOrLeftAlone(r);
     const csv = rows(join(out, "scores.csv"));
     expect(csv[0]).toBe("index,path,label,score,rank,flagged,poisoned");
     expect(csv.length).toBe(2001);
@@ -82,7 +97,7 @@ describe("detect on a user's dataset", () => {
     run(copy("npz"));
     const out = join(dir, "report-npz");
     const r = detect(join(dir, "npz", "data.npz"), out, "--manifest", join(dir, "npz", "manifest.json"));
-    expect(r.auroc).toBeGreaterThanOrEqual(0.9);
+    expectFoundOrLeftAlone(r);
     const csv = rows(join(out, "scores.csv"));
     expect(csv.length).toBe(2001);
     expect(csv[1]).toMatch(/^0,,/); // no files: indices only
@@ -115,7 +130,6 @@ describe("detect on a user's dataset", () => {
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     expect(summary.config.model).toMatchObject({ kind: "layers", input: [1, 28, 28], classes: 10 });
     expect(rows(join(out, "scores.csv")).length).toBe(1501);
-    expect(r.auroc).toBeGreaterThanOrEqual(0.9); // seeds 975, 696, 648 at 10%: 0.982, 0.975, 0.986
-    expect(r.stands_out).toBe(true); // seed 334: ratio 8.3
+    expectFoundOrLeftAlone(r); // AUROC at seeds 975, 696, 648 (10%): 0.982, 0.975, 0.986
   });
 });
