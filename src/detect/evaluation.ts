@@ -9,6 +9,7 @@ import { detectionInfoCsv } from "./exports.ts";
 import { runDetect } from "./pipeline.ts";
 import { writeReport } from "./report.ts";
 import type { OnStage } from "./stages.ts";
+import { STANDOUT_RATIO } from "./standout.ts";
 import type { Summary } from "./summary.ts";
 
 /** Detector names on the command line, and their names in a detect summary. */
@@ -123,7 +124,9 @@ export async function runEvaluation(rt: Runtime, o: EvalOptions): Promise<EvalRo
       cache: o.base.cache ?? joinPath(o.out, "cache"),
     };
     const stored = joinPath(joinPath(o.out, "cells"), `${label}.json`);
-    const key = JSON.stringify(config);
+    // The rule's threshold decides what a cell flags: a cell stored under another threshold is finished again
+    // (its models and scores come back from the stage cache).
+    const key = JSON.stringify({ config, threshold: STANDOUT_RATIO });
     let cell: { key: string; rows: EvalRow[] } | null = null;
     if ((await pathKind(stored)) === "file") {
       const saved = JSON.parse(await readText(stored)) as { key: string; rows: EvalRow[] };
