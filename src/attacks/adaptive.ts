@@ -62,7 +62,7 @@ export type AdapPatchConfig = z.input<typeof AdapPatchConfig>;
 export type AdapPatchParsed = z.output<typeof AdapPatchConfig>;
 
 /** Poisons (dirty label), then covers drawn from the other examples. */
-export function poisonsAndCovers(
+function poisonsAndCovers(
   attack: "adap-blend" | "adap-patch",
   ds: Dataset,
   c: z.output<z.ZodObject<typeof commonShape & typeof coverShape>>,

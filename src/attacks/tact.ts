@@ -6,8 +6,7 @@
 // images only (asrClasses in types.ts).
 import { z } from "zod";
 import type { Dataset } from "../data/dataset.ts";
-import { patchShape, stampPatch } from "./badnets.ts";
-import { range } from "./badnets.ts";
+import { patchShape, range, stampPatch } from "./badnets.ts";
 import {
   type AttackResult,
   checkClasses,
