@@ -13,8 +13,8 @@
 //
 // The local search, per size and random restart (seeded):
 //   1. random start of s members;
-//   2. epoch: from the current selection, recompute P and the objective from scratch (the exact
-//      objective, not an incrementally tracked score), then make up to min(100, s, n - s) forced swaps:
+//   2. epoch: from the current selection, P and the objective (the exact objective of the selection, not a
+//      score tracked through the swaps' gains), then make up to min(100, s, n - s) forced swaps:
 //      remove the unbarred member with the smallest total, add the unbarred non-member with the largest
 //      t_a + ADD_BONUS (s/n) rowsum_a (equal values: the smaller index), bar both for the rest of the
 //      epoch, update the totals with the changed row and column; log each swap's exact gain;
@@ -41,7 +41,7 @@
 export const ADD_BONUS = 5;
 
 export interface EpochLog {
-  /** Exact objective of the selection the epoch started from (recomputed from scratch). */
+  /** Exact objective of the selection the epoch started from (recomputed from P, not from the gains). */
   objective: number;
   removed: Int32Array;
   added: Int32Array;
@@ -235,81 +235,154 @@ export async function maxSumSearch(backend: SearchBackend, opts: SearchOptions =
 export function symmetrise(A: ArrayLike<number>, n: number): { sym: Float64Array; rowsum: Float64Array } {
   const sym = new Float64Array(n * n);
   const rowsum = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < n; j++) {
-      if (i === j) continue;
-      sym[i * n + j] = A[i * n + j] + A[j * n + i];
-      rowsum[i] += A[i * n + j];
+  // In tiles of the upper triangle, mirrored, so that reading A's columns stays in cache.
+  const T = 32;
+  for (let i0 = 0; i0 < n; i0 += T) {
+    const i1 = Math.min(i0 + T, n);
+    for (let j0 = i0; j0 < n; j0 += T) {
+      const j1 = Math.min(j0 + T, n);
+      for (let i = i0; i < i1; i++) {
+        for (let j = Math.max(j0, i + 1); j < j1; j++) {
+          const v = A[i * n + j] + A[j * n + i];
+          sym[i * n + j] = v;
+          sym[j * n + i] = v;
+        }
+      }
     }
+  }
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let j = 0, row = i * n; j < n; j++) if (j !== i) sum += A[row + j];
+    rowsum[i] = sum;
   }
   return { sym, rowsum };
 }
 
-/** The reference backend: a dense n x n matrix (row-major), float64 throughout. */
+/**
+ * One pass of an epoch over the totals: add row `inRow` and subtract row `outRow` (the previous swap's
+ * added and removed examples) into P, then pick the next swap into `pick` = [r, a, t_r, t_a]: the member
+ * (state 1) with the smallest total, the non-member (state 0) with the largest total plus look-ahead,
+ * smaller index on ties; state 2 is barred. A plain function over arrays of length n: V8 runs it about
+ * twice as fast as the same loop in a closure over the backend's state.
+ */
+function sweep(
+  P: Float64Array,
+  inRow: Float64Array,
+  outRow: Float64Array,
+  state: Uint8Array,
+  centre: Float64Array,
+  lookahead: Float64Array,
+  pick: Float64Array,
+): void {
+  let r = -1;
+  let a = -1;
+  let tr = Infinity;
+  let ta = -Infinity;
+  let key = -Infinity;
+  for (let x = 0; x < P.length; x++) {
+    const p = P[x] + (inRow[x] - outRow[x]);
+    P[x] = p;
+    const st = state[x];
+    if (st === 2) continue;
+    const t = p - centre[x];
+    if (st === 1) {
+      if (t < tr) {
+        tr = t;
+        r = x;
+      }
+    } else if (t + lookahead[x] > key) {
+      key = t + lookahead[x];
+      ta = t;
+      a = x;
+    }
+  }
+  pick[0] = r;
+  pick[1] = a;
+  pick[2] = tr;
+  pick[3] = ta;
+}
+
+/** P += sign * row. */
+function addScaled(P: Float64Array, row: Float64Array, sign: number): void {
+  for (let x = 0; x < P.length; x++) P[x] += sign * row[x];
+}
+
+/**
+ * The reference backend: a dense n x n matrix (row-major), float64 throughout. P is kept between epochs:
+ * an epoch starts from the previous one's final selection and adds or subtracts the rows that differ
+ * (the swaps its prefix dropped), or sums the s member rows afresh when that is fewer rows.
+ */
 export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend {
   if (A.length !== n * n) throw new Error(`denseCpuBackend: ${A.length} values for n = ${n}`);
   const { sym, rowsum } = symmetrise(A, n);
   let sn = 0;
   const P = new Float64Array(n);
+  const centre = new Float64Array(n);
+  const lookahead = new Float64Array(n);
+  const zeros = new Float64Array(n);
+  // The selection P sums; null until the first epoch.
+  let held: Uint8Array | null = null;
+  const addRow = (j: number, sign: number) => addScaled(P, sym.subarray(j * n, (j + 1) * n), sign);
   const prep = (mask: Uint8Array) => {
-    P.fill(0);
-    for (let j = 0; j < n; j++) {
-      if (!mask[j]) continue;
-      for (let x = 0; x < n; x++) P[x] += sym[j * n + x];
+    let members = 0;
+    let differ = 0;
+    for (let x = 0; x < n; x++) {
+      members += mask[x];
+      if (held && held[x] !== mask[x]) differ++;
     }
+    if (held && differ < members) {
+      for (let x = 0; x < n; x++) if (held[x] !== mask[x]) addRow(x, mask[x] ? 1 : -1);
+    } else {
+      P.fill(0);
+      for (let j = 0; j < n; j++) if (mask[j]) addRow(j, 1);
+    }
+    held = mask.slice();
   };
-  const total = (x: number) => P[x] - sn * rowsum[x];
   return {
     n,
     name: "dense-cpu-f64",
     deviceBytes: 0,
     setSize(s: number) {
       sn = s / n;
+      for (let x = 0; x < n; x++) centre[x] = sn * rowsum[x];
     },
     async totals(mask: Uint8Array) {
       prep(mask);
-      return Float64Array.from({ length: n }, (_, x) => total(x));
+      return Float64Array.from({ length: n }, (_, x) => P[x] - centre[x]);
     },
     async epoch(mask0: Uint8Array, swaps: number, bonus: number): Promise<EpochLog> {
-      const mask = mask0.slice();
-      prep(mask);
+      prep(mask0);
+      const mask = held!;
       let objective = 0;
-      for (let x = 0; x < n; x++) if (mask[x]) objective += 0.5 * P[x] - sn * rowsum[x];
-      const barred = new Uint8Array(n);
+      for (let x = 0; x < n; x++) {
+        if (mask[x]) objective += 0.5 * P[x] - centre[x];
+        lookahead[x] = bonus * sn * rowsum[x];
+      }
+      // 0: non-member, 1: member, 2: barred for the rest of the epoch.
+      const state = mask.slice();
       const removed = new Int32Array(swaps);
       const added = new Int32Array(swaps);
       const gains = new Float64Array(swaps);
       let scale = 0;
+      const pick = new Float64Array(4);
+      let r = -1;
+      let a = -1;
+      const row = (j: number) => (j < 0 ? zeros : sym.subarray(j * n, (j + 1) * n));
       for (let k = 0; k < swaps; k++) {
-        let r = -1;
-        let a = -1;
-        let tr = Infinity;
-        let ta = -Infinity;
-        let key = -Infinity;
-        for (let x = 0; x < n; x++) {
-          if (barred[x]) continue;
-          const t = total(x);
-          if (mask[x]) {
-            if (t < tr) {
-              tr = t;
-              r = x;
-            }
-          } else if (t + bonus * sn * rowsum[x] > key) {
-            key = t + bonus * sn * rowsum[x];
-            ta = t;
-            a = x;
-          }
-        }
+        sweep(P, row(a), row(r), state, centre, lookahead, pick);
+        [r, a] = [pick[0], pick[1]];
         if (r < 0 || a < 0) throw new Error("search: no eligible swap (more swaps than members or non-members)");
+        const tr = pick[2];
+        const ta = pick[3];
         gains[k] = ta - tr - sym[r * n + a];
         scale = Math.max(scale, Math.abs(ta), Math.abs(tr));
         removed[k] = r;
         added[k] = a;
-        for (let x = 0; x < n; x++) P[x] += sym[a * n + x] - sym[r * n + x];
         mask[r] = 0;
         mask[a] = 1;
-        barred[r] = barred[a] = 1;
+        state[r] = state[a] = 2;
       }
+      if (swaps > 0) sweep(P, row(a), row(r), state.fill(2), centre, lookahead, pick);
       return { objective, removed, added, gains, scale };
     },
     dispose() {},
