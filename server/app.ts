@@ -142,6 +142,19 @@ export function createApp(o: AppOptions) {
     await next();
   };
 
+  // A job's status and report tell whoever reads them which examples were flagged: a poisoner learns
+  // whether the poisons were caught. So they are the admin's, unless the job was created public.
+  const reader: MiddlewareHandler<Env> = async (c, next) => {
+    const job = await coord.store.getJob(c.req.param("id") ?? "");
+    if (!job) throw new ApiError(404, `unknown job ${c.req.param("id")}`);
+    if (job.public) return next();
+    if (!bearer(c)) {
+      lockedOut(c);
+      throw refused(c, new ApiError(401, `job ${job.id} is private: its status and report need the admin token`));
+    }
+    return admin(c, next);
+  };
+
   const app = new Hono<Env>()
     .use(async (c, next) => {
       const forwarded = o.trustProxy ? c.req.header("x-forwarded-for")?.split(",").at(-1) : undefined;
@@ -150,11 +163,11 @@ export function createApp(o: AppOptions) {
       await next();
     })
     .post("/v1/jobs", jsonBody(1024 * 1024), admin, validate("json", CreateJob), async (c) => {
-      const { kind, spec } = c.req.valid("json");
-      return c.json({ jobId: await coord.createJob(kind, spec) }, 201);
+      const { kind, spec, public: isPublic } = c.req.valid("json");
+      return c.json({ jobId: await coord.createJob(kind, spec, isPublic) }, 201);
     })
-    .get("/v1/jobs/:id", async (c) => c.json(await coord.jobStatus(c.req.param("id")), 200))
-    .get("/v1/jobs/:id/report/:file{.+}", async (c) => {
+    .get("/v1/jobs/:id", reader, async (c) => c.json(await coord.jobStatus(c.req.param("id")), 200))
+    .get("/v1/jobs/:id/report/:file{.+}", reader, async (c) => {
       const file = c.req.param("file");
       const bytes = await coord.reportFile(c.req.param("id"), file);
       return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {

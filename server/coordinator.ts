@@ -120,7 +120,7 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ jobs
 
-  async createJob(kindName: string, rawSpec: unknown): Promise<string> {
+  async createJob(kindName: string, rawSpec: unknown, isPublic = false): Promise<string> {
     const kind = this.kindOf(kindName);
     const parsed = kind.spec.safeParse(rawSpec);
     if (!parsed.success) {
@@ -141,7 +141,7 @@ export class Coordinator {
     }
     if (shards.length === 0) throw new ApiError(400, `the spec plans no shards`);
     const id = crypto.randomUUID();
-    await this.store.createJob(id, kindName, parsed.data, shards);
+    await this.store.createJob(id, kindName, parsed.data, shards, isPublic);
     return id;
   }
 

@@ -15,6 +15,8 @@ export interface JobRow {
   summary: Record<string, unknown> | null;
   files: Record<string, string>;
   error: string | null;
+  /** Status and report readable without the admin token. */
+  public: boolean;
 }
 
 export interface ShardRow extends ShardPlan {
@@ -76,11 +78,17 @@ export interface ShardCounts {
   pending: number;
 }
 
+/** Columns added to SCHEMA's tables later: databases made before them get them at start. */
+export const ADDED_COLUMNS = [
+  { table: "volunteers", column: "source", type: "TEXT NOT NULL DEFAULT ''" },
+  { table: "jobs", column: "public", type: "INTEGER NOT NULL DEFAULT 0" },
+];
+
 export const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
     created_at BIGINT NOT NULL, finish_owner TEXT, finish_deadline BIGINT,
-    summary TEXT, files TEXT, error TEXT)`,
+    summary TEXT, files TEXT, error TEXT, public INTEGER NOT NULL DEFAULT 0)`,
   `CREATE TABLE IF NOT EXISTS shards (
     job_id TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL, job_created BIGINT NOT NULL,
     kind TEXT NOT NULL, payload TEXT NOT NULL, deps TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -124,6 +132,7 @@ export function toJob(r: Row): JobRow {
     summary: r.summary ? JSON.parse(String(r.summary)) : null,
     files: r.files ? JSON.parse(String(r.files)) : {},
     error: str(r.error),
+    public: num(r.public) === 1,
   };
 }
 

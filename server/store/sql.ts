@@ -12,6 +12,7 @@ import { ApiError } from "../errors.ts";
 import { claimLease } from "./claim.ts";
 import type { SqlDriver, SqlParam, SqlQueryer } from "./driver.ts";
 import {
+  ADDED_COLUMNS,
   type JobRow,
   type LeaseLimits,
   leaseProblem,
@@ -68,15 +69,13 @@ export class SqlStore {
 
   async init(): Promise<this> {
     await this.db.migrate(SCHEMA);
-    // Databases made before volunteers had a source lack the column.
-    try {
-      await this.db.all(`SELECT source FROM volunteers LIMIT 0`);
-    } catch {
-      await this.db.run(
-        `ALTER TABLE volunteers ADD COLUMN ${
-          this.dialect === "pg" ? "IF NOT EXISTS " : ""
-        }source TEXT NOT NULL DEFAULT ''`,
-      );
+    for (const { table, column, type } of ADDED_COLUMNS) {
+      try {
+        await this.db.all(`SELECT ${column} FROM ${table} LIMIT 0`);
+      } catch {
+        const ifNot = this.dialect === "pg" ? "IF NOT EXISTS " : "";
+        await this.db.run(`ALTER TABLE ${table} ADD COLUMN ${ifNot}${column} ${type}`);
+      }
     }
     return this;
   }
@@ -87,7 +86,7 @@ export class SqlStore {
 
   // ------------------------------------------------------------------ jobs
 
-  async createJob(id: string, kind: string, spec: unknown, shards: ShardPlan[]): Promise<void> {
+  async createJob(id: string, kind: string, spec: unknown, shards: ShardPlan[], isPublic = false): Promise<void> {
     const keys = new Set<string>();
     for (const s of shards) {
       if (keys.has(s.key)) throw new ApiError(400, `plan: duplicate shard key "${s.key}"`);
@@ -100,11 +99,12 @@ export class SqlStore {
     }
     const now = this.now();
     await this.db.tx(async (q) => {
-      await q.run(`INSERT INTO jobs (id, kind, spec, state, created_at) VALUES (?, ?, ?, 'running', ?)`, [
+      await q.run(`INSERT INTO jobs (id, kind, spec, state, created_at, public) VALUES (?, ?, ?, 'running', ?, ?)`, [
         id,
         kind,
         JSON.stringify(spec),
         now,
+        isPublic ? 1 : 0,
       ]);
       for (const [idx, s] of shards.entries()) {
         await q.run(

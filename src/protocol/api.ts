@@ -6,7 +6,12 @@ import { DTYPES } from "./arrays.ts";
 
 export const ArraySpec = z.object({ dtype: z.enum(DTYPES), shape: z.array(z.number().int().min(-1)) });
 
-export const CreateJob = z.object({ kind: z.string().min(1).max(100), spec: z.unknown() });
+export const CreateJob = z.object({
+  kind: z.string().min(1).max(100),
+  spec: z.unknown(),
+  /** Anyone may read the job's status and report; otherwise only the admin token (server/README.md). */
+  public: z.boolean().optional(),
+});
 export const JobCreated = z.object({ jobId: z.string() });
 
 export const JobState = z.enum(["running", "finishing", "done", "failed"]);

@@ -87,8 +87,8 @@ export class CoordinatorClient {
     return this.call(Registration, "POST", "/v1/volunteers", { name, agent }, 201);
   }
 
-  async createJob(kind: string, spec: unknown): Promise<string> {
-    return (await this.call(JobCreated, "POST", "/v1/jobs", { kind, spec }, 201)).jobId;
+  async createJob(kind: string, spec: unknown, opts: { public?: boolean } = {}): Promise<string> {
+    return (await this.call(JobCreated, "POST", "/v1/jobs", { kind, spec, ...opts }, 201)).jobId;
   }
 
   jobStatus(jobId: string): Promise<JobStatus> {

@@ -267,7 +267,20 @@ describe("coordinator API: bad requests", () => {
           404,
           'unknown shard "nope"',
         ],
-        ["report before done", () => fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`), 404, "not written yet"],
+        [
+          "report before done",
+          () => fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`, { headers: auth(ADMIN) }),
+          404,
+          "not written yet",
+        ],
+        ["private job's status, no token", () => fetch(`${c.url}/v1/jobs/${jobId}`), 401, "is private"],
+        [
+          "private job's report, a volunteer's token",
+          () => fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`, { headers: auth(v1.token) }),
+          403,
+          "not the admin token",
+        ],
+        ["unknown job's status", () => fetch(`${c.url}/v1/jobs/nope`), 404, "unknown job nope"],
         ["unknown route", () => fetch(`${c.url}/v2/whatever`), 404, "no route"],
       ];
       const before = await snapshot(c.store, blobs);
@@ -298,6 +311,24 @@ describe("coordinator API: bad requests", () => {
       });
       expect(lateSubmit.status).toBe(410);
       expect(await snapshot(c.store, blobs)).toBe(afterExpiry);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a job's status is the admin's unless the job was created public", async () => {
+    const c = await startCoordinator("sqlite");
+    try {
+      const spec = { n: 8, rowsPerShard: 4, block: 3, seed: 5, scale: false };
+      const admin = new CoordinatorClient(c.url, ADMIN);
+      const anyone = new CoordinatorClient(c.url);
+      const privateJob = await admin.createJob("test-matrix", spec);
+      const publicJob = await admin.createJob("test-matrix", spec, { public: true });
+      expect((await admin.jobStatus(privateJob)).shards.total).toBe(2);
+      expect((await anyone.jobStatus(publicJob)).shards.total).toBe(2);
+      await expect(anyone.jobStatus(privateJob)).rejects.toThrow(/is private/);
+      const report = await fetch(`${c.url}/v1/jobs/${publicJob}/report/summary.json`);
+      expect(((await report.json()) as { error: string }).error).toMatch("not written yet");
     } finally {
       await c.close();
     }

@@ -5,7 +5,16 @@ import { describe, expect, it } from "vitest";
 import { DiskBlobStore } from "../../server/blobs.ts";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
-import { createJob, freshSchema, openStore, type Running, startCoordinator, tempDir, waitForJob } from "./support.ts";
+import {
+  ADMIN_AUTH,
+  createJob,
+  freshSchema,
+  openStore,
+  type Running,
+  startCoordinator,
+  tempDir,
+  waitForJob,
+} from "./support.ts";
 
 describe("several coordinator instances (pg)", () => {
   it("share the work: each shard accepted once, one finish", async () => {
@@ -55,7 +64,8 @@ describe("several coordinator instances (pg)", () => {
       expect(finishers[0] + finishers[1]).toBe(1);
       // both instances serve the report (the files are in the shared blob store)
       for (const c of instances) {
-        expect((await fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`)).status).toBe(200);
+        const res = await fetch(`${c.url}/v1/jobs/${jobId}/report/summary.json`, { headers: ADMIN_AUTH });
+        expect(res.status).toBe(200);
       }
     } finally {
       stop.abort();

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
-import { type Backend, createJob, startCoordinator, waitForJob } from "./support.ts";
+import { ADMIN_AUTH, type Backend, createJob, startCoordinator, waitForJob } from "./support.ts";
 
 export function lifecycleSuite(backends: Backend[]): void {
   for (const backend of backends) {
@@ -42,7 +42,7 @@ export function lifecycleSuite(backends: Backend[]): void {
                 expect(new Set(agreeing.map((r) => r.volunteerId)).size).toBe(2);
               }
             }
-            const report = await fetch(`${c.url}/v1/jobs/${jobId}/report/report.html`);
+            const report = await fetch(`${c.url}/v1/jobs/${jobId}/report/report.html`, { headers: ADMIN_AUTH });
             expect(report.status).toBe(200);
             expect(await report.text()).toMatch("members:");
           } finally {

@@ -100,12 +100,14 @@ export async function startCoordinator(
   };
 }
 
+export const ADMIN_AUTH = { authorization: `Bearer ${ADMIN}` };
+
 export function createJob(url: string, spec: Record<string, unknown>, kind = "test-matrix"): Promise<string> {
   return new CoordinatorClient(url, ADMIN).createJob(kind, spec);
 }
 
 export function jobStatus(url: string, jobId: string): Promise<JobStatus> {
-  return new CoordinatorClient(url).jobStatus(jobId);
+  return new CoordinatorClient(url, ADMIN).jobStatus(jobId);
 }
 
 export async function waitForJob(url: string, jobId: string, timeoutMs = 30_000): Promise<JobStatus> {

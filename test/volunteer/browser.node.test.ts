@@ -18,7 +18,7 @@ async function job(
   url: string,
   id: string,
 ): Promise<{ state: string; shards: { total: number; accepted: number; leased: number; pending: number } }> {
-  return (await fetch(`${url}/v1/jobs/${id}`)).json() as never;
+  return (await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json() as never;
 }
 
 describe("browser volunteer", () => {

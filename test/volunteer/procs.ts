@@ -102,7 +102,7 @@ export function createJob(url: string, kind: string, spec: unknown): Promise<str
 }
 
 export function jobStatus(url: string, id: string): Promise<JobStatus> {
-  return new CoordinatorClient(url).jobStatus(id);
+  return new CoordinatorClient(url, ADMIN).jobStatus(id);
 }
 
 export async function waitForJob(

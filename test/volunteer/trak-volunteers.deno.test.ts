@@ -9,7 +9,8 @@ import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { testSeed } from "../support/rng.ts";
-import { createJob, jobStatus, startCoordinator, startWorker, waitForJob } from "./procs.ts";
+import { CoordinatorClient } from "../../src/protocol/client.ts";
+import { ADMIN, createJob, jobStatus, startCoordinator, startWorker, waitForJob } from "./procs.ts";
 import { TINY } from "./fixtures.ts";
 import { tempDir } from "../support/host.ts";
 import { rm } from "node:fs/promises";
@@ -52,11 +53,12 @@ describe("trak job through volunteer processes", () => {
       workers.forEach((w) => w.kill("SIGTERM"));
       for (const w of workers) expect((await w.exited).code).toBe(0); // clean stop on SIGTERM
       for (const w of workers) await w.waitFor(/stopped after \d+ shards/, 1000);
-      const scores = (await (await fetch(`${url}/v1/jobs/${jobId}/report/scores.json`)).json()) as {
+      const report = new CoordinatorClient(url, ADMIN);
+      const scores = JSON.parse(new TextDecoder().decode(await report.reportFile(jobId, "scores.json"))) as {
         search: number[];
         spectral: number[];
       };
-      const html = await (await fetch(`${url}/v1/jobs/${jobId}/report/report.html`)).text();
+      const html = new TextDecoder().decode(await report.reportFile(jobId, "report.html"));
       expect(html).toMatch(/<svg/);
 
       const cache = tempDir("test");

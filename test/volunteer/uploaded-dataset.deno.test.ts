@@ -90,7 +90,7 @@ describe("a job on an uploaded dataset", () => {
         accepted += w.accepted;
       }
       expect((await client.jobStatus(job)).state).toBe("done");
-      const summary = await (await fetch(`${url}/v1/jobs/${job}/report/summary.json`)).json();
+      const summary = JSON.parse(new TextDecoder().decode(await client.reportFile(job, "summary.json")));
       console.log(`uploaded-dataset job: ${accepted} shards accepted, auroc ${summary.auroc}`);
       expect(summary.n).toBe(320);
       expect(summary.poisoned.length).toBe(16); // BadNets at 5% of 320
