@@ -2,8 +2,10 @@
 // node:sqlite in Deno, and a real PostgreSQL server). A settable clock expires leases without sleeping.
 import { describe, expect, it } from "vitest";
 import type { ShardPlan } from "../../src/protocol/job-kind.ts";
+import { join } from "node:path";
+import { ADDED_COLUMNS } from "../../server/store/rows.ts";
 import type { SqlStore } from "../../server/store/sql.ts";
-import { type Backend, openStore } from "./support.ts";
+import { type Backend, freshSchema, openStore, tempDir } from "./support.ts";
 
 const rowsShard = (key: string, deps: string[] = [], deterministic = true): ShardPlan => ({
   key,
@@ -35,6 +37,24 @@ const stage = (s: SqlStore, leaseId: string, vol: string, fence: number, hash = 
 
 export function storeSuite(backend: Backend): void {
   describe(`store (${backend})`, () => {
+    it("a database made before the added columns gets them at start, with their defaults", async () => {
+      const at = backend === "pg" ? freshSchema() : join(tempDir("coord-db"), "db.sqlite");
+      const old = await openStore(backend, {}, at);
+      await old.createJob("job1", "k", {}, [rowsShard("a")], true);
+      await old.createVolunteer("v1", "v1", "", "hash-v1", "10.0.0.1");
+      for (const { table, column } of ADDED_COLUMNS) await old.db.run(`ALTER TABLE ${table} DROP COLUMN ${column}`);
+      await old.close();
+      const s = await openStore(backend, {}, at);
+      try {
+        expect((await s.getJob("job1"))?.public).toBe(false);
+        expect((await s.getVolunteer("v1"))?.source).toBe("");
+        await s.createJob("job2", "k", {}, [rowsShard("a")], true);
+        expect((await s.getJob("job2"))?.public).toBe(true);
+      } finally {
+        await s.close();
+      }
+    });
+
     it("deterministic shards go to two different volunteers; deps gate leasing; fences grow per shard", async () => {
       await withStore(backend, async (s) => {
         await s.createJob("job1", "k", {}, [rowsShard("a"), rowsShard("b", ["a"])]);
