@@ -29,6 +29,9 @@ export interface CoordinatorOptions {
   maxSourceLeases?: number;
   /** Share of a job's shards one address's volunteers may hold at once, at least one shard (default 1/2). */
   sourceJobShare?: number;
+  /** Share of a job's shards one volunteer may hold or have answered, at least one shard (default 1: no cap;
+   *  a public deployment sets it lower, server/README.md). */
+  volunteerJobShare?: number;
   /** Heartbeats stop extending a lease this old (default 12 h)... */
   maxLeaseAgeMs?: number;
   /** ...or this old (default 1 h) while its volunteer has fewer than `provenAfter` (default 3) valid results. */
@@ -85,6 +88,7 @@ export class Coordinator {
       perVolunteer: o.maxLiveLeases ?? 4,
       perSource: o.maxSourceLeases ?? 16,
       jobShare: o.sourceJobShare ?? 0.5,
+      volunteerJobShare: o.volunteerJobShare ?? 1,
     };
     this.maxLeaseAgeMs = o.maxLeaseAgeMs ?? 12 * 3600_000;
     this.newMaxLeaseAgeMs = o.newMaxLeaseAgeMs ?? 3600_000;

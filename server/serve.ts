@@ -50,6 +50,10 @@ export const ServeFlags = z.object({
   maxLeasesPerAddress: z.number().int().min(1).default(16).describe(
     "live leases all volunteers registered from one address may hold together",
   ),
+  maxVolunteerShare: z.number().gt(0).max(1).default(1).describe(
+    "share of a job's shards one volunteer may hold or have answered (at least one shard); 1: no cap. " +
+      "A public deployment sets it low, e.g. 0.05 (server/README.md)",
+  ),
   trustProxy: z.boolean().default(false).describe("take the client address from X-Forwarded-For (behind one proxy)"),
   kinds: z.array(z.enum(["default", "test"])).default(["default"]).describe(
     "job kinds to register: default (server/jobs: trak, datamodels) and/or test (server/jobs/test-kinds.ts)",
@@ -118,6 +122,7 @@ export async function startCoordinator(
     leaseMs: flags.leaseMs,
     revalidateAfterMs: flags.revalidateMs,
     maxSourceLeases: flags.maxLeasesPerAddress,
+    volunteerJobShare: flags.maxVolunteerShare,
     trustProxy: flags.trustProxy,
     volunteerDir: flags.volunteerDir ?? (await buildVolunteerPage()),
     routes,

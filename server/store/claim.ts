@@ -1,6 +1,8 @@
-// Leasing a shard: the first ready shard (oldest job, plan order) that this volunteer does not already
-// hold or answer, within the caps on what one volunteer and one registration address may hold
-// (checked before the claim, so concurrent claims on PostgreSQL may overshoot by the claims in flight).
+// Leasing a shard: a ready shard of the oldest job with one, drawn at random among them, that this volunteer
+// does not already hold or answer, within the caps on what one volunteer and one registration address may
+// hold (checked before the claim, so concurrent claims on PostgreSQL may overshoot by the claims in flight).
+// At random rather than in plan order, so that identities asking one after the other do not get each
+// other's replicas: who checks whom is the draw's, not the asker's.
 import { ApiError } from "../errors.ts";
 import type { SqlQueryer } from "./driver.ts";
 import { type LeaseLimits, type LeaseRow, num, type Row, type ShardRow, toShard } from "./rows.ts";
@@ -55,9 +57,22 @@ export async function claimLease(
     );
   }
   const fullJobs: string[] = [];
-  for (const r of bySource) {
-    const [t] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ?`, [String(r.job_id)]);
-    if (num(r.n) >= Math.max(1, Math.floor(limits.jobShare * num(t.n)))) fullJobs.push(String(r.job_id));
+  const full = async (counts: Row[], share: number) => {
+    for (const r of counts) {
+      const [t] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ?`, [String(r.job_id)]);
+      if (num(r.n) >= Math.max(1, Math.floor(share * num(t.n)))) fullJobs.push(String(r.job_id));
+    }
+  };
+  await full(bySource, limits.jobShare);
+  if (limits.volunteerJobShare < 1) {
+    const held = await q.all<Row>(
+      `SELECT job_id, COUNT(*) AS n FROM (
+         SELECT job_id, key FROM leases WHERE volunteer_id = ? AND state = 'active' AND deadline >= ?
+         UNION SELECT job_id, key FROM results WHERE volunteer_id = ? AND status IN ('pending', 'valid', 'accepted')
+       ) AS held GROUP BY job_id`,
+      [volunteerId, now, volunteerId],
+    );
+    await full(held, limits.volunteerJobShare);
   }
   const jobSql = fullJobs.length ? ` AND s.job_id NOT IN (${fullJobs.map(() => "?").join(", ")})` : "";
   const kindSql = kinds ? ` AND s.kind IN (${kinds.map(() => "?").join(", ")})` : "";
@@ -76,7 +91,7 @@ export async function claimLease(
       `SELECT s.* FROM shards s JOIN jobs j ON j.id = s.job_id
          WHERE s.state = 'open' AND s.deps_left = 0 AND j.state = 'running'${kindSql}${jobSql}
            AND s.replicas > ${outstanding} AND NOT ${mine}
-         ORDER BY s.job_created, s.job_id, s.idx LIMIT 1${lock}`,
+         ORDER BY s.job_created, s.job_id, RANDOM() LIMIT 1${lock}`,
       [...(kinds ?? []), ...fullJobs, now, volunteerId, now],
     );
   for (let attempt = 0; attempt < 8; attempt++) {

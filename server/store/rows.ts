@@ -211,9 +211,17 @@ export interface LeaseLimits {
   /** Share of a job's shards that one address's volunteers may hold at once (never less than one shard);
    *  that job's other shards go to other addresses meanwhile. */
   jobShare: number;
+  /** Share of a job's shards one volunteer may hold or have answered (live leases, and pending, valid or
+   *  accepted results), never less than one shard: no identity decides much of a job on its own. */
+  volunteerJobShare: number;
 }
 
-export const NO_LIMITS: LeaseLimits = { perVolunteer: Infinity, perSource: Infinity, jobShare: Infinity };
+export const NO_LIMITS: LeaseLimits = {
+  perVolunteer: Infinity,
+  perSource: Infinity,
+  jobShare: Infinity,
+  volunteerJobShare: Infinity,
+};
 
 /** Why a lease cannot be used; the app maps these to 4xx responses. */
 export function leaseProblem(lease: LeaseRow | null, volunteerId: string, fence: number, now: number): ApiError | null {

@@ -79,6 +79,16 @@ async function createJob(app: App, spec: Record<string, unknown>, kind = "test-m
 
 const lease = (app: App, from: string, token: string) => call(app, from, "/v1/leases", { token, json: {} });
 
+/** A lease on shard `key`: shards are drawn at random, so others drawn on the way are released. */
+async function leaseOn(app: App, from: string, token: string, key: string): Promise<Lease> {
+  for (let tries = 0; tries < 50; tries++) {
+    const l = (await (await lease(app, from, token)).json()) as Lease;
+    if (l.shard.key === key) return l;
+    await call(app, from, `/v1/leases/${l.leaseId}/release`, { token, json: { fence: l.fence } });
+  }
+  throw new Error(`no lease on ${key} in 50 draws`);
+}
+
 const rowsOf = (l: Lease, shift = 0) => {
   const p = l.shard.payload;
   const rows = syntheticRows({ seed: p.seed, n: p.n, start: p.start, count: p.count, block: p.block }).map((v) =>
@@ -214,6 +224,22 @@ export function hardeningSuite(backends: Backend[]): void {
         });
       });
 
+      it("one volunteer holds or answers at most its share of a job's shards (volunteerJobShare)", async () => {
+        await withApp(backend, { volunteerJobShare: 0.25 }, async (app) => {
+          await createJob(app, { n: 16, rowsPerShard: 2, block: 3, seed: 3, scale: false }); // 8 shards
+          const v = await register(app, "10.0.2.1");
+          const held = [];
+          for (let i = 0; i < 2; i++) held.push((await (await lease(app, "10.0.2.1", v.token)).json()) as Lease);
+          expect((await lease(app, "10.0.2.1", v.token)).status).toBe(204);
+          // An answered shard still counts: submitting frees the lease, not the share.
+          await upload(app, "10.0.2.1", v.token, held[0], rowsOf(held[0]));
+          expect((await submit(app, "10.0.2.1", v.token, held[0])).status).toBe("pending-quorum");
+          expect((await lease(app, "10.0.2.1", v.token)).status).toBe(204);
+          const other = await register(app, "10.0.2.2");
+          expect((await lease(app, "10.0.2.2", other.token)).status).toBe(200);
+        });
+      });
+
       it(
         "the blob directory keeps only what rows reference, after replaced, abandoned and rejected " +
           "uploads",
@@ -248,14 +274,12 @@ export function hardeningSuite(backends: Backend[]): void {
             // Rejected: on a fresh lease round, a wrong result loses to two agreeing ones and its blob goes.
             const [a, b, c] = [[v1, "10.0.1.1"], [v3, "10.0.1.3"], [v4, "10.0.1.4"]] as const;
             const la = (await (await lease(app, a[1], a[0].token)).json()) as Lease;
-            const lb = (await (await lease(app, b[1], b[0].token)).json()) as Lease;
-            expect(lb.shard.key).toBe(la.shard.key);
+            const lb = await leaseOn(app, b[1], b[0].token, la.shard.key);
             await upload(app, a[1], a[0].token, la, rowsOf(la));
             expect((await submit(app, a[1], a[0].token, la)).status).toBe("pending-quorum");
             await upload(app, b[1], b[0].token, lb, rowsOf(lb, 0.5));
             expect((await submit(app, b[1], b[0].token, lb)).status).toBe("pending-quorum");
-            const lc = (await (await lease(app, c[1], c[0].token)).json()) as Lease;
-            expect(lc.shard.key).toBe(la.shard.key);
+            const lc = await leaseOn(app, c[1], c[0].token, la.shard.key);
             await upload(app, c[1], c[0].token, lc, rowsOf(lc));
             expect((await submit(app, c[1], c[0].token, lc)).status).toBe("accepted");
             expect(await files()).toBe(2); // the agreed rows (one blob: same bytes) and the wrong ones
