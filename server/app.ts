@@ -10,7 +10,7 @@ import { HTTPException } from "hono/http-exception";
 import { timingSafeEqual } from "node:crypto";
 import { extname, join, normalize, sep } from "node:path";
 import { z } from "zod";
-import { CreateJob, Fence, LeaseParam, LeaseRequest, Register } from "../src/protocol/api.ts";
+import { CreateInvites, CreateJob, Fence, LeaseParam, LeaseRequest, Register } from "../src/protocol/api.ts";
 import { formatShape } from "../src/protocol/arrays.ts";
 import { type BlobStore, sha256Hex } from "./blobs.ts";
 import { Coordinator, type CoordinatorOptions } from "./coordinator.ts";
@@ -46,6 +46,8 @@ export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" |
   addressRateLimit?: RateLimit;
   registerRateLimit?: RateLimit;
   authFailureLimit?: RateLimit;
+  /** Who may register: anyone ("open", the default), or whoever holds an admin-issued invite ("invite"). */
+  registration?: "open" | "invite";
   /** Take the client address from the last X-Forwarded-For entry (behind one reverse proxy). */
   trustProxy?: boolean;
   /** JSON bodies (default 64 KiB; job creation 1 MiB). */
@@ -59,6 +61,9 @@ export interface AppOptions extends Omit<CoordinatorOptions, "store" | "blobs" |
 }
 
 type Env = { Bindings: Partial<ConnInfo> | undefined; Variables: { volunteer: VolunteerRow; address: string } };
+
+const randomToken = () => Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+const sha256Text = (s: string) => sha256Hex(new TextEncoder().encode(s));
 
 const bearer = (c: Context): string | null => {
   const h = c.req.header("authorization");
@@ -96,7 +101,7 @@ export function createApp(o: AppOptions) {
   const perAddress = new RateLimiter(o.addressRateLimit ?? DEFAULT_RATE_LIMITS.address);
   const registrations = new RateLimiter(o.registerRateLimit ?? DEFAULT_RATE_LIMITS.register);
   const authFailures = new RateLimiter(o.authFailureLimit ?? DEFAULT_RATE_LIMITS.authFailure);
-  const adminHash = sha256Hex(new TextEncoder().encode(o.adminToken));
+  const adminHash = sha256Text(o.adminToken);
 
   const tooLarge = (max: number) => (c: Context) => c.json({ error: `body too large: at most ${max} bytes here` }, 413);
   const jsonBody = (max = jsonLimit) => bodyLimit({ maxSize: max, onError: tooLarge(max) });
@@ -123,7 +128,7 @@ export function createApp(o: AppOptions) {
     const t = bearer(c);
     if (!t) throw refused(c, new ApiError(401, "missing bearer token (Authorization: Bearer <admin token>)"));
     // Compare digests: constant time, and equal lengths whatever the token's length.
-    if (!timingSafeEqual(Buffer.from(sha256Hex(new TextEncoder().encode(t)), "hex"), Buffer.from(adminHash, "hex"))) {
+    if (!timingSafeEqual(Buffer.from(sha256Text(t), "hex"), Buffer.from(adminHash, "hex"))) {
       throw refused(c, new ApiError(403, "not the admin token"));
     }
     limit(perVolunteer, "admin", "rate limit exceeded");
@@ -134,7 +139,7 @@ export function createApp(o: AppOptions) {
     lockedOut(c);
     const t = bearer(c);
     if (!t) throw new ApiError(401, "missing bearer token (register with POST /v1/volunteers)");
-    const v = await coord.store.volunteerByTokenHash(sha256Hex(new TextEncoder().encode(t)));
+    const v = await coord.store.volunteerByTokenHash(sha256Text(t));
     if (!v) throw refused(c, new ApiError(401, "unknown volunteer token"));
     // Buckets are made for known volunteers only: random tokens cannot crowd out a real one's.
     limit(perVolunteer, v.id, "rate limit exceeded");
@@ -174,19 +179,31 @@ export function createApp(o: AppOptions) {
         "content-type": CONTENT_TYPES[extname(file)] ?? "application/octet-stream",
       });
     })
+    .post("/v1/invites", jsonBody(), admin, validate("json", CreateInvites), async (c) => {
+      const invites = Array.from({ length: c.req.valid("json").count }, randomToken);
+      await coord.store.createInvites(invites.map(sha256Text));
+      return c.json({ invites }, 201);
+    })
     .post("/v1/volunteers", jsonBody(), validate("json", Register), async (c) => {
       limit(registrations, c.get("address"), "too many registrations from your address");
-      const { name, agent } = c.req.valid("json");
+      const { name, agent, invite } = c.req.valid("json");
+      const byInvite = o.registration === "invite";
+      if (byInvite) {
+        lockedOut(c);
+        if (!invite) throw new ApiError(403, "registration needs an invite from the coordinator's admin");
+      }
       const volunteerId = crypto.randomUUID();
-      const token = `${volunteerId}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
-      // Only the token's hash is stored: a leaked database does not leak volunteers' tokens.
-      await coord.store.createVolunteer(
+      const token = `${volunteerId}.${randomToken()}`;
+      // Only hashes are stored: a leaked database leaks neither volunteers' tokens nor unused invites.
+      const created = await coord.store.createVolunteer(
         volunteerId,
         name ?? "anonymous",
         agent ?? "",
-        sha256Hex(new TextEncoder().encode(token)),
+        sha256Text(token),
         c.get("address"),
+        byInvite ? sha256Text(invite!) : undefined,
       );
+      if (!created) throw refused(c, new ApiError(403, "unknown or already used invite"));
       return c.json({ volunteerId, token }, 201);
     })
     .post("/v1/leases", jsonBody(), volunteer, validate("json", LeaseRequest), async (c) => {

@@ -54,6 +54,9 @@ export const ServeFlags = z.object({
     "share of a job's shards one volunteer may hold or have answered (at least one shard); 1: no cap. " +
       "A public deployment sets it low, e.g. 0.05 (server/README.md)",
   ),
+  registration: z.enum(["open", "invite"]).default("open").describe(
+    "who may register: anyone, or holders of an invite from POST /v1/invites (a public deployment: invite)",
+  ),
   trustProxy: z.boolean().default(false).describe("take the client address from X-Forwarded-For (behind one proxy)"),
   kinds: z.array(z.enum(["default", "test"])).default(["default"]).describe(
     "job kinds to register: default (server/jobs: trak, datamodels) and/or test (server/jobs/test-kinds.ts)",
@@ -123,6 +126,7 @@ export async function startCoordinator(
     revalidateAfterMs: flags.revalidateMs,
     maxSourceLeases: flags.maxLeasesPerAddress,
     volunteerJobShare: flags.maxVolunteerShare,
+    registration: flags.registration,
     trustProxy: flags.trustProxy,
     volunteerDir: flags.volunteerDir ?? (await buildVolunteerPage()),
     routes,

@@ -116,6 +116,7 @@ export const SCHEMA = [
     lease_id TEXT NOT NULL UNIQUE, fence BIGINT NOT NULL, arrays TEXT NOT NULL, status TEXT NOT NULL,
     reason TEXT, created_at BIGINT NOT NULL)`,
   `CREATE INDEX IF NOT EXISTS results_shard ON results (job_id, key, status)`,
+  `CREATE TABLE IF NOT EXISTS invites (hash TEXT PRIMARY KEY, created_at BIGINT NOT NULL, used_by TEXT)`,
 ];
 
 export type Row = Record<string, unknown>;

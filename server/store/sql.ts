@@ -180,12 +180,36 @@ export class SqlStore {
 
   // ------------------------------------------------------------------ volunteers
 
-  async createVolunteer(id: string, name: string, agent: string, tokenHash: string, source = ""): Promise<void> {
-    await this.db.run(
-      `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source)
-       VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
-      [id, name, agent, tokenHash, this.now(), source],
-    );
+  /**
+   * A volunteer; with `inviteHash`, only by using up that invite in the same transaction (false, and no
+   * volunteer, when it is unknown or used).
+   */
+  async createVolunteer(
+    id: string,
+    name: string,
+    agent: string,
+    tokenHash: string,
+    source = "",
+    inviteHash?: string,
+  ): Promise<boolean> {
+    return await this.db.tx(async (q) => {
+      if (inviteHash !== undefined) {
+        const used = await q.run(`UPDATE invites SET used_by = ? WHERE hash = ? AND used_by IS NULL`, [id, inviteHash]);
+        if (used !== 1) return false;
+      }
+      await q.run(
+        `INSERT INTO volunteers (id, name, agent, token_hash, streak, valid, invalid, created_at, source)
+         VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?)`,
+        [id, name, agent, tokenHash, this.now(), source],
+      );
+      return true;
+    });
+  }
+
+  async createInvites(hashes: string[]): Promise<void> {
+    await this.db.tx(async (q) => {
+      for (const h of hashes) await q.run(`INSERT INTO invites (hash, created_at) VALUES (?, ?)`, [h, this.now()]);
+    });
   }
 
   async volunteerByTokenHash(hash: string): Promise<VolunteerRow | null> {

@@ -27,7 +27,14 @@ export const JobStatus = z.object({
 });
 export type JobStatus = z.output<typeof JobStatus>;
 
-export const Register = z.object({ name: z.string().max(200).optional(), agent: z.string().max(500).optional() });
+export const Register = z.object({
+  name: z.string().max(200).optional(),
+  agent: z.string().max(500).optional(),
+  /** An admin-issued invite: required when the coordinator runs with `--registration invite`. */
+  invite: z.string().max(200).optional(),
+});
+export const CreateInvites = z.object({ count: z.number().int().min(1).max(1000).default(1) });
+export const Invites = z.object({ invites: z.array(z.string()) });
 export const Registration = z.object({ volunteerId: z.string(), token: z.string() });
 export type Registration = z.output<typeof Registration>;
 

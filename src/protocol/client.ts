@@ -1,7 +1,7 @@
 // The coordinator's client, for volunteers (src/volunteer/), tests and benchmarks: one method per route,
 // answers parsed with the wire schemas of ./api.ts, arrays sent and received as raw bytes.
 import type { z } from "zod";
-import { JobCreated, JobStatus, Lease, Registration, SubmitStatus } from "./api.ts";
+import { Invites, JobCreated, JobStatus, Lease, Registration, SubmitStatus } from "./api.ts";
 import { arrayBytes, formatShape, isDType, parseShape, typedArray } from "./arrays.ts";
 import type { ArrayValue } from "./job-kind.ts";
 
@@ -83,8 +83,13 @@ export class CoordinatorClient {
     return schema.parse(await res.json());
   }
 
-  register(name?: string, agent?: string): Promise<Registration> {
-    return this.call(Registration, "POST", "/v1/volunteers", { name, agent }, 201);
+  register(name?: string, agent?: string, invite?: string): Promise<Registration> {
+    return this.call(Registration, "POST", "/v1/volunteers", { name, agent, invite }, 201);
+  }
+
+  /** Single-use registration invites (admin). */
+  async createInvites(count = 1): Promise<string[]> {
+    return (await this.call(Invites, "POST", "/v1/invites", { count }, 201)).invites;
   }
 
   async createJob(kind: string, spec: unknown, opts: { public?: boolean } = {}): Promise<string> {

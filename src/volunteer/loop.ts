@@ -28,6 +28,8 @@ export interface WorkerOptions {
   token?: string;
   name?: string;
   agent?: string;
+  /** An admin-issued invite, where the coordinator registers by invite only. */
+  invite?: string;
   /** Wait between polls when nothing is ready (default 500 ms). */
   idleMs?: number;
   /** Stop after this many consecutive idle polls (default: never). */
@@ -64,7 +66,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   let volunteerId = token?.split(".")[0] ?? "";
   while (!token) {
     try {
-      ({ token, volunteerId } = await new CoordinatorClient(o.server).register(o.name, o.agent));
+      ({ token, volunteerId } = await new CoordinatorClient(o.server).register(o.name, o.agent, o.invite));
       emit({ type: "registered", volunteerId });
     } catch (e) {
       // Registrations are limited per address (many volunteers behind one NAT): wait our turn.

@@ -22,6 +22,7 @@ export const WorkerFlags = z.object({
     "a local copy of the data set the jobs name (default ../shared/datasets/ when present, else downloaded once)",
   ),
   name: z.string().optional().describe("the name this volunteer registers under (default deno@HOSTNAME)"),
+  invite: z.string().optional().describe("an invite from the coordinator's admin, where registration needs one"),
 });
 
 /** SIGINT and SIGTERM stop the loop, which releases the lease in hand (below). */
@@ -143,6 +144,7 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
       signal: ctl.signal,
       maxShards,
       name: flags.name ?? `deno@${hostname()}`,
+      invite: flags.invite,
       agent: `deno worker (${rt.adapterName})`,
       onProgress: (e) => {
         const line = describeEvent(e);

@@ -7,6 +7,7 @@ import type { DiskBlobStore } from "../../server/blobs.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
 import { syntheticRows } from "../../server/jobs/test-kinds.ts";
 import type { SqlStore } from "../../server/store/sql.ts";
+import { runWorker } from "../../src/volunteer/loop.ts";
 import { ADMIN, createJob, register, startCoordinator } from "./support.ts";
 
 async function snapshot(store: SqlStore, blobs: DiskBlobStore): Promise<string> {
@@ -329,6 +330,21 @@ describe("coordinator API: bad requests", () => {
       await expect(anyone.jobStatus(privateJob)).rejects.toThrow(/is private/);
       const report = await fetch(`${c.url}/v1/jobs/${publicJob}/report/summary.json`);
       expect(((await report.json()) as { error: string }).error).toMatch("not written yet");
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a worker registers with its invite where the coordinator asks for one, and is refused without", async () => {
+    const c = await startCoordinator("sqlite", { registration: "invite" });
+    try {
+      const [invite] = await new CoordinatorClient(c.url, ADMIN).createInvites();
+      const run = (o: { invite?: string }) =>
+        runWorker({ server: c.url, executors: {}, maxIdlePolls: 1, idleMs: 1, ...o });
+      await expect(run({})).rejects.toThrow(/registration needs an invite/);
+      const summary = await run({ invite });
+      expect(summary.volunteerId).toMatch(/^[0-9a-f-]{36}$/);
+      expect((await c.store.getVolunteer(summary.volunteerId))?.name).toBe("anonymous");
     } finally {
       await c.close();
     }

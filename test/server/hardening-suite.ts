@@ -224,6 +224,32 @@ export function hardeningSuite(backends: Backend[]): void {
         });
       });
 
+      it("registration by invite: each admin-issued invite registers one volunteer, once", async () => {
+        await withApp(backend, { registration: "invite" }, async (app) => {
+          const join = (json: Record<string, unknown>, from = "10.0.3.1") =>
+            call(app, from, "/v1/volunteers", { json: { name: "v", ...json } });
+          const error = async (res: Response) => `${res.status} ${((await res.json()) as { error: string }).error}`;
+          expect(await error(await join({}))).toBe("403 registration needs an invite from the coordinator's admin");
+          const made = await call(app, "10.9.9.9", "/v1/invites", { token: ADMIN, json: { count: 2 } });
+          expect(made.status).toBe(201);
+          const { invites } = (await made.json()) as { invites: string[] };
+          expect(new Set(invites).size).toBe(2);
+          const first = await join({ invite: invites[0] });
+          expect(first.status).toBe(201);
+          const { token } = (await first.json()) as { token: string };
+          expect((await lease(app, "10.0.3.1", token)).status).toBe(204); // a working volunteer token
+          expect(await error(await join({ invite: invites[0] }, "10.0.3.2"))).toBe(
+            "403 unknown or already used invite",
+          );
+          expect(await error(await join({ invite: "made-up" }, "10.0.3.2"))).toBe("403 unknown or already used invite");
+          const byVolunteer = await call(app, "10.0.3.1", "/v1/invites", { token, json: {} });
+          expect(byVolunteer.status).toBe(403);
+          expect((await join({ invite: invites[1] }, "10.0.3.3")).status).toBe(201);
+          const rows = await app.coordinator.store.db.all<{ used_by: string | null }>(`SELECT used_by FROM invites`);
+          expect(rows.filter((r) => r.used_by).length).toBe(2);
+        });
+      });
+
       it("one volunteer holds or answers at most its share of a job's shards (volunteerJobShare)", async () => {
         await withApp(backend, { volunteerJobShare: 0.25 }, async (app) => {
           await createJob(app, { n: 16, rowsPerShard: 2, block: 3, seed: 3, scale: false }); // 8 shards

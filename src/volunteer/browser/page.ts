@@ -57,6 +57,7 @@ async function start(): Promise<void> {
         kinds: params.get("kinds")?.split(","),
         name: params.get("name") ?? "browser tab",
         agent: navigator.userAgent,
+        invite: params.get("invite") ?? undefined,
       }, Comlink.proxy(show)),
     ]);
     show(final);

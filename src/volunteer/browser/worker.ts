@@ -32,6 +32,7 @@ export interface StartOptions {
   maxShards?: number;
   name?: string;
   agent?: string;
+  invite?: string;
 }
 
 let abort: AbortController | undefined;
@@ -111,6 +112,7 @@ const api = {
         maxShards: o.maxShards,
         name: o.name,
         agent: o.agent,
+        invite: o.invite,
         onProgress: (e) => {
           if (e.type === "leased") {
             status.lease = { server: o.server, token: e.token, leaseId: e.leaseId, fence: e.fence };
