@@ -141,6 +141,7 @@ export function createApp(o: AppOptions) {
     if (!t) throw new ApiError(401, "missing bearer token (register with POST /v1/volunteers)");
     const v = await coord.store.volunteerByTokenHash(sha256Text(t));
     if (!v) throw refused(c, new ApiError(401, "unknown volunteer token"));
+    if (v.quarantine) throw new ApiError(403, `this volunteer is quarantined: ${v.quarantine}`);
     // Buckets are made for known volunteers only: random tokens cannot crowd out a real one's.
     limit(perVolunteer, v.id, "rate limit exceeded");
     c.set("volunteer", v);

@@ -161,6 +161,7 @@ export class Coordinator {
       ...(job.summary ? { summary: job.summary } : {}),
       ...(job.error ? { error: job.error } : {}),
       files: Object.keys(job.files),
+      events: job.events,
     };
   }
 
@@ -294,17 +295,27 @@ export class Coordinator {
     const { kind, spec } = await this.specOf(result.jobId);
     const plan: ShardPlan = shard;
     const mine = await this.loadArrays(result);
-    let outcome: { status: "accepted" | "rejected"; jobComplete: boolean; reason?: string };
+    let outcome: Awaited<ReturnType<SqlStore["accept"]>>;
     if (!shard.deterministic) {
       const seed = Math.floor(this.random() * 2 ** 32);
       let reason: string | null;
+      // A check that could not run (its inputs were requeued meanwhile) rejects the result but proves
+      // nothing against the volunteer; one that ran and failed quarantines it.
+      let caught = true;
       try {
         reason = await kind.spotCheck(spec, plan, mine, this.inputs(result.jobId), seed);
       } catch (e) {
         reason = `spot check failed: ${(e as Error).message}`;
+        caught = !(e instanceof ApiError && e.status === 404);
       }
       if (reason) {
-        await this.store.reject(result.id, reason);
+        const rejected = await this.store.reject(result.id, reason);
+        if (rejected && caught) {
+          await this.quarantine(
+            result.volunteerId,
+            `failed the spot check of ${result.jobId}/${result.key}: ${reason}`,
+          );
+        }
         return { status: "rejected", reason };
       }
       outcome = await this.store.accept(result.id, null, []);
@@ -327,9 +338,21 @@ export class Coordinator {
         return { status: "pending-quorum" };
       }
       outcome = await this.store.accept(result.id, partner, disagreed);
+      if (outcome.status === "accepted") {
+        for (const o of others.filter((o) => disagreed.includes(o.id))) {
+          await this.quarantine(o.volunteerId, `disagreed with the accepted result of ${o.jobId}/${o.key}`);
+        }
+      }
     }
     if (outcome.jobComplete) this.finishSoon(result.jobId);
-    return outcome.status === "accepted" ? { status: "accepted" } : { status: "rejected", reason: outcome.reason };
+    if (outcome.status === "rejected") return { status: "rejected", reason: outcome.reason };
+    return { status: outcome.status };
+  }
+
+  /** A check caught a volunteer: server/store/sql.ts `quarantine`; jobs whose shards are all accepted again finish. */
+  async quarantine(volunteerId: string, reason: string): Promise<void> {
+    const jobs = await this.store.quarantine(volunteerId, reason);
+    if (jobs.length) this.log(`quarantined volunteer ${volunteerId} (${reason}); jobs requeued: ${jobs.join(", ")}`);
   }
 
   // ------------------------------------------------------------------ finishing

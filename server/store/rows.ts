@@ -17,6 +17,13 @@ export interface JobRow {
   error: string | null;
   /** Status and report readable without the admin token. */
   public: boolean;
+  /** What happened to the job besides its shards' progress (quarantines), oldest first. */
+  events: JobEvent[];
+}
+
+export interface JobEvent {
+  at: number;
+  message: string;
 }
 
 export interface ShardRow extends ShardPlan {
@@ -38,6 +45,8 @@ export interface VolunteerRow {
   streak: number;
   valid: number;
   invalid: number;
+  /** Why it was quarantined (a check caught it), or null. */
+  quarantine: string | null;
 }
 
 export interface LeaseRow {
@@ -82,13 +91,15 @@ export interface ShardCounts {
 export const ADDED_COLUMNS = [
   { table: "volunteers", column: "source", type: "TEXT NOT NULL DEFAULT ''" },
   { table: "jobs", column: "public", type: "INTEGER NOT NULL DEFAULT 0" },
+  { table: "jobs", column: "events", type: "TEXT" },
+  { table: "volunteers", column: "quarantine", type: "TEXT" },
 ];
 
 export const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
     created_at BIGINT NOT NULL, finish_owner TEXT, finish_deadline BIGINT,
-    summary TEXT, files TEXT, error TEXT, public INTEGER NOT NULL DEFAULT 0)`,
+    summary TEXT, files TEXT, error TEXT, public INTEGER NOT NULL DEFAULT 0, events TEXT)`,
   `CREATE TABLE IF NOT EXISTS shards (
     job_id TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL, job_created BIGINT NOT NULL,
     kind TEXT NOT NULL, payload TEXT NOT NULL, deps TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -101,7 +112,7 @@ export const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS volunteers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, agent TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
     streak INTEGER NOT NULL, valid INTEGER NOT NULL, invalid INTEGER NOT NULL, created_at BIGINT NOT NULL,
-    source TEXT NOT NULL DEFAULT '')`,
+    source TEXT NOT NULL DEFAULT '', quarantine TEXT)`,
   `CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY, job_id TEXT NOT NULL, key TEXT NOT NULL, volunteer_id TEXT NOT NULL,
     fence BIGINT NOT NULL, weight INTEGER NOT NULL, deadline BIGINT NOT NULL, state TEXT NOT NULL,
@@ -134,6 +145,7 @@ export function toJob(r: Row): JobRow {
     files: r.files ? JSON.parse(String(r.files)) : {},
     error: str(r.error),
     public: num(r.public) === 1,
+    events: r.events ? JSON.parse(String(r.events)) : [],
   };
 }
 
@@ -193,6 +205,7 @@ export function toVolunteer(r: Row): VolunteerRow {
     streak: num(r.streak),
     valid: num(r.valid),
     invalid: num(r.invalid),
+    quarantine: str(r.quarantine),
   };
 }
 

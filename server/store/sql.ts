@@ -429,14 +429,30 @@ export class SqlStore {
     resultId: string,
     partnerId: string | null,
     rejectIds: string[],
-  ): Promise<{ status: "accepted" | "rejected"; jobComplete: boolean; reason?: string }> {
-    type Outcome = { status: "accepted" | "rejected"; jobComplete: boolean; reason?: string };
+  ): Promise<{ status: "accepted" | "rejected" | "pending-quorum"; jobComplete: boolean; reason?: string }> {
+    type Outcome = { status: "accepted" | "rejected" | "pending-quorum"; jobComplete: boolean; reason?: string };
     return this.db.tx(async (q): Promise<Outcome> => {
-      const [r] = (await q.all<Row>(`SELECT * FROM results WHERE id = ?`, [resultId])).map(toResult);
-      const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [r.jobId, r.key]);
+      const result = async (id: string) => toResult((await q.all<Row>(`SELECT * FROM results WHERE id = ?`, [id]))[0]);
+      const { jobId, key } = await result(resultId);
+      const srows = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [jobId, key]);
       const shard = toShard(srows[0]);
+      // Read under the shard's lock (PostgreSQL: a fresh statement, so it sees a quarantine that committed
+      // while this transaction waited for the lock).
+      const r = await result(resultId);
       if (r.status !== "pending") {
         return { status: "rejected", jobComplete: false, reason: r.reason ?? `result is ${r.status}` };
+      }
+      const quarantined = async (volunteerId: string) =>
+        (await q.all<Row>(`SELECT quarantine FROM volunteers WHERE id = ?`, [volunteerId]))[0].quarantine != null;
+      if (await quarantined(r.volunteerId)) {
+        await this.setStatus(q, [resultId], "rejected", "the volunteer was quarantined");
+        return { status: "rejected", jobComplete: false, reason: "the volunteer was quarantined" };
+      }
+      if (partnerId && shard.state === "open") {
+        const partner = await result(partnerId);
+        if (partner.status !== "pending" || await quarantined(partner.volunteerId)) {
+          return { status: "pending-quorum", jobComplete: false }; // the partner was withdrawn: wait for another
+        }
       }
       if (shard.state !== "open") {
         if (partnerId && shard.acceptedResult === partnerId) {
@@ -483,9 +499,114 @@ export class SqlStore {
    * Reject a pending result (failed spot check, or it disagreed with the accepted result); resets the volunteer's
    * streak.
    */
-  async reject(resultId: string, reason: string): Promise<void> {
-    await this.db.tx(async (q) => {
-      await this.credit(q, await this.setStatus(q, [resultId], "rejected", reason), false);
+  async reject(resultId: string, reason: string): Promise<boolean> {
+    return await this.db.tx(async (q) => {
+      const rejected = await this.setStatus(q, [resultId], "rejected", reason);
+      await this.credit(q, rejected, false);
+      return rejected.length === 1;
+    });
+  }
+
+  /**
+   * A check caught `volunteerId`: it gets nothing more, and nothing it did stands. Every shard it answered
+   * validly (accepted, or agreeing with the accepted result; any job) goes back to the queue with all its
+   * results rejected, and so, transitively, does every shard computed from one of those; its pending results
+   * and live leases go too. A job that had finished (or was finishing) runs again and will finish again; each
+   * job touched records the event. Returns the ids of the jobs touched.
+   */
+  async quarantine(volunteerId: string, reason: string): Promise<string[]> {
+    const now = this.now();
+    return await this.db.tx(async (q) => {
+      const changed = await q.run(`UPDATE volunteers SET quarantine = ? WHERE id = ? AND quarantine IS NULL`, [
+        reason,
+        volunteerId,
+      ]);
+      if (changed !== 1) return [];
+      const why = `requeued: volunteer ${volunteerId} was quarantined (${reason})`;
+      const requeued = new Map<string, Set<string>>();
+      const reopen = async (jobId: string, key: string): Promise<void> => {
+        const keys = requeued.get(jobId) ?? requeued.set(jobId, new Set()).get(jobId)!;
+        if (keys.has(key)) return;
+        keys.add(key);
+        const [s] = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [jobId, key]);
+        const shard = toShard(s);
+        await q.run(
+          `UPDATE results SET status = 'rejected', reason = ? WHERE job_id = ? AND key = ? AND status
+          IN ('pending', 'valid', 'accepted')`,
+          [why, jobId, key],
+        );
+        // Released, submitted ones too: whoever answered it before may answer it again (with few volunteers
+        // nobody else might).
+        await q.run(`UPDATE leases SET state = 'released' WHERE job_id = ? AND key = ? AND state <> 'released'`, [
+          jobId,
+          key,
+        ]);
+        if (shard.state === "accepted") {
+          await q.run(
+            `UPDATE shards SET state = 'open', accepted_result = NULL, replicas = ? WHERE job_id = ? AND key = ?`,
+            [shard.deterministic ? 2 : 1, jobId, key],
+          );
+          await q.run(
+            `UPDATE shards SET deps_left = deps_left + 1 WHERE job_id = ? AND key IN (SELECT key FROM shard_deps
+             WHERE job_id = ? AND dep = ?)`,
+            [jobId, jobId, key],
+          );
+        }
+        // What was computed from this shard's result was computed from what the volunteer sent.
+        for (const d of await q.all<Row>(`SELECT key FROM shard_deps WHERE job_id = ? AND dep = ?`, [jobId, key])) {
+          await reopen(jobId, String(d.key));
+        }
+      };
+      // Until a pass finds nothing new: on PostgreSQL each statement sees what committed before it, so a
+      // result of this volunteer's accepted meanwhile is found by the next pass. Its pending results are
+      // rejected under their shards' locks, which is what accepting one takes, so none is accepted after.
+      for (;;) {
+        const answered = (await q.all<Row>(
+          `SELECT DISTINCT job_id, key FROM results WHERE volunteer_id = ? AND status IN ('accepted', 'valid')
+           ORDER BY job_id, key`,
+          [volunteerId],
+        )).filter((a) => !requeued.get(String(a.job_id))?.has(String(a.key)));
+        // The jobs' rows before their shards': a finish claim (which takes the same lock) then sees the
+        // shards reopened, or has claimed before and this sends the job back to running.
+        for (const id of [...new Set(answered.map((a) => String(a.job_id)))]) {
+          if (!requeued.has(id)) await q.all(`SELECT id FROM jobs WHERE id = ?${this.lock}`, [id]);
+        }
+        for (const a of answered) await reopen(String(a.job_id), String(a.key));
+        const pending = await q.all<Row>(
+          `SELECT id, job_id, key FROM results WHERE volunteer_id = ? AND status = 'pending' ORDER BY job_id, key`,
+          [volunteerId],
+        );
+        for (const p of pending) {
+          await q.all(`SELECT key FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [
+            String(p.job_id),
+            String(p.key),
+          ]);
+          await q.run(`UPDATE results SET status = 'rejected', reason = ? WHERE id = ? AND status = 'pending'`, [
+            `the volunteer was quarantined (${reason})`,
+            String(p.id),
+          ]);
+        }
+        if (!answered.length) break;
+      }
+      await q.run(`UPDATE leases SET state = 'released' WHERE volunteer_id = ? AND state = 'active'`, [volunteerId]);
+      for (const [jobId, keys] of requeued) {
+        const [j] = await q.all<Row>(`SELECT * FROM jobs WHERE id = ?`, [jobId]);
+        const job = toJob(j);
+        const events = [...job.events, { at: now, message: `${why}: ${keys.size} shard(s) requeued` }];
+        const rerun = job.state === "done" || job.state === "finishing";
+        await q.run(
+          `UPDATE jobs SET events = ?, state = ?, summary = ?, files = ?, finish_owner = ? WHERE id = ?`,
+          [
+            JSON.stringify(events),
+            rerun ? "running" : job.state,
+            rerun ? null : (j.summary as string | null),
+            rerun ? null : (j.files as string | null),
+            rerun ? null : (j.finish_owner as string | null),
+            jobId,
+          ],
+        );
+      }
+      return [...requeued.keys()];
     });
   }
 
@@ -573,15 +694,19 @@ export class SqlStore {
   /** Claim the finish step: true for exactly one caller until the claim's deadline passes unextended. */
   async claimFinish(jobId: string, owner: string, ttlMs: number): Promise<boolean> {
     const now = this.now();
-    const rows = await this.db.all<Row>(
-      `UPDATE jobs SET state = 'finishing', finish_owner = ?, finish_deadline = ?
-       WHERE id = ? AND ((state = 'running'
-           AND NOT EXISTS (SELECT 1 FROM shards s WHERE s.job_id = jobs.id AND s.state = 'open'))
-         OR (state = 'finishing' AND finish_deadline < ?))
-       RETURNING id`,
-      [owner, now + ttlMs, jobId, now],
-    );
-    return rows.length === 1;
+    return await this.db.tx(async (q) => {
+      // The job's row lock first, then the count in a statement of its own: a quarantine that reopened
+      // shards (it holds the same lock while it does) has committed by then, and the count sees it.
+      await q.all(`SELECT id FROM jobs WHERE id = ?${this.lock}`, [jobId]);
+      const [open] = await q.all<Row>(`SELECT COUNT(*) AS n FROM shards WHERE job_id = ? AND state = 'open'`, [jobId]);
+      if (num(open.n) > 0) return false;
+      const rows = await q.all<Row>(
+        `UPDATE jobs SET state = 'finishing', finish_owner = ?, finish_deadline = ?
+         WHERE id = ? AND (state = 'running' OR (state = 'finishing' AND finish_deadline < ?)) RETURNING id`,
+        [owner, now + ttlMs, jobId, now],
+      );
+      return rows.length === 1;
+    });
   }
 
   async extendFinish(jobId: string, owner: string, ttlMs: number): Promise<boolean> {

@@ -24,6 +24,8 @@ export const JobStatus = z.object({
   error: z.string().optional(),
   /** Files the job's finish wrote, served at /v1/jobs/:id/report/:file. */
   files: z.array(z.string()),
+  /** What happened besides the shards' progress (a quarantined volunteer's shards requeued), oldest first. */
+  events: z.array(z.object({ at: z.number(), message: z.string() })).default([]),
 });
 export type JobStatus = z.output<typeof JobStatus>;
 

@@ -60,16 +60,22 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
 
         const jobId = await createJob(c.url, SPEC);
         stop = new AbortController();
-        workers = honestRun(c, 16, stop.signal);
         const refused: number[] = [];
         const malicious = new Set<string>();
         const liarRuns: Promise<unknown>[] = [];
-        const note = (p: Promise<{ volunteerId: string }>) =>
-          liarRuns.push(p.then((s) => malicious.add(s.volunteerId)));
+        // A liar runs until a check catches it: then it is quarantined and every request it makes is refused.
+        const note = async (o: Omit<Parameters<typeof runWorker>[0], "server" | "token">) => {
+          const { volunteerId, token } = await register(c.url, o.name);
+          malicious.add(volunteerId);
+          liarRuns.push(
+            runWorker({ ...o, server: c.url, token }).catch((e: Error) => {
+              expect(e.message).toMatch(/^403: this volunteer is quarantined: /);
+            }),
+          );
+        };
         // wrong numbers: each liar shifts by its own amount, so two liars never agree with each other
         for (const [i, shift] of [0.01, 0.02].entries()) {
-          note(runWorker({
-            server: c.url,
+          await note({
             executors: testExecutors,
             name: `liar-${i}`,
             signal: stop.signal,
@@ -81,11 +87,10 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
                   data: (a.data as Float32Array).map((v) => v + shift),
                 } as ArrayValue]),
               ),
-          }));
+          });
         }
         // NaNs: every upload is refused; its leases expire and go to others
-        note(runWorker({
-          server: c.url,
+        await note({
           executors: testExecutors,
           name: "nan",
           signal: stop.signal,
@@ -96,7 +101,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
                 [k, a],
               ) => [k, { ...a, data: (a.data as Float32Array).map((v, j) => (j === 3 ? NaN : v)) } as ArrayValue]),
             ),
-        }));
+        });
         // replays and forgeries: honest numbers, then the same submission again, a heartbeat on the
         // submitted lease, a forged token (its own id, a made-up secret) and a stale fence
         const replay = await register(c.url, "replayer");
@@ -126,6 +131,8 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
             );
           },
         });
+        // The honest crowd starts last, so that the liars are in from the first shards.
+        workers = honestRun(c, 16, stop.signal);
         const done = await waitForJob(c.url, jobId, 60_000);
         stop.abort();
         await Promise.all([...workers, ...liarRuns]);
@@ -140,7 +147,14 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         expect(a.matrixTotal).toBe(b.matrixTotal);
         expect(Math.abs(a.scaledTotal - b.scaledTotal)).toBeLessThan(48 * 48 * 2e-3);
         const { results } = await checkAccepted(c, jobId, SPEC);
-        // liars' results never count, and their streaks are reset (the replayer's own honest results may count)
+        // Liars' results never count, and their streaks are reset (the replayer's own honest results may count).
+        // A liar is quarantined exactly when a check compared its numbers (one may not be before the job ends).
+        for (const id of malicious) {
+          const caught = results.some((r) =>
+            r.volunteerId === id && r.status === "rejected" && /disagreed|spot check/.test(r.reason ?? "")
+          );
+          expect(`${id}: ${(await c.store.getVolunteer(id))!.quarantine !== null}`).toBe(`${id}: ${caught}`);
+        }
         for (const id of malicious) {
           expect(
             results.filter((r) => r.volunteerId === id && (r.status === "accepted" || r.status === "valid")).length,
@@ -156,6 +170,72 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         // every replay/forgery attempt that came back was refused with a 4xx
         expect(refused.length).toBeGreaterThan(0);
         for (const s of refused) expect(s >= 400 && s < 500).toBe(true);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("a patient cheater: honest until trusted, then forging; once caught, all it got accepted re-runs", async () => {
+      // Trusted after 3 valid results. Trusted volunteers get solo leases until two of the cheater's forgeries
+      // have been accepted unchecked, replicas after that: the next forgery is caught.
+      const forgedAccepted: string[] = [];
+      const c = await startCoordinator(backend, {
+        leaseMs: 2000,
+        trustStreak: 3,
+        random: () => (forgedAccepted.length < 2 ? 0 : 0.99),
+        ...ONE_ADDRESS_CROWD,
+      });
+      try {
+        const spec = { n: 60, rowsPerShard: 1, block: 6, seed: 31 }; // rows/i, and scale/i computed from rows/i
+        let stop = new AbortController();
+        let workers = honestRun(c, 3, stop.signal, 20);
+        const ref = await waitForJob(c.url, await createJob(c.url, spec), 60_000);
+        stop.abort();
+        await Promise.all(workers);
+
+        const jobId = await createJob(c.url, spec);
+        stop = new AbortController();
+        const cheat = await register(c.url, "patient");
+        let submitted = 0;
+        const forging = () => submitted >= 8;
+        const cheater = runWorker({
+          server: c.url,
+          token: cheat.token,
+          executors: testExecutors,
+          signal: stop.signal,
+          idleMs: 20,
+          transform: (shard, out) =>
+            forging() && shard.kind === "test-rows"
+              ? { rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue }
+              : out,
+          onProgress: (e) => {
+            if (e.type !== "submitted") return;
+            if (forging() && e.shard.kind === "test-rows" && e.status === "accepted") forgedAccepted.push(e.shard.key);
+            submitted++;
+          },
+        }).catch((e: Error) => e.message);
+        workers = honestRun(c, 3, stop.signal, 20);
+        const done = await waitForJob(c.url, jobId, 60_000);
+        stop.abort();
+        await Promise.all(workers);
+        const ended = await cheater;
+        expect(done.state).toBe("done");
+        const a = done.summary as { members: number[]; objective: number; matrixTotal: number; scaledTotal: number };
+        const b = ref.summary as typeof a;
+        expect([a.members, a.objective, a.matrixTotal]).toEqual([b.members, b.objective, b.matrixTotal]);
+        expect(Math.abs(a.scaledTotal - b.scaledTotal)).toBeLessThan(60 * 60 * 2e-3);
+        expect((await c.store.getVolunteer(cheat.volunteerId))!.quarantine).toMatch(/^disagreed with the accepted/);
+        expect(String(ended)).toMatch(/^403: this volunteer is quarantined/);
+        console.log(
+          `patient cheater (${backend}): ${forgedAccepted.length} forged results accepted before it was caught`,
+        );
+        expect(forgedAccepted.length).toBeGreaterThan(0);
+        const { results } = await checkAccepted(c, jobId, spec);
+        const standing = results.filter((r) =>
+          r.volunteerId === cheat.volunteerId && (r.status === "accepted" || r.status === "valid")
+        );
+        expect(standing.length).toBe(0);
+        expect(done.events.map((e) => e.message).join("\n")).toMatch(`volunteer ${cheat.volunteerId} was quarantined`);
       } finally {
         await c.close();
       }

@@ -247,6 +247,56 @@ export function storeSuite(backend: Backend): void {
       });
     });
 
+    it("quarantine requeues what a volunteer answered and what was computed from it; the finish re-runs", async () => {
+      await withStore(backend, async (s) => {
+        const shard = (key: string, deps: string[], deterministic: boolean) => ({
+          ...rowsShard(key, deps, deterministic),
+          kind: key,
+        });
+        // t: a training shard; f: computed from t's result; g: independent; u: nobody touched by the cheat.
+        await s.createJob("jq", "k", {}, [
+          shard("t", [], false),
+          shard("f", ["t"], true),
+          shard("g", [], true),
+          shard("u", [], true),
+        ]);
+        const [cheat, h1, h2] = await volunteers(s, 3);
+        const answer = async (v: string, key: string) => {
+          const l = (await s.claimLease(v, [key], 1000, false))!;
+          expect(l.shard.key).toBe(key);
+          await stage(s, l.lease.id, v, l.lease.fence);
+          return (await s.submit(l.lease.id, v, l.lease.fence)).result;
+        };
+        expect((await s.accept((await answer(cheat, "t")).id, null, [])).status).toBe("accepted");
+        const f1 = await answer(h1, "f");
+        expect((await s.accept((await answer(h2, "f")).id, f1.id, [])).status).toBe("accepted");
+        const g1 = await answer(cheat, "g");
+        expect((await s.accept((await answer(h1, "g")).id, g1.id, [])).status).toBe("accepted");
+        const u1 = await answer(h1, "u");
+        expect((await s.accept((await answer(h2, "u")).id, u1.id, [])).status).toBe("accepted");
+        expect(await s.claimFinish("jq", "me", 1000)).toBe(true);
+        expect(await s.completeFinish("jq", "me", { ok: 1 }, { "a.json": "b".repeat(64) })).toBe(true);
+
+        expect(await s.quarantine(cheat, "forged")).toEqual(["jq"]);
+        expect(await s.quarantine(cheat, "again")).toEqual([]);
+        expect((await s.getVolunteer(cheat))!.quarantine).toBe("forged");
+        const shards = Object.fromEntries((await s.listShards("jq")).map((x) => [x.key, x]));
+        expect(["t", "f", "g", "u"].map((k) => shards[k].state)).toEqual(["open", "open", "open", "accepted"]);
+        expect([shards.t.replicas, shards.f.replicas, shards.f.depsLeft]).toEqual([1, 2, 1]);
+        const live = (await s.jobResults("jq")).filter((r) => r.status !== "rejected").map((r) => r.key);
+        expect(live.sort()).toEqual(["u", "u"]);
+        const job = (await s.getJob("jq"))!;
+        expect([job.state, job.summary, job.files]).toEqual(["running", null, {}]);
+        expect(job.events.map((e) => e.message)).toEqual([
+          `requeued: volunteer ${cheat} was quarantined (forged): 3 shard(s) requeued`,
+        ]);
+        // f waits for t again; t and g are leasable, and the honest volunteers may answer them again.
+        expect(await s.claimLease(h1, ["f"], 1000, false)).toBe(null);
+        expect((await s.claimLease(h2, ["t"], 1000, false))?.shard.key).toBe("t");
+        expect((await s.claimLease(h1, ["g"], 1000, false))?.shard.key).toBe("g");
+      });
+    });
+
     it("a solo lease (trusted volunteer) counts as both replicas; a disagreement asks for a third", async () => {
       await withStore(backend, async (s) => {
         await s.createJob("job6", "k", {}, [rowsShard("a"), rowsShard("b")]);
