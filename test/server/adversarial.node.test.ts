@@ -197,20 +197,35 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         stop = new AbortController();
         const cheat = await register(c.url, "patient");
         let submitted = 0;
-        const forging = () => submitted >= 8;
+        // Honest for its first 8 shards; then it forges every rows shard it holds alone (the test reads the
+        // lease's weight from the store, as a cheater could guess it), and, after two forgeries got through,
+        // every rows shard: the first replicated one catches it.
+        const forge = new Set<string>();
+        const rows = testExecutors["test-rows"];
         const cheater = runWorker({
           server: c.url,
           token: cheat.token,
-          executors: testExecutors,
+          executors: {
+            ...testExecutors,
+            "test-rows": async (payload, inputs, ctx) => {
+              const key = `rows/${(payload as { start: number }).start}`;
+              const [l] = await c.store.db.all<{ weight: number }>(
+                `SELECT weight FROM leases WHERE volunteer_id = ? AND key = ? AND state = 'active'`,
+                [cheat.volunteerId, key],
+              );
+              if (submitted >= 8 && (Number(l?.weight) === 2 || forgedAccepted.length >= 2)) forge.add(key);
+              return await rows(payload, inputs, ctx);
+            },
+          },
           signal: stop.signal,
           idleMs: 20,
           transform: (shard, out) =>
-            forging() && shard.kind === "test-rows"
+            forge.has(shard.key)
               ? { rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue }
               : out,
           onProgress: (e) => {
             if (e.type !== "submitted") return;
-            if (forging() && e.shard.kind === "test-rows" && e.status === "accepted") forgedAccepted.push(e.shard.key);
+            if (forge.has(e.shard.key) && e.status === "accepted") forgedAccepted.push(e.shard.key);
             submitted++;
           },
         }).catch((e: Error) => e.message);
