@@ -235,25 +235,12 @@ export async function maxSumSearch(backend: SearchBackend, opts: SearchOptions =
 export function symmetrise(A: ArrayLike<number>, n: number): { sym: Float64Array; rowsum: Float64Array } {
   const sym = new Float64Array(n * n);
   const rowsum = new Float64Array(n);
-  // In tiles of the upper triangle, mirrored, so that reading A's columns stays in cache.
-  const T = 32;
-  for (let i0 = 0; i0 < n; i0 += T) {
-    const i1 = Math.min(i0 + T, n);
-    for (let j0 = i0; j0 < n; j0 += T) {
-      const j1 = Math.min(j0 + T, n);
-      for (let i = i0; i < i1; i++) {
-        for (let j = Math.max(j0, i + 1); j < j1; j++) {
-          const v = A[i * n + j] + A[j * n + i];
-          sym[i * n + j] = v;
-          sym[j * n + i] = v;
-        }
-      }
-    }
-  }
   for (let i = 0; i < n; i++) {
-    let sum = 0;
-    for (let j = 0, row = i * n; j < n; j++) if (j !== i) sum += A[row + j];
-    rowsum[i] = sum;
+    for (let j = 0; j < n; j++) {
+      if (i === j) continue;
+      sym[i * n + j] = A[i * n + j] + A[j * n + i];
+      rowsum[i] += A[i * n + j];
+    }
   }
   return { sym, rowsum };
 }
@@ -370,7 +357,8 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
       const row = (j: number) => (j < 0 ? zeros : sym.subarray(j * n, (j + 1) * n));
       for (let k = 0; k < swaps; k++) {
         sweep(P, row(a), row(r), state, centre, lookahead, pick);
-        [r, a] = [pick[0], pick[1]];
+        r = pick[0];
+        a = pick[1];
         if (r < 0 || a < 0) throw new Error("search: no eligible swap (more swaps than members or non-members)");
         const tr = pick[2];
         const ta = pick[3];
@@ -382,6 +370,7 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
         mask[a] = 1;
         state[r] = state[a] = 2;
       }
+      // The last swap's rows, with nothing left to pick.
       if (swaps > 0) sweep(P, row(a), row(r), state.fill(2), centre, lookahead, pick);
       return { objective, removed, added, gains, scale };
     },
