@@ -349,7 +349,7 @@ export class Coordinator {
     return { status: outcome.status };
   }
 
-  /** A check caught a volunteer: server/store/sql.ts `quarantine`; jobs whose shards are all accepted again finish. */
+  /** A check caught a volunteer: quarantine it (server/store/sql.ts `quarantine`) and log the jobs it requeued. */
   async quarantine(volunteerId: string, reason: string): Promise<void> {
     const jobs = await this.store.quarantine(volunteerId, reason);
     if (jobs.length) this.log(`quarantined volunteer ${volunteerId} (${reason}); jobs requeued: ${jobs.join(", ")}`);
