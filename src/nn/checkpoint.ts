@@ -13,27 +13,63 @@ import { buildModel, type Model, ModelConfig } from "./models.ts";
 
 export const FORMAT = "webgpu-backdoor-detect/model@1";
 
+const VELOCITY = ".velocity";
+
+/** Every parameter read off the device (one readback) as safetensors tensors; with `velocities`, the SGD
+ *  momentum of each trainable parameter too, as `NAME.velocity` (a training state to resume from). */
+export async function readParameters(
+  rt: Runtime,
+  model: Model,
+  { velocities = false } = {},
+): Promise<Record<string, StTensor>> {
+  const entries = model.params.map((p) => [p.name, p.shape, p.value] as const);
+  if (velocities) {
+    for (const p of model.params) if (p.velocity) entries.push([p.name + VELOCITY, p.shape, p.velocity]);
+  }
+  const values = await rt.readMany(entries.map((e) => e[2]));
+  const tensors: Record<string, StTensor> = {};
+  entries.forEach(([name, shape], i) => (tensors[name] = { dtype: "F32", shape, data: values[i] as Float32Array }));
+  return tensors;
+}
+
+/** The metadata of a checkpoint of `model`: the format, its config, and `extra` (JSON unless a string). */
+export function checkpointMetadata(model: Model, extra: Record<string, unknown> = {}): Record<string, string> {
+  const metadata: Record<string, string> = { format: FORMAT, config: JSON.stringify(model.config) };
+  for (const [k, v] of Object.entries(extra)) metadata[k] = typeof v === "string" ? v : JSON.stringify(v);
+  return metadata;
+}
+
 /** Read every parameter off the device (one readback) into a safetensors byte buffer. */
 export async function modelToSafetensors(
   rt: Runtime,
   model: Model,
   extra: Record<string, unknown> = {},
 ): Promise<Uint8Array> {
-  const values = await rt.readMany(model.params.map((p) => p.value));
-  const tensors: Record<string, StTensor> = {};
-  model.params.forEach((p, i) => (tensors[p.name] = { dtype: "F32", shape: p.shape, data: values[i] as Float32Array }));
-  const metadata: Record<string, string> = { format: FORMAT, config: JSON.stringify(model.config) };
-  for (const [k, v] of Object.entries(extra)) metadata[k] = typeof v === "string" ? v : JSON.stringify(v);
-  return encodeSafetensors(tensors, metadata);
+  return encodeSafetensors(await readParameters(rt, model), checkpointMetadata(model, extra));
 }
 
-/** Rebuild a model from checkpoint bytes; every parameter must be present with its shape. */
+/**
+ * The states of a training run in one file: state i's tensors (parameters and velocities) named `i/NAME`.
+ * `stateOf` takes one back out as a checkpoint of its own.
+ */
+export function stateOf(states: SafetensorsFile, i: number): SafetensorsFile {
+  const prefix = `${i}/`;
+  const tensors: Record<string, StTensor> = {};
+  for (const [name, t] of Object.entries(states.tensors)) {
+    if (name.startsWith(prefix)) tensors[name.slice(prefix.length)] = t;
+  }
+  return { tensors, metadata: states.metadata };
+}
+
+/** Rebuild a model from checkpoint bytes (or a decoded file); every parameter must be present with its
+ *  shape. `expected`: refuse any other model config before building anything. */
 export function modelFromSafetensors(
   rt: Runtime,
-  bytes: Uint8Array,
+  bytes: Uint8Array | SafetensorsFile,
   label = "checkpoint",
+  expected?: ModelConfig,
 ): { model: Model; metadata: Record<string, string> } {
-  return modelFromFile(rt, decodeSafetensors(bytes, label), label);
+  return modelFromFile(rt, bytes instanceof Uint8Array ? decodeSafetensors(bytes, label) : bytes, label, expected);
 }
 
 function modelFromFile(
@@ -71,6 +107,13 @@ function modelFromFile(
     p.value.release();
     p.value = rt.upload(t.data as Float32Array, p.shape);
     p.host = Float64Array.from(t.data as Float32Array);
+    const v = tensors[p.name + VELOCITY];
+    if (v && p.trainable) {
+      if (v.dtype !== "F32" || v.shape.join() !== p.shape.join()) {
+        throw new Error(`${label}: ${p.name}${VELOCITY} is ${v.dtype} [${v.shape}], expected F32 [${p.shape}]`);
+      }
+      p.velocity = rt.upload(v.data as Float32Array, p.shape);
+    }
   }
   return { model, metadata };
 }
@@ -85,6 +128,11 @@ export function hostModelFromSafetensors(
   label = "checkpoint",
   expected?: ModelConfig,
 ): { model: Model; metadata: Record<string, string> } {
+  return modelFromFile(hostRuntime(label), decodeSafetensors(bytes, label), label, expected);
+}
+
+/** A runtime whose tensors are shapes only (throwing when used): for models whose values live on the host. */
+function hostRuntime(label: string): Runtime {
   const stub = (): never => {
     throw new Error(`${label}: a host-only model has no device tensors`);
   };
@@ -97,7 +145,12 @@ export function hostModelFromSafetensors(
       reshape: stub,
     }),
   };
-  return modelFromFile(hostOnly as unknown as Runtime, decodeSafetensors(bytes, label), label, expected);
+  return hostOnly as unknown as Runtime;
+}
+
+/** Elements in all parameters of a model config (running statistics included), counted without a device. */
+export function parameterCountOf(config: ModelConfig): number {
+  return buildModel(hostRuntime("parameterCountOf"), config, 0).params.reduce((s, p) => s + p.value.size, 0);
 }
 
 export async function saveModel(

@@ -52,6 +52,31 @@ export interface TrainOptions {
   indices?: ArrayLike<number>;
   /** Wait for the device every this many batches, for honest progress (a wait, not a readback). */
   syncEvery?: number;
+  /** Cut the schedule into this many segments of nearly equal steps (`segmentBounds`; default 1). */
+  segments?: number;
+  /** Awaited at the end of every segment but the last, before the next step is recorded: a worker reads
+   *  its training state there, for a verifier to replay the next segment from (server/README.md). */
+  onSegment?: (segment: number) => Promise<void>;
+  /** Run only this segment, from the state the caller set (parameters and velocities): a replay. */
+  only?: number;
+}
+
+/** Steps per epoch and in all: the last partial batch is dropped, and a fractional last epoch (epochs = 2.5)
+ *  runs that fraction of its batches. */
+export function schedule(r: z.output<typeof Recipe>, examples: number) {
+  const batchSize = Math.min(r.batchSize, examples);
+  const batches = Math.floor(examples / batchSize);
+  if (batches < 1) throw new Error(`train: ${examples} examples do not fill one batch of ${batchSize}`);
+  const epochs = Math.ceil(r.epochs);
+  const batchesIn = (epoch: number) => Math.min(batches, Math.round((r.epochs - epoch) * batches));
+  let totalSteps = 0;
+  for (let e = 0; e < epochs; e++) totalSteps += batchesIn(e);
+  return { batchSize, batches, epochs, batchesIn, totalSteps };
+}
+
+/** The first step of each of `segments` segments, then the step count: segment i is [b[i], b[i + 1]). */
+export function segmentBounds(totalSteps: number, segments: number): number[] {
+  return Array.from({ length: segments + 1 }, (_, i) => Math.round((i * totalSteps) / segments));
 }
 
 /** Fisher-Yates with a seeded mulberry32: the epoch's order is a function of (seed, epoch). */
@@ -81,24 +106,27 @@ export async function trainModel(
 ): Promise<EpochStats[]> {
   const r = Recipe.parse(recipe);
   const indices = opts.indices ?? Uint32Array.from({ length: ds.n }, (_, i) => i);
-  const B = Math.min(r.batchSize, indices.length);
-  const batches = Math.floor(indices.length / B); // the last partial batch is dropped, as is usual
-  if (batches < 1) throw new Error(`train: ${indices.length} examples do not fill one batch of ${B}`);
-  // A fractional last epoch (epochs = 2.5) runs that fraction of its batches; the schedule ends there.
-  const batchesIn = (epoch: number) => Math.min(batches, Math.round((r.epochs - epoch) * batches));
-  let totalSteps = 0;
-  for (let e = 0; e < Math.ceil(r.epochs); e++) totalSteps += batchesIn(e);
+  const { batchSize: B, batches, epochs, batchesIn, totalSteps } = schedule(r, indices.length);
+  const bounds = segmentBounds(totalSteps, opts.segments ?? 1);
+  const [first, last] = opts.only === undefined ? [0, totalSteps] : [bounds[opts.only], bounds[opts.only + 1]];
+  if (first === undefined || last === undefined) throw new Error(`train: no segment ${opts.only}`);
   const trainable = model.params.filter((p) => p.trainable);
   for (const p of trainable) p.velocity ??= fill(rt, rt.empty(p.shape), 0);
   const stats: EpochStats[] = [];
   let step = 0;
-  for (let epoch = 0; epoch < Math.ceil(r.epochs); epoch++) {
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    // The steps of this epoch that run: [b0, b1) of its batches.
+    const b0 = Math.min(batchesIn(epoch), Math.max(0, first - step)), b1 = Math.min(batchesIn(epoch), last - step);
+    if (b1 <= b0) {
+      step += batchesIn(epoch);
+      continue;
+    }
+    step += b0;
     const t0 = performance.now();
     const order = rt.upload(epochOrder(indices, r.seed, epoch), [indices.length], "u32");
     const losses = rt.empty([batches * B]);
     const correct = rt.empty([batches * B]);
-    const epochBatches = batchesIn(epoch);
-    for (let b = 0; b < epochBatches; b++, step++) {
+    for (let b = b0; b < b1; b++, step++) {
       const { x, y } = assembleBatch(rt, ds, {
         order,
         start: b * B,
@@ -127,25 +155,30 @@ export async function trainModel(
         });
       }
       [x, y, logits, loss.dlogits].forEach((t) => t.release());
-      if (opts.onProgress && ((b + 1) % (opts.syncEvery ?? 8) === 0 || b + 1 === epochBatches)) {
+      const segment = bounds.indexOf(step + 1);
+      if (opts.onSegment && opts.only === undefined && segment > 0 && segment < bounds.length - 1) {
+        await opts.onSegment(segment);
+      }
+      if (opts.onProgress && ((b + 1) % (opts.syncEvery ?? 8) === 0 || b + 1 === b1)) {
         await rt.sync();
         const s = (performance.now() - t0) / 1000;
         opts.onProgress({
           epoch,
-          epochs: Math.ceil(r.epochs),
+          epochs,
           batch: b + 1,
-          batches: epochBatches,
-          imagesPerSecond: ((b + 1) * B) / s,
+          batches: batchesIn(epoch),
+          imagesPerSecond: ((b + 1 - b0) * B) / s,
         });
       }
     }
+    step += batchesIn(epoch) - b1;
     const [l, c] = await rt.readMany([losses, correct]);
-    const seen = epochBatches * B;
+    const seen = (b1 - b0) * B;
     const seconds = (performance.now() - t0) / 1000;
     const e: EpochStats = {
       epoch,
-      loss: sumOf(l.subarray(0, seen)) / seen,
-      accuracy: sumOf(c.subarray(0, seen)) / seen,
+      loss: sumOf(l.subarray(b0 * B, b1 * B)) / seen,
+      accuracy: sumOf(c.subarray(b0 * B, b1 * B)) / seen,
       seconds,
       imagesPerSecond: seen / seconds,
     };
