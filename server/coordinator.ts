@@ -43,6 +43,13 @@ export interface CoordinatorOptions {
   gcIntervalMs?: number;
   trustStreak?: number;
   soloProbability?: number;
+  /** Share of a proven volunteer's spot-checked results (train shards) that also get a training segment
+   *  replayed (default 0.1); a volunteer with fewer than `provenAfter` valid results gets it on every one. */
+  replayFraction?: number;
+  /** Share of deterministic results, agreed by two volunteers or sent by a trusted one alone, that the
+   *  coordinator recomputes before accepting (`JobKind.recompute`; default 0.05). A mismatch rejects and
+   *  quarantines every volunteer that sent it: a ring of colluders agreeing on a forgery. */
+  auditFraction?: number;
   /** Randomness for solo draws and spot-check seeds (tests pass a seeded one). */
   random?: () => number;
   /** How long a finish claim lasts without being extended (default 60 s). */
@@ -69,6 +76,8 @@ export class Coordinator {
   private collector: ReturnType<typeof setInterval> | undefined;
   private readonly trustStreak: number;
   private readonly soloProbability: number;
+  private readonly replayFraction: number;
+  private readonly auditFraction: number;
   private readonly random: () => number;
   private readonly finishTtlMs: number;
   readonly instanceId: string;
@@ -76,7 +85,7 @@ export class Coordinator {
   private readonly specs = new Map<string, unknown>();
   private readonly finishing = new Map<string, Promise<void>>();
   private sweeper: ReturnType<typeof setInterval> | undefined;
-  private readonly revalidating = new Set<string>();
+  private readonly validating = new Set<string>();
   private readonly revalidateAfterMs: number;
 
   constructor(o: CoordinatorOptions) {
@@ -97,6 +106,8 @@ export class Coordinator {
     this.gcIntervalMs = o.gcIntervalMs ?? 10 * 60_000;
     this.trustStreak = o.trustStreak ?? 10;
     this.soloProbability = o.soloProbability ?? 0.8;
+    this.replayFraction = o.replayFraction ?? 0.1;
+    this.auditFraction = o.auditFraction ?? 0.05;
     this.random = o.random ?? Math.random;
     this.finishTtlMs = o.finishTtlMs ?? 60_000;
     this.revalidateAfterMs = o.revalidateAfterMs ?? 30_000;
@@ -290,20 +301,32 @@ export class Coordinator {
     return this.validate(result, lease, shard);
   }
 
-  /** Check a pending result: spot check, solo acceptance, or quorum with the shard's other pending results. */
+  /** Check a pending result (once at a time: the sweeper skips one being checked, however long it takes). */
   private async validate(result: ResultRow, lease: LeaseRow, shard: ShardRow): Promise<SubmitStatus> {
+    this.validating.add(result.id);
+    try {
+      return await this.check(result, lease, shard);
+    } finally {
+      this.validating.delete(result.id);
+    }
+  }
+
+  /** Spot check, solo acceptance, or quorum with the shard's other pending results. */
+  private async check(result: ResultRow, lease: LeaseRow, shard: ShardRow): Promise<SubmitStatus> {
     const { kind, spec } = await this.specOf(result.jobId);
     const plan: ShardPlan = shard;
     const mine = await this.loadArrays(result);
     let outcome: Awaited<ReturnType<SqlStore["accept"]>>;
     if (!shard.deterministic) {
       const seed = Math.floor(this.random() * 2 ** 32);
+      const volunteer = await this.store.getVolunteer(result.volunteerId);
+      const replay = (volunteer?.valid ?? 0) < this.provenAfter || this.random() < this.replayFraction;
       let reason: string | null;
       // A check that could not run (its inputs were requeued meanwhile) rejects the result but proves
       // nothing against the volunteer; one that ran and failed quarantines it.
       let caught = true;
       try {
-        reason = await kind.spotCheck(spec, plan, mine, this.inputs(result.jobId), seed);
+        reason = await kind.spotCheck(spec, plan, mine, this.inputs(result.jobId), seed, { replay });
       } catch (e) {
         reason = `spot check failed: ${(e as Error).message}`;
         caught = !(e instanceof ApiError && e.status === 404);
@@ -320,6 +343,8 @@ export class Coordinator {
       }
       outcome = await this.store.accept(result.id, null, []);
     } else if (lease.weight === 2) {
+      const forged = await this.audit(kind, spec, plan, mine, [result]);
+      if (forged) return forged;
       outcome = await this.store.accept(result.id, null, []);
     } else {
       // Quorum: compare with the other pending results of this shard (all from other volunteers).
@@ -337,6 +362,8 @@ export class Coordinator {
         if (disagreed.length) await this.store.wantAnotherReplica(result.jobId, result.key);
         return { status: "pending-quorum" };
       }
+      const forged = await this.audit(kind, spec, plan, mine, [result, others.find((o) => o.id === partner)!]);
+      if (forged) return forged;
       outcome = await this.store.accept(result.id, partner, disagreed);
       if (outcome.status === "accepted") {
         for (const o of others.filter((o) => disagreed.includes(o.id))) {
@@ -347,6 +374,30 @@ export class Coordinator {
     if (outcome.jobComplete) this.finishSoon(result.jobId);
     if (outcome.status === "rejected") return { status: "rejected", reason: outcome.reason };
     return { status: outcome.status };
+  }
+
+  /**
+   * With probability auditFraction, recompute a deterministic shard here and compare with what `senders`
+   * sent (`mine`, which they agree on): on a mismatch their results are rejected and they are quarantined.
+   * Returns the submitter's verdict then, else undefined (accept as usual; also when the kind cannot
+   * recompute here).
+   */
+  private async audit(
+    kind: JobKind<unknown>,
+    spec: unknown,
+    plan: ShardPlan,
+    mine: Record<string, ArrayValue>,
+    senders: ResultRow[],
+  ): Promise<SubmitStatus | undefined> {
+    if (!kind.recompute || !(this.random() < this.auditFraction)) return undefined;
+    const own = await kind.recompute(spec, plan, this.inputs(senders[0].jobId));
+    if (!own || kind.agree(plan, mine, own)) return undefined;
+    const reason = `the coordinator's own computation of ${senders[0].jobId}/${plan.key} differs from it`;
+    for (const r of senders) {
+      await this.store.reject(r.id, reason);
+      await this.quarantine(r.volunteerId, `sent a result that ${reason}`);
+    }
+    return { status: "rejected", reason };
   }
 
   /** A check caught a volunteer: quarantine it (server/store/sql.ts `quarantine`) and log the jobs it requeued. */
@@ -412,16 +463,16 @@ export class Coordinator {
   async sweep(): Promise<void> {
     for (const id of await this.store.jobsToFinish()) this.finishSoon(id);
     for (const r of await this.store.stuckResults(this.store.now() - this.revalidateAfterMs)) {
-      if (this.revalidating.has(r.id)) continue;
-      this.revalidating.add(r.id);
+      if (this.validating.has(r.id)) continue;
+      this.validating.add(r.id);
       try {
         const lease = await this.store.getLease(r.leaseId);
         const shard = await this.store.getShard(r.jobId, r.key);
-        if (lease && shard) await this.validate(r, lease, shard);
+        if (lease && shard) await this.check(r, lease, shard);
       } catch (e) {
         this.log(`revalidate ${r.id}: ${(e as Error).message}`);
       } finally {
-        this.revalidating.delete(r.id);
+        this.validating.delete(r.id);
       }
     }
   }

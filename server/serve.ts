@@ -54,6 +54,14 @@ export const ServeFlags = z.object({
     "share of a job's shards one volunteer may hold or have answered (at least one shard); 1: no cap. " +
       "A public deployment sets it low, e.g. 0.05 (server/README.md)",
   ),
+  replayFraction: z.number().min(0).max(1).default(0.1).describe(
+    "share of a proven volunteer's train results whose training segment is replayed (a new volunteer's: all; " +
+      "replays need WebGPU: `npm run serve`, not serve:node)",
+  ),
+  auditFraction: z.number().min(0).max(1).default(0.05).describe(
+    "share of agreed (or trusted solo) deterministic results the coordinator recomputes before accepting them; a " +
+      "mismatch quarantines their senders (trak featurize shards need WebGPU: `npm run serve`)",
+  ),
   registration: z.enum(["open", "invite"]).default("open").describe(
     "who may register: anyone, or holders of an invite from POST /v1/invites (a public deployment: invite)",
   ),
@@ -126,6 +134,8 @@ export async function startCoordinator(
     revalidateAfterMs: flags.revalidateMs,
     maxSourceLeases: flags.maxLeasesPerAddress,
     volunteerJobShare: flags.maxVolunteerShare,
+    replayFraction: flags.replayFraction,
+    auditFraction: flags.auditFraction,
     registration: flags.registration,
     trustProxy: flags.trustProxy,
     volunteerDir: flags.volunteerDir ?? (await buildVolunteerPage()),

@@ -69,7 +69,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
     const dataset = datasetRef(s);
     const model = ModelConfig.parse(s.model), recipe = Recipe.parse(s.recipe);
     const shards = [
-      trainShard(FULL_MODEL, { dataset, model, recipe, m: 0, seed: ensembleSeed(s.seed, 0) }, n, s.maxCheckpointBytes),
+      trainShard(FULL_MODEL, { dataset, model, recipe, m: 0, seed: ensembleSeed(s.seed, 0) }, n, s),
     ];
     const subsets = (split: Split, count: number) => {
       for (let m = 0; m < count; m++) {
@@ -79,7 +79,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
             subsetKey(split, m),
             { dataset, model, recipe, m, seed: subsetSeed(s.seed, split, m), mask },
             n,
-            s.maxCheckpointBytes,
+            s,
           ),
         );
       }
@@ -91,7 +91,7 @@ export const datamodels = defineJobKind<DatamodelsSpec>({
 
   agree: (_shard, a, b) => bitwiseEqual(a, b),
 
-  spotCheck: (s, shard, result, _inputs, seed) => spotCheckTrain(s, shard, result, seed),
+  spotCheck: (s, shard, result, _inputs, seed, depth) => spotCheckTrain(s, shard, result, seed, depth),
 
   async finish(s, inputs, outDir, onProgress = () => {}) {
     const clock = stageClock();

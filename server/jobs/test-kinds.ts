@@ -58,6 +58,12 @@ export function syntheticRows(p: Omit<RowsPayload, "slowMs">): Float32Array {
   return out;
 }
 
+const syntheticRowsValue = (p: RowsPayload): ArrayValue => ({
+  dtype: "f32",
+  shape: [p.count, p.n],
+  data: syntheticRows(p),
+});
+
 function shardRanges(spec: TestMatrixSpec): { start: number; count: number }[] {
   const out: { start: number; count: number }[] = [];
   for (let start = 0; start < spec.n; start += spec.rowsPerShard) {
@@ -112,6 +118,7 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
   agree(shard, a, b) {
     return Object.keys(shard.outputs).every((k) => a[k] && b[k] && maxAbsDiff(a[k], b[k]) <= 1e-6);
   },
+  recompute: async (_spec, shard) => ({ rows: syntheticRowsValue(shard.payload as RowsPayload) }),
   async spotCheck(_spec, shard, result, inputs, seed) {
     const p = shard.payload as RowsPayload & { dep: string };
     const x = (await inputs.get(p.dep, "rows")).data;
@@ -209,7 +216,7 @@ export const testExecutors: Record<string, Executor> = {
     const p = payload as RowsPayload;
     if (p.slowMs) await sleep(p.slowMs, ctx.signal);
     ctx.onProgress(1);
-    return { rows: { dtype: "f32", shape: [p.count, p.n], data: syntheticRows(p) } };
+    return { rows: syntheticRowsValue(p) };
   },
   "test-scale": async (payload, inputs, ctx) => {
     const p = payload as RowsPayload & { dep: string };

@@ -19,7 +19,11 @@ import { ensembleSeed } from "../../src/detect/training-set.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { type ArrayValue, defineJobKind, type ShardPlan } from "../../src/protocol/job-kind.ts";
-import { FEATURIZE, type FeaturizePayload, TRAIN } from "../../src/protocol/shards.ts";
+import { featurize } from "../../src/attribution/featurize.ts";
+import { detectRuntime } from "../../src/gpu/device.ts";
+import { modelFromSafetensors } from "../../src/nn/checkpoint.ts";
+import { releaseModel } from "../../src/nn/models.ts";
+import { FEATURIZE, FeaturizePayload, TRAIN } from "../../src/protocol/shards.ts";
 import {
   bitwiseEqual,
   datasetRef,
@@ -27,6 +31,7 @@ import {
   finishJob,
   finishRuntime,
   JobData,
+  onDevice,
   plannedExamples,
   searchProgress,
   spotCheckTrain,
@@ -104,7 +109,7 @@ export const trak = defineJobKind<TrakSpec>({
             seed: ensembleSeed(s.seed, m),
           },
           n,
-          s.maxCheckpointBytes,
+          s,
         ),
       );
     }
@@ -161,13 +166,29 @@ export const trak = defineJobKind<TrakSpec>({
     return true;
   },
 
-  spotCheck: (
-    s,
-    shard,
-    result,
-    _inputs,
-    seed,
-  ) => (shard.kind === TRAIN ? spotCheckTrain(s, shard, result, seed) : Promise.resolve(null)),
+  /** A featurize shard on the coordinator's device (Deno): the library call the volunteers' executor makes. */
+  recompute(s, shard, inputs) {
+    if (shard.kind !== FEATURIZE || detectRuntime() === "node") return Promise.resolve(undefined);
+    const p = FeaturizePayload.parse(shard.payload);
+    return onDevice(s, async (rt, ds) => {
+      const ck = await inputs.get(p.checkpoint, "checkpoint");
+      const { model } = modelFromSafetensors(rt, ck.data as Uint8Array, p.checkpoint, s.model);
+      try {
+        const indices = Uint32Array.from({ length: p.end - p.start }, (_, i) => p.start + i);
+        const { k, projection, seed, modelIndex, batchSize } = p;
+        const f = await featurize(rt, model, ds, { k, projection, seed, modelIndex, batchSize, indices });
+        const phi = (await rt.read(f.phi)) as Float32Array;
+        f.phi.release();
+        const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
+        return { phi: f32(phi, [f.n, f.k]), margins: f32(f.margins, [f.n]), q: f32(f.q, [f.n]) };
+      } finally {
+        releaseModel(model);
+      }
+    });
+  },
+
+  spotCheck: (s, shard, result, _inputs, seed, depth) =>
+    shard.kind === TRAIN ? spotCheckTrain(s, shard, result, seed, depth) : Promise.resolve(null),
 
   async finish(s, inputs, outDir, onProgress = () => {}) {
     const clock = stageClock();

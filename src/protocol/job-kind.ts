@@ -39,6 +39,12 @@ export interface Inputs {
   get(depKey: string, name: string): Promise<ArrayValue>;
 }
 
+/** What the coordinator asks of a spot check beyond its cheap checks, drawn per result (server/README.md). */
+export interface CheckDepth {
+  /** Replay a random training segment from the submitted states and compare (src/nn/replay.ts). */
+  replay: boolean;
+}
+
 export interface JobKind<Spec = unknown> {
   /** "trak" | "datamodels" | ... */
   name: string;
@@ -56,7 +62,11 @@ export interface JobKind<Spec = unknown> {
     result: Record<string, ArrayValue>,
     inputs: Inputs,
     seed: number,
+    depth?: CheckDepth,
   ): Promise<string | null>;
+  /** Deterministic shards: compute one here, to audit a result volunteers agreed on (or a trusted one's solo
+   *  result); undefined where this coordinator cannot (a kind that needs WebGPU, on Node). Optional. */
+  recompute?(spec: Spec, shard: ShardPlan, inputs: Inputs): Promise<Record<string, ArrayValue> | undefined>;
   /** All shards accepted: compute the final scores/report. Writes files under outDir; returns JSON summary. */
   finish(
     spec: Spec,

@@ -21,6 +21,9 @@ export const TrainPayload = z.object({
   /** Ensemble member (or subset model) and its initialisation/shuffling seed. */
   m: z.number().int().min(0),
   seed: z.number().int(),
+  /** The run is cut into this many segments; the result carries the state after each but the last
+   *  (`STATES`), for a verifier to replay one (src/nn/replay.ts). */
+  segments: z.number().int().min(1).default(1),
   /** Datamodels: train on this seeded subset only (src/datamodels/masks.ts); margins are still on all n. */
   mask: z.object({
     alpha: z.number().gt(0).lte(1),
@@ -51,3 +54,7 @@ export type FeaturizePayload = z.output<typeof FeaturizePayload>;
 /** Executor names. */
 export const TRAIN = "train";
 export const FEATURIZE = "featurize";
+
+/** Output of a train shard with segments > 1: the states after each segment but the last, in one
+ *  safetensors file (src/nn/checkpoint.ts `stateOf`). */
+export const STATES = "states";

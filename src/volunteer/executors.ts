@@ -1,13 +1,14 @@
 // The volunteer's executors for the trak and datamodels jobs: `train` (one ensemble member, or one
 // datamodels subset model, on the job's poisoned training set: checkpoint + margins on all n) and
-// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). They call the same
-// library code as `npm run detect` (buildTrainingSet, trainModel, evaluate, featurize) with the same seeds
-// and tile sizes, so a volunteer's results equal a single-machine run's on the same adapter. Runs in Deno
-// and in a browser Web Worker: no file system here; the host passes a loader for the CIFAR-10 training
-// split.
+// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). A train result also
+// carries the training states after each segment but the last, for the coordinator to replay a segment. They
+// call the same library code as `npm run detect` (buildTrainingSet, trainModel, evaluate, featurize) with
+// the same seeds and tile sizes, so a volunteer's results equal a single-machine run's on the same adapter.
+// Runs in Deno and in a browser Web Worker: no file system here; the host passes a loader for the CIFAR-10
+// training split.
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
-import type { ArrayValue, Executor } from "../protocol/job-kind.ts";
+import type { ArrayValue, Executor, ExecutorContext } from "../protocol/job-kind.ts";
 import { featurize } from "../attribution/featurize.ts";
 import { maskIndices } from "../datamodels/masks.ts";
 import { crc32 } from "../data/io.ts";
@@ -15,10 +16,11 @@ import type { Dataset } from "../data/dataset.ts";
 import { keyOf } from "../detect/cache.ts";
 import { buildTrainingSet, type TrainingSet } from "../detect/training-set.ts";
 import type { Runtime } from "../gpu/runtime.ts";
-import { modelFromSafetensors, modelToSafetensors } from "../nn/checkpoint.ts";
+import { encodeSafetensors, type Tensor as SafetensorsTensor } from "../checkpoint/safetensors.ts";
+import { checkpointMetadata, modelFromSafetensors, modelToSafetensors, readParameters } from "../nn/checkpoint.ts";
 import { buildModel, type Model, releaseModel } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
-import { type DatasetRef, FEATURIZE, FeaturizePayload, TRAIN, TrainPayload } from "../protocol/shards.ts";
+import { type DatasetRef, FEATURIZE, FeaturizePayload, STATES, TRAIN, TrainPayload } from "../protocol/shards.ts";
 
 export type { Executor };
 
@@ -33,6 +35,7 @@ export interface ExecutorEnv {
 }
 
 const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
+const u8 = (data: Uint8Array): ArrayValue => ({ dtype: "u8", shape: [data.length], data });
 
 /** The TRAK executors, keyed by executor name. Keeps the last training set and model on the device. */
 export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
@@ -64,28 +67,10 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     const p = TrainPayload.parse(payload);
     await ready();
     const { device } = await trainingSet(p.dataset);
-    const model = buildModel(rt, p.model, p.seed);
     // A datamodels subset model: the same call as trainSubsetModels (src/datamodels/train.ts).
     const indices = p.mask &&
       maskIndices({ n: device.n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model);
-    try {
-      await trainModel(rt, model, device, { ...p.recipe, seed: p.seed }, {
-        indices,
-        onProgress: (q) => {
-          checkAbort(ctx.signal);
-          ctx.onProgress((0.95 * (q.epoch * q.batches + q.batch)) / (q.epochs * q.batches));
-        },
-      });
-      const ev = await evaluate(rt, model, device, { mean: p.recipe.mean, std: p.recipe.std });
-      const checkpoint = await modelToSafetensors(rt, model, { m: p.m, seed: p.seed });
-      ctx.onProgress(1);
-      return {
-        checkpoint: { dtype: "u8", shape: [checkpoint.length], data: checkpoint },
-        margins: f32(ev.margins, [device.n]),
-      };
-    } finally {
-      releaseModel(model);
-    }
+    return trainResult(rt, device, p, indices, ctx);
   };
 
   const modelOf = (bytes: Uint8Array, label: string): Model => {
@@ -127,4 +112,44 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
   };
 
   return { [TRAIN]: train, [FEATURIZE]: featurizeShard };
+}
+
+/**
+ * The result of a train shard: the model of payload `p` trained on `indices` of the device dataset (all
+ * when undefined), as checkpoint + margins on every example + the state after each segment but the last.
+ */
+export async function trainResult(
+  rt: Runtime,
+  device: DeviceDataset,
+  p: TrainPayload,
+  indices: ArrayLike<number> | undefined,
+  ctx: ExecutorContext,
+): Promise<Record<string, ArrayValue>> {
+  const model = buildModel(rt, p.model, p.seed);
+  const states: Record<string, SafetensorsTensor> = {};
+  try {
+    await trainModel(rt, model, device, { ...p.recipe, seed: p.seed }, {
+      indices,
+      segments: p.segments,
+      onSegment: async (i) => {
+        for (const [name, t] of Object.entries(await readParameters(rt, model, { velocities: true }))) {
+          states[`${i}/${name}`] = t;
+        }
+      },
+      onProgress: (q) => {
+        if (ctx.signal?.aborted) throw new Error("aborted");
+        ctx.onProgress((0.95 * (q.epoch * q.batches + q.batch)) / (q.epochs * q.batches));
+      },
+    });
+    const ev = await evaluate(rt, model, device, { mean: p.recipe.mean, std: p.recipe.std });
+    const checkpoint = await modelToSafetensors(rt, model, { m: p.m, seed: p.seed });
+    ctx.onProgress(1);
+    return {
+      checkpoint: u8(checkpoint),
+      margins: f32(ev.margins, [device.n]),
+      ...(p.segments > 1 ? { [STATES]: u8(encodeSafetensors(states, checkpointMetadata(model))) } : {}),
+    };
+  } finally {
+    releaseModel(model);
+  }
 }

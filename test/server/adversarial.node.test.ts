@@ -182,6 +182,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       const c = await startCoordinator(backend, {
         leaseMs: 2000,
         trustStreak: 3,
+        auditFraction: 0, // the replicated check is what catches it here; the audit has its own test
         random: () => (forgedAccepted.length < 2 ? 0 : 0.99),
         ...ONE_ADDRESS_CROWD,
       });
@@ -251,6 +252,65 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         );
         expect(standing.length).toBe(0);
         expect(done.events.map((e) => e.message).join("\n")).toMatch(`volunteer ${cheat.volunteerId} was quarantined`);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("a ring of 30% of the volunteers agreeing on forged rows: audited, quarantined, result honest", async () => {
+      // Every result two volunteers agree on is recomputed here (auditFraction 1): a ring pair is caught at
+      // once; a ring member paired with an honest one disagrees, and is caught when two honest ones agree.
+      // (With the default 5%, a ring of share r has a forged pair audited with probability 0.05 per shard it
+      // decides, about r^2 of them: server/README.md.)
+      const c = await startCoordinator(backend, { leaseMs: 2000, auditFraction: 1, ...ONE_ADDRESS_CROWD });
+      try {
+        const spec = { ...SPEC, scale: false };
+        const jobId = await createJob(c.url, spec);
+        const stop = new AbortController();
+        const ring: string[] = [];
+        const forged = (_: unknown, out: Record<string, ArrayValue>) => ({
+          rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue,
+        });
+        const members = Array.from({ length: 3 }, (_, i) =>
+          runWorker({
+            server: c.url,
+            executors: testExecutors,
+            name: `ring-${i}`,
+            signal: stop.signal,
+            idleMs: 20,
+            transform: forged,
+            onProgress: (e) => void (e.type === "registered" && ring.push(e.volunteerId)),
+          }).catch((e: Error) => e.message));
+        // The ring alone first: its members can only be each other's replicas, and agree.
+        const audited = async () => {
+          let n = 0;
+          for (const id of ring) if (/own computation/.test((await c.store.getVolunteer(id))?.quarantine ?? "")) n++;
+          return n;
+        };
+        for (let t = 0; (await audited()) < 2; t++) {
+          if (t > 400) throw new Error("no ring pair was audited in 20 s");
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const honest = honestRun(c, 7, stop.signal, 20);
+        const done = await waitForJob(c.url, jobId, 60_000);
+        stop.abort();
+        await Promise.all([...members, ...honest]);
+        expect(done.state).toBe("done");
+        const { results } = await checkAccepted(c, jobId, spec);
+        let caught = 0;
+        for (const id of ring) {
+          const sent = results.filter((r) => r.volunteerId === id);
+          expect(sent.filter((r) => r.status === "accepted" || r.status === "valid").length).toBe(0);
+          const { quarantine } = (await c.store.getVolunteer(id))!;
+          if (sent.length) expect(quarantine).toMatch(/coordinator's own computation|disagreed with the accepted/);
+          if (quarantine) caught++;
+        }
+        console.log(
+          `ring (${backend}): ${caught} of 3 members quarantined; events:\n${
+            done.events.map((e) => e.message).join("\n")
+          }`,
+        );
+        expect(caught).toBeGreaterThan(0);
       } finally {
         await c.close();
       }

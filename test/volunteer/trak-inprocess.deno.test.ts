@@ -5,6 +5,8 @@ import { trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { decodeSafetensors, encodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { trainSplit } from "../../server/jobs/datasets.ts";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
+import { TrainPayload } from "../../src/protocol/shards.ts";
+import { seededIndices } from "../../src/data/dataset.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { testRuntime } from "../support/gpu.ts";
@@ -13,6 +15,8 @@ import { testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
 import { tempDir } from "../support/host.ts";
 import { readFile, rm } from "node:fs/promises";
+
+const depth = { replay: true };
 
 describe("trak job in process", () => {
   it("shards through the executors give runDetect's scores; spot check and agreement reject tampering", async () => {
@@ -29,6 +33,8 @@ describe("trak job in process", () => {
       const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
       if (s.deterministic) {
         expect(trak.agree(s, r, await ex[s.kind](s.payload, inputs, { onProgress: () => {} }))).toBe(true);
+        // The coordinator's own computation, for audits, agrees too.
+        expect(trak.agree(s, r, (await trak.recompute!(spec, s, inputs))!)).toBe(true);
         const bad = {
           ...r,
           phi: {
@@ -38,7 +44,24 @@ describe("trak job in process", () => {
         };
         expect(trak.agree(s, r, bad)).toBe(false);
       } else {
-        expect(await trak.spotCheck(spec, s, r, inputs, seed)).toBe(null);
+        // Every segment of an honest run replays to its claimed state.
+        const { segments } = TrainPayload.parse(s.payload);
+        expect(segments).toBe(2); // 8 steps in segments of at most 4
+        for (let k = 0; k < segments; k++) expect(await trak.spotCheck(spec, s, r, inputs, k, depth)).toBe(null);
+        // A model trained in another order (another seed) is refused by whichever segment is replayed.
+        const other = await ex[s.kind]({ ...(s.payload as object), seed: 99 }, inputs, { onProgress: () => {} });
+        for (let k = 0; k < segments; k++) {
+          expect(String(await trak.spotCheck(spec, s, other, inputs, k, depth))).toMatch(/replayed from the submitted/);
+        }
+        // One forged margin outside the host's 16-example sample passes the host check; the device recomputes all.
+        const sampled = new Set(seededIndices(spec.train, spec.spotChecks, seed));
+        const j = [...Array(spec.train).keys()].find((i) => !sampled.has(i))!;
+        const one = Float32Array.from(r.margins.data as Float32Array, (v, i) => (i === j ? v + 2 : v));
+        const forged = { ...r, margins: { ...r.margins, data: one } };
+        expect(await trak.spotCheck(spec, s, forged, inputs, seed)).toBe(null);
+        expect(String(await trak.spotCheck(spec, s, forged, inputs, seed, depth))).toMatch(
+          new RegExp(`margin \\S+ of example ${j} is not the checkpoint's`),
+        );
         const m = Float32Array.from(r.margins.data as Float32Array);
         m.forEach((v, i) => (m[i] = v + 0.1));
         expect(String(await trak.spotCheck(spec, s, { ...r, margins: { ...r.margins, data: m } }, inputs, seed)))

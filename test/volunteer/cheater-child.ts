@@ -1,0 +1,56 @@
+// A cheating volunteer in its own process: the honest executors for its first HONEST train shards, then
+// train results of other data, uploaded with their own (consistent) states. Prints each worker event as a
+// line. Usage: deno run -A test/volunteer/cheater-child.ts SERVER_URL MODE HONEST DATASET_REF_JSON
+//   other-mask     a datamodels subset shard trained on another subset's mask
+//   minus-poisons  the shard's examples minus the poisoned ones (what the attacker wants the detector to see)
+import process from "node:process";
+import { uploadDataset } from "../../kernels/batch.ts";
+import { autotuneMatmul } from "../../kernels/matmul.ts";
+import { maskIndices } from "../../src/datamodels/masks.ts";
+import { buildTrainingSet } from "../../src/detect/training-set.ts";
+import { getRuntime } from "../../src/gpu/runtime.ts";
+import type { Executor } from "../../src/protocol/job-kind.ts";
+import { DatasetRef, TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
+import { downloadTrainSplit } from "../../src/volunteer/dataset.ts";
+import { trainResult, trakExecutors } from "../../src/volunteer/executors.ts";
+import { runWorker } from "../../src/volunteer/loop.ts";
+
+const [server, mode, honestArg, refJson] = process.argv.slice(2);
+if (mode !== "other-mask" && mode !== "minus-poisons") throw new Error(`unknown mode ${mode}`);
+const rt = await getRuntime();
+await autotuneMatmul(rt);
+const loadTrainSplit = (name: string) => downloadTrainSplit(server, name);
+const honest = trakExecutors({ rt, loadTrainSplit });
+let left = Number(honestArg);
+
+// The job's training set, built before the worker starts: decoding blocks the event loop (and heartbeats).
+const ref = DatasetRef.parse(JSON.parse(refJson));
+const set = await buildTrainingSet(await loadTrainSplit(ref.data), ref);
+const data = { device: uploadDataset(rt, set.train), poisoned: new Set(set.poisoned ?? []), n: set.train.n };
+
+const cheat: Executor = async (payload, inputs, ctx) => {
+  const p = TrainPayload.parse(payload);
+  if (left-- > 0) return honest[TRAIN](payload, inputs, ctx);
+  const { device, poisoned, n } = data;
+  const own = p.mask
+    ? maskIndices({ n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model)
+    : Uint32Array.from({ length: n }, (_, i) => i);
+  const other = p.mask
+    ? maskIndices({ n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model + 1000)
+    : own.slice(0, n >> 1);
+  const indices = mode === "other-mask" ? other : own.filter((i) => !poisoned.has(i));
+  console.log(`cheating on ${p.m}: ${indices.length} examples instead of ${own.length}`);
+  return trainResult(rt, device, p, indices, ctx);
+};
+
+await runWorker({
+  server,
+  executors: { ...honest, [TRAIN]: cheat },
+  name: `cheater-${mode}`,
+  idleMs: 100,
+  onProgress: (e) => {
+    if (e.type === "submitted") console.log(`submitted ${e.shard.key} ${e.status} ${e.reason ?? ""}`);
+    else if (e.type === "error") console.log(`error ${e.message}`);
+    else if (e.type === "registered") console.log(`registered ${e.volunteerId}`);
+  },
+}).catch((e) => console.log(`stopped: ${(e as Error).message}`));
