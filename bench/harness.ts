@@ -4,6 +4,8 @@ export interface BenchReport {
   adapter: string;
   rows: Record<string, number | string>[];
   notes?: string[];
+  /** More top-level fields of the JSON output. */
+  extra?: Record<string, unknown>;
 }
 
 import { median } from "../src/math.ts";
@@ -39,7 +41,7 @@ export async function timeMs(
 
 export function printReport(title: string, r: BenchReport, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify({ adapter: r.adapter, rows: r.rows }));
+    console.log(JSON.stringify({ adapter: r.adapter, rows: r.rows, ...r.extra }));
     return;
   }
   console.log(`${title} on ${r.adapter}`);
