@@ -1,33 +1,28 @@
-// Deno only, real processes on loopback: two cheating volunteers (test/volunteer/cheater-child.ts) each
-// answer two datamodels train shards honestly, then send a model of other data: one trained on another
-// subset's mask, one on its mask minus the poisoned examples, each with states consistent with what it
-// trained. New volunteers get a training segment replayed on every train result, so each is refused and
-// quarantined, its honest results are requeued, and an honest volunteer then finishes the job with
-// runDetect's datamodels scores on the same adapter (bitwise: tolerance 1e-9).
+// Deno only, real processes on loopback (test/volunteer/volunteer-child.ts), against a Deno coordinator that
+// replays training segments:
+// - two cheating volunteers each answer two datamodels train shards honestly, then send a model of other
+//   data: one trained on another subset's mask, one on its mask minus the poisoned examples, each with
+//   states consistent with what it trained. New volunteers get a segment replayed on every train result, so
+//   each is refused and quarantined, its honest results are requeued, and an honest volunteer then finishes
+//   the job with runDetect's datamodels scores on the same adapter (bitwise: tolerance 1e-9);
+// - honest volunteers on llvmpipe and on SwiftShader (another adapter, other tiles), every result replayed:
+//   none is refused.
 import { describe, expect, it } from "vitest";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
-import { execPath, spawnChild } from "../../src/platform.ts";
 import { DatasetRef } from "../../src/protocol/shards.ts";
 import { DEFAULT_DATASET } from "../../server/jobs/datasets.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { tempDir } from "../support/host.ts";
 import { testSeed } from "../support/rng.ts";
 import { TINY } from "./fixtures.ts";
-import { ADMIN, createJob, jobStatus, Proc, startCoordinator, startWorker, waitForJob } from "./procs.ts";
+import { ADMIN, createJob, deno, jobStatus, type Proc, startCoordinator, startWorker, waitForJob } from "./procs.ts";
+import { SWIFTSHADER_ICD } from "../../src/gpu/device.ts";
 import { rm } from "node:fs/promises";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function cheater(url: string, mode: string, honest: number, ref: DatasetRef): Promise<Proc> {
-  const child = await spawnChild(
-    execPath(),
-    ["run", "-A", "--no-check", "test/volunteer/cheater-child.ts", url, mode, String(honest), JSON.stringify(ref)],
-    { cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" } },
-  );
-  return new Proc(mode, child);
-}
+const child = (url: string, mode: string, honest: number, ref: DatasetRef, env: Record<string, string> = {}) =>
+  deno(mode, ["test/volunteer/volunteer-child.ts", url, mode, String(honest), JSON.stringify(ref)], false, env);
 
 describe("cheating volunteers", () => {
   it("a model of another mask and one without the poisons are refused; both cheaters' work is redone", async () => {
@@ -41,18 +36,25 @@ describe("cheating volunteers", () => {
     const procs: Proc[] = [];
     try {
       const dataset = DatasetRef.parse({ data: DEFAULT_DATASET, train: settings.train, seed });
-      for (const mode of ["other-mask", "minus-poisons"]) procs.push(await cheater(url, mode, 2, dataset));
+      for (const mode of ["other-mask", "minus-poisons"]) procs.push(await child(url, mode, 2, dataset));
+      const events = () => jobStatus(url, jobId).then((st) => st.events.map((e) => e.message));
       for (const p of procs) {
         const refused = await p.waitFor(/submitted (\S+) rejected (.*)/, 120_000);
         console.log(`${p.name}: ${refused[1]} refused: ${refused[2]}`);
         expect(refused[2]).toMatch(/replayed from the submitted state|fits the other examples better/);
         await p.waitFor(/stopped: .*quarantined/, 30_000);
-        // Its two honest results were accepted before the cheat.
-        expect(p.lines.filter((l) => / accepted/.test(l)).length).toBe(2);
+        // What it sent honestly before (two shards, unless a lease was lost on the way) was accepted, and is
+        // requeued now.
+        const verdicts = p.lines.filter((l) => l.startsWith("submitted ")).map((l) => l.split(" ")[2]);
+        expect(verdicts.pop()).toBe("rejected");
+        expect(verdicts.length).toBeGreaterThan(0);
+        expect(verdicts.every((v) => v === "accepted")).toBe(true);
+        const [, id] = await p.waitFor(/registered (\S+)/);
+        const mine = (await events()).filter((m) => m.includes(`volunteer ${id} was quarantined`));
+        expect(mine.length).toBe(1);
+        expect(mine[0]).toMatch(new RegExp(`: ${verdicts.length} shard\\(s\\) requeued$`));
       }
-      const events = (await jobStatus(url, jobId)).events.map((e) => e.message);
-      console.log(events.join("\n"));
-      expect(events.filter((m) => /quarantined .* 2 shard\(s\) requeued/.test(m)).length).toBe(2);
+      console.log((await events()).join("\n"));
 
       procs.push(await startWorker("honest", url));
       const done = await waitForJob(url, jobId, (s) => s.state === "done", 240_000);
@@ -72,6 +74,34 @@ describe("cheating volunteers", () => {
       for (const p of [...procs, coord]) p.kill("SIGTERM");
       await Promise.all([...procs, coord].map((p) => p.exited));
       rt.poisonOutputs = true;
+    }
+  });
+
+  it("honest volunteers on llvmpipe and SwiftShader: every train result replayed, none refused", async () => {
+    const seed = testSeed("honest on two adapters") % 1000;
+    const settings = { ...TINY, dmModels: 6, ldsModels: 2, dmAlpha: 0.5, seed };
+    const { proc: coord, url } = await startCoordinator({ leaseMs: 20_000, flags: ["--replay-fraction", "1"] });
+    const jobId = await createJob(url, "datamodels", settings);
+    const dataset = DatasetRef.parse({ data: DEFAULT_DATASET, train: settings.train, seed });
+    // SwiftShader first: it starts slower, and the other would otherwise take every shard.
+    const procs = [await child(url, "honest", 0, dataset, { VK_ICD_FILENAMES: SWIFTSHADER_ICD })];
+    try {
+      await procs[0].waitFor(/^submitted /, 120_000);
+      procs.push(await child(url, "honest", 0, dataset));
+      const done = await waitForJob(url, jobId, (s) => s.state === "done", 240_000);
+      expect(done.shards.accepted).toBe(done.shards.total);
+      const adapters = [];
+      for (const p of procs) {
+        const [, adapter] = await p.waitFor(/registered \S+ on (.*)/);
+        const sent = p.lines.filter((l) => l.startsWith("submitted "));
+        console.log(`${adapter}: ${sent.length} results: ${sent.join("; ")}`);
+        expect(sent.filter((l) => / rejected/.test(l))).toEqual([]);
+        if (sent.length) adapters.push(adapter);
+      }
+      expect(adapters.some((a) => /SwiftShader/.test(a))).toBe(true);
+    } finally {
+      for (const p of [...procs, coord]) p.kill("SIGTERM");
+      await Promise.all([...procs, coord].map((p) => p.exited));
     }
   });
 });

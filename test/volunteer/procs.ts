@@ -62,16 +62,25 @@ export class Proc {
   }
 }
 
-async function deno(name: string, args: string[], echo: boolean): Promise<Proc> {
+/** `deno run` of a script of this repository, with its output collected. */
+export async function deno(
+  name: string,
+  args: string[],
+  echo = false,
+  env: Record<string, string> = {},
+): Promise<Proc> {
   return new Proc(
     name,
-    await spawnChild(execPath(), ["run", "-A", "--no-check", ...args], { cwd: ROOT, env: { XDG_RUNTIME_DIR: "/tmp" } }),
+    await spawnChild(execPath(), ["run", "-A", "--no-check", ...args], {
+      cwd: ROOT,
+      env: { XDG_RUNTIME_DIR: "/tmp", ...env },
+    }),
     echo,
   );
 }
 
 export async function startCoordinator(
-  opts: { leaseMs?: number; echo?: boolean } = {},
+  opts: { leaseMs?: number; echo?: boolean; flags?: string[] } = {},
 ): Promise<{ proc: Proc; url: string; dir: string }> {
   const dir = tempDir("volunteer-coordinator");
   const proc = await deno("coordinator", [
@@ -88,6 +97,7 @@ export async function startCoordinator(
     ADMIN,
     "--lease-ms",
     String(opts.leaseMs ?? 60_000),
+    ...(opts.flags ?? []),
   ], opts.echo ?? false);
   const m = await proc.waitFor(/listening on (http:\/\/\S+)/, 60_000);
   return { proc, url: m[1], dir };

@@ -1,11 +1,13 @@
-// A cheating volunteer in its own process: the honest executors for its first HONEST train shards, then
-// train results of other data, uploaded with their own (consistent) states. Prints each worker event as a
-// line. Usage: deno run -A test/volunteer/cheater-child.ts SERVER_URL MODE HONEST DATASET_REF_JSON
+// A volunteer in its own process for the tests of the coordinator's checks: the honest executors (matmul
+// tiles not autotuned: the checks must hold across tiles and adapters) for its first HONEST train shards,
+// then, unless MODE is honest, train results of other data uploaded with their own (consistent) states.
+// Prints each worker event as a line.
+// Usage: deno run -A test/volunteer/volunteer-child.ts SERVER_URL MODE HONEST DATASET_REF_JSON
+//   honest         never cheats
 //   other-mask     a datamodels subset shard trained on another subset's mask
 //   minus-poisons  the shard's examples minus the poisoned ones (what the attacker wants the detector to see)
 import process from "node:process";
 import { uploadDataset } from "../../kernels/batch.ts";
-import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { maskIndices } from "../../src/datamodels/masks.ts";
 import { buildTrainingSet } from "../../src/detect/training-set.ts";
 import { getRuntime } from "../../src/gpu/runtime.ts";
@@ -16,11 +18,10 @@ import { trainResult, trakExecutors } from "../../src/volunteer/executors.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
 
 const [server, mode, honestArg, refJson] = process.argv.slice(2);
-if (mode !== "other-mask" && mode !== "minus-poisons") throw new Error(`unknown mode ${mode}`);
+if (!["honest", "other-mask", "minus-poisons"].includes(mode)) throw new Error(`unknown mode ${mode}`);
 const rt = await getRuntime();
-await autotuneMatmul(rt);
 const loadTrainSplit = (name: string) => downloadTrainSplit(server, name);
-const honest = trakExecutors({ rt, loadTrainSplit });
+const honest = trakExecutors({ rt, loadTrainSplit, autotune: false });
 let left = Number(honestArg);
 
 // The job's training set, built before the worker starts: decoding blocks the event loop (and heartbeats).
@@ -30,7 +31,7 @@ const data = { device: uploadDataset(rt, set.train), poisoned: new Set(set.poiso
 
 const cheat: Executor = async (payload, inputs, ctx) => {
   const p = TrainPayload.parse(payload);
-  if (left-- > 0) return honest[TRAIN](payload, inputs, ctx);
+  if (mode === "honest" || left-- > 0) return honest[TRAIN](payload, inputs, ctx);
   const { device, poisoned, n } = data;
   const own = p.mask
     ? maskIndices({ n, alpha: p.mask.alpha, seed: p.mask.seed }, p.mask.split, p.mask.model)
@@ -46,11 +47,11 @@ const cheat: Executor = async (payload, inputs, ctx) => {
 await runWorker({
   server,
   executors: { ...honest, [TRAIN]: cheat },
-  name: `cheater-${mode}`,
+  name: mode,
   idleMs: 100,
   onProgress: (e) => {
     if (e.type === "submitted") console.log(`submitted ${e.shard.key} ${e.status} ${e.reason ?? ""}`);
     else if (e.type === "error") console.log(`error ${e.message}`);
-    else if (e.type === "registered") console.log(`registered ${e.volunteerId}`);
+    else if (e.type === "registered") console.log(`registered ${e.volunteerId} on ${rt.adapterName}`);
   },
 }).catch((e) => console.log(`stopped: ${(e as Error).message}`));
