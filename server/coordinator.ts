@@ -47,8 +47,9 @@ export interface CoordinatorOptions {
    *  replayed (default 0.1); a volunteer with fewer than `provenAfter` valid results gets it on every one. */
   replayFraction?: number;
   /** Share of deterministic results, agreed by two volunteers or sent by a trusted one alone, that the
-   *  coordinator recomputes before accepting (`JobKind.recompute`; default 0.05). A mismatch rejects and
-   *  quarantines every volunteer that sent it: a ring of colluders agreeing on a forgery. */
+   *  coordinator recomputes before accepting (`JobKind.recompute`; default 0.05; every one that a volunteer
+   *  with fewer than `provenAfter` valid results sent). A mismatch rejects and quarantines every volunteer
+   *  that sent it: a ring of colluders agreeing on a forgery. */
   auditFraction?: number;
   /** Randomness for solo draws and spot-check seeds (tests pass a seeded one). */
   random?: () => number;
@@ -377,10 +378,11 @@ export class Coordinator {
   }
 
   /**
-   * With probability auditFraction, recompute a deterministic shard here and compare with what `senders`
-   * sent (`mine`, which they agree on): on a mismatch their results are rejected and they are quarantined.
-   * Returns the submitter's verdict then, else undefined (accept as usual; also when the kind cannot
-   * recompute here).
+   * When a sender has fewer than `provenAfter` valid results, else with probability auditFraction,
+   * recompute a deterministic shard here and compare with what `senders` sent (`mine`, which they agree
+   * on): on a mismatch their results are rejected and they are quarantined. Returns the submitter's verdict
+   * then, else undefined (accept as usual; also when the kind cannot recompute here, which the job's
+   * events then say once).
    */
   private async audit(
     kind: JobKind<unknown>,
@@ -389,10 +391,25 @@ export class Coordinator {
     mine: Record<string, ArrayValue>,
     senders: ResultRow[],
   ): Promise<SubmitStatus | undefined> {
-    if (!kind.recompute || !(this.random() < this.auditFraction)) return undefined;
-    const own = await kind.recompute(spec, plan, this.inputs(senders[0].jobId));
-    if (!own || kind.agree(plan, mine, own)) return undefined;
-    const reason = `the coordinator's own computation of ${senders[0].jobId}/${plan.key} differs from it`;
+    const fresh = async () => {
+      for (const r of senders) {
+        if (((await this.store.getVolunteer(r.volunteerId))?.valid ?? 0) < this.provenAfter) return true;
+      }
+      return false;
+    };
+    if (!kind.recompute || !((await fresh()) || this.random() < this.auditFraction)) return undefined;
+    const jobId = senders[0].jobId;
+    const own = await kind.recompute(spec, plan, this.inputs(jobId));
+    if (!own) {
+      await this.store.addEvent(
+        jobId,
+        `this coordinator cannot recompute ${plan.kind} shards (no WebGPU: run it under Deno): results volunteers ` +
+          `agreed on are accepted unaudited`,
+      );
+      return undefined;
+    }
+    if (kind.agree(plan, mine, own)) return undefined;
+    const reason = `the coordinator's own computation of ${jobId}/${plan.key} differs from it`;
     for (const r of senders) {
       await this.store.reject(r.id, reason);
       await this.quarantine(r.volunteerId, `sent a result that ${reason}`);

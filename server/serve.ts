@@ -59,8 +59,8 @@ export const ServeFlags = z.object({
       "replays need WebGPU: `npm run serve`, not serve:node)",
   ),
   auditFraction: z.number().min(0).max(1).default(0.05).describe(
-    "share of agreed (or trusted solo) deterministic results the coordinator recomputes before accepting them; a " +
-      "mismatch quarantines their senders (trak featurize shards need WebGPU: `npm run serve`)",
+    "share of agreed (or trusted solo) deterministic results the coordinator recomputes before accepting them " +
+      "(a new volunteer's: all); a mismatch quarantines their senders (trak shards need WebGPU: `npm run serve`)",
   ),
   registration: z.enum(["open", "invite"]).default("open").describe(
     "who may register: anyone, or holders of an invite from POST /v1/invites (a public deployment: invite)",

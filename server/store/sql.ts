@@ -507,6 +507,20 @@ export class SqlStore {
     });
   }
 
+  /** Append `message` to a job's events once: a message already there is not repeated. */
+  async addEvent(jobId: string, message: string): Promise<void> {
+    await this.db.tx(async (q) => {
+      const [j] = await q.all<Row>(`SELECT * FROM jobs WHERE id = ?${this.lock}`, [jobId]);
+      if (!j) return;
+      const { events } = toJob(j);
+      if (events.some((e) => e.message === message)) return;
+      await q.run(`UPDATE jobs SET events = ? WHERE id = ?`, [
+        JSON.stringify([...events, { at: this.now(), message }]),
+        jobId,
+      ]);
+    });
+  }
+
   /**
    * A check caught `volunteerId`: it gets nothing more, and nothing it did stands. Every shard it answered
    * validly (accepted, or agreeing with the accepted result; any job) goes back to the queue with all its

@@ -258,11 +258,11 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
     });
 
     it("a ring of 30% of the volunteers agreeing on forged rows: audited, quarantined, result honest", async () => {
-      // Every result two volunteers agree on is recomputed here (auditFraction 1): a ring pair is caught at
-      // once; a ring member paired with an honest one disagrees, and is caught when two honest ones agree.
-      // (With the default 5%, a ring of share r has a forged pair audited with probability 0.05 per shard it
-      // decides, about r^2 of them: server/README.md.)
-      const c = await startCoordinator(backend, { leaseMs: 2000, auditFraction: 1, ...ONE_ADDRESS_CROWD });
+      // Default settings. Results agreed on by a volunteer with fewer than 3 valid ones are recomputed here: a
+      // pair of the ring's fresh identities is caught at once; a ring member paired with an honest one
+      // disagrees, and is caught when two honest ones agree. (A ring that first earns trust is audited on 5%
+      // of the shards it decides, about r^2 of them for a ring of share r: server/README.md.)
+      const c = await startCoordinator(backend, { leaseMs: 2000, ...ONE_ADDRESS_CROWD });
       try {
         const spec = { ...SPEC, scale: false };
         const jobId = await createJob(c.url, spec);
