@@ -164,7 +164,7 @@ export function membershipZ(margins: ArrayLike<number>, inMask: Uint8Array): num
 }
 
 const deviceSets = new Map<string, Promise<DeviceDataset>>();
-/** The job's training set on the coordinator's device, for replays; uploaded once per process. */
+/** The job's training set on the coordinator's device, for replays and audits; uploaded once per process. */
 function deviceSet(rt: Runtime, s: JobData): Promise<DeviceDataset> {
   const key = keyOf(datasetRef(s));
   let p = deviceSets.get(key);

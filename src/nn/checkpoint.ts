@@ -148,9 +148,17 @@ function hostRuntime(label: string): Runtime {
   return hostOnly as unknown as Runtime;
 }
 
-/** Elements in all parameters of a model config (running statistics included), counted without a device. */
+const counts = new Map<string, number>();
+/** Elements in all parameters of a model config (running statistics included), counted without a device
+ *  (and once per config: building initialises every parameter on the host). */
 export function parameterCountOf(config: ModelConfig): number {
-  return buildModel(hostRuntime("parameterCountOf"), config, 0).params.reduce((s, p) => s + p.value.size, 0);
+  const key = JSON.stringify(config);
+  let n = counts.get(key);
+  if (n === undefined) {
+    n = buildModel(hostRuntime("parameterCountOf"), config, 0).params.reduce((s, p) => s + p.value.size, 0);
+    counts.set(key, n);
+  }
+  return n;
 }
 
 export async function saveModel(

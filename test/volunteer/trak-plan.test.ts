@@ -2,7 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { featurizeRanges, TOLERANCE, trak, TrakSpec } from "../../server/jobs/trak.ts";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
-import { FeaturizePayload, TrainPayload } from "../../src/protocol/shards.ts";
+import { FeaturizePayload, STATES, TrainPayload } from "../../src/protocol/shards.ts";
+import { Recipe, schedule } from "../../src/nn/train.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
 describe("trak plan", () => {
@@ -19,7 +20,11 @@ describe("trak plan", () => {
       for (const s of train) {
         expect(s.deterministic).toBe(false);
         expect(s.outputs.margins.shape).toEqual([n]);
-        TrainPayload.parse(s.payload);
+        // Segments of at most 4 steps, each but the last leaving its state in the `states` output.
+        const { segments, recipe } = TrainPayload.parse(s.payload);
+        const steps = schedule(Recipe.parse(recipe), n).totalSteps;
+        expect(segments).toBe(Math.ceil(steps / 4));
+        expect(Object.hasOwn(s.outputs, STATES)).toBe(segments > 1);
       }
       for (let m = 0; m < models; m++) {
         const feats = shards.filter((s) => s.key.startsWith(`featurize/${m}/`));
@@ -43,6 +48,10 @@ describe("trak plan", () => {
     expect(() => TrakSpec.parse({ attack: "label-consistent" })).toThrow(/attack/);
     expect(() => TrakSpec.parse({ shardSize: 100 })).toThrow(/multiple of 64/);
     expect(() => TrakSpec.parse({ train: 60000 })).toThrow(/train/);
+    // States that would not fit the upload limit: refused at planning, naming the setting to change.
+    expect(() => trak.plan(TrakSpec.parse({ train: 2000, maxCheckpointBytes: 1 << 20 }))).toThrow(
+      /states of train\/0 .* over maxCheckpointBytes .*: raise segmentSteps/,
+    );
   });
 
   it("agrees within the stated tolerance and not beyond", () => {
