@@ -132,6 +132,7 @@ export const bitwiseEqual = (a: Record<string, ArrayValue>, b: Record<string, Ar
 
 /** |device f32 margin - host float64 margin| allowed per spot-checked example, times (1 + |m|). */
 export const SPOT_MARGIN_TOLERANCE = 1e-3;
+const marginMatches = (got: number, ref: number) => Math.abs(got - ref) <= SPOT_MARGIN_TOLERANCE * (1 + Math.abs(ref));
 
 /**
  * Membership thresholds on `membershipZ`. An honest model that learned nothing still has z ~ N(0, 1), so
@@ -226,7 +227,7 @@ async function deviceCheck(s: JobData, key: string, p: TrainPayload, result: Rec
     try {
       const { margins } = await evaluate(rt, model, ds, { mean: p.recipe.mean, std: p.recipe.std });
       const claimed = result.margins.data;
-      const bad = margins.findIndex((m, i) => !(Math.abs(claimed[i] - m) <= SPOT_MARGIN_TOLERANCE * (1 + Math.abs(m))));
+      const bad = margins.findIndex((m, i) => !marginMatches(claimed[i], m));
       return bad < 0
         ? null
         : `${key}: claimed margin ${claimed[bad]} of example ${bad} is not the checkpoint's (${margins[bad]})`;
@@ -283,7 +284,7 @@ export async function spotCheckTrain(
   const ref = marginRef(logits.data, y, model.classes, count).value;
   for (let j = 0; j < count; j++) {
     const got = claimed[idx[j]];
-    if (!(Math.abs(got - ref[j]) <= SPOT_MARGIN_TOLERANCE * (1 + Math.abs(ref[j])))) {
+    if (!marginMatches(got, ref[j])) {
       return `${shard.key}: claimed margin ${got} of example ${idx[j]} is not the checkpoint's (${
         ref[j].toPrecision(6)
       })`;

@@ -19,7 +19,7 @@ import { ensembleSeed } from "../../src/detect/training-set.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
 import { type ArrayValue, defineJobKind, type ShardPlan } from "../../src/protocol/job-kind.ts";
-import { featurize } from "../../src/attribution/featurize.ts";
+import { featurizeRange } from "../../src/attribution/featurize.ts";
 import { detectRuntime } from "../../src/gpu/device.ts";
 import { modelFromSafetensors } from "../../src/nn/checkpoint.ts";
 import { releaseModel } from "../../src/nn/models.ts";
@@ -174,13 +174,8 @@ export const trak = defineJobKind<TrakSpec>({
       const ck = await inputs.get(p.checkpoint, "checkpoint");
       const { model } = modelFromSafetensors(rt, ck.data as Uint8Array, p.checkpoint, s.model);
       try {
-        const indices = Uint32Array.from({ length: p.end - p.start }, (_, i) => p.start + i);
-        const { k, projection, seed, modelIndex, batchSize } = p;
-        const f = await featurize(rt, model, ds, { k, projection, seed, modelIndex, batchSize, indices });
-        const phi = (await rt.read(f.phi)) as Float32Array;
-        f.phi.release();
-        const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
-        return { phi: f32(phi, [f.n, f.k]), margins: f32(f.margins, [f.n]), q: f32(f.q, [f.n]) };
+        const { k, projection, seed, modelIndex, batchSize, start, end } = p;
+        return await featurizeRange(rt, model, ds, { k, projection, seed, modelIndex, batchSize, start, end });
       } finally {
         releaseModel(model);
       }

@@ -22,6 +22,7 @@ import { transpose } from "../../kernels/transpose.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
 import { Conv2d, Dense, type Layer, Residual, Sequential } from "../nn/layers.ts";
 import type { Model } from "../nn/models.ts";
+import type { ArrayValue } from "../protocol/job-kind.ts";
 import { CIFAR10_MEAN, CIFAR10_STD } from "../data/dataset.ts";
 
 export type Projection = "dense" | "factored" | "baseline";
@@ -278,4 +279,22 @@ export async function featurize(
   } finally {
     f.release();
   }
+}
+
+/**
+ * TRAK features of the examples [start, end), read back as a featurize shard's outputs (phi [n, k], margins,
+ * q): the one call of the volunteers' executor and of the coordinator's audit.
+ */
+export async function featurizeRange(
+  rt: Runtime,
+  model: Model,
+  ds: DeviceDataset,
+  { start, end, ...opts }: Omit<FeaturizeOptions, "indices"> & { start: number; end: number },
+): Promise<Record<"phi" | "margins" | "q", ArrayValue>> {
+  const indices = Uint32Array.from({ length: end - start }, (_, i) => start + i);
+  const f = await featurize(rt, model, ds, { ...opts, indices });
+  const phi = (await rt.read(f.phi)) as Float32Array;
+  f.phi.release();
+  const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
+  return { phi: f32(phi, [f.n, f.k]), margins: f32(f.margins, [f.n]), q: f32(f.q, [f.n]) };
 }

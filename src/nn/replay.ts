@@ -48,7 +48,7 @@ export async function replaySegment(
     ? modelFromSafetensors(rt, start, `state at segment ${segment}`, run.model).model
     : buildModel(rt, run.model, run.seed);
   try {
-    const before = await rt.readMany(model.params.map((p) => p.value));
+    const before = model.params.map((p) => p.host!); // the start values, kept on the host when built
     await trainModel(rt, model, ds, { ...run.recipe, seed: run.seed }, {
       indices: run.indices,
       segments: run.segments,

@@ -9,7 +9,7 @@
 import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
 import type { ArrayValue, Executor, ExecutorContext } from "../protocol/job-kind.ts";
-import { featurize } from "../attribution/featurize.ts";
+import { featurizeRange } from "../attribution/featurize.ts";
 import { maskIndices } from "../datamodels/masks.ts";
 import { crc32 } from "../data/io.ts";
 import type { Dataset } from "../data/dataset.ts";
@@ -36,6 +36,9 @@ export interface ExecutorEnv {
 
 const f32 = (data: Float32Array, shape: number[]): ArrayValue => ({ dtype: "f32", shape, data });
 const u8 = (data: Uint8Array): ArrayValue => ({ dtype: "u8", shape: [data.length], data });
+const checkAbort = (signal?: AbortSignal) => {
+  if (signal?.aborted) throw new Error("aborted");
+};
 
 /** The TRAK executors, keyed by executor name. Keeps the last training set and model on the device. */
 export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
@@ -59,9 +62,6 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
   // The pipeline autotunes before training; the tiles are cached per adapter, so every process on one
   // machine picks the same ones (and rounds the same way).
   const ready = () => (tuned ??= env.autotune === false ? Promise.resolve() : autotuneMatmul(rt));
-  const checkAbort = (signal?: AbortSignal) => {
-    if (signal?.aborted) throw new Error("aborted");
-  };
 
   const train: Executor = async (payload, _inputs, ctx) => {
     const p = TrainPayload.parse(payload);
@@ -93,22 +93,19 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     const ck = await inputs.get(p.checkpoint, "checkpoint");
     if (ck.dtype !== "u8") throw new Error(`featurize: checkpoint of ${p.checkpoint} is ${ck.dtype}, expected u8`);
     const model = modelOf(ck.data as Uint8Array, p.checkpoint);
-    const indices = Uint32Array.from({ length: p.end - p.start }, (_, i) => p.start + i);
-    const f = await featurize(rt, model, device, {
+    return featurizeRange(rt, model, device, {
       k: p.k,
       projection: p.projection,
       seed: p.seed,
       modelIndex: p.modelIndex,
       batchSize: p.batchSize,
-      indices,
+      start: p.start,
+      end: p.end,
       onBatch: (done, total) => {
         checkAbort(ctx.signal);
         ctx.onProgress(done / total);
       },
     });
-    const phi = (await rt.read(f.phi)) as Float32Array;
-    f.phi.release();
-    return { phi: f32(phi, [f.n, f.k]), margins: f32(f.margins, [f.n]), q: f32(f.q, [f.n]) };
   };
 
   return { [TRAIN]: train, [FEATURIZE]: featurizeShard };
@@ -137,7 +134,7 @@ export async function trainResult(
         }
       },
       onProgress: (q) => {
-        if (ctx.signal?.aborted) throw new Error("aborted");
+        checkAbort(ctx.signal);
         ctx.onProgress((0.95 * (q.epoch * q.batches + q.batch)) / (q.epochs * q.batches));
       },
     });
