@@ -37,8 +37,13 @@ export class KernelOp<V extends Variant = Variant> {
     this.#active = name;
   }
 
+  /** The variant chosen with `use` or KERNEL_VARIANTS, if any. */
+  get chosenName(): string | undefined {
+    return this.#active ?? envChoice(this.name);
+  }
+
   get activeName(): string {
-    return this.#active ?? envChoice(this.name) ?? this.variants[0].name;
+    return this.chosenName ?? this.variants[0].name;
   }
 
   get active(): V {
