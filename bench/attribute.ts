@@ -8,8 +8,8 @@ import { Featurizer, type Projection } from "../src/attribution/featurize.ts";
 import { ensembleFeatures, ldsBySize, subsetMargins, subsetMasks, trainEnsemble } from "../src/attribution/lds.ts";
 import { syntheticDataset } from "../src/attribution/synthetic.ts";
 import { getRuntime } from "../src/gpu/runtime.ts";
-import { buildModel, type ModelConfig, parameterCount } from "../src/nn/models.ts";
-import { type BenchReport, timeMs } from "./harness.ts";
+import { buildModel, parameterCount } from "../src/nn/models.ts";
+import { BENCH_MODELS, type BenchReport, timeMs, torchPeer } from "./harness.ts";
 
 export async function run(
   args: { sizes?: number[]; log?: (s: string) => void; lds?: boolean; model?: string },
@@ -19,15 +19,14 @@ export async function run(
   const k = args.sizes?.[0] ?? 512;
   const batch = 64;
   const n = 128;
-  const configs: Record<string, ModelConfig> = {
-    "small-cnn": { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [32, 64, 128] },
-    resnet9: { kind: "resnet9", input: [3, 32, 32], classes: 10 },
-  };
-  const name = args.model ?? "small-cnn";
-  const model = buildModel(rt, configs[name], 0);
+  const name = (args.model ?? "small-cnn") as keyof typeof BENCH_MODELS;
+  const model = buildModel(rt, BENCH_MODELS[name], 0);
   const data = syntheticDataset({ n, classes: 10, shape: [3, 32, 32], seed: 1 });
   const ds = uploadDataset(rt, data);
   const rows: Record<string, number | string>[] = [];
+  const notes = [
+    `featurisation: ${n} examples in tiles of ${batch}; LDS: 32 subset models (alpha 0.5), 40 held-out targets`,
+  ];
   for (const projection of ["dense", "factored", "baseline"] as Projection[]) {
     let f: Featurizer;
     try {
@@ -50,6 +49,21 @@ export async function run(
       params: parameterCount(model),
       examples_per_s: perSec,
       ms_per_64: (ms * batch) / n,
+    });
+  }
+  // The peer featurises with a stored dense projection, as trak's CPU projector does; ours is the default one.
+  const ours = rows.find((r) => r.projection === "factored")?.examples_per_s;
+  const torch = torchPeer("featurize", BENCH_MODELS[name], { batch, k, log: args.log });
+  if (typeof torch === "string") notes.push(torch);
+  else if (typeof ours === "number") {
+    args.log?.(`pytorch ${torch.device} (${torch.threads} threads): ${torch.ex_per_s!.toFixed(1)} examples/s`);
+    rows.push({
+      model: name,
+      k,
+      ours_ex_per_s: ours,
+      peer: `pytorch-${torch.device}`,
+      peer_ex_per_s: torch.ex_per_s!,
+      ratio: ours / torch.ex_per_s!,
     });
   }
   if (args.lds ?? true) {
@@ -91,11 +105,5 @@ export async function run(
       }
     }
   }
-  return {
-    adapter: rt.adapterName,
-    rows,
-    notes: [
-      `featurisation: ${n} examples in tiles of ${batch}; LDS: 32 subset models (alpha 0.5), 40 held-out targets`,
-    ],
-  };
+  return { adapter: rt.adapterName, rows, notes };
 }

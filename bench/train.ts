@@ -1,16 +1,17 @@
-// Training throughput (images/s) of our small CNN against the same architecture in tfjs-layers on
-// tfjs-backend-webgpu, on the same adapter (tfjs is handed our GPUDevice) in the same process.
-// Both run momentum SGD on batches of 128 random 32x32x3 images; each timed sample runs `reps` steps and
-// ends with a completed readback.
+// Training throughput (images/s) of our network (--model, default the small CNN) against the same
+// architecture in tfjs-layers on tfjs-backend-webgpu, on the same adapter (tfjs is handed our GPUDevice) in
+// the same process, and in PyTorch (bench/peers/torch_peer.py: every core, or TORCH_DEVICE=cuda).
+// All run momentum SGD on batches of random 32x32x3 images; each timed sample runs `reps` steps and ends
+// with a completed readback. `--sizes N` times one whole epoch of N images instead (50000: a CIFAR-10 epoch).
 import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
-import { uploadDataset } from "../kernels/batch.ts";
+import { releaseDataset, uploadDataset } from "../kernels/batch.ts";
 import { autotuneMatmul } from "../kernels/matmul.ts";
 import { getRuntime } from "../src/gpu/runtime.ts";
 import { buildModel, type ModelConfig } from "../src/nn/models.ts";
 import { trainModel } from "../src/nn/train.ts";
-import { type BenchReport, timeMs } from "./harness.ts";
+import { BENCH_MODELS, type BenchReport, timeMs, torchPeer } from "./harness.ts";
 
 const B = 128;
 
@@ -36,35 +37,67 @@ function tfjsModel(cfg: Extract<ModelConfig, { kind: "small-cnn" }>): tfl.Layers
   return m;
 }
 
-export async function run(args: { log?: (s: string) => void; models?: string[] }): Promise<BenchReport> {
+export async function run(
+  args: { log?: (s: string) => void; model?: string; sizes?: number[] },
+): Promise<BenchReport> {
   const rt = await getRuntime();
   await autotuneMatmul(rt, { log: args.log });
   tf.removeBackend("webgpu");
   tf.registerBackend("webgpu", () => new WebGPUBackend(rt.device), 10);
   await tf.setBackend("webgpu");
   const rows = [];
-  const cfg: Extract<ModelConfig, { kind: "small-cnn" }> = {
-    kind: "small-cnn",
-    input: [3, 32, 32],
-    classes: 10,
-    widths: [32, 64, 128],
-  };
+  const notes = [];
+  const name = (args.model ?? "small-cnn") as keyof typeof BENCH_MODELS;
+  const cfg: ModelConfig = BENCH_MODELS[name];
+  const random = (count: number) => ({
+    images: Uint8Array.from({ length: count * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256)),
+    labels: Uint32Array.from({ length: count }, () => Math.floor(Math.random() * 10)),
+    n: count,
+    c: 3,
+    h: 32,
+    w: 32,
+  });
   const n = B * 8;
-  const images = Uint8Array.from({ length: n * 3 * 32 * 32 }, () => Math.floor(Math.random() * 256));
-  const labels = Uint32Array.from({ length: n }, () => Math.floor(Math.random() * 10));
-
-  const ds = uploadDataset(rt, { images, labels, n, c: 3, h: 32, w: 32 });
+  const small = random(n);
   const model = buildModel(rt, cfg, 0);
-  const oursMs = await timeMs(async (reps) => {
-    await trainModel(rt, model, ds, { epochs: reps / (n / B), batchSize: B, lr: 0.05 }); // ends with a readback
-  }, { samples: 3, minMs: 2000 });
+  let oursMs: number;
+  const epochImages = args.sizes?.[0];
+  if (epochImages) {
+    // One whole epoch (50000: CIFAR-10's), after one warm-up batch that compiles every pipeline.
+    const ds = uploadDataset(rt, random(epochImages));
+    await trainModel(rt, model, ds, { epochs: 1, batchSize: B, lr: 0.05 }, { indices: new Uint32Array(B) });
+    const t0 = performance.now();
+    await trainModel(rt, model, ds, { epochs: 1, batchSize: B, lr: 0.05 });
+    const s = (performance.now() - t0) / 1000;
+    releaseDataset(ds);
+    oursMs = (1000 * s) / Math.ceil(epochImages / B);
+    notes.push(`${name}: one epoch of ${epochImages} random images, batch ${B}: ${s.toFixed(1)} s`);
+  } else {
+    const ds = uploadDataset(rt, small);
+    oursMs = await timeMs(async (reps) => {
+      await trainModel(rt, model, ds, { epochs: reps / (n / B), batchSize: B, lr: 0.05 }); // ends with a readback
+    }, { samples: 3, minMs: 2000 });
+    releaseDataset(ds);
+  }
   const ours = B / (oursMs / 1000);
   args.log?.(`ours: ${oursMs.toFixed(1)} ms per batch of ${B} (${ours.toFixed(0)} img/s)`);
+  const row = (peer: string, peerImgPerS: number) => ({
+    model: name,
+    ours_img_per_s: ours,
+    peer,
+    peer_img_per_s: peerImgPerS,
+    ratio: ours / peerImgPerS,
+  });
+
+  const torch = torchPeer("train", cfg, { batch: B, log: args.log });
+  if (typeof torch === "string") notes.push(torch);
+  else rows.push(row(`pytorch-${torch.device}`, torch.img_per_s!));
+  if (cfg.kind !== "small-cnn") return { adapter: rt.adapterName, rows, notes: [...notes, "tfjs row: small-cnn only"] };
 
   const tm = tfjsModel(cfg);
   const opt = tf.train.momentum(0.05, 0.9, true);
-  const x = tf.tensor4d(Float32Array.from(images.subarray(0, B * 3072), (v) => v / 255), [B, 32, 32, 3]);
-  const y = tf.oneHot(tf.tensor1d(Array.from(labels.subarray(0, B)), "int32"), 10);
+  const x = tf.tensor4d(Float32Array.from(small.images.subarray(0, B * 3072), (v) => v / 255), [B, 32, 32, 3]);
+  const y = tf.oneHot(tf.tensor1d(Array.from(small.labels.subarray(0, B)), "int32"), 10);
   const peerMs = await timeMs(async (reps) => {
     let last: tf.Scalar | null = null;
     for (let r = 0; r < reps; r++) {
@@ -79,12 +112,6 @@ export async function run(args: { log?: (s: string) => void; models?: string[] }
   }, { samples: 3, minMs: 2000 });
   const peer = B / (peerMs / 1000);
   args.log?.(`tfjs: ${peerMs.toFixed(1)} ms per batch (${peer.toFixed(0)} img/s)`);
-  rows.push({
-    model: "small-cnn",
-    ours_img_per_s: ours,
-    peer: "tfjs-webgpu",
-    peer_img_per_s: peer,
-    ratio: ours / peer,
-  });
-  return { adapter: rt.adapterName, rows };
+  rows.push(row("tfjs-webgpu", peer));
+  return { adapter: rt.adapterName, rows, notes };
 }

@@ -90,6 +90,7 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
     clean_acc_before: s.clean_acc_before,
     clean_acc_after: s.clean_acc_after,
     seconds: Math.round(s.seconds),
+    stage_seconds: Object.fromEntries(Object.entries(s.stage_seconds).map(([k, v]) => [k, Math.round(v * 10) / 10])),
     baselines: Object.fromEntries(Object.entries(s.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
     report: files.html,
     ...(clean ? { clean } : {}),
