@@ -6,6 +6,7 @@
 // variants need multiples of their tile, the checked one runs anything and is the fallback.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { specialise } from "../src/gpu/specialise.ts";
+import { fnv1a } from "../src/math.ts";
 import { getTuned, putTuned } from "../src/gpu/tune-cache.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { checkedShader, exactShader, type RegblockTile, splitKShader } from "./matmul-codegen.ts";
@@ -30,6 +31,11 @@ export interface MatmulVariant extends Variant {
   shader(tile: MatmulTile, p: MatmulProblem): { code: string; constants: Record<string, number> };
   supports(p: MatmulProblem, tile: MatmulTile): boolean;
   workgroups(p: MatmulProblem, tile: MatmulTile): [number, number, number];
+  /**
+   * Which adapters the autotuner times it on: "gpu", real GPUs only (on a software adapter it keeps its first
+   * tile and is never the default); "never", none (a fallback: its first tile everywhere). Default: all.
+   */
+  tune?: "gpu" | "never";
   /** Multi-dispatch variants: record the whole product into `out` (called instead of the single
    * `shader`/`workgroups` dispatch; `shader` and `workgroups` then describe its main pass). */
   run?(rt: Runtime, a: Tensor, b: Tensor, out: Tensor, p: MatmulProblem, tile: MatmulTile): void;
@@ -90,6 +96,7 @@ matmulOp.register({
   file: "wgsl/matmul_scalar.wgsl",
   code: SCALAR_CODE,
   description: "any shape and transpose, scalar loads, TM x TN block per invocation; the universal fallback",
+  tune: "never",
   tiles: [
     { TM: 4, TN: 4, WG_X: 8, WG_Y: 8 },
     { TM: 8, TN: 8, WG_X: 8, WG_Y: 4 },
@@ -114,6 +121,7 @@ matmulOp.register({
   file: "wgsl/matmul_tiled.wgsl",
   code: TILED_CODE,
   description: "any M, N, K; no transposes; blocks of A and B staged in workgroup memory, TM x TN per invocation",
+  tune: "gpu",
   // 64x64, 64x128 and 128x128 blocks of C per workgroup of 256: the shapes that keep a real GPU busy.
   tiles: [
     { TM: 4, TN: 4, BK: 16, WG_X: 16, WG_Y: 16 },
@@ -337,12 +345,14 @@ export async function autotuneMatmul(
   const a = rt.upload(new Float32Array(size * size).fill(0.5), [size, size]);
   const b = rt.upload(new Float32Array(size * size).fill(0.25), [size, size]);
   let quickest: { v: MatmulVariant; ms: number } | undefined;
+  // On llvmpipe or SwiftShader a workgroup barrier is a loop over the invocations: shared-memory tiling loses.
+  const software = /llvmpipe|lavapipe|swiftshader/i.test(rt.adapterName);
   for (const v of matmulOp.variants) {
-    if (v.tiles.length === 1) {
-      tuned.set(v.name, v.tiles[0]); // nothing to choose between: don't spend a compile and a timing on it
+    if (v.tiles.length === 1 || v.tune === "never" || (v.tune === "gpu" && software)) {
+      tuned.set(v.name, v.tiles[0]); // nothing to choose between, or not worth a compile and a timing here
       continue;
     }
-    const key = `matmul|${rt.adapterName}|${v.name}|${size}|${hash(v.code)}`;
+    const key = `matmul|${rt.adapterName}|${v.name}|${size}|${fnv1a(v.code)}`;
     const cached = opts.force ? undefined : await getTuned(key);
     const cachedMs = cached && (await getTuned(`${key}|ms`))?.ms;
     if (cached && cachedMs !== undefined) {
@@ -385,6 +395,8 @@ export async function autotuneMatmul(
         } GFLOP/s)`,
       );
       if (!best || ms < best.ms) best = { tile, ms };
+      // Tiles run largest first, and time is U-shaped in the tile size: past twice the best, it only grows.
+      if (ms > 2 * best.ms) break;
     }
     if (best) {
       tuned.set(v.name, best.tile);
@@ -398,12 +410,6 @@ export async function autotuneMatmul(
   fastest = quickest?.v;
   opts.log?.(`autotune: ${fastest?.name ?? matmulOp.active.name} is the fastest at ${size}^2 on this adapter`);
   return tuned;
-}
-
-function hash(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16);
 }
 
 // ---------------------------------------------------------------- CPU twin (float64)

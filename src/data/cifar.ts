@@ -10,6 +10,7 @@ import {
   makeDir,
   pathKind,
   readBytes,
+  readGunzipped,
   sha256Hex,
   writeBytesAtomic,
 } from "./io.ts";
@@ -110,7 +111,7 @@ function openArchive(path: string): Promise<Map<string, Uint8Array>> {
   let entries = archiveCache.get(path);
   if (!entries) {
     const label = baseName(path);
-    entries = readBytes(path).then((raw) => readTar(isGzip(raw) ? gunzipChecked(raw, label) : raw, label));
+    entries = readGunzipped(path).then((tar) => readTar(tar, label));
     entries.catch(() => archiveCache.delete(path)); // do not cache failures
     archiveCache.set(path, entries);
   }

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "fflate";
 import { clearCifarCache, loadCifar10, readTar } from "../../src/data/cifar.ts";
 import { classCounts } from "../../src/data/dataset.ts";
+import { GUNZIPPED_CACHE, readGunzipped } from "../../src/data/io.ts";
 import { testSeed } from "../support/rng.ts";
 import { CIFAR_CLASSES, cifarFiles, makeTar, prefixed, tempDir } from "./fixtures.ts";
 
@@ -164,6 +165,35 @@ describe("loadCifar10 on small fake data", () => {
       `hdr.tar.gz: corrupt tar at offset ${second} (header checksum mismatch)`,
     );
     expect(() => readTar(tar.subarray(0, tar.length - 2048), "short.tar")).toThrow(/short\.tar: truncated tar/);
+  });
+});
+
+describe("readGunzipped", () => {
+  it("keeps an archive's gunzipped bytes between reads, until the file's time or size changes", async () => {
+    const seed = testSeed("gunzipped cache");
+    const files = cifarFiles(seed, PER);
+    const dir = await tempDir("gunzip-cache");
+    const name = `cache-test-${seed}.tar.gz`;
+    const tgz = await writeTarGz(dir, name, files);
+    const want = makeTar(prefixed(files, "cifar-10-batches-bin/"));
+    const time = 1_700_000_000; // whole seconds: Node's utimes rounds a Date's milliseconds
+    try {
+      await utimes(tgz, time, time);
+      expect(await readGunzipped(tgz, { cacheFrom: 0 })).toEqual(want);
+      // Corrupt the archive in place, keeping its size and time: the bytes now come from the cache.
+      const bytes = await readFile(tgz);
+      bytes.fill(0, 2);
+      await writeFile(tgz, bytes);
+      await utimes(tgz, time, time);
+      expect(await readGunzipped(tgz, { cacheFrom: 0 })).toEqual(want);
+      // A newer time: the file is read again, and its corruption found.
+      await utimes(tgz, time, time + 5);
+      await expect(readGunzipped(tgz, { cacheFrom: 0 })).rejects.toThrow(`${name}: corrupt`);
+    } finally {
+      for (const e of await readdir(GUNZIPPED_CACHE).catch(() => [])) {
+        if (e.startsWith(name)) await rm(join(GUNZIPPED_CACHE, e));
+      }
+    }
   });
 });
 
