@@ -6,10 +6,10 @@
 import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
-import { releaseDataset, uploadDataset } from "../kernels/batch.ts";
+import { type DeviceDataset, releaseDataset, uploadDataset } from "../kernels/batch.ts";
 import { autotuneMatmul } from "../kernels/matmul.ts";
-import { getRuntime } from "../src/gpu/runtime.ts";
-import { buildModel, type ModelConfig } from "../src/nn/models.ts";
+import { getRuntime, type Runtime } from "../src/gpu/runtime.ts";
+import { buildModel, type Model, type ModelConfig } from "../src/nn/models.ts";
 import { trainModel } from "../src/nn/train.ts";
 import { BENCH_MODELS, type BenchReport, timeMs, torchPeer } from "./harness.ts";
 
@@ -38,7 +38,7 @@ function tfjsModel(cfg: Extract<ModelConfig, { kind: "small-cnn" }>): tfl.Layers
 }
 
 export async function run(
-  args: { log?: (s: string) => void; model?: string; sizes?: number[] },
+  args: { log?: (s: string) => void; model?: string; sizes?: number[]; profile?: boolean },
 ): Promise<BenchReport> {
   const rt = await getRuntime();
   await autotuneMatmul(rt, { log: args.log });
@@ -89,10 +89,16 @@ export async function run(
     ratio: ours / peerImgPerS,
   });
 
+  const profile = args.profile ? await profileSteps(rt, model, uploadDataset(rt, small), n / B) : undefined;
+  if (profile) notes.push(...profile.lines);
+
   const torch = torchPeer("train", cfg, { batch: B, log: args.log });
   if (typeof torch === "string") notes.push(torch);
   else rows.push(row(`pytorch-${torch.device}`, torch.img_per_s!));
-  if (cfg.kind !== "small-cnn") return { adapter: rt.adapterName, rows, notes: [...notes, "tfjs row: small-cnn only"] };
+  if (cfg.kind !== "small-cnn") {
+    notes.push("tfjs row: small-cnn only");
+    return { adapter: rt.adapterName, rows, notes, extra: profile && { profile: profile.rows } };
+  }
 
   const tm = tfjsModel(cfg);
   const opt = tf.train.momentum(0.05, 0.9, true);
@@ -113,5 +119,29 @@ export async function run(
   const peer = B / (peerMs / 1000);
   args.log?.(`tfjs: ${peerMs.toFixed(1)} ms per batch (${peer.toFixed(0)} img/s)`);
   rows.push(row("tfjs-webgpu", peer));
-  return { adapter: rt.adapterName, rows, notes };
+  return { adapter: rt.adapterName, rows, notes, extra: profile && { profile: profile.rows } };
+}
+
+/** Device time per kernel label over `steps` training steps (one epoch of `ds`), largest first. */
+async function profileSteps(rt: Runtime, model: Model, ds: DeviceDataset, steps: number) {
+  await rt.sync();
+  if (!rt.startProfile()) return { rows: [], lines: ["profile: this adapter has no timestamp queries"] };
+  await trainModel(rt, model, ds, { epochs: 1, batchSize: B, lr: 0.05 });
+  const times = [...(await rt.stopProfile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
+  releaseDataset(ds);
+  const total = times.reduce((s, [, t]) => s + t.ms, 0);
+  const rows = times.map(([kernel, t]) => ({
+    kernel,
+    ms_per_step: t.ms / steps,
+    share: t.ms / total,
+    dispatches_per_step: t.count / steps,
+  }));
+  const lines = [
+    `profile: ${(total / steps).toFixed(1)} ms of kernels per step of ${B} (device time, one pass per dispatch)`,
+    ...rows.slice(0, 15).map((r) =>
+      `  ${r.kernel.padEnd(34)} ${r.ms_per_step.toFixed(2).padStart(8)} ms ${(100 * r.share).toFixed(1).padStart(5)}%` +
+      `  x${r.dispatches_per_step.toFixed(0)}`
+    ),
+  ];
+  return { rows, lines };
 }

@@ -322,7 +322,7 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
   }
   const { code, constants } = v.shader(tile, p);
   rt.dispatch({
-    label: `matmul/${v.name}`,
+    label: `matmul/${v.name} ${p.M}x${p.K}x${p.N}${p.batch > 1 ? ` batch ${p.batch}` : ""}`,
     code,
     constants,
     buffers: { A: a, B: b, C: out },

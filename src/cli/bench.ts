@@ -16,6 +16,9 @@ export const BenchFlags = z.object({
   model: z.enum(Object.keys(BENCH_MODELS) as [BenchModel, ...BenchModel[]]).optional().describe(
     "the network, where the benchmark takes one (train, attribute)",
   ),
+  profile: z.boolean().default(false).describe(
+    "also time every kernel on the device (timestamp queries) and print where a step's time goes (train)",
+  ),
   json: z.boolean().default(false).describe("print the rows as JSON on stdout (progress stays on stderr)"),
 });
 
@@ -34,7 +37,11 @@ export const command: CommandSpec<typeof BenchFlags> = {
 export async function runBench(name: string, flags: z.output<typeof BenchFlags>): Promise<void> {
   const mod = await import(`../../bench/${name}.ts`);
   const log = (s: string) => console.error(s);
-  printReport(`bench ${name}`, await mod.run({ sizes: flags.sizes, model: flags.model, log }), flags.json);
+  printReport(
+    `bench ${name}`,
+    await mod.run({ sizes: flags.sizes, model: flags.model, profile: flags.profile, log }),
+    flags.json,
+  );
 }
 
 export function main({ flags, positionals }: Parsed<typeof BenchFlags>): Promise<void> {

@@ -117,7 +117,9 @@ export async function acquireFresh(opts: AcquireOptions = {}): Promise<AcquiredD
     requiredLimits[name] = have;
   }
   Object.assign(requiredLimits, opts.limits ?? {});
-  const device = await adapter.requestDevice({ requiredLimits });
+  // Timestamp queries, where offered, for Runtime.startProfile.
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   device.addEventListener?.("uncapturederror", (ev) => {
     console.error("WebGPU uncaptured error:", (ev as GPUUncapturedErrorEvent).error.message);
   });

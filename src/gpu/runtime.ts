@@ -90,6 +90,12 @@ interface CompiledPipeline {
   uniform?: { group: number; binding: number; view: StructuredView; size: number };
 }
 
+/** Device time of one kernel label while profiling: milliseconds summed over `count` dispatches. */
+export interface KernelTime {
+  ms: number;
+  count: number;
+}
+
 const UNIFORM_CHUNK = 64 * 1024;
 const MAX_DISPATCHES_PER_SUBMIT = 1024;
 const POISON_BYTE = 0xff; // 0xffffffff: a NaN as f32, the largest u32, -1 as i32
@@ -116,6 +122,12 @@ export class Runtime {
   #poisonSource?: GPUBuffer;
   #errors: string[] = [];
   #retired: GPUBuffer[] = [];
+  #profile?: {
+    queries: GPUQuerySet;
+    labels: string[];
+    reads: Promise<void>[];
+    byLabel: Map<string, KernelTime>;
+  };
 
   constructor(acquired: AcquiredDevice) {
     this.device = acquired.device;
@@ -326,12 +338,22 @@ export class Runtime {
       throw new Error(`${label}: ${x}x${y}x${z} workgroups exceed the adapter's ${maxWg} per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
+    const prof = this.#profile;
+    if (prof) {
+      // One pass per dispatch, its start and end stamped: the kernel's own time on the device.
+      this.#endPass();
+      const at = 2 * prof.labels.push(label) - 2;
+      this.#pass = this.#enc().beginComputePass({
+        timestampWrites: { querySet: prof.queries, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 },
+      });
+    }
     this.#pass ??= this.#enc().beginComputePass();
     this.#pass.setPipeline(p.pipeline);
     entries.forEach((e, group) =>
       this.#pass!.setBindGroup(group, this.device.createBindGroup({ layout: p.layouts[group], entries: e }))
     );
     this.#pass.dispatchWorkgroups(x, y, z);
+    if (prof) this.#endPass();
     this.stats.dispatches++;
     if (++this.#pending >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
@@ -347,12 +369,73 @@ export class Runtime {
       const n = Math.min(UNIFORM_CHUNK, used - i * UNIFORM_CHUNK);
       this.device.queue.writeBuffer(this.#uniformChunks[i].buffer, 0, this.#uniformChunks[i].staging, 0, n);
     }
+    const stamps = this.#profile?.labels.length ? this.#resolveStamps() : undefined;
     this.device.queue.submit([this.#encoder.finish()]);
+    stamps?.();
     for (const b of this.#retired.splice(0)) b.destroy(); // submitted work keeps what it uses alive
     this.#encoder = undefined;
     this.#uniformCursor = 0;
     this.#pending = 0;
     this.stats.submits++;
+  }
+
+  // ---------------------------------------------------------------- profiling
+
+  /**
+   * Start timing every dispatch on the device (timestamp queries), summed by label. Returns false when the
+   * device has no timestamp queries. Each dispatch then runs in a pass of its own, so work does not overlap.
+   */
+  startProfile(): boolean {
+    if (!this.device.features.has("timestamp-query")) return false;
+    this.flush();
+    this.#profile ??= {
+      queries: this.device.createQuerySet({ type: "timestamp", count: 2 * MAX_DISPATCHES_PER_SUBMIT }),
+      labels: [],
+      reads: [],
+      byLabel: new Map(),
+    };
+    return true;
+  }
+
+  /** Stop profiling; the device time and count of each kernel label since `startProfile`. */
+  async stopProfile(): Promise<Map<string, KernelTime>> {
+    const prof = this.#profile;
+    if (!prof) return new Map();
+    this.flush();
+    this.#profile = undefined;
+    await Promise.all(prof.reads);
+    prof.queries.destroy();
+    return prof.byLabel;
+  }
+
+  /** Records the copy of this batch's timestamps; the returned function reads them once submitted. */
+  #resolveStamps(): () => void {
+    const prof = this.#profile!;
+    const labels = prof.labels.splice(0);
+    const bytes = 16 * labels.length;
+    const resolved = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.#encoder!.resolveQuerySet(prof.queries, 0, 2 * labels.length, resolved, 0);
+    this.#encoder!.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+    return () => {
+      prof.reads.push(
+        staging.mapAsync(GPUMapMode.READ).then(() => {
+          const ns = new BigUint64Array(staging.getMappedRange());
+          labels.forEach((label, i) => {
+            const t = prof.byLabel.get(label) ?? { ms: 0, count: 0 };
+            t.ms += Number(ns[2 * i + 1] - ns[2 * i]) / 1e6;
+            t.count++;
+            prof.byLabel.set(label, t);
+          });
+          staging.unmap();
+          staging.destroy();
+          resolved.destroy();
+        }),
+      );
+    };
   }
 
   /** Wait until the device has finished all submitted work; throws any WebGPU error seen so far. */

@@ -36,6 +36,8 @@ describe("conv2d", () => {
         { C: 3, N: 2, H: 7, W: 5, O: 4 },
         // big enough that matmul copies transposed operands and takes its fast paths
         { C: 8, N: 3, H: 12, W: 10, O: 16 },
+        // many output channels over a short N*OH*OW: dw as an NN GEMM on im2colT (few channels take split-K)
+        { C: 4, N: 2, H: 8, W: 8, O: 256 },
         {
           C: randInt(rand, 1, 5),
           N: randInt(rand, 1, 3),

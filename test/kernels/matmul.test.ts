@@ -150,4 +150,31 @@ describe("matmul", () => {
     });
     [a, b, out].forEach((t) => t.release());
   });
+  it("the runtime's profiler gives each dispatch's device time by label, and the products stay right", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("matmul profile"));
+    const aData = randomF32(rand, 64 * 96);
+    const bData = randomF32(rand, 96 * 33);
+    const a = rt.upload(aData, [64, 96]);
+    const b = rt.upload(bData, [96, 33]);
+    const on = rt.startProfile();
+    expect(on).toBe(rt.device.features.has("timestamp-query"));
+    const outs = [0, 1, 2].map(() => matmul(rt, a, b));
+    const square = matmul(rt, a, a.reshape([96, 64]));
+    const times = await rt.stopProfile();
+    for (const out of outs) {
+      assertClose(await rt.read(out), matmulRef(aData, bData, { M: 64, N: 33, K: 96 }), {
+        rtol: RTOL,
+        scale: Math.sqrt(96),
+      });
+    }
+    if (on) {
+      const label = [...times.keys()].find((k) => k.endsWith(" 64x96x33"));
+      expect(label).toMatch(/^matmul\//);
+      expect(times.get(label!)!.count).toBe(3);
+      expect(times.get(label!)!.ms).toBeGreaterThan(0);
+      expect([...times.keys()].some((k) => k.endsWith(" 64x96x64"))).toBe(true);
+    }
+    [a, b, square, ...outs].forEach((t) => t.release());
+  });
 });
