@@ -160,9 +160,10 @@ export const GUNZIPPED_CACHE = new URL("../../.cache/gunzipped/", import.meta.ur
  * the CIFAR-10 tarball then takes a plain read instead of a 3 s inflate and CRC check.
  */
 export async function readGunzipped(path: string, opts: { cacheFrom?: number } = {}): Promise<Uint8Array> {
-  const st = await (await fs()).stat(path).catch(() => null);
+  const files = await fs();
+  const st = await files.stat(path).catch(() => null);
   // One entry per file: its name, a hash of its full path, then size and time, which change with the file.
-  const prefix = st && `${baseName(path)}.${fnv1a(await realPath(path))}.`;
+  const prefix = st && `${baseName(path)}.${fnv1a(await files.realpath(path).catch(() => path))}.`;
   const cached = prefix && joinPath(GUNZIPPED_CACHE, `${prefix}${st.size}.${Math.floor(st.mtimeMs)}`);
   if (cached && (await pathKind(cached)) === "file") return readBytes(cached);
   const raw = await readBytes(path);
@@ -180,10 +181,6 @@ export async function readGunzipped(path: string, opts: { cacheFrom?: number } =
     }
   }
   return out;
-}
-
-async function realPath(path: string): Promise<string> {
-  return await (await fs()).realpath(path).catch(() => path);
 }
 
 // Append-only files (datamodel margins arrive one model at a time and must survive an interrupted run).
