@@ -1,8 +1,9 @@
 // The project's shape, checked: the module boundaries on the import graph of the sources (nothing under
 // src/ imports server/: the coordinator and its volunteers share only src/protocol/; server/ takes
-// nothing from src/volunteer/; the browser volunteer page does not pull in the single-machine pipeline),
-// the kernel contract (one shader, one module in kernels/, one test in test/kernels/ per op), and the
-// line width deno fmt is configured for, which it cannot enforce on long strings and comments.
+// nothing from src/volunteer/; the tests that run in Chromium take nothing from server/; the browser
+// volunteer page does not pull in the single-machine pipeline), the kernel contract (one shader, one
+// module in kernels/, one test in test/kernels/ per op), and the line width deno fmt is configured for,
+// which it cannot enforce on long strings and comments.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -56,6 +57,16 @@ describe("module boundaries", () => {
   it("server/ takes nothing from src/volunteer/", () => {
     const bad = sources("server").flatMap((f) =>
       importsOf(f).filter((i) => i.startsWith("src/volunteer/")).map((i) => `${f} -> ${i}`)
+    );
+    expect(bad).toEqual([]);
+  });
+
+  it("the kernel tests that run in Chromium pull in nothing from server/ (Node-only modules)", () => {
+    const browserTests = ["test/kernels", "test/nn", "test/attribution", "test/datamodels"].flatMap(sources)
+      .filter((f) => f.endsWith(".test.ts") && !/\.(deno|node)\.test\.ts$/.test(f));
+    expect(browserTests).toContain("test/nn/replay.test.ts");
+    const bad = browserTests.flatMap((t) =>
+      [...reachable(t)].filter((f) => f.startsWith("server/")).map((f) => `${t} -> ${f}`)
     );
     expect(bad).toEqual([]);
   });

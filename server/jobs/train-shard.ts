@@ -20,7 +20,7 @@ import { maskBits, maskIndices, maskSize } from "../../src/datamodels/masks.ts";
 import { hostModelFromSafetensors, modelFromSafetensors, parameterCountOf, stateOf } from "../../src/nn/checkpoint.ts";
 import { evaluate, Recipe, schedule } from "../../src/nn/train.ts";
 import { type Model, releaseModel } from "../../src/nn/models.ts";
-import { replaySegment, type SegmentReplay } from "../../src/nn/replay.ts";
+import { REPLAY_TOLERANCE, replaySegment, type SegmentReplay } from "../../src/nn/replay.ts";
 import type { ArrayValue, CheckDepth, Inputs, ShardPlan } from "../../src/protocol/job-kind.ts";
 import { STATES, TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
 import { datasetInfo, datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
@@ -141,11 +141,6 @@ const marginMatches = (got: number, ref: number) => Math.abs(got - ref) <= SPOT_
  * model of another random mask |z| < 1.5, so a result below 3 is suspect and gets a segment replayed.
  */
 export const MEMBERSHIP = { refuseBelow: -4, replayBelow: 3 };
-
-/** A replayed segment may land at most this far from the claimed state, relative to how far the segment
- *  moved it (src/nn/replay.ts). Trained on llvmpipe and replayed on SwiftShader, honest segments of 4 steps
- *  measured up to 0.0102 (most below 1e-5); runs on other data from 0.044 up (server/README.md). */
-export const REPLAY_TOLERANCE = 0.02;
 
 /**
  * Membership signal of a subset model: (mean margin in its mask - mean margin outside) / standard error.

@@ -3,9 +3,8 @@ import { uploadDataset } from "../../kernels/batch.ts";
 import { encodeSafetensors, type SafetensorsFile } from "../../src/checkpoint/safetensors.ts";
 import { checkpointMetadata, readParameters } from "../../src/nn/checkpoint.ts";
 import { buildModel } from "../../src/nn/models.ts";
-import { replaySegment, type TrainingRun } from "../../src/nn/replay.ts";
+import { REPLAY_TOLERANCE, replaySegment, type TrainingRun } from "../../src/nn/replay.ts";
 import { trainModel } from "../../src/nn/train.ts";
-import { REPLAY_TOLERANCE } from "../../server/jobs/train-shard.ts";
 import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, testSeed } from "../support/rng.ts";
 
