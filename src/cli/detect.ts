@@ -86,6 +86,7 @@ export async function main({ flags }: Parsed<typeof DetectFlags>): Promise<void>
     asr_floor: s.asr_floor,
     stands_out: s.standout.standsOut,
     standout_ratio: s.standout.ratio,
+    standout_class: s.standout.cls,
     warnings: s.warnings,
     clean_acc_before: s.clean_acc_before,
     clean_acc_after: s.clean_acc_after,
