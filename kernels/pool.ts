@@ -4,11 +4,13 @@
 //   as y) holds the flat index into x of each window's maximum (the first, row-major, on ties).
 // - globalAvgPool / globalMaxPool: y[C, N]; globalMaxPool's `idx` [C, N] is the plane-local position
 //   h*W + w of the first maximum.
-// Backward passes are gathers (one invocation per dx element, each written once).
+// Backward passes write each dx element once: max pool one invocation per window, the global pools one
+// per element.
 // Binding contract of a variant's shader (wgsl/pool.wgsl): x, dy (read f32), idx (read u32), y, dx
 // (read_write f32), idx_out (read_write u32); uniform { planes, H, W, OH, OW, n } where n is the number
-// of invocations (outputs forward, dx elements backward); override WG; flat grids fold into y (grid1d);
-// entries maxpool2_fwd/_bwd, global_avg_fwd/_bwd, global_max_fwd/_bwd.
+// of invocations (outputs forward and in maxpool2_bwd, dx elements in the global pools' backward);
+// override WG; flat grids fold into y (grid1d); entries maxpool2_fwd/_bwd, global_avg_fwd/_bwd,
+// global_max_fwd/_bwd.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
@@ -65,7 +67,7 @@ export function maxPool2x2Backward(rt: Runtime, dy: Tensor, idx: Tensor, xShape:
     throw new Error(`maxPool2x2Backward: dy [${dy.shape}] / idx [${idx.shape}] do not match x [${xShape}]`);
   }
   const dx = rt.empty([C, N, H, W], "f32");
-  run(rt, "maxpool2_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH, OW, n: C * N * H * W });
+  run(rt, "maxpool2_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH, OW, n: C * N * OH * OW });
   return dx;
 }
 

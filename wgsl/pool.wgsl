@@ -1,8 +1,8 @@
 // Pooling over the H, W axes of CNHW activations, viewed as planes = C*N planes of H x W.
 // Max-pool 2x2 stride 2: OH = floor(H / 2), OW = floor(W / 2); an odd last row/column is dropped
 // (never read forward, zero gradient backward). idx_out gets the flat index into x of each window's
-// maximum (the first in row-major window order on ties). Backward is a gather: each x cell owns at most
-// one window and takes that window's dy when it is the recorded argmax, else 0.
+// maximum (the first in row-major window order on ties). Backward: each x cell belongs to at most one
+// window, which writes it: that window's dy when it is the recorded argmax, else 0.
 // Global pools reduce each H*W plane to one value: [C, N, H, W] -> [C, N]; global max records the
 // plane-local position (h*W + w) of the first maximum. One invocation per output (planes are short).
 struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, n: u32, }
@@ -42,24 +42,36 @@ fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
   idx_out[o] = best;
 }
 
-// n = planes * H * W inputs.
+// n = planes * OH * OW windows. Each window writes its four cells (dy to the recorded argmax, 0 to the
+// rest); the last window of a row or column also zeroes the dropped column or row of an odd W or H. A
+// window per invocation, not a cell: a quarter of the index arithmetic and of the dy, idx reads.
 @compute @workgroup_size(WG)
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = flat(gid, nwg);
-  if (i >= params.n) { return; }
-  let per_plane = params.H * params.W;
-  let plane = i / per_plane;
-  let r = i - plane * per_plane;
-  let h = r / params.W;
-  let w = r - h * params.W;
-  let oh = h / 2u;
-  let ow = w / 2u;
-  var g = 0.0;
-  if (oh < params.OH && ow < params.OW) {
-    let o = (plane * params.OH + oh) * params.OW + ow;
-    if (idx[o] == i) { g = dy[o]; }
+  let o = flat(gid, nwg);
+  if (o >= params.n) { return; }
+  let per_plane = params.OH * params.OW;
+  let plane = o / per_plane;
+  let r = o - plane * per_plane;
+  let oh = r / params.OW;
+  let ow = r - oh * params.OW;
+  let W = params.W;
+  let i0 = (plane * params.H + 2u * oh) * W + 2u * ow;
+  let g = dy[o];
+  let at = idx[o];
+  dx[i0] = select(0.0, g, at == i0);
+  dx[i0 + 1u] = select(0.0, g, at == i0 + 1u);
+  dx[i0 + W] = select(0.0, g, at == i0 + W);
+  dx[i0 + W + 1u] = select(0.0, g, at == i0 + W + 1u);
+  let last_col = (W & 1u) == 1u && ow + 1u == params.OW;
+  if (last_col) {
+    dx[i0 + 2u] = 0.0;
+    dx[i0 + W + 2u] = 0.0;
   }
-  dx[i] = g;
+  if ((params.H & 1u) == 1u && oh + 1u == params.OH) {
+    dx[i0 + 2u * W] = 0.0;
+    dx[i0 + 2u * W + 1u] = 0.0;
+    if (last_col) { dx[i0 + 2u * W + 2u] = 0.0; }
+  }
 }
 
 // n = planes outputs; each reads one contiguous plane of H*W.
