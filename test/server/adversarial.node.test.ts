@@ -1,6 +1,7 @@
 // Untrusted volunteers over real HTTP on loopback: ~20% malicious (wrong arrays, NaNs, replays,
-// forged tokens) and 100 concurrent honest ones. Results must equal an all-honest run and every
-// shard must be accepted exactly once.
+// forged tokens), a patient cheater and a ring of colluders (volunteer processes, test/server/worker-child.ts),
+// and 100 concurrent honest ones. Results must equal an all-honest run and every shard must be accepted
+// exactly once.
 import { setMaxListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
@@ -9,9 +10,12 @@ import { runWorker, type WorkerEvent } from "../../src/volunteer/loop.ts";
 import {
   type Backend,
   createJob,
+  killed,
+  NODE_TSX,
   ONE_ADDRESS_CROWD,
   register,
   type Running,
+  spawnUntil,
   startCoordinator,
   waitForJob,
 } from "./support.ts";
@@ -42,6 +46,37 @@ function honestRun(c: Running, workers: number, signal: AbortSignal, idleMs = 50
     { length: workers },
     (_, i) => runWorker({ server: c.url, executors: testExecutors, name: `honest-${i}`, signal, idleMs }),
   );
+}
+
+interface Volunteer {
+  id: string;
+  /** Resolves when its worker loop ends, to the reason (a quarantined volunteer's is the 403). */
+  stopped: Promise<string>;
+  kill: () => Promise<void>;
+}
+
+/** A volunteer process (test/server/worker-child.ts in `mode`), once registered; `onEvent` sees its events. */
+async function volunteerProcess(
+  url: string,
+  mode: string,
+  onEvent: (e: { type: string; key?: string; status?: string; forged?: boolean }) => void = () => {},
+): Promise<Volunteer> {
+  let id = "";
+  let stop: (reason: string) => void = () => {};
+  const stopped = new Promise<string>((r) => (stop = r));
+  const child = await spawnUntil(
+    process.execPath,
+    [...NODE_TSX, "test/server/worker-child.ts", url, mode],
+    /"type":"registered"/,
+    (l) => {
+      const e = JSON.parse(l);
+      if (e.type === "registered") id = e.volunteerId;
+      if (e.type === "stopped") stop(e.message ?? "");
+      onEvent(e);
+    },
+  );
+  child.once("exit", () => stop("exited"));
+  return { id, stopped, kill: () => killed(child, "SIGTERM") };
 }
 
 for (const backend of ["sqlite", "pg"] as Backend[]) {
@@ -175,7 +210,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       }
     });
 
-    it("a patient cheater: honest until trusted, then forging; once caught, all it got accepted re-runs", async () => {
+    it("a patient cheater process: honest until trusted, then forging; caught, its accepted work re-runs", async () => {
       // Trusted after 3 valid results. Trusted volunteers get solo leases until two of the cheater's forgeries
       // have been accepted unchecked, replicas after that: the next forgery is caught.
       const forgedAccepted: string[] = [];
@@ -186,6 +221,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         random: () => (forgedAccepted.length < 2 ? 0 : 0.99),
         ...ONE_ADDRESS_CROWD,
       });
+      let cheater: Volunteer | undefined;
       try {
         const spec = { n: 60, rowsPerShard: 1, block: 6, seed: 31 }; // rows/i, and scale/i computed from rows/i
         let stop = new AbortController();
@@ -196,63 +232,36 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
 
         const jobId = await createJob(c.url, spec);
         stop = new AbortController();
-        const cheat = await register(c.url, "patient");
-        let submitted = 0;
-        // Honest for its first 8 shards; then it forges every rows shard it holds alone (the test reads the
-        // lease's weight from the store, as a cheater could guess it), and, after two forgeries got through,
-        // every rows shard: the first replicated one catches it.
-        const forge = new Set<string>();
-        const rows = testExecutors["test-rows"];
-        const cheater = runWorker({
-          server: c.url,
-          token: cheat.token,
-          executors: {
-            ...testExecutors,
-            "test-rows": async (payload, inputs, ctx) => {
-              const key = `rows/${(payload as { start: number }).start}`;
-              const [l] = await c.store.db.all<{ weight: number }>(
-                `SELECT weight FROM leases WHERE volunteer_id = ? AND key = ? AND state = 'active'`,
-                [cheat.volunteerId, key],
-              );
-              if (submitted >= 8 && (Number(l?.weight) === 2 || forgedAccepted.length >= 2)) forge.add(key);
-              return await rows(payload, inputs, ctx);
-            },
-          },
-          signal: stop.signal,
-          idleMs: 20,
-          transform: (shard, out) =>
-            forge.has(shard.key)
-              ? { rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue }
-              : out,
-          onProgress: (e) => {
-            if (e.type !== "submitted") return;
-            if (forge.has(e.shard.key) && e.status === "accepted") forgedAccepted.push(e.shard.key);
-            submitted++;
-          },
-        }).catch((e: Error) => e.message);
+        // Honest until 3 of its results were accepted (it is trusted then), then it forges every rows shard:
+        // solo ones get through until the coordinator stops granting them, and the first replicated one
+        // catches it.
+        cheater = await volunteerProcess(c.url, "patient:3", (e) => {
+          if (e.type === "submitted" && e.forged && e.status === "accepted") forgedAccepted.push(e.key!);
+        });
         workers = honestRun(c, 3, stop.signal, 20);
         const done = await waitForJob(c.url, jobId, 60_000);
         stop.abort();
         await Promise.all(workers);
-        const ended = await cheater;
+        const ended = await cheater.stopped;
         expect(done.state).toBe("done");
         const a = done.summary as { members: number[]; objective: number; matrixTotal: number; scaledTotal: number };
         const b = ref.summary as typeof a;
         expect([a.members, a.objective, a.matrixTotal]).toEqual([b.members, b.objective, b.matrixTotal]);
         expect(Math.abs(a.scaledTotal - b.scaledTotal)).toBeLessThan(60 * 60 * 2e-3);
-        expect((await c.store.getVolunteer(cheat.volunteerId))!.quarantine).toMatch(/^disagreed with the accepted/);
-        expect(String(ended)).toMatch(/^403: this volunteer is quarantined/);
+        expect((await c.store.getVolunteer(cheater.id))!.quarantine).toMatch(/^disagreed with the accepted/);
+        expect(ended).toMatch(/^403: this volunteer is quarantined/);
         console.log(
           `patient cheater (${backend}): ${forgedAccepted.length} forged results accepted before it was caught`,
         );
         expect(forgedAccepted.length).toBeGreaterThan(0);
         const { results } = await checkAccepted(c, jobId, spec);
         const standing = results.filter((r) =>
-          r.volunteerId === cheat.volunteerId && (r.status === "accepted" || r.status === "valid")
+          r.volunteerId === cheater!.id && (r.status === "accepted" || r.status === "valid")
         );
         expect(standing.length).toBe(0);
-        expect(done.events.map((e) => e.message).join("\n")).toMatch(`volunteer ${cheat.volunteerId} was quarantined`);
+        expect(done.events.map((e) => e.message).join("\n")).toMatch(`volunteer ${cheater.id} was quarantined`);
       } finally {
+        await cheater?.kill();
         await c.close();
       }
     });
@@ -263,25 +272,14 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       // disagrees, and is caught when two honest ones agree. (A ring that first earns trust is audited on 5%
       // of the shards it decides, about r^2 of them for a ring of share r: server/README.md.)
       const c = await startCoordinator(backend, { leaseMs: 2000, ...ONE_ADDRESS_CROWD });
+      let members: Volunteer[] = [];
       try {
         const spec = { ...SPEC, scale: false };
         const jobId = await createJob(c.url, spec);
         const stop = new AbortController();
-        const ring: string[] = [];
-        const forged = (_: unknown, out: Record<string, ArrayValue>) => ({
-          rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue,
-        });
-        const members = Array.from({ length: 3 }, (_, i) =>
-          runWorker({
-            server: c.url,
-            executors: testExecutors,
-            name: `ring-${i}`,
-            signal: stop.signal,
-            idleMs: 20,
-            transform: forged,
-            onProgress: (e) => void (e.type === "registered" && ring.push(e.volunteerId)),
-          }).catch((e: Error) => e.message));
-        // The ring alone first: its members can only be each other's replicas, and agree.
+        // The ring alone first, three processes: its members can only be each other's replicas, and agree.
+        members = await Promise.all(Array.from({ length: 3 }, () => volunteerProcess(c.url, "ring")));
+        const ring = members.map((m) => m.id);
         const audited = async () => {
           let n = 0;
           for (const id of ring) if (/own computation/.test((await c.store.getVolunteer(id))?.quarantine ?? "")) n++;
@@ -294,7 +292,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         const honest = honestRun(c, 7, stop.signal, 20);
         const done = await waitForJob(c.url, jobId, 60_000);
         stop.abort();
-        await Promise.all([...members, ...honest]);
+        await Promise.all([...members.map((m) => m.stopped), ...honest]);
         expect(done.state).toBe("done");
         const { results } = await checkAccepted(c, jobId, spec);
         let caught = 0;
@@ -312,6 +310,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
         );
         expect(caught).toBeGreaterThan(0);
       } finally {
+        await Promise.all(members.map((m) => m.kill()));
         await c.close();
       }
     });

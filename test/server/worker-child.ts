@@ -1,22 +1,39 @@
-// A volunteer in its own process (for the kill -9 test): runs the loop with the test executors and
-// prints each event as a JSON line. Usage: tsx test/server/worker-child.ts SERVER_URL
+// A volunteer in its own process, with the test executors, printing each event as a JSON line.
+// Usage: tsx test/server/worker-child.ts SERVER_URL [MODE]
+//   honest     (default) never cheats
+//   ring       adds 0.5 to every rows result it sends (a ring of these agrees on the forgery)
+//   patient:K  honest until K of its results were accepted (trusted by then, at a trust streak <= K), then
+//              forges as a ring member does
+// A submitted line says whether the result was forged.
+import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
 
-const server = process.argv[2];
+const [server, mode = "honest"] = process.argv.slice(2);
+const patience = /^patient:(\d+)$/.exec(mode);
+if (!patience && !["honest", "ring"].includes(mode)) throw new Error(`unknown mode ${mode}`);
+let accepted = 0;
+const forging = () => mode === "ring" || (patience !== null && accepted >= Number(patience[1]));
+const forged = new Set<string>();
+const print = (e: Record<string, unknown>) => console.log(JSON.stringify(e));
+
 await runWorker({
   server,
   executors: testExecutors,
-  name: "child",
-  idleMs: 50,
-  onProgress: (e) =>
-    console.log(
-      JSON.stringify(
-        e.type === "leased"
-          ? { type: e.type, key: e.shard.key, jobId: e.shard.jobId, leaseId: e.leaseId, fence: e.fence }
-          : e.type === "registered"
-          ? e
-          : { type: e.type },
-      ),
-    ),
-});
+  name: mode,
+  idleMs: 20,
+  transform: (shard, out) => {
+    if (!forging() || !out.rows) return out;
+    forged.add(shard.key);
+    return { ...out, rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue };
+  },
+  onProgress: (e) => {
+    if (e.type === "leased") {
+      print({ type: e.type, key: e.shard.key, jobId: e.shard.jobId, leaseId: e.leaseId, fence: e.fence });
+    } else if (e.type === "submitted") {
+      if (e.status === "accepted") accepted++;
+      print({ type: e.type, key: e.shard.key, status: e.status, forged: forged.has(e.shard.key) });
+    } else if (e.type === "registered") print(e);
+    else print({ type: e.type });
+  },
+}).then(() => print({ type: "stopped" }), (e: Error) => print({ type: "stopped", message: e.message }));
