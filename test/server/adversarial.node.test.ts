@@ -211,12 +211,12 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
     });
 
     it("a patient cheater process: honest until trusted, then forging; caught, its accepted work re-runs", async () => {
-      // Trusted after 3 valid results. Trusted volunteers get solo leases until two of the cheater's forgeries
-      // have been accepted unchecked, replicas after that: the next forgery is caught.
+      // Trusted after 10 valid results (the default). Trusted volunteers get solo leases until two of the
+      // cheater's forgeries have been accepted unchecked, replicas after that: the next forgery is caught.
       const forgedAccepted: string[] = [];
       const c = await startCoordinator(backend, {
         leaseMs: 2000,
-        trustStreak: 3,
+        trustStreak: 10,
         auditFraction: 0, // the replicated check is what catches it here; the audit has its own test
         random: () => (forgedAccepted.length < 2 ? 0 : 0.99),
         ...ONE_ADDRESS_CROWD,
@@ -232,10 +232,10 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
 
         const jobId = await createJob(c.url, spec);
         stop = new AbortController();
-        // Honest until 3 of its results were accepted (it is trusted then), then it forges every rows shard:
-        // solo ones get through until the coordinator stops granting them, and the first replicated one
-        // catches it.
-        cheater = await volunteerProcess(c.url, "patient:3", (e) => {
+        // Honest until 10 of its results were accepted (it is trusted then), then it forges the rows shards it
+        // is the first to hold, and every rows shard once one got through: solo ones get through until the
+        // coordinator stops granting them, and the first replicated one catches it.
+        cheater = await volunteerProcess(c.url, "patient:10", (e) => {
           if (e.type === "submitted" && e.forged && e.status === "accepted") forgedAccepted.push(e.key!);
         });
         workers = honestRun(c, 3, stop.signal, 20);

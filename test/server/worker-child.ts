@@ -2,8 +2,9 @@
 // Usage: tsx test/server/worker-child.ts SERVER_URL [MODE]
 //   honest     (default) never cheats
 //   ring       adds 0.5 to every rows result it sends (a ring of these agrees on the forgery)
-//   patient:K  honest until K of its results were accepted (trusted by then, at a trust streak <= K), then
-//              forges as a ring member does
+//   patient:K  honest until K of its results were accepted (trusted by then, at a trust streak <= K); then
+//              it forges the shards it is the first to hold (fence 1: nobody else has them, so a trusted
+//              volunteer's lease is likely solo) and, once a forgery got through, every rows shard
 // A submitted line says whether the result was forged.
 import type { ArrayValue } from "../../src/protocol/job-kind.ts";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
@@ -12,8 +13,11 @@ import { runWorker } from "../../src/volunteer/loop.ts";
 const [server, mode = "honest"] = process.argv.slice(2);
 const patience = /^patient:(\d+)$/.exec(mode);
 if (!patience && !["honest", "ring"].includes(mode)) throw new Error(`unknown mode ${mode}`);
-let accepted = 0;
-const forging = () => mode === "ring" || (patience !== null && accepted >= Number(patience[1]));
+let accepted = 0, forgedAccepted = 0;
+const fences = new Map<string, number>();
+const forging = (key: string) =>
+  mode === "ring" ||
+  (patience !== null && accepted >= Number(patience[1]) && (fences.get(key) === 1 || forgedAccepted > 0));
 const forged = new Set<string>();
 const print = (e: Record<string, unknown>) => console.log(JSON.stringify(e));
 
@@ -23,15 +27,17 @@ await runWorker({
   name: mode,
   idleMs: 20,
   transform: (shard, out) => {
-    if (!forging() || !out.rows) return out;
+    if (!forging(shard.key) || !out.rows) return out;
     forged.add(shard.key);
     return { ...out, rows: { ...out.rows, data: (out.rows.data as Float32Array).map((v) => v + 0.5) } as ArrayValue };
   },
   onProgress: (e) => {
     if (e.type === "leased") {
+      fences.set(e.shard.key, e.fence);
       print({ type: e.type, key: e.shard.key, jobId: e.shard.jobId, leaseId: e.leaseId, fence: e.fence });
     } else if (e.type === "submitted") {
       if (e.status === "accepted") accepted++;
+      if (e.status === "accepted" && forged.has(e.shard.key)) forgedAccepted++;
       print({ type: e.type, key: e.shard.key, status: e.status, forged: forged.has(e.shard.key) });
     } else if (e.type === "registered") print(e);
     else print({ type: e.type });
