@@ -5,6 +5,9 @@
 //   states consistent with what it trained. New volunteers get a segment replayed on every train result, so
 //   each is refused and quarantined, its honest results are requeued, and an honest volunteer then finishes
 //   the job with runDetect's datamodels scores on the same adapter (bitwise: tolerance 1e-9);
+// - a ring of three colluding volunteers (of five) that train honestly and agree on featurize results with
+//   the poisoned examples' features zeroed: the coordinator recomputes what fresh volunteers agreed on,
+//   quarantines the pair, and two honest volunteers finish with runDetect's scores (tolerance 1e-9);
 // - honest volunteers on llvmpipe and on SwiftShader (another adapter, other tiles), every result replayed:
 //   none is refused.
 import { describe, expect, it } from "vitest";
@@ -64,6 +67,53 @@ describe("cheating volunteers", () => {
       ) as { search: number[] };
       const cache = tempDir("test");
       const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out: cache });
+      let maxd = 0;
+      ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
+      console.log(`max |score - runDetect| = ${maxd}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`);
+      expect(scores.search.length).toBe(ref.scores.length);
+      expect(maxd).toBeLessThan(1e-9);
+      await rm(cache, { recursive: true, force: true });
+    } finally {
+      for (const p of [...procs, coord]) p.kill("SIGTERM");
+      await Promise.all([...procs, coord].map((p) => p.exited));
+      rt.poisonOutputs = true;
+    }
+  });
+
+  it("a ring of colluders agreeing on forged featurize results: audited, quarantined; runDetect's scores", async () => {
+    const rt = await testRuntime();
+    rt.poisonOutputs = false;
+    await autotuneMatmul(rt);
+    const seed = testSeed("featurize ring") % 1000;
+    const spec = { ...TINY, models: 2, seed };
+    // Default checks: every result of a volunteer with fewer than 3 valid ones is checked (train results
+    // replayed, agreed featurize results recomputed here).
+    const { proc: coord, url } = await startCoordinator({ leaseMs: 20_000 });
+    const jobId = await createJob(url, "trak", spec);
+    const dataset = DatasetRef.parse({ data: DEFAULT_DATASET, train: spec.train, seed });
+    // Three of the five identities; alone at first, so they are each other's quorum.
+    const ring = await Promise.all([0, 1, 2].map(() => child(url, "ring", 0, dataset)));
+    const procs: Proc[] = [...ring];
+    try {
+      // A pair that agreed is recomputed here and both are quarantined: their worker loops stop on the 403.
+      const caught = () => ring.flatMap((p) => p.lines.filter((l) => /^stopped: .*quarantined/.test(l)));
+      for (let t = 0; caught().length < 2; t++) {
+        if (t > 1200) throw new Error(`no ring pair was caught in 240 s: ${ring.map((p) => p.lines.slice(-5))}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const forged = ring.flatMap((p) => p.lines.filter((l) => l.startsWith("forged ")));
+      console.log(`ring: ${forged.length} forged featurize results; ${caught().join("; ")}`);
+      expect(forged.length).toBeGreaterThan(1);
+      expect(caught().join("\n")).toMatch(/own computation/);
+
+      procs.push(await startWorker("honest-1", url), await startWorker("honest-2", url));
+      const done = await waitForJob(url, jobId, (s) => s.state === "done", 300_000);
+      expect(done.shards.accepted).toBe(done.shards.total);
+      const scores = JSON.parse(
+        new TextDecoder().decode(await new CoordinatorClient(url, ADMIN).reportFile(jobId, "scores.json")),
+      ) as { search: number[] };
+      const cache = tempDir("test");
+      const ref = await runDetect(rt, { ...spec, cache, out: cache });
       let maxd = 0;
       ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
       console.log(`max |score - runDetect| = ${maxd}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`);
