@@ -247,40 +247,45 @@ export function symmetrise(A: ArrayLike<number>, n: number): { sym: Float64Array
 
 /**
  * One pass of an epoch over the totals: add row `inRow` and subtract row `outRow` (the previous swap's
- * added and removed examples) into P, then pick the next swap into `pick` = [r, a, t_r, t_a]: the member
- * (state 1) with the smallest total, the non-member (state 0) with the largest total plus look-ahead,
- * smaller index on ties; state 2 is barred. A plain function over arrays of length n: V8 runs it about
- * twice as fast as the same loop in a closure over the backend's state.
+ * added and removed examples) into P, then pick the next swap into `pick` = [r, a, t_r, t_a]: among the
+ * unbarred members (`members[0..count)`) the smallest total, among the rest the largest total plus
+ * `offset` (the look-ahead for unbarred non-members, -Infinity for members and barred examples, so the
+ * pass over all n has no branch on their state); smaller index on ties. Plain functions over arrays: V8
+ * runs them about twice as fast as the same loops in a closure over the backend's state.
  */
 function sweep(
   P: Float64Array,
   inRow: Float64Array,
   outRow: Float64Array,
-  state: Uint8Array,
   centre: Float64Array,
-  lookahead: Float64Array,
+  offset: Float64Array,
+  members: Int32Array,
+  count: number,
   pick: Float64Array,
 ): void {
-  let r = -1;
   let a = -1;
-  let tr = Infinity;
   let ta = -Infinity;
   let key = -Infinity;
-  for (let x = 0; x < P.length; x++) {
+  const n = P.length;
+  for (let x = 0; x < n; x++) {
     const p = P[x] + (inRow[x] - outRow[x]);
     P[x] = p;
-    const st = state[x];
-    if (st === 2) continue;
     const t = p - centre[x];
-    if (st === 1) {
-      if (t < tr) {
-        tr = t;
-        r = x;
-      }
-    } else if (t + lookahead[x] > key) {
-      key = t + lookahead[x];
+    const k = t + offset[x];
+    if (k > key) {
+      key = k;
       ta = t;
       a = x;
+    }
+  }
+  let r = -1;
+  let tr = Infinity;
+  for (let k = 0; k < count; k++) {
+    const x = members[k];
+    const t = P[x] - centre[x];
+    if (t < tr || (t === tr && x < r)) {
+      tr = t;
+      r = x;
     }
   }
   pick[0] = r;
@@ -305,7 +310,7 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
   let sn = 0;
   const P = new Float64Array(n);
   const centre = new Float64Array(n);
-  const lookahead = new Float64Array(n);
+  const offset = new Float64Array(n);
   const zeros = new Float64Array(n);
   // The selection P sums; null until the first epoch.
   let held: Uint8Array | null = null;
@@ -341,12 +346,16 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
       prep(mask0);
       const mask = held!;
       let objective = 0;
+      // The unbarred members, and each example's offset (see sweep); both change as swaps bar examples.
+      const members = new Int32Array(n);
+      let count = 0;
       for (let x = 0; x < n; x++) {
-        if (mask[x]) objective += 0.5 * P[x] - centre[x];
-        lookahead[x] = bonus * sn * rowsum[x];
+        if (mask[x]) {
+          objective += 0.5 * P[x] - centre[x];
+          members[count++] = x;
+          offset[x] = -Infinity;
+        } else offset[x] = bonus * sn * rowsum[x];
       }
-      // 0: non-member, 1: member, 2: barred for the rest of the epoch.
-      const state = mask.slice();
       const removed = new Int32Array(swaps);
       const added = new Int32Array(swaps);
       const gains = new Float64Array(swaps);
@@ -356,7 +365,7 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
       let a = -1;
       const row = (j: number) => (j < 0 ? zeros : sym.subarray(j * n, (j + 1) * n));
       for (let k = 0; k < swaps; k++) {
-        sweep(P, row(a), row(r), state, centre, lookahead, pick);
+        sweep(P, row(a), row(r), centre, offset, members, count, pick);
         r = pick[0];
         a = pick[1];
         if (r < 0 || a < 0) throw new Error("search: no eligible swap (more swaps than members or non-members)");
@@ -368,10 +377,11 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
         added[k] = a;
         mask[r] = 0;
         mask[a] = 1;
-        state[r] = state[a] = 2;
+        offset[a] = -Infinity;
+        members[members.indexOf(r)] = members[--count];
       }
       // The last swap's rows, with nothing left to pick.
-      if (swaps > 0) sweep(P, row(a), row(r), state.fill(2), centre, lookahead, pick);
+      if (swaps > 0) sweep(P, row(a), row(r), centre, offset.fill(-Infinity), members, 0, pick);
       return { objective, removed, added, gains, scale };
     },
     dispose() {},
