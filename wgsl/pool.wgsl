@@ -19,17 +19,22 @@ override WG: u32 = 256;
 
 fn flat(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * WG; }
 
-// n = planes * OH * OW outputs.
-@compute @workgroup_size(WG)
-fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let o = flat(gid, nwg);
-  if (o >= params.n) { return; }
+// Max-pool window o: (the flat index of its top-left cell in x, its row oh, its column ow).
+fn window(o: u32) -> vec3u {
   let per_plane = params.OH * params.OW;
   let plane = o / per_plane;
   let r = o - plane * per_plane;
   let oh = r / params.OW;
   let ow = r - oh * params.OW;
-  let i0 = (plane * params.H + 2u * oh) * params.W + 2u * ow;
+  return vec3u((plane * params.H + 2u * oh) * params.W + 2u * ow, oh, ow);
+}
+
+// n = planes * OH * OW outputs.
+@compute @workgroup_size(WG)
+fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = flat(gid, nwg);
+  if (o >= params.n) { return; }
+  let i0 = window(o).x;
   var best = i0;
   var m = x[i0];
   // Row-major window order with a strict '>' keeps the first maximum.
@@ -49,25 +54,21 @@ fn maxpool2_fwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
 fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = flat(gid, nwg);
   if (o >= params.n) { return; }
-  let per_plane = params.OH * params.OW;
-  let plane = o / per_plane;
-  let r = o - plane * per_plane;
-  let oh = r / params.OW;
-  let ow = r - oh * params.OW;
+  let win = window(o);
+  let i0 = win.x;
   let W = params.W;
-  let i0 = (plane * params.H + 2u * oh) * W + 2u * ow;
   let g = dy[o];
   let at = idx[o];
   dx[i0] = select(0.0, g, at == i0);
   dx[i0 + 1u] = select(0.0, g, at == i0 + 1u);
   dx[i0 + W] = select(0.0, g, at == i0 + W);
   dx[i0 + W + 1u] = select(0.0, g, at == i0 + W + 1u);
-  let last_col = (W & 1u) == 1u && ow + 1u == params.OW;
+  let last_col = (W & 1u) == 1u && win.z + 1u == params.OW;
   if (last_col) {
     dx[i0 + 2u] = 0.0;
     dx[i0 + W + 2u] = 0.0;
   }
-  if ((params.H & 1u) == 1u && oh + 1u == params.OH) {
+  if ((params.H & 1u) == 1u && win.y + 1u == params.OH) {
     dx[i0 + 2u * W] = 0.0;
     dx[i0 + 2u * W + 1u] = 0.0;
     if (last_col) { dx[i0 + 2u * W + 2u] = 0.0; }

@@ -12,7 +12,9 @@
 //   none is refused.
 import { describe, expect, it } from "vitest";
 import { autotuneMatmul } from "../../kernels/matmul.ts";
+import type { DetectConfig } from "../../src/detect/config.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
+import type { Runtime } from "../../src/gpu/runtime.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
 import { DatasetRef } from "../../src/protocol/shards.ts";
 import { DEFAULT_DATASET } from "../../server/jobs/datasets.ts";
@@ -26,6 +28,21 @@ import { rm } from "node:fs/promises";
 
 const child = (url: string, mode: string, honest: number, ref: DatasetRef, env: Record<string, string> = {}) =>
   deno(mode, ["test/volunteer/volunteer-child.ts", url, mode, String(honest), JSON.stringify(ref)], false, env);
+
+/** The job's scores equal the single-machine runDetect's on the same settings (tolerance 1e-9: bitwise). */
+async function expectRunDetectScores(rt: Runtime, url: string, jobId: string, settings: DetectConfig) {
+  const scores = JSON.parse(
+    new TextDecoder().decode(await new CoordinatorClient(url, ADMIN).reportFile(jobId, "scores.json")),
+  ) as { search: number[] };
+  const cache = tempDir("test");
+  const ref = await runDetect(rt, { ...settings, cache, out: cache });
+  let maxd = 0;
+  ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
+  console.log(`max |score - runDetect| = ${maxd}`);
+  expect(scores.search.length).toBe(ref.scores.length);
+  expect(maxd).toBeLessThan(1e-9);
+  await rm(cache, { recursive: true, force: true });
+}
 
 describe("cheating volunteers", () => {
   it("a model of another mask and one without the poisons are refused; both cheaters' work is redone", async () => {
@@ -62,17 +79,7 @@ describe("cheating volunteers", () => {
       procs.push(await startWorker("honest", url));
       const done = await waitForJob(url, jobId, (s) => s.state === "done", 240_000);
       expect(done.shards.accepted).toBe(done.shards.total);
-      const scores = JSON.parse(
-        new TextDecoder().decode(await new CoordinatorClient(url, ADMIN).reportFile(jobId, "scores.json")),
-      ) as { search: number[] };
-      const cache = tempDir("test");
-      const ref = await runDetect(rt, { ...settings, attribution: "datamodels", cache, out: cache });
-      let maxd = 0;
-      ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
-      console.log(`max |score - runDetect| = ${maxd}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`);
-      expect(scores.search.length).toBe(ref.scores.length);
-      expect(maxd).toBeLessThan(1e-9);
-      await rm(cache, { recursive: true, force: true });
+      await expectRunDetectScores(rt, url, jobId, { ...settings, attribution: "datamodels" });
     } finally {
       for (const p of [...procs, coord]) p.kill("SIGTERM");
       await Promise.all([...procs, coord].map((p) => p.exited));
@@ -109,17 +116,7 @@ describe("cheating volunteers", () => {
       procs.push(await startWorker("honest-1", url), await startWorker("honest-2", url));
       const done = await waitForJob(url, jobId, (s) => s.state === "done", 300_000);
       expect(done.shards.accepted).toBe(done.shards.total);
-      const scores = JSON.parse(
-        new TextDecoder().decode(await new CoordinatorClient(url, ADMIN).reportFile(jobId, "scores.json")),
-      ) as { search: number[] };
-      const cache = tempDir("test");
-      const ref = await runDetect(rt, { ...spec, cache, out: cache });
-      let maxd = 0;
-      ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - scores.search[i]))));
-      console.log(`max |score - runDetect| = ${maxd}; auroc ${done.summary?.auroc} vs ${ref.summary.auroc}`);
-      expect(scores.search.length).toBe(ref.scores.length);
-      expect(maxd).toBeLessThan(1e-9);
-      await rm(cache, { recursive: true, force: true });
+      await expectRunDetectScores(rt, url, jobId, spec);
     } finally {
       for (const p of [...procs, coord]) p.kill("SIGTERM");
       await Promise.all([...procs, coord].map((p) => p.exited));
