@@ -224,25 +224,29 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
       let cheater: Volunteer | undefined;
       try {
         const spec = { n: 60, rowsPerShard: 1, block: 6, seed: 31 }; // rows/i, and scale/i computed from rows/i
+        // Honest through the first job, where it earns trust (10 accepted results); in the next it forges the
+        // rows shards it is the first to hold, and every rows shard once one got through: solo ones get through
+        // until the coordinator stops granting them, and the first replicated one catches it.
+        cheater = await volunteerProcess(c.url, "patient:10", (e) => {
+          if (e.type === "submitted" && e.forged && e.status === "accepted") forgedAccepted.push(e.key!);
+        });
         let stop = new AbortController();
         let workers = honestRun(c, 3, stop.signal, 20);
         const ref = await waitForJob(c.url, await createJob(c.url, spec), 60_000);
         stop.abort();
         await Promise.all(workers);
+        expect((await c.store.getVolunteer(cheater.id))!.streak).toBeGreaterThanOrEqual(10);
 
         const jobId = await createJob(c.url, spec);
         stop = new AbortController();
-        // Honest until 10 of its results were accepted (it is trusted then), then it forges the rows shards it
-        // is the first to hold, and every rows shard once one got through: solo ones get through until the
-        // coordinator stops granting them, and the first replicated one catches it.
-        cheater = await volunteerProcess(c.url, "patient:10", (e) => {
-          if (e.type === "submitted" && e.forged && e.status === "accepted") forgedAccepted.push(e.key!);
-        });
         workers = honestRun(c, 3, stop.signal, 20);
         const done = await waitForJob(c.url, jobId, 60_000);
         stop.abort();
         await Promise.all(workers);
-        const ended = await cheater.stopped;
+        const ended = await Promise.race([
+          cheater.stopped,
+          new Promise((r) => setTimeout(() => r("still running 20 s after the job finished"), 20_000)),
+        ]);
         expect(done.state).toBe("done");
         const a = done.summary as { members: number[]; objective: number; matrixTotal: number; scaledTotal: number };
         const b = ref.summary as typeof a;
