@@ -311,6 +311,7 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
   const P = new Float64Array(n);
   const centre = new Float64Array(n);
   const offset = new Float64Array(n);
+  const members = new Int32Array(n);
   const zeros = new Float64Array(n);
   // The selection P sums; null until the first epoch.
   let held: Uint8Array | null = null;
@@ -347,7 +348,6 @@ export function denseCpuBackend(A: ArrayLike<number>, n: number): SearchBackend 
       const mask = held!;
       let objective = 0;
       // The unbarred members, and each example's offset (see sweep); both change as swaps bar examples.
-      const members = new Int32Array(n);
       let count = 0;
       for (let x = 0; x < n; x++) {
         if (mask[x]) {
