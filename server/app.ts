@@ -83,7 +83,7 @@ const validate = <T extends z.ZodType, Target extends "json" | "query" | "param"
     }
   });
 
-const CONTENT_TYPES: Record<string, string> = {
+export const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript",
   ".mjs": "text/javascript",

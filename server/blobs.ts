@@ -1,11 +1,13 @@
-// Result blobs on disk, addressed by content hash (sha-256 hex); the database stores only hashes.
-// Several coordinator instances share one directory. Writes go to a temp file and are renamed into
+// Result blobs addressed by content hash (sha-256 hex); the store's tables hold only hashes. On disk
+// (DiskBlobStore), which several coordinator instances share, or in the database itself (SqlBlobStore: the
+// edge coordinator's Durable Object, which has no disk). Writes go to a temp file and are renamed into
 // place, so a reader never sees a partial blob and a crash leaves at most a stray temp file. The
 // coordinator's garbage collection deletes blobs no row references once they are older than a grace
 // period, so `put` refreshes the age of a blob it finds already there.
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { SqlDriver } from "./store/driver.ts";
 
 /** A stored file: a blob (`hash` set) or a temp file a crashed write left behind (`hash` null). */
 export interface BlobEntry {
@@ -82,5 +84,71 @@ export class DiskBlobStore implements BlobStore {
       throw new Error(`blob: not a blob file ${entry.name}`);
     }
     await rm(join(this.dir, entry.name), { force: true });
+  }
+}
+
+/** Rows under a Durable Object's 2 MB value limit. */
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * Blobs in the database, in chunks of 1 MiB. A blob is written in one transaction, so a reader never sees
+ * part of one and a crash leaves none; `list` therefore has no temp entries.
+ */
+export class SqlBlobStore implements BlobStore {
+  constructor(private readonly db: SqlDriver) {}
+
+  async init(): Promise<this> {
+    await this.db.migrate([
+      `CREATE TABLE IF NOT EXISTS blob_chunks (hash TEXT NOT NULL, idx INTEGER NOT NULL, bytes BLOB NOT NULL,
+       mtime BIGINT NOT NULL, PRIMARY KEY (hash, idx))`,
+    ]);
+    return this;
+  }
+
+  async put(bytes: Uint8Array): Promise<string> {
+    const hash = sha256Hex(bytes);
+    await this.db.tx(async (q) => {
+      if (await q.run(`UPDATE blob_chunks SET mtime = ? WHERE hash = ?`, [Date.now(), hash])) return;
+      for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += CHUNK_BYTES) {
+        await q.run(`INSERT INTO blob_chunks (hash, idx, bytes, mtime) VALUES (?, ?, ?, ?)`, [
+          hash,
+          i,
+          bytes.subarray(at, at + CHUNK_BYTES),
+          Date.now(),
+        ]);
+      }
+    });
+    return hash;
+  }
+
+  async get(hash: string): Promise<Uint8Array> {
+    const rows = await this.db.all<{ bytes: ArrayBuffer | Uint8Array }>(
+      `SELECT bytes FROM blob_chunks WHERE hash = ? ORDER BY idx`,
+      [hash],
+    );
+    if (!rows.length) throw new Error(`blob: no blob ${hash}`);
+    const parts = rows.map((r) => new Uint8Array(r.bytes));
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  async has(hash: string): Promise<boolean> {
+    return (await this.db.all(`SELECT 1 FROM blob_chunks WHERE hash = ? AND idx = 0`, [hash])).length > 0;
+  }
+
+  async list(): Promise<BlobEntry[]> {
+    const rows = await this.db.all<{ hash: string; mtime: number }>(
+      `SELECT hash, MAX(mtime) AS mtime FROM blob_chunks GROUP BY hash`,
+    );
+    return rows.map((r) => ({ name: r.hash, hash: r.hash, mtimeMs: Number(r.mtime) }));
+  }
+
+  async delete(entry: BlobEntry): Promise<void> {
+    await this.db.run(`DELETE FROM blob_chunks WHERE hash = ?`, [entry.hash ?? entry.name]);
   }
 }

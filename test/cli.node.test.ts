@@ -16,6 +16,7 @@ import { seededIndices, subset } from "../src/data/dataset.ts";
 import { loadData, WRITE_FORMATS } from "../src/data/formats.ts";
 import { type FileDataset, folderOrder } from "../src/data/image-folder.ts";
 import { serveCommand } from "../server/serve.ts";
+import { serveEdgeCommand } from "../server/serve-edge.ts";
 import { cli } from "./support/cli.ts";
 import { tempDir } from "./support/host.ts";
 
@@ -93,7 +94,7 @@ describe("command-line mistakes", () => {
 describe("the README's command reference", () => {
   it("is every command's --help (npm run docs rewrites it)", async () => {
     const readme = readFileSync("README.md", "utf8");
-    const specs = [...(await cliSpecs()), serveCommand];
+    const specs = [...(await cliSpecs()), serveCommand, serveEdgeCommand];
     const formatted = (text: string) => text.replace(/\n{3,}/g, "\n\n");
     expect(formatted(withHelp(readme, specs))).toBe(formatted(readme));
   });

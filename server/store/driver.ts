@@ -1,7 +1,7 @@
 // The thin driver shim under the one SQL implementation (store/sql.ts): SQLite through a synchronous
 // handle (better-sqlite3 in Node, node:sqlite in Deno) or PostgreSQL through pg. SQL is written with `?`
 // placeholders; the pg driver numbers them.
-export type SqlParam = string | number | null;
+export type SqlParam = string | number | null | Uint8Array;
 
 export interface SqlQueryer {
   /** Rows of a SELECT or of a statement with RETURNING. */

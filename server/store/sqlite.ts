@@ -1,7 +1,8 @@
-// SQLite driver over a synchronous handle. better-sqlite3 (Node, store/sqlite-node.ts) and node:sqlite
-// (Deno, store/sqlite-deno.ts) share this code: both expose prepare(sql).all/run(...params).
+// SQLite driver over a synchronous handle. better-sqlite3 (Node, store/sqlite-node.ts), node:sqlite
+// (Deno, store/sqlite-deno.ts) and a Durable Object's database (workerd, store/sqlite-do.ts) share this
+// code: all three expose prepare(sql).all/run(...params).
 // One connection per process: a promise queue keeps transactions from interleaving at their awaits;
-// BEGIN IMMEDIATE plus busy_timeout serialise writers across processes on the same file.
+// on a file, BEGIN IMMEDIATE plus busy_timeout serialise writers across processes.
 import type { SqlDriver, SqlParam, SqlQueryer } from "./driver.ts";
 
 export interface SyncStatement {
@@ -12,6 +13,8 @@ export interface SyncDatabase {
   prepare(sql: string): SyncStatement;
   exec(sql: string): unknown;
   close(): unknown;
+  /** Run `fn` as one transaction, rolled back if it throws. Default (a file): BEGIN IMMEDIATE ... COMMIT. */
+  transaction?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 export class SqliteDriver implements SqlDriver {
@@ -21,10 +24,13 @@ export class SqliteDriver implements SqlDriver {
   private readonly direct: SqlQueryer;
 
   constructor(private readonly db: SyncDatabase) {
-    db.exec("PRAGMA journal_mode = WAL");
-    db.exec("PRAGMA synchronous = NORMAL");
-    db.exec("PRAGMA busy_timeout = 10000");
-    db.exec("PRAGMA foreign_keys = ON");
+    // A file; a Durable Object keeps its own journal and enforces foreign keys already.
+    if (!db.transaction) {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = NORMAL");
+      db.exec("PRAGMA busy_timeout = 10000");
+      db.exec("PRAGMA foreign_keys = ON");
+    }
     this.direct = {
       all: async <T>(sql: string, params: SqlParam[] = []) => this.stmt(sql).all(...params) as T[],
       run: async (sql: string, params: SqlParam[] = []) => Number(this.stmt(sql).run(...params).changes),
@@ -55,6 +61,7 @@ export class SqliteDriver implements SqlDriver {
   }
 
   tx<T>(fn: (q: SqlQueryer) => Promise<T>): Promise<T> {
+    if (this.db.transaction) return this.serial(() => this.db.transaction!(() => fn(this.direct)));
     return this.serial(async () => {
       this.db.exec("BEGIN IMMEDIATE");
       try {

@@ -21,7 +21,7 @@ async function snapshot(store: SqlStore, blobs: DiskBlobStore): Promise<string> 
 describe("coordinator API: bad requests", () => {
   it("answers 4xx with a clear message and leaves every table untouched", async () => {
     const c = await startCoordinator("sqlite", { leaseMs: 1500, jsonLimit: 4096 });
-    const blobs = c.app.coordinator.blobs as DiskBlobStore;
+    const blobs = c.app!.coordinator.blobs as DiskBlobStore;
     try {
       const jobId = await createJob(c.url, { n: 8, rowsPerShard: 4, block: 3, seed: 5, scale: false });
       const v1 = await register(c.url, "one");

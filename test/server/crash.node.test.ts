@@ -1,6 +1,6 @@
-// Crashes: kill -9 of the coordinator process mid-job (restart on the same database: the job
-// completes, no shard lost or accepted twice), and kill -9 of a worker process mid-shard (its lease
-// expires and the shard is completed by someone else).
+// Crashes: kill -9 of the coordinator process mid-job (Node on SQLite or PostgreSQL, or workerd; restart on
+// the same database: the job completes, no shard lost or accepted twice), and kill -9 of a worker process
+// mid-shard (its lease expires and the shard is completed by someone else).
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -8,6 +8,7 @@ import { testExecutors } from "../../server/jobs/test-kinds.ts";
 import { openPg } from "../../server/store/pg.ts";
 import { openSqliteNode } from "../../server/store/sqlite-node.ts";
 import { SqlStore } from "../../server/store/sql.ts";
+import { startEdge } from "../../server/serve-edge.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
 import {
   ADMIN,
@@ -19,13 +20,14 @@ import {
   killed,
   NODE_TSX,
   pgUrl,
+  remoteStore,
   spawnUntil,
   startCoordinator,
   tempDir,
   waitForJob,
 } from "./support.ts";
 
-for (const backend of ["sqlite", "pg"] as Backend[]) {
+for (const backend of ["sqlite", "pg", "workerd"] as Backend[]) {
   describe(`crash recovery (${backend})`, () => {
     it(
       "kill -9 of the coordinator mid-job, restart on the same database: the job completes, each shard accepted " +
@@ -58,7 +60,17 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
           "200",
         ];
         const url = `http://127.0.0.1:${port}`;
-        let child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
+        const start = async () => {
+          if (backend !== "workerd") return spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
+          const config = { leaseMs: 1500, revalidateAfterMs: 500, sweepMs: 200 };
+          return (await startEdge({ port, data: join(dir, "edge"), adminToken: ADMIN, config, testHooks: true })).child;
+        };
+        // The stores as they are after the job: the database itself, or through the restarted workerd.
+        const openStore = async () =>
+          backend === "workerd" ? remoteStore(url, "coordinator") : new SqlStore(
+            backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")),
+          );
+        let child = await start();
         const stop = new AbortController();
         let workers: Promise<unknown>[] = [];
         try {
@@ -78,7 +90,7 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
           const atCrash = (await jobStatus(url, jobId).catch(() => null)) === null;
           expect(atCrash).toBe(true); // really down
           await new Promise((r) => setTimeout(r, 300));
-          child = await spawnUntil(process.execPath, [...NODE_TSX, ...args], /listening on/);
+          child = await start();
           const done = await waitForJob(url, jobId, 60_000);
           stop.abort();
           await Promise.all(workers);
@@ -86,10 +98,8 @@ for (const backend of ["sqlite", "pg"] as Backend[]) {
           expect(done.shards.accepted).toBe(60);
           const summary = done.summary as { members: number[]; planted: number[] };
           expect(summary.members).toEqual(summary.planted);
-          await killed(child, "SIGTERM");
-          const store = new SqlStore(
-            backend === "pg" ? await openPg(pgUrl(), { schema }) : openSqliteNode(join(dir, "db.sqlite")),
-          );
+          if (backend !== "workerd") await killed(child, "SIGTERM");
+          const store = await openStore();
           try {
             const results = await store.jobResults(jobId);
             for (const sh of await store.listShards(jobId)) {

@@ -1,4 +1,5 @@
-// The lifecycle suite in Node: better-sqlite3 and PostgreSQL, node:http through server/http.ts.
+// The lifecycle suite in Node: better-sqlite3 and PostgreSQL through server/http.ts, and the edge
+// coordinator in workerd.
 import { lifecycleSuite } from "./lifecycle-suite.ts";
 
-lifecycleSuite(["sqlite", "pg"]);
+lifecycleSuite(["sqlite", "pg", "workerd"]);

@@ -1,6 +1,7 @@
-// Helpers for the coordinator tests: stores on SQLite (better-sqlite3 / node:sqlite) and PostgreSQL
-// (PG_TEST_URL, one fresh schema per store), an in-process coordinator on a real loopback socket,
-// and job/worker helpers.
+// Helpers for the coordinator tests: stores on SQLite (better-sqlite3 / node:sqlite), PostgreSQL
+// (PG_TEST_URL, one fresh schema per store) and workerd (a Durable Object per store, called over loopback
+// through the edge coordinator's test routes), an in-process coordinator on a real loopback socket or the
+// edge coordinator in a workerd process, and job/worker helpers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { type AppOptions, createApp } from "../../server/app.ts";
@@ -8,14 +9,19 @@ import { DiskBlobStore } from "../../server/blobs.ts";
 import type { JobStatus } from "../../src/protocol/api.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
 import { type HttpLimits, serveHttp } from "../../server/http.ts";
+import { type EdgeConfig } from "../../server/edge-config.ts";
+import { decodeValue, encodeValue } from "../../server/edge-test-hooks.ts";
+import { ApiError } from "../../server/errors.ts";
 import { TEST_KINDS } from "../../server/jobs/test-kinds.ts";
+import { startEdge } from "../../server/serve-edge.ts";
+import type { Inputs } from "../../src/protocol/job-kind.ts";
 import type { SqlDriver } from "../../server/store/driver.ts";
 import { openPg } from "../../server/store/pg.ts";
 import { SqlStore, type StoreOptions } from "../../server/store/sql.ts";
 import { env, runtime } from "../../src/platform.ts";
 import { freePort, tempDir } from "../support/host.ts";
 
-export type Backend = "sqlite" | "pg";
+export type Backend = "sqlite" | "pg" | "workerd";
 
 export const ADMIN = "test-admin-token-0123456789";
 
@@ -44,8 +50,54 @@ export async function openSqlite(path: string): Promise<SqlDriver> {
   return (await import("../../server/store/sqlite-node.ts")).openSqliteNode(path);
 }
 
-/** A fresh database (PostgreSQL: a fresh schema), or an existing one given `at` (SQLite path / PG schema). */
+/**
+ * A SqlStore whose every method runs inside the edge coordinator's Durable Object `name` (one per store),
+ * with the test's clock sent along.
+ */
+export function remoteStore(url: string, name: string, now?: () => number): SqlStore {
+  const call = async (method: string, args: unknown[]) => {
+    const res = await fetch(`${url}/__test/store/${name}`, {
+      method: "POST",
+      body: encodeValue({ method, args, now: now?.() }),
+    });
+    const out = decodeValue(await res.text()) as { value?: unknown; error?: { message: string; status?: number } };
+    if (!out.error) return out.value;
+    throw out.error.status
+      ? new ApiError(out.error.status as ApiError["status"], out.error.message)
+      : new Error(out.error.message);
+  };
+  const db = {
+    dialect: "sqlite",
+    run: (...a: unknown[]) => call("db.run", a),
+    all: (...a: unknown[]) => call("db.all", a),
+  };
+  const own: Record<PropertyKey, unknown> = { db, dialect: "sqlite", now: now ?? Date.now, then: undefined };
+  return new Proxy(own, {
+    get: (_, p) => (Object.hasOwn(own, p) ? own[p] : (...args: unknown[]) => call(String(p), args)),
+  }) as unknown as SqlStore;
+}
+
+let storeHost: Promise<string> | undefined;
+
+/** One workerd for the stores of this test process (each store its own object). */
+function edgeStoreHost(): Promise<string> {
+  storeHost ??= (async () => {
+    const edge = await startEdge({
+      port: 0,
+      data: tempDir("edge-stores"),
+      adminToken: ADMIN,
+      testHooks: true,
+    });
+    process.once("exit", () => edge.child.kill("SIGKILL"));
+    return edge.url;
+  })();
+  return storeHost;
+}
+
+/** A fresh database (PostgreSQL: a fresh schema), or an existing one given `at` (SQLite path / PG schema /
+ *  workerd object name). */
 export async function openStore(backend: Backend, opts: StoreOptions = {}, at?: string): Promise<SqlStore> {
+  if (backend === "workerd") return remoteStore(await edgeStoreHost(), at ?? freshSchema(), opts.now);
   const driver = backend === "pg"
     ? await openPg(pgUrl(), { schema: at ?? freshSchema(), max: 30 })
     : await openSqlite(at ?? join(tempDir("coord-db"), "db.sqlite"));
@@ -54,9 +106,49 @@ export async function openStore(backend: Backend, opts: StoreOptions = {}, at?: 
 
 export interface Running {
   url: string;
-  app: ReturnType<typeof createApp>;
+  /** The in-process app (not for workerd). */
+  app?: ReturnType<typeof createApp>;
   store: SqlStore;
+  /** Accepted arrays, downloaded as a volunteer downloads them. */
+  inputs(jobId: string): Inputs;
+  /** Fix every random draw of the coordinator (solo leases, replays, audits); undefined: random again. */
+  setRandom(value: number | undefined): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Accepted arrays through the volunteer route, by a volunteer registered for reading. */
+function arraysOver(url: string): Running["inputs"] {
+  let reader: Promise<CoordinatorClient> | undefined;
+  return (jobId) => ({
+    get: async (key, name) => {
+      reader ??= register(url, "reader").then((r) => new CoordinatorClient(url, r.token));
+      return (await reader).getArray(jobId, key, name);
+    },
+  });
+}
+
+type CoordinatorOptions = Partial<AppOptions> & { http?: Partial<HttpLimits> };
+
+/** The edge coordinator in its own workerd process; `opts` travel as its configuration (data only). */
+async function startEdgeCoordinator(opts: CoordinatorOptions): Promise<Running> {
+  const { http: _, store: __, random, log: ___, ...config } = opts;
+  if (random) throw new Error("workerd: fix random draws with setRandom, not a function");
+  const edge = await startEdge({
+    port: 0,
+    data: tempDir("edge-coordinator"),
+    adminToken: ADMIN,
+    config: { sweepMs: 500, ...(config as EdgeConfig) },
+    testHooks: true,
+  });
+  return {
+    url: edge.url,
+    store: remoteStore(edge.url, "coordinator"),
+    inputs: arraysOver(edge.url),
+    async setRandom(value) {
+      await fetch(`${edge.url}/__test/random`, { method: "POST", body: JSON.stringify({ value }) });
+    },
+    close: () => edge.stop(),
+  };
 }
 
 /**
@@ -75,16 +167,20 @@ export const ONE_ADDRESS_CROWD = {
 /** The app on a real loopback socket, through server/http.ts as the coordinator serves it. */
 export async function startCoordinator(
   backend: Backend,
-  opts: Partial<AppOptions> & { http?: Partial<HttpLimits> } = {},
+  opts: CoordinatorOptions = {},
   storeOpts: StoreOptions = {},
 ): Promise<Running> {
+  if (backend === "workerd") return startEdgeCoordinator(opts);
   const store = opts.store ?? (await openStore(backend, storeOpts));
+  const fixed: { random?: number } = {};
+  const random = opts.random ?? Math.random;
   const app = createApp({
     store,
     blobs: new DiskBlobStore(tempDir("coord-blobs")),
     kinds: TEST_KINDS,
     adminToken: ADMIN,
     ...opts,
+    random: () => fixed.random ?? random(),
   });
   app.coordinator.start(500);
   const server = await serveHttp(app.fetch, 0, "127.0.0.1", opts.http);
@@ -92,6 +188,10 @@ export async function startCoordinator(
     url: `http://127.0.0.1:${server.port}`,
     app,
     store,
+    inputs: arraysOver(`http://127.0.0.1:${server.port}`),
+    async setRandom(value) {
+      fixed.random = value;
+    },
     async close() {
       await server.close();
       await app.coordinator.stop();
