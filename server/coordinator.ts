@@ -14,7 +14,15 @@ import type { JobStatus, Lease, SubmitStatus } from "../src/protocol/api.ts";
 import { checkArray, maxBytesOf, typedArray } from "../src/protocol/arrays.ts";
 import type { BlobStore } from "./blobs.ts";
 import { ApiError } from "./errors.ts";
-import type { ArrayValue, Inputs, JobKind, JobKindRegistry, ShardPlan } from "../src/protocol/job-kind.ts";
+import {
+  type ArrayValue,
+  FINISH,
+  type Inputs,
+  isReportFile,
+  type JobKind,
+  type JobKindRegistry,
+  type ShardPlan,
+} from "../src/protocol/job-kind.ts";
 import type { LeaseLimits, LeaseRow, ResultRow, ShardRow, SqlStore, StoredArray, VolunteerRow } from "./store/sql.ts";
 
 export interface CoordinatorOptions {
@@ -156,6 +164,10 @@ export class Coordinator {
       throw new ApiError(400, `invalid spec for "${kindName}": ${(e as Error).message}`);
     }
     if (shards.length === 0) throw new ApiError(400, `the spec plans no shards`);
+    const finish = shards.find((s) => s.key === FINISH);
+    if (finish ? !Object.hasOwn(finish.outputs, "summary.json") : !kind.finish) {
+      throw new Error(`job kind ${kindName}: ${finish ? "its finish shard has no summary.json" : "no finish step"}`);
+    }
     const id = crypto.randomUUID();
     await this.store.createJob(id, kindName, parsed.data, shards, isPublic);
     return id;
@@ -445,13 +457,38 @@ export class Coordinator {
       () => void this.store.extendFinish(jobId, this.instanceId, this.finishTtlMs).catch(() => undefined),
       Math.max(50, this.finishTtlMs / 3),
     );
+    try {
+      const byVolunteers = await this.store.acceptedArrays(jobId, FINISH);
+      const { summary, files } = byVolunteers ? await this.reportOf(byVolunteers) : await this.finishHere(jobId);
+      // The job row names the files only while the claim is still ours.
+      if (!(await this.store.completeFinish(jobId, this.instanceId, summary, files))) {
+        this.log(`job ${jobId}: finish claim lost; another instance finishes it`);
+      } else this.log(`job ${jobId}: done`);
+    } catch (e) {
+      await this.store.failFinish(jobId, this.instanceId, `finish failed: ${(e as Error).message}`);
+      throw e;
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  /** The report of an accepted finish shard: its file outputs (already blobs) and summary.json. */
+  private async reportOf(arrays: Record<string, StoredArray>) {
+    const files = Object.fromEntries(
+      Object.entries(arrays).filter(([name]) => isReportFile(name)).map(([name, a]) => [name, a.hash]),
+    );
+    const summary = JSON.parse(new TextDecoder().decode(await this.blobs.get(files["summary.json"])));
+    return { summary: summary as Record<string, unknown>, files };
+  }
+
+  /** A kind without a finish shard: its finish runs here, and the files it writes go into the blob store,
+   *  from which every instance serves them. */
+  private async finishHere(jobId: string) {
+    const { kind, spec } = await this.specOf(jobId);
     const outDir = await mkdtemp(join(tmpdir(), `finish-${jobId}-`));
     try {
-      const { kind, spec } = await this.specOf(jobId);
       this.log(`job ${jobId}: all shards accepted, finishing`);
-      const summary = await kind.finish(spec, this.inputs(jobId), outDir, (m) => this.log(`job ${jobId}: ${m}`));
-      // Report files go into the content-addressed blob store: every instance can serve them, and the
-      // job row names them only once the claim is still ours.
+      const summary = await kind.finish!(spec, this.inputs(jobId), outDir, (m) => this.log(`job ${jobId}: ${m}`));
       const files: Record<string, string> = {};
       for (const f of await readdir(outDir, { recursive: true, withFileTypes: true })) {
         if (!f.isFile()) continue;
@@ -461,14 +498,8 @@ export class Coordinator {
       if (!files["summary.json"]) {
         files["summary.json"] = await this.blobs.put(new TextEncoder().encode(JSON.stringify(summary, null, 2)));
       }
-      if (!(await this.store.completeFinish(jobId, this.instanceId, summary, files))) {
-        this.log(`job ${jobId}: finish claim lost; another instance finishes it`);
-      } else this.log(`job ${jobId}: done`);
-    } catch (e) {
-      await this.store.failFinish(jobId, this.instanceId, `finish failed: ${(e as Error).message}`);
-      throw e;
+      return { summary, files };
     } finally {
-      clearInterval(keepAlive);
       await rm(outDir, { recursive: true, force: true });
     }
   }

@@ -5,13 +5,23 @@
 // - scale/i  nondeterministic, after rows/i: 2 * rows plus fresh noise in [-1e-3, 1e-3] (spot-checked
 //            against rows/i on a random sample of entries);
 // and finish runs the maximum-sum submatrix search (src/detect/search.ts, float64 CPU backend) on the
-// accepted matrix and writes summary.json with the members found.
+// accepted matrix and writes summary.json with the members found: on the coordinator, or (`finishShard`)
+// as the job's finish shard, computed by two volunteers who must agree.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { mulberry32 } from "../../src/data/dataset.ts";
 import { denseCpuBackend, maxSumSearch } from "../../src/detect/search.ts";
-import type { ArrayValue, Executor, JobKind, JobKindRegistry, ShardPlan } from "../../src/protocol/job-kind.ts";
+import {
+  type ArraySpec,
+  type ArrayValue,
+  type Executor,
+  FINISH,
+  type Inputs,
+  type JobKind,
+  type JobKindRegistry,
+  type ShardPlan,
+} from "../../src/protocol/job-kind.ts";
 
 export const TestMatrixSpec = z.object({
   n: z.number().int().min(4).max(4096),
@@ -22,6 +32,8 @@ export const TestMatrixSpec = z.object({
   scale: z.boolean().default(true),
   /** Executors sleep this long per shard (lease expiry and kill tests). */
   slowMs: z.number().int().nonnegative().default(0),
+  /** Plan the finish as a shard ("finish", executor "test-finish") instead of running it on the coordinator. */
+  finishShard: z.boolean().default(false),
 });
 export type TestMatrixSpec = z.infer<typeof TestMatrixSpec>;
 
@@ -113,12 +125,27 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
         });
       }
     }
+    if (spec.finishShard) {
+      const file: ArraySpec = { dtype: "u8", shape: [-1] };
+      shards.push({
+        key: FINISH,
+        kind: "test-finish",
+        payload: spec,
+        deps: shards.map((s) => s.key),
+        outputs: { "summary.json": file, "report.html": file },
+        maxBytes: 1 << 20,
+        deterministic: true,
+      });
+    }
     return shards;
   },
   agree(shard, a, b) {
     return Object.keys(shard.outputs).every((k) => a[k] && b[k] && maxAbsDiff(a[k], b[k]) <= 1e-6);
   },
-  recompute: async (_spec, shard) => ({ rows: syntheticRowsValue(shard.payload as RowsPayload) }),
+  recompute: async (spec, shard, inputs) =>
+    shard.key === FINISH
+      ? reportArrays(await matrixReport(spec, inputs))
+      : { rows: syntheticRowsValue(shard.payload as RowsPayload) },
   async spotCheck(_spec, shard, result, inputs, seed) {
     const p = shard.payload as RowsPayload & { dep: string };
     const x = (await inputs.get(p.dep, "rows")).data;
@@ -130,34 +157,46 @@ export const testMatrix: JobKind<TestMatrixSpec> = {
     }
     return null;
   },
-  async finish(spec, inputs, outDir, onProgress) {
-    const n = spec.n;
-    const A = new Float64Array(n * n);
-    let scaledTotal = 0;
-    for (const [i, r] of shardRanges(spec).entries()) {
-      A.set((await inputs.get(`rows/${i}`, "rows")).data, r.start * n);
-      if (spec.scale) { for (const v of (await inputs.get(`scale/${i}`, "scaled")).data) scaledTotal += v; }
-    }
-    onProgress?.("searching");
-    const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [spec.block], restarts: 4, seed: spec.seed });
-    const best = res.solutions.reduce((a, b) => (b.objective > a.objective ? b : a));
-    let total = 0;
-    for (const v of A) total += v;
-    const summary = {
-      members: [...best.members],
-      objective: best.objective,
-      planted: plantedBlock(spec.seed, n, spec.block),
-      matrixTotal: total,
-      scaledTotal,
-    };
+  async finish(spec, inputs, outDir) {
+    const { summary, html } = await matrixReport(spec, inputs);
     await writeFile(join(outDir, "summary.json"), JSON.stringify(summary, null, 2));
-    await writeFile(
-      join(outDir, "report.html"),
-      `<!doctype html><title>test-matrix</title><p>members: ${summary.members.join(", ")}</p>`,
-    );
+    await writeFile(join(outDir, "report.html"), html);
     return summary;
   },
 };
+
+/** The finish of a test-matrix job from its accepted shards: the search's best block, and a one-line report. */
+async function matrixReport(spec: TestMatrixSpec, inputs: Inputs) {
+  const n = spec.n;
+  const A = new Float64Array(n * n);
+  let scaledTotal = 0;
+  for (const [i, r] of shardRanges(spec).entries()) {
+    A.set((await inputs.get(`rows/${i}`, "rows")).data, r.start * n);
+    if (spec.scale) { for (const v of (await inputs.get(`scale/${i}`, "scaled")).data) scaledTotal += v; }
+  }
+  const res = await maxSumSearch(denseCpuBackend(A, n), { sizes: [spec.block], restarts: 4, seed: spec.seed });
+  const best = res.solutions.reduce((a, b) => (b.objective > a.objective ? b : a));
+  let total = 0;
+  for (const v of A) total += v;
+  const summary = {
+    members: [...best.members],
+    objective: best.objective,
+    planted: plantedBlock(spec.seed, n, spec.block),
+    matrixTotal: total,
+    scaledTotal,
+  };
+  return { summary, html: `<!doctype html><title>test-matrix</title><p>members: ${summary.members.join(", ")}</p>` };
+}
+
+const utf8 = (s: string): ArrayValue => {
+  const data = new TextEncoder().encode(s);
+  return { dtype: "u8", shape: [data.length], data };
+};
+
+const reportArrays = (r: Awaited<ReturnType<typeof matrixReport>>): Record<string, ArrayValue> => ({
+  "summary.json": utf8(JSON.stringify(r.summary, null, 2)),
+  "report.html": utf8(r.html),
+});
 
 /** "test-bench": independent nondeterministic shards with a tiny output and a trivial spot check, so a
  *  round trip measures the coordinator (lease, upload, submit, check, accept) and nothing else. */
@@ -218,6 +257,7 @@ export const testExecutors: Record<string, Executor> = {
     ctx.onProgress(1);
     return { rows: syntheticRowsValue(p) };
   },
+  "test-finish": async (payload, inputs) => reportArrays(await matrixReport(TestMatrixSpec.parse(payload), inputs)),
   "test-scale": async (payload, inputs, ctx) => {
     const p = payload as RowsPayload & { dep: string };
     if (p.slowMs) await sleep(p.slowMs, ctx.signal);

@@ -67,14 +67,27 @@ export interface JobKind<Spec = unknown> {
   /** Deterministic shards: compute one here, to audit a result volunteers agreed on (or a trusted one's solo
    *  result); undefined where this coordinator cannot (a kind that needs WebGPU, on Node). Optional. */
   recompute?(spec: Spec, shard: ShardPlan, inputs: Inputs): Promise<Record<string, ArrayValue> | undefined>;
-  /** All shards accepted: compute the final scores/report. Writes files under outDir; returns JSON summary. */
-  finish(
+  /** All shards accepted: compute the final scores/report on the coordinator. Writes files under outDir;
+   *  returns JSON summary. Only for a kind that plans no finish shard (FINISH). */
+  finish?(
     spec: Spec,
     inputs: Inputs,
     outDir: string,
     onProgress?: (msg: string) => void,
   ): Promise<Record<string, unknown>>;
 }
+
+/**
+ * The key of a job's finish shard. A kind that plans one has its last step computed by volunteers, like any
+ * deterministic shard (two agree), instead of on the coordinator: its deps are what the step reads, and its
+ * outputs named like files (with an extension: `summary.json`, which it must have, `report.html`, ...) are
+ * u8 arrays that become the job's report files once it is accepted. Other outputs (scores) are there for
+ * `agree`.
+ */
+export const FINISH = "finish";
+
+/** Whether output `name` of a finish shard is one of the job's report files. */
+export const isReportFile = (name: string): boolean => /\.[a-z0-9]+$/i.test(name);
 
 /** Bytes per element of each dtype. */
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, u32: 4, i32: 4, u8: 1 };

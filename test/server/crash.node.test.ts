@@ -74,7 +74,7 @@ for (const backend of ["sqlite", "pg", "workerd"] as Backend[]) {
         const stop = new AbortController();
         let workers: Promise<unknown>[] = [];
         try {
-          const spec = { n: 60, rowsPerShard: 2, block: 6, seed: 31, slowMs: 30 };
+          const spec = { n: 60, rowsPerShard: 2, block: 6, seed: 31, slowMs: 30, finishShard: true };
           const jobId = await createJob(url, spec);
           workers = Array.from(
             { length: 6 },
@@ -95,7 +95,7 @@ for (const backend of ["sqlite", "pg", "workerd"] as Backend[]) {
           stop.abort();
           await Promise.all(workers);
           expect(done.state).toBe("done");
-          expect(done.shards.accepted).toBe(60);
+          expect(done.shards.accepted).toBe(61); // 30 rows, 30 scale and the finish shard
           const summary = done.summary as { members: number[]; planted: number[] };
           expect(summary.members).toEqual(summary.planted);
           if (backend !== "workerd") await killed(child, "SIGTERM");

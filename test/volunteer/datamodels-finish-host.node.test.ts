@@ -39,7 +39,7 @@ describe("datamodels finish on the host", () => {
     }
     const out = mkdtempSync(join(tmpdir(), "dm-finish-"));
     try {
-      const summary = await datamodels.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
+      const summary = await datamodels.finish!(spec, { get: async (key, name) => results.get(key)![name] }, out);
       console.log(
         `host finish: auroc ${summary.auroc}, lds ${summary.lds}, ${(summary.flagged as number[]).length} flagged, ${
           (summary.seconds as number).toFixed(1)

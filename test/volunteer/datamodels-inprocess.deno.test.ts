@@ -46,7 +46,7 @@ describe("datamodels job in process", () => {
 
       const out = tempDir("test");
       t = performance.now();
-      const summary = await datamodels.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
+      const summary = await datamodels.finish!(spec, inputs, out, (m) => console.log(`finish: ${m}`));
       console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
       const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[] };
       const cache = tempDir("test");

@@ -43,7 +43,7 @@ describe("trak finish on the host", () => {
     }
     const out = mkdtempSync(join(tmpdir(), "trak-finish-"));
     try {
-      const summary = await trak.finish(spec, { get: async (key, name) => results.get(key)![name] }, out);
+      const summary = await trak.finish!(spec, { get: async (key, name) => results.get(key)![name] }, out);
       console.log(
         `host finish: auroc ${summary.auroc}, ${(summary.flagged as number[]).length} flagged, ${
           (summary.seconds as number).toFixed(1)

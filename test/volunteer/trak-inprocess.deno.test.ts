@@ -89,7 +89,7 @@ describe("trak job in process", () => {
     console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     const out = tempDir("test");
     t = performance.now();
-    const summary = await trak.finish(spec, inputs, out, (m) => console.log(`finish: ${m}`));
+    const summary = await trak.finish!(spec, inputs, out, (m) => console.log(`finish: ${m}`));
     console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
     const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[]; spectral: number[] };
     const cache = tempDir("test");
