@@ -1,7 +1,6 @@
 // One job end to end on each store, honest workers over real HTTP on loopback: every shard accepted
 // exactly once; finish runs once, on the coordinator or as the job's finish shard, and finds the planted
-// block. Run by lifecycle.node.test.ts and
-// lifecycle.deno.test.ts.
+// block. Run by lifecycle.node.test.ts and lifecycle.deno.test.ts.
 import { describe, expect, it } from "vitest";
 import { testExecutors } from "../../server/jobs/test-kinds.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
