@@ -85,6 +85,11 @@ export function servedData(name: string): Promise<LoadedData> {
 
 /** The training split of a served dataset (an unknown name throws at once: the job's plan reports it). */
 export const trainSplit = (name: string): Promise<Dataset> => servedData(name).then((d) => d.train);
+export const testSplit = (name: string): Promise<Dataset> =>
+  servedData(name).then((d) => {
+    if (!d.test) throw new Error(`dataset ${name} has no test split`);
+    return d.test;
+  });
 
 /** Streams `body` to a temp file in `dir`, hashing it; refuses more than `max` bytes. */
 async function receive(body: ReadableStream<Uint8Array>, dir: string, max: number) {

@@ -1,7 +1,7 @@
 // What the trak and datamodels jobs share: the job's training set (rebuilt from its settings), train
-// shards (a model trained by a volunteer: checkpoint + margins on all n, spot-checked on the host), the
-// choice between the device and the host for finish, and the end of finish (the pipeline's one finish,
-// src/detect/finish.ts, without removal and retraining, and the job's summary).
+// shards (a model trained by a volunteer: checkpoint + margins on all n, spot-checked on the host), and the
+// finish shard (the job's scores and report, computed by volunteers: src/detect/job-finish.ts): its plan, the
+// agreement of two results, and the Deno coordinator's own computation of one for an audit.
 import { z } from "zod";
 import { assembleBatchRef, type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
 import { marginRef } from "../../kernels/loss.ts";
@@ -9,9 +9,8 @@ import { autotuneMatmul } from "../../kernels/matmul.ts";
 import { seededIndices } from "../../src/data/dataset.ts";
 import { keyOf } from "../../src/detect/cache.ts";
 import { DetectConfig } from "../../src/detect/config.ts";
-import { finishDetection } from "../../src/detect/finish.ts";
-import type { Scored } from "../../src/detect/scoring.ts";
-import type { OnStage, StageClock } from "../../src/detect/stages.ts";
+import { FINISH_SCORES, type FinishContext } from "../../src/detect/job-finish.ts";
+import { reportFileNames } from "../../src/detect/report.ts";
 import { buildTrainingSet, type TrainingSet, TrainingSetSpec } from "../../src/detect/training-set.ts";
 import { detectRuntime } from "../../src/gpu/device.ts";
 import { getRuntime, type Runtime } from "../../src/gpu/runtime.ts";
@@ -19,11 +18,18 @@ import { decodeSafetensors } from "../../src/checkpoint/safetensors.ts";
 import { maskBits, maskIndices, maskSize } from "../../src/datamodels/masks.ts";
 import { hostModelFromSafetensors, modelFromSafetensors, parameterCountOf, stateOf } from "../../src/nn/checkpoint.ts";
 import { evaluate, Recipe, schedule } from "../../src/nn/train.ts";
-import { type Model, releaseModel } from "../../src/nn/models.ts";
+import { releaseModel } from "../../src/nn/models.ts";
 import { REPLAY_TOLERANCE, replaySegment, type SegmentReplay } from "../../src/nn/replay.ts";
-import type { ArrayValue, CheckDepth, Inputs, ShardPlan } from "../../src/protocol/job-kind.ts";
+import {
+  type ArraySpec,
+  type ArrayValue,
+  type CheckDepth,
+  FINISH,
+  type Inputs,
+  type ShardPlan,
+} from "../../src/protocol/job-kind.ts";
 import { STATES, TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
-import { datasetInfo, datasetPath, DEFAULT_DATASET, trainSplit } from "./datasets.ts";
+import { datasetInfo, DEFAULT_DATASET, testSplit, trainSplit } from "./datasets.ts";
 
 /** The training-set fields of every job that trains on a served data set (src/detect/training-set.ts). */
 export const JobData = TrainingSetSpec.extend({
@@ -41,15 +47,6 @@ export const JobData = TrainingSetSpec.extend({
   maxCheckpointBytes: z.number().int().positive().default(64 << 20),
 });
 export type JobData = z.output<typeof JobData> & { model: z.output<typeof DetectConfig>["model"] };
-
-/** The detect settings a job reproduces: its spec's DetectConfig fields (the rest are dropped), with the
- * data set's name resolved to the coordinator's local file. */
-export function detectConfigOf(
-  s: JobData,
-  extra: Partial<z.input<typeof DetectConfig>> = {},
-): z.output<typeof DetectConfig> {
-  return DetectConfig.parse({ ...s, ...extra, data: datasetPath(s.data) });
-}
 
 export const datasetRef = (s: Pick<JobData, "data" | "train" | "seed" | "attack" | "attackConfig">) => ({
   data: s.data,
@@ -305,86 +302,63 @@ export async function spotCheckTrain(
   return null;
 }
 
-/**
- * The device for a job's finish, autotuned as the pipeline is (the same tiles, so the same rounding); or
- * null on a coordinator without WebGPU (Node, where Dawn is unreliable), which does `what` on the host in
- * float64 up to `hostMax` examples.
- */
-export async function finishRuntime(n: number, hostMax: number, what: string): Promise<Runtime | null> {
-  if (detectRuntime() === "node") {
-    if (n > hostMax) {
-      throw new Error(
-        `this coordinator runs on Node, without WebGPU, where ${what} runs on the host in float64 up to ` +
-          `n = ${hostMax} examples; this job has ${n}: run the coordinator under Deno (npm run serve)`,
-      );
-    }
-    return null;
-  }
-  const rt = await getRuntime();
-  await autotuneMatmul(rt);
-  return rt;
-}
-
-/** The search's progress as one line per new subset size. */
-export function searchProgress(onProgress: (msg: string) => void): OnStage {
-  let last = "";
-  return (p) => {
-    if (p.detail && p.detail !== last) onProgress(`search ${(last = p.detail)}`);
-  };
-}
+/** Most bytes of one report file of a finish shard (report.html carries the flagged images inline). */
+const REPORT_FILE_MAX = 64 << 20;
 
 /**
- * The end of a job's finish, from its scores on: the pipeline's finish (src/detect/finish.ts) with the
- * model of shard `model0` for the baselines and the "before" evaluation, and no removal or retraining (the
- * plan is fixed before the scores exist: the flagged list is the output). Writes summary.json,
- * report.html and scores.json; returns the job's summary.
+ * A job's finish shard: after every shard planned before it, executor `kind` with `payload`; its outputs are
+ * the report's files (detection_info.csv when the attack gives a ground truth) and the n search scores.
  */
-export async function finishJob(a: {
-  spec: JobData;
-  cfg: z.output<typeof DetectConfig>;
-  scored: Scored;
-  rt: Runtime | null;
-  inputs: Inputs;
-  model0: string;
-  outDir: string;
-  clock: StageClock;
-  onProgress: (msg: string) => void;
-}): Promise<Record<string, unknown>> {
-  const { rt } = a;
-  const { train, poisoned } = await trainingSet(a.spec);
-  let model: Model | undefined;
-  const model0 = async () => {
-    a.onProgress("baselines and evaluation of model 0");
-    return (model =
-      modelFromSafetensors(rt!, (await a.inputs.get(a.model0, "checkpoint")).data as Uint8Array, a.model0).model);
-  };
-  const { summary } = await finishDetection({
-    cfg: a.cfg,
-    scored: a.scored,
-    train,
-    poisoned,
-    rt,
-    model0,
-    clock: a.clock,
-    onProgress: () => {},
-    outDir: a.outDir,
-  });
-  if (model) releaseModel(model);
-  a.onProgress(`done: auroc ${summary.auroc?.toFixed(3) ?? "n/a"}, ${summary.flagged.length} flagged`);
+export function finishShard(s: JobData, kind: string, payload: unknown, before: ShardPlan[], n: number): ShardPlan {
+  const file: ArraySpec = { dtype: "u8", shape: [-1] };
   return {
-    auroc: summary.auroc,
-    precision_at_budget: summary.precision_at_budget,
-    recall_at_budget: summary.recall_at_budget,
-    tpr_at_5fpr: summary.tpr_at_5fpr,
-    flagged: summary.flagged,
-    clean_acc_before: rt ? summary.clean_acc_before : null,
-    asr_before: rt ? summary.asr_before : null,
-    n: train.n,
-    adapter: summary.adapter,
-    baselines: Object.fromEntries(Object.entries(summary.baselines).map(([k, b]) => [k, { auroc: b.auroc }])),
-    spectral_auroc: summary.spectral_score?.auroc ?? null,
-    lds: summary.lds,
-    seconds: summary.seconds,
-    files: ["summary.json", "report.html", "scores.json"],
+    key: FINISH,
+    kind,
+    payload,
+    deps: before.map((x) => x.key),
+    deterministic: true,
+    outputs: {
+      ...Object.fromEntries(reportFileNames(s.attack !== "none").map((name) => [name, file])),
+      [FINISH_SCORES]: { dtype: "f32", shape: [n] },
+    },
+    maxBytes: REPORT_FILE_MAX,
   };
+}
+
+/** Scores of two finish results: the scores are counts over subset sizes, so any real difference moves one by
+ *  at least 1/size, far above this; on one adapter they are bitwise equal. */
+export const FINISH_SCORE_TOLERANCE = 1e-6;
+
+/**
+ * Two finish results of the same accepted shards: the same search scores and the same flagged list. The
+ * report's other figures (baselines, evaluation, timings) are those of the result accepted first.
+ */
+export function finishesAgree(a: Record<string, ArrayValue>, b: Record<string, ArrayValue>): boolean {
+  const sa = a[FINISH_SCORES]?.data, sb = b[FINISH_SCORES]?.data;
+  if (!sa || !sb || sa.length !== sb.length) return false;
+  for (let i = 0; i < sa.length; i++) {
+    if (!(Math.abs(sa[i] - sb[i]) <= FINISH_SCORE_TOLERANCE * (1 + Math.abs(sa[i])))) return false;
+  }
+  const flagged = (r: Record<string, ArrayValue>) => {
+    try {
+      return JSON.stringify(JSON.parse(new TextDecoder().decode(r["summary.json"]?.data)).flagged);
+    } catch {
+      return undefined;
+    }
+  };
+  const fa = flagged(a);
+  return fa !== undefined && fa === flagged(b);
+}
+
+/** A finish shard on the coordinator's device, for an audit; undefined without WebGPU (Node). */
+export function recomputeFinish(
+  s: JobData,
+  inputs: Inputs,
+  run: (c: FinishContext) => Promise<Record<string, ArrayValue>>,
+): Promise<Record<string, ArrayValue> | undefined> {
+  if (detectRuntime() === "node") return Promise.resolve(undefined);
+  return onDevice(
+    s,
+    async (rt, device) => run({ rt, set: await trainingSet(s), device, testSplit: await testSplit(s.data), inputs }),
+  );
 }

@@ -1,46 +1,45 @@
 // The "trak" job: `npm run detect`'s attribution cut into volunteer shards.
 //   train/m             (nondeterministic, spot-checked): ensemble member m -> checkpoint + margins on all n
 //   featurize/m/a-b     (deterministic, quorum 2; needs train/m): TRAK features of examples [a, b)
-// finish assembles Phi_m and Q_m from the accepted shards and runs the same scoring, baselines, budget,
-// evaluation and report code as the single-machine pipeline (src/detect/, with its one finish). Removal and
-// retraining are not part of the job (they need the scores; the plan is fixed up front): "after"
-// figures are left empty and the flagged list is the output.
-//
-// finish uses WebGPU where the coordinator has it (Deno: `npm run serve`), exactly as runDetect does: one
-// attribution + search + baselines + one evaluation, the cost of a detect run's last stages. A coordinator
-// on Node (Dawn is unreliable here) finishes on the host instead, for n <= HOST_FINISH_MAX: the float64
-// twin of the attribution and the same dense search; baselines and model 0's evaluation are left out.
-// Spot checks need no device: the float64 twins of the layers run on the host.
+//   finish              (deterministic, quorum 2; needs all of them): the scores and the report, computed by a
+//                       volunteer with WebGPU as the single-machine pipeline does (src/detect/job-finish.ts):
+//                       scoring, baselines, budget, evaluation of model 0. Removal and retraining are not part
+//                       of the job (they need the scores; the plan is fixed up front): "after" figures are left
+//                       empty and the flagged list is the output.
+// The coordinator's part is validation only; spot checks need no device (the float64 twins of the layers run
+// on the host), and a Deno coordinator audits featurize and finish shards on its own device.
 import { z } from "zod";
 import { DetectConfig } from "../../src/detect/config.ts";
-import { type HostFeatures, scoreHostFeatures } from "../../src/detect/scoring.ts";
-import { stageClock } from "../../src/detect/stages.ts";
 import { ensembleSeed } from "../../src/detect/training-set.ts";
 import { ModelConfig } from "../../src/nn/models.ts";
 import { Recipe } from "../../src/nn/train.ts";
-import { type ArrayValue, defineJobKind, type ShardPlan } from "../../src/protocol/job-kind.ts";
+import { defineJobKind, FINISH, type ShardPlan } from "../../src/protocol/job-kind.ts";
 import { featurizeRange } from "../../src/attribution/featurize.ts";
 import { detectRuntime } from "../../src/gpu/device.ts";
 import { modelFromSafetensors } from "../../src/nn/checkpoint.ts";
 import { releaseModel } from "../../src/nn/models.ts";
-import { FEATURIZE, FeaturizePayload, TRAIN } from "../../src/protocol/shards.ts";
+import {
+  FEATURIZE,
+  featurizeKey,
+  FeaturizePayload,
+  TRAIN,
+  TRAK_FINISH,
+  TrakFinishPayload,
+} from "../../src/protocol/shards.ts";
+import { trakFinish } from "../../src/detect/job-finish.ts";
 import {
   bitwiseEqual,
   datasetRef,
-  detectConfigOf,
-  finishJob,
-  finishRuntime,
+  finishesAgree,
+  finishShard,
   JobData,
   onDevice,
   plannedExamples,
-  searchProgress,
+  recomputeFinish,
   spotCheckTrain,
   trainingSet,
   trainShard,
 } from "./train-shard.ts";
-
-/** Largest job a coordinator without WebGPU finishes on the host (dense float64 A: n² doubles, O(M n² k)). */
-export const HOST_FINISH_MAX = 4096;
 
 const TILE = 64; // featurisation tile of the pipeline: shard boundaries on tiles keep the rounding identical
 
@@ -127,7 +126,7 @@ export const trak = defineJobKind<TrakSpec>({
           batchSize: TILE,
         };
         shards.push({
-          key: `${FEATURIZE}/${m}/${a}-${b}`,
+          key: featurizeKey(m, a, b),
           kind: FEATURIZE,
           payload,
           deps: [trainKey(m)],
@@ -140,6 +139,15 @@ export const trak = defineJobKind<TrakSpec>({
         });
       }
     }
+    const finish: TrakFinishPayload = {
+      dataset,
+      cfg: DetectConfig.parse(s),
+      models: s.models,
+      k: s.k,
+      ranges: featurizeRanges(n, s.shardSize),
+      model0: trainKey(0),
+    };
+    shards.push(finishShard(s, TRAK_FINISH, finish, shards, n));
     return shards;
   },
 
@@ -153,6 +161,7 @@ export const trak = defineJobKind<TrakSpec>({
    * sigmoid(m) moves at most |dm|/4, so 1e-3 absolute.
    */
   agree(shard, a, b) {
+    if (shard.key === FINISH) return finishesAgree(a, b);
     const names = Object.keys(shard.outputs);
     for (const name of names) if (!a[name] || !b[name] || a[name].data.length !== b[name].data.length) return false;
     if (shard.kind !== FEATURIZE) return bitwiseEqual(a, b);
@@ -166,8 +175,12 @@ export const trak = defineJobKind<TrakSpec>({
     return true;
   },
 
-  /** A featurize shard on the coordinator's device (Deno): the library call the volunteers' executor makes. */
+  /** A featurize or finish shard on the coordinator's device (Deno): the library call the volunteers' executor
+   *  makes. */
   recompute(s, shard, inputs) {
+    if (shard.kind === TRAK_FINISH) {
+      return recomputeFinish(s, inputs, (c) => trakFinish(TrakFinishPayload.parse(shard.payload), c));
+    }
     if (shard.kind !== FEATURIZE || detectRuntime() === "node") return Promise.resolve(undefined);
     const p = FeaturizePayload.parse(shard.payload);
     return onDevice(s, async (rt, ds) => {
@@ -184,37 +197,4 @@ export const trak = defineJobKind<TrakSpec>({
 
   spotCheck: (s, shard, result, _inputs, seed, depth) =>
     shard.kind === TRAIN ? spotCheckTrain(s, shard, result, seed, depth) : Promise.resolve(null),
-
-  async finish(s, inputs, outDir, onProgress = () => {}) {
-    const clock = stageClock();
-    const cfg = detectConfigOf(s);
-    const { train } = await trainingSet(s);
-    const n = train.n;
-    const rt = await finishRuntime(n, HOST_FINISH_MAX, "the trak finish");
-    clock.stage("data");
-
-    onProgress(`assembling features of ${s.models} models`);
-    const feats: HostFeatures[] = [];
-    for (let m = 0; m < s.models; m++) {
-      const f = { phi: new Float32Array(n * s.k), margins: new Float32Array(n), q: new Float32Array(n) };
-      for (const [a, b] of featurizeRanges(n, s.shardSize)) {
-        const get = async (name: string): Promise<ArrayValue> => inputs.get(`${FEATURIZE}/${m}/${a}-${b}`, name);
-        f.phi.set((await get("phi")).data as Float32Array, a * s.k);
-        f.margins.set((await get("margins")).data as Float32Array, a);
-        f.q.set((await get("q")).data as Float32Array, a);
-      }
-      feats.push(f);
-    }
-    const scored = await scoreHostFeatures(
-      rt,
-      feats,
-      n,
-      s.k,
-      { ...cfg, labels: train.labels },
-      searchProgress(onProgress),
-      () => clock.stage("attribute"),
-    );
-    clock.stage("search");
-    return finishJob({ spec: s, cfg, scored, rt, inputs, model0: trainKey(0), outDir, clock, onProgress });
-  },
 });

@@ -538,23 +538,27 @@ export class SqlStore {
       if (changed !== 1) return [];
       const why = `requeued: volunteer ${volunteerId} was quarantined (${reason})`;
       const requeued = new Map<string, Set<string>>();
+      // Shards with work undone: a result rejected, a lease taken back, or the shard reopened (a dependent not
+      // started yet, e.g. a finish shard, is visited but has nothing to redo).
+      const redone = new Map<string, number>();
       const reopen = async (jobId: string, key: string): Promise<void> => {
         const keys = requeued.get(jobId) ?? requeued.set(jobId, new Set()).get(jobId)!;
         if (keys.has(key)) return;
         keys.add(key);
         const [s] = await q.all<Row>(`SELECT * FROM shards WHERE job_id = ? AND key = ?${this.lock}`, [jobId, key]);
         const shard = toShard(s);
-        await q.run(
+        const rejected = await q.run(
           `UPDATE results SET status = 'rejected', reason = ? WHERE job_id = ? AND key = ? AND status
           IN ('pending', 'valid', 'accepted')`,
           [why, jobId, key],
         );
         // Released, submitted ones too: whoever answered it before may answer it again (with few volunteers
         // nobody else might).
-        await q.run(`UPDATE leases SET state = 'released' WHERE job_id = ? AND key = ? AND state <> 'released'`, [
-          jobId,
-          key,
-        ]);
+        const released = await q.run(
+          `UPDATE leases SET state = 'released' WHERE job_id = ? AND key = ? AND state <> 'released'`,
+          [jobId, key],
+        );
+        if (rejected || released || shard.state === "accepted") redone.set(jobId, (redone.get(jobId) ?? 0) + 1);
         if (shard.state === "accepted") {
           await q.run(
             `UPDATE shards SET state = 'open', accepted_result = NULL, replicas = ? WHERE job_id = ? AND key = ?`,
@@ -603,10 +607,10 @@ export class SqlStore {
         if (!answered.length) break;
       }
       await q.run(`UPDATE leases SET state = 'released' WHERE volunteer_id = ? AND state = 'active'`, [volunteerId]);
-      for (const [jobId, keys] of requeued) {
+      for (const jobId of requeued.keys()) {
         const [j] = await q.all<Row>(`SELECT * FROM jobs WHERE id = ?`, [jobId]);
         const job = toJob(j);
-        const events = [...job.events, { at: now, message: `${why}: ${keys.size} shard(s) requeued` }];
+        const events = [...job.events, { at: now, message: `${why}: ${redone.get(jobId) ?? 0} shard(s) requeued` }];
         const rerun = job.state === "done" || job.state === "finishing";
         await q.run(
           `UPDATE jobs SET events = ?, state = ?, summary = ?, files = ?, finish_owner = ? WHERE id = ?`,

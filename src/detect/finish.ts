@@ -55,6 +55,8 @@ export interface FinishInput {
   rt: Runtime | null;
   /** The first model, for the baselines and the "before" outcome. */
   model0: () => Promise<Model>;
+  /** The dataset's whole test split when the caller has it (a volunteer's download); else read from cfg.data. */
+  testSplit?: Dataset;
   /** The training set on the device when the caller has it; else it is uploaded here and released. */
   deviceTrain?: DeviceDataset;
   /** A model trained without `remove`. Absent: nothing is removed, and "after" stays empty. */
@@ -87,7 +89,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
     baselines = await runBaselines(rt, model0, deviceTrain, train, poisoned, cfg.seed);
     clock.stage("baselines");
     a.onProgress({ stage: "evaluate", done: 0, total: 1 });
-    const test = a.data?.test ?? (await loadTestSet(cfg));
+    const test = a.data?.test ?? (await loadTestSet(cfg, a.testSplit));
     const deviceTest = uploadDataset(rt, test);
     const outcome = (m: Model) => evaluateOutcome(rt, m, deviceTest, test, trigger);
     before = await outcome(model0);

@@ -20,11 +20,14 @@ export interface Outcome {
 export type Trigger = { attack: AttackName; attackConfig: Record<string, unknown> } | null;
 
 /** The test split of a volunteer job's dataset: a seeded subset when `testSize` is set (as data.ts draws it). */
-export async function loadTestSet(cfg: Pick<Cfg, "data" | "testSize" | "seed">): Promise<Dataset> {
+/** The held-out split the outcome is measured on: `cfg.data`'s test split (or `split`, already loaded: a
+ *  volunteer's download), seeded down to `cfg.testSize`. */
+export async function loadTestSet(cfg: Pick<Cfg, "data" | "testSize" | "seed">, split?: Dataset): Promise<Dataset> {
   // CIFAR-10: the test batch alone (loadData would decode the 50,000 training images too).
-  const fullTest = (await detectFormat(cfg.data)) === "cifar"
-    ? await loadCifar10(cfg.data, { split: "test", recordsPerFile: null })
-    : (await loadData(cfg.data)).test;
+  const fullTest = split ??
+    ((await detectFormat(cfg.data)) === "cifar"
+      ? await loadCifar10(cfg.data, { split: "test", recordsPerFile: null })
+      : (await loadData(cfg.data)).test);
   if (!fullTest) throw new Error(`${cfg.data}: the dataset has no test split`);
   return cfg.testSize && cfg.testSize < fullTest.n ? seededSubset(fullTest, cfg.testSize, cfg.seed + 1) : fullTest;
 }

@@ -192,31 +192,48 @@ ${rows}</table>
 }
 
 /**
- * summary.json, report.html, scores.json (the search and spectral score of every example) and the exports
- * (./exports.ts) in `dir`.
+ * The report's files: summary.json, report.html, scores.json (the search and spectral score of every example)
+ * and the exports (./exports.ts).
  */
+export function reportFiles(r: DetectResult): [string, Uint8Array][] {
+  const enc = new TextEncoder();
+  return [
+    ["summary.json", enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2))],
+    ["report.html", enc.encode(renderReport(r))],
+    [
+      "scores.json",
+      enc.encode(
+        JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend }),
+      ),
+    ],
+    ...exportFiles(r),
+  ];
+}
+
+/** The names of reportFiles' files, for a plan made before the result exists: detection_info.csv needs the
+ *  ground truth (an attack's manifest). */
+export const reportFileNames = (groundTruth: boolean): string[] => [
+  "summary.json",
+  "report.html",
+  "scores.json",
+  "scores.csv",
+  "scores.npy",
+  "flagged.txt",
+  ...(groundTruth ? ["detection_info.csv"] : []),
+];
+
+/** The report's files in `dir`, in one write: an interrupted run leaves the previous report or the new one. */
 export async function writeReport(
   r: DetectResult,
   dir: string,
 ): Promise<{ summary: string; html: string; scores: string }> {
   await makeDir(dir);
-  const summary = joinPath(dir, "summary.json");
-  const html = joinPath(dir, "report.html");
-  const scores = joinPath(dir, "scores.json");
-  const enc = new TextEncoder();
-  // One write for all: an interrupted run leaves the previous report or the new one, not a mix.
-  await writeFilesAtomic([
-    [summary, enc.encode(JSON.stringify(r.summary satisfies Summary, null, 2))],
-    [html, enc.encode(renderReport(r))],
-    [
-      scores,
-      enc.encode(
-        JSON.stringify({ search: Array.from(r.scores), spectral: Array.from(r.spectral), backend: r.backend }),
-      ),
-    ],
-    ...exportFiles(r).map(([name, bytes]): [string, Uint8Array] => [joinPath(dir, name), bytes]),
-  ]);
-  return { summary, html, scores };
+  await writeFilesAtomic(reportFiles(r).map(([name, bytes]): [string, Uint8Array] => [joinPath(dir, name), bytes]));
+  return {
+    summary: joinPath(dir, "summary.json"),
+    html: joinPath(dir, "report.html"),
+    scores: joinPath(dir, "scores.json"),
+  };
 }
 
 /** The decision rule's verdict in words (standout.ts). */

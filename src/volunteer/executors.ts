@@ -1,6 +1,7 @@
 // The volunteer's executors for the trak and datamodels jobs: `train` (one ensemble member, or one
-// datamodels subset model, on the job's poisoned training set: checkpoint + margins on all n) and
-// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint). A train result also
+// datamodels subset model, on the job's poisoned training set: checkpoint + margins on all n),
+// `featurize` (TRAK features of examples [start, end) under an accepted checkpoint), and `trak-finish` and
+// `datamodels-finish` (a job's scores and report, src/detect/job-finish.ts). A train result also
 // carries the training states after each segment but the last, for the coordinator to replay a segment. They
 // call the same library code as `npm run detect` (buildTrainingSet, trainModel, evaluate, featurize) with
 // the same seeds and tile sizes, so a volunteer's results equal a single-machine run's on the same adapter.
@@ -20,14 +21,28 @@ import { encodeSafetensors, type Tensor as SafetensorsTensor } from "../checkpoi
 import { checkpointMetadata, modelFromSafetensors, modelToSafetensors, readParameters } from "../nn/checkpoint.ts";
 import { buildModel, type Model, releaseModel } from "../nn/models.ts";
 import { evaluate, trainModel } from "../nn/train.ts";
-import { type DatasetRef, FEATURIZE, FeaturizePayload, STATES, TRAIN, TrainPayload } from "../protocol/shards.ts";
+import {
+  DATAMODELS_FINISH,
+  DatamodelsFinishPayload,
+  type DatasetRef,
+  FEATURIZE,
+  FeaturizePayload,
+  STATES,
+  TRAIN,
+  TrainPayload,
+  TRAK_FINISH,
+  TrakFinishPayload,
+} from "../protocol/shards.ts";
+import { datamodelsFinish, type FinishContext, trakFinish } from "../detect/job-finish.ts";
 
 export type { Executor };
 
 export interface ExecutorEnv {
   rt: Runtime;
-  /** The CIFAR-10 training split of the tarball the coordinator serves as `name`. */
+  /** The training split of the dataset the coordinator serves as `name`. */
   loadTrainSplit(name: string): Promise<Dataset>;
+  /** Its test split (the finish shard's evaluation); a worker without it takes no finish shards. */
+  loadTestSplit?(name: string): Promise<Dataset>;
   log?: (msg: string) => void;
   /** Autotune the matmul tiles first, as the pipeline does (default true). Browsers skip it: on a software
    * adapter it costs minutes, and there is no cache shared with a single-machine run to match anyway. */
@@ -108,7 +123,29 @@ export function trakExecutors(env: ExecutorEnv): Record<string, Executor> {
     });
   };
 
-  return { [TRAIN]: train, [FEATURIZE]: featurizeShard };
+  /** A job's finish shard (src/detect/job-finish.ts). */
+  const finish = <P extends { dataset: DatasetRef }>(
+    parse: (payload: unknown) => P,
+    run: (p: P, c: FinishContext) => Promise<Record<string, ArrayValue>>,
+  ): Executor =>
+  async (payload, inputs, ctx) => {
+    const p = parse(payload);
+    await ready();
+    const { set, device } = await trainingSet(p.dataset);
+    const testSplit = await env.loadTestSplit!(p.dataset.data);
+    return run(p, { rt, set, device, testSplit, inputs, onProgress: ctx.onProgress });
+  };
+
+  return {
+    [TRAIN]: train,
+    [FEATURIZE]: featurizeShard,
+    ...(env.loadTestSplit
+      ? {
+        [TRAK_FINISH]: finish((x) => TrakFinishPayload.parse(x), trakFinish),
+        [DATAMODELS_FINISH]: finish((x) => DatamodelsFinishPayload.parse(x), datamodelsFinish),
+      }
+      : {}),
+  };
 }
 
 /**

@@ -6,8 +6,7 @@ import { z } from "zod";
 import "../../kernels/index.ts";
 import { type CommandSpec, type Parsed, UsageError } from "../cli/command.ts";
 import { DEFAULT_DATA, loadCifar10 } from "../data/cifar.ts";
-import { downloadTrainSplit } from "./dataset.ts";
-import type { Dataset } from "../data/dataset.ts";
+import { datasetLoaders, downloadDataset } from "./dataset.ts";
 import { baseName, pathKind } from "../data/io.ts";
 import { getRuntime } from "../gpu/runtime.ts";
 import { exit, onSignal } from "../platform.ts";
@@ -17,7 +16,9 @@ import { runWorker, type WorkerEvent } from "./loop.ts";
 export const WorkerFlags = z.object({
   server: z.url().describe("the coordinator's address, e.g. http://127.0.0.1:8787"),
   maxShards: z.number().int().positive().optional().describe("stop after submitting this many shards"),
-  kinds: z.array(z.enum(["train", "featurize"])).optional().describe("only these shard kinds (default all)"),
+  kinds: z.array(z.enum(["train", "featurize", "trak-finish", "datamodels-finish"])).optional().describe(
+    "only these shard kinds (default all)",
+  ),
   data: z.string().optional().describe(
     "a local copy of the data set the jobs name (default ../shared/datasets/ when present, else downloaded once)",
   ),
@@ -56,24 +57,15 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
   const rt = await getRuntime();
   log(`adapter ${rt.adapterName}; coordinator ${server}`);
 
-  const splits = new Map<string, Promise<Dataset>>();
-  async function loadTrainSplit(name: string): Promise<Dataset> {
-    let p = splits.get(name);
-    if (!p) {
-      p = (async () => {
-        // A local copy stands in for the bundled CIFAR-10 only; uploaded datasets always come hash-checked.
-        const bundled = name === baseName(DEFAULT_DATA);
-        const local = bundled
-          ? flags.data ?? ((await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined)
-          : undefined;
-        if (local) return loadCifar10(local, { split: "train" });
-        return downloadTrainSplit(server, name, { signal: ctl.signal, say: log });
-      })();
-      p.catch(() => splits.delete(name));
-      splits.set(name, p);
-    }
-    return p;
-  }
+  // A local copy stands in for the bundled CIFAR-10 only; uploaded datasets always come hash-checked.
+  const { loadTrainSplit, loadTestSplit } = datasetLoaders(
+    (name) => downloadDataset(server, name, { signal: ctl.signal, say: log }),
+    async (name, split) => {
+      if (name !== baseName(DEFAULT_DATA)) return undefined;
+      const local = flags.data ?? ((await pathKind(DEFAULT_DATA)) === "file" ? DEFAULT_DATA : undefined);
+      return local ? loadCifar10(local, split === "train" ? { split } : { split, recordsPerFile: null }) : undefined;
+    },
+  );
 
   // Decode the data set before taking a lease (seconds of blocking work: heartbeats would starve).
   const preload =
@@ -81,7 +73,7 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
       ?.n;
   if (preload) log(`data set ready (${preload} training images)`);
 
-  const all = trakExecutors({ rt, loadTrainSplit, log });
+  const all = trakExecutors({ rt, loadTrainSplit, loadTestSplit, log });
   const executors = kinds
     ? Object.fromEntries(Object.entries(all).filter(([k]) => (kinds as string[]).includes(k)))
     : all;
@@ -95,7 +87,9 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
       const p = payload as { m?: number; modelIndex?: number; start?: number; end?: number };
       const what = kind === "featurize"
         ? `featurize model ${p.modelIndex} [${p.start}, ${p.end})`
-        : `${kind} model ${p.m}`;
+        : kind === "train"
+        ? `train model ${p.m}`
+        : kind;
       const started = performance.now();
       let shown = -1;
       log(`start ${what}`);

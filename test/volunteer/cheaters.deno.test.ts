@@ -76,7 +76,8 @@ describe("cheating volunteers", () => {
       }
       console.log((await events()).join("\n"));
 
-      procs.push(await startWorker("honest", url));
+      // Two: the finish shard, like any deterministic one, wants two volunteers who agree.
+      procs.push(await startWorker("honest-1", url), await startWorker("honest-2", url));
       const done = await waitForJob(url, jobId, (s) => s.state === "done", 240_000);
       expect(done.shards.accepted).toBe(done.shards.total);
       await expectRunDetectScores(rt, url, jobId, { ...settings, attribution: "datamodels" });

@@ -1,11 +1,12 @@
 // Deno only: the trak job's shards run in-process through the executors (no coordinator), spot checks
-// and agreement exercised, finish compared with runDetect on the same settings and adapter.
+// and agreement exercised, the finish shard's scores compared with runDetect on the same settings and adapter.
 import { describe, expect, it } from "vitest";
 import { trak, TrakSpec } from "../../server/jobs/trak.ts";
 import { decodeSafetensors, encodeSafetensors } from "../../src/checkpoint/safetensors.ts";
-import { trainSplit } from "../../server/jobs/datasets.ts";
-import type { ArrayValue } from "../../src/protocol/job-kind.ts";
+import { testSplit, trainSplit } from "../../server/jobs/datasets.ts";
+import { type ArrayValue, FINISH } from "../../src/protocol/job-kind.ts";
 import { TrainPayload } from "../../src/protocol/shards.ts";
+import { FINISH_SCORES } from "../../src/detect/job-finish.ts";
 import { seededIndices } from "../../src/data/dataset.ts";
 import { runDetect } from "../../src/detect/pipeline.ts";
 import { trakExecutors } from "../../src/volunteer/executors.ts";
@@ -14,7 +15,7 @@ import { testSeed } from "../support/rng.ts";
 
 import { TINY } from "./fixtures.ts";
 import { tempDir } from "../support/host.ts";
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 
 const depth = { replay: true };
 
@@ -27,19 +28,25 @@ describe("trak job in process", () => {
     const shards = trak.plan(spec);
     const results = new Map<string, Record<string, ArrayValue>>();
     const inputs = { get: async (key: string, name: string) => results.get(key)![name] };
-    const ex = trakExecutors({ rt, loadTrainSplit: trainSplit });
-    let t = performance.now();
+    const ex = trakExecutors({ rt, loadTrainSplit: trainSplit, loadTestSplit: testSplit });
+    const t = performance.now();
     for (const s of shards) {
       const r = await ex[s.kind](s.payload, inputs, { onProgress: () => {} });
+      // exactly the planned outputs (the coordinator refuses others and waits for missing ones)
+      expect(Object.keys(r).sort()).toEqual(Object.keys(s.outputs).sort());
       if (s.deterministic) {
+        const again = performance.now();
         expect(trak.agree(s, r, await ex[s.kind](s.payload, inputs, { onProgress: () => {} }))).toBe(true);
+        if (s.key === FINISH) console.log(`finish shard ${((performance.now() - again) / 1000).toFixed(1)} s`);
         // The coordinator's own computation, for audits, agrees too.
         expect(trak.agree(s, r, (await trak.recompute!(spec, s, inputs))!)).toBe(true);
+        // featurize: row 0 off by 1%; finish: one example's score off by 0.01
+        const [name, off] = s.key === FINISH ? [FINISH_SCORES, 1] : ["phi", spec.k];
         const bad = {
           ...r,
-          phi: {
-            ...r.phi,
-            data: (r.phi.data as Float32Array).map((v, i) => (i < spec.k ? v * 1.01 : v)), /* row 0 off by 1% */
+          [name]: {
+            ...r[name],
+            data: (r[name].data as Float32Array).map((v, i) => (i < off ? v * 1.01 + 0.01 : v)),
           },
         };
         expect(trak.agree(s, r, bad)).toBe(false);
@@ -87,18 +94,17 @@ describe("trak job in process", () => {
       results.set(s.key, r);
     }
     console.log(`shards: ${shards.length} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    const out = tempDir("test");
-    t = performance.now();
-    const summary = await trak.finish!(spec, inputs, out, (m) => console.log(`finish: ${m}`));
-    console.log(`finish ${((performance.now() - t) / 1000).toFixed(1)} s`, JSON.stringify(summary).slice(0, 300));
-    const ours = JSON.parse(await readFile(`${out}/scores.json`, "utf8")) as { search: number[]; spectral: number[] };
+    const finish = results.get(FINISH)!;
+    const file = (name: string) => JSON.parse(new TextDecoder().decode(finish[name].data));
+    const ours = file("scores.json") as { search: number[]; spectral: number[] };
+    const summary = file("summary.json") as { auroc: number };
     const cache = tempDir("test");
-    const ref = await runDetect(rt, { ...TINY, seed, cache, out });
+    const ref = await runDetect(rt, { ...TINY, seed, cache, out: cache });
     let maxd = 0;
     ref.scores.forEach((v, i) => (maxd = Math.max(maxd, Math.abs(v - ours.search[i]))));
     console.log(`max |score - runDetect| = ${maxd}; auroc ${summary.auroc} vs ${ref.summary.auroc}`);
     expect(maxd).toBeLessThan(1e-9);
-    await rm(out, { recursive: true, force: true });
+    expect(summary.auroc).toBe(ref.summary.auroc);
     await rm(cache, { recursive: true, force: true });
   });
 });

@@ -1,8 +1,8 @@
 // The trak job's plan, spec validation and agreement rule (no device needed).
 import { describe, expect, it } from "vitest";
 import { featurizeRanges, TOLERANCE, trak, TrakSpec } from "../../server/jobs/trak.ts";
-import type { ArrayValue } from "../../src/protocol/job-kind.ts";
-import { FeaturizePayload, STATES, TrainPayload } from "../../src/protocol/shards.ts";
+import { type ArrayValue, FINISH } from "../../src/protocol/job-kind.ts";
+import { FeaturizePayload, STATES, TrainPayload, TRAK_FINISH } from "../../src/protocol/shards.ts";
 import { Recipe, schedule } from "../../src/nn/train.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
@@ -39,6 +39,12 @@ describe("trak plan", () => {
         }
         expect(covered.every((c) => c === 1)).toBe(true);
       }
+      // last, the finish shard: it reads every other shard and returns the report's files and the scores
+      const finish = shards.at(-1)!;
+      expect([finish.key, finish.kind, finish.deterministic]).toEqual([FINISH, TRAK_FINISH, true]);
+      expect(finish.deps).toEqual(shards.slice(0, -1).map((s) => s.key));
+      expect(finish.outputs.scores.shape).toEqual([n]);
+      expect(Object.hasOwn(finish.outputs, "summary.json")).toBe(true);
       expect(new Set(shards.map((s) => s.key)).size).toBe(shards.length);
       expect(featurizeRanges(n, shardSize).length).toBe(Math.ceil(n / shardSize));
     }

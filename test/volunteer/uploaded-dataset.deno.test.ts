@@ -12,7 +12,7 @@ import { seededSubset } from "../../src/data/dataset.ts";
 import { writeData } from "../../src/data/formats.ts";
 import { readBytes, sha256Hex } from "../../src/data/io.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
-import { downloadTrainSplit } from "../../src/volunteer/dataset.ts";
+import { datasetLoaders, downloadDataset, downloadTrainSplit } from "../../src/volunteer/dataset.ts";
 import { trakExecutors } from "../../src/volunteer/executors.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
 import { testRuntime } from "../support/gpu.ts";
@@ -78,7 +78,7 @@ describe("a job on an uploaded dataset", () => {
         data: info.name,
         seed,
       });
-      const executors = trakExecutors({ rt, loadTrainSplit: (name) => downloadTrainSplit(url, name) });
+      const executors = trakExecutors({ rt, ...datasetLoaders((name) => downloadDataset(url, name)) });
       // Deterministic shards need two volunteers' agreement: two registrations take turns until it is done.
       const client = new CoordinatorClient(url, ADMIN);
       const tokens: (string | undefined)[] = [undefined, undefined];

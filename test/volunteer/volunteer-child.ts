@@ -15,15 +15,15 @@ import { buildTrainingSet } from "../../src/detect/training-set.ts";
 import { getRuntime } from "../../src/gpu/runtime.ts";
 import type { Executor } from "../../src/protocol/job-kind.ts";
 import { DatasetRef, FEATURIZE, FeaturizePayload, TRAIN, TrainPayload } from "../../src/protocol/shards.ts";
-import { downloadTrainSplit } from "../../src/volunteer/dataset.ts";
+import { datasetLoaders, downloadDataset } from "../../src/volunteer/dataset.ts";
 import { trainResult, trakExecutors } from "../../src/volunteer/executors.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
 
 const [server, mode, honestArg, refJson] = process.argv.slice(2);
 if (!["honest", "other-mask", "minus-poisons", "ring"].includes(mode)) throw new Error(`unknown mode ${mode}`);
 const rt = await getRuntime();
-const loadTrainSplit = (name: string) => downloadTrainSplit(server, name);
-const honest = trakExecutors({ rt, loadTrainSplit, autotune: false });
+const { loadTrainSplit, loadTestSplit } = datasetLoaders((name) => downloadDataset(server, name));
+const honest = trakExecutors({ rt, loadTrainSplit, loadTestSplit, autotune: false });
 let left = Number(honestArg);
 
 // The job's training set, built before the worker starts: decoding blocks the event loop (and heartbeats).

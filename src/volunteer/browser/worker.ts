@@ -3,9 +3,8 @@
 // The job's dataset comes from the coordinator (GET /v1/datasets/:name), once per worker, hash-checked.
 import * as Comlink from "comlink";
 import "../../../kernels/index.ts"; // the user variants (kernels/variants.ts), as in the CLIs
-import type { Dataset } from "../../data/dataset.ts";
 import { getRuntime } from "../../gpu/runtime.ts";
-import { downloadTrainSplit } from "../dataset.ts";
+import { datasetLoaders, downloadDataset } from "../dataset.ts";
 import { type Executor, trakExecutors } from "../executors.ts";
 import { runWorker } from "../loop.ts";
 
@@ -59,20 +58,15 @@ const api = {
     emit("acquiring WebGPU");
     const rt = await getRuntime();
     status.adapter = rt.adapterName;
-    const splits = new Map<string, Promise<Dataset>>();
-    const loadTrainSplit = (name: string) => {
-      let p = splits.get(name);
-      if (!p) {
-        p = downloadTrainSplit(o.server, name, { signal: ctl.signal, say: emit });
-        p.catch(() => splits.delete(name));
-        splits.set(name, p);
-      }
-      return p;
-    };
+    const { loadTrainSplit, loadTestSplit } = datasetLoaders((name) =>
+      downloadDataset(o.server, name, { signal: ctl.signal, say: emit })
+    );
     // Wrap each executor to follow the current shard and its progress.
     const executors: Record<string, Executor> = {};
     for (
-      const [kind, run] of Object.entries(trakExecutors({ rt, loadTrainSplit, log: (m) => emit(m), autotune: false }))
+      const [kind, run] of Object.entries(
+        trakExecutors({ rt, loadTrainSplit, loadTestSplit, log: (m) => emit(m), autotune: false }),
+      )
     ) {
       if (o.kinds && !o.kinds.includes(kind)) continue;
       executors[kind] = async (payload, inputs, ctx) => {
