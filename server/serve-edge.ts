@@ -10,6 +10,7 @@ import { z } from "zod";
 import { type CommandSpec, parseCommand } from "../src/cli/command.ts";
 import { args, env, exit, isMain, onSignal } from "../src/platform.ts";
 import { type EdgeConfig, encodeConfig } from "./edge-config.ts";
+import { adminTokenOf, ServeFlags } from "./serve.ts";
 import { buildVolunteerPage } from "./volunteer-page.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -151,23 +152,18 @@ export async function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
   }
 }
 
-export const EdgeFlags = z.object({
-  port: z.number().int().min(1).max(65535).default(8787).describe("the port to listen on"),
+export const EdgeFlags = ServeFlags.pick({
+  port: true,
+  adminToken: true,
+  leaseMs: true,
+  sweepMs: true,
+  registration: true,
+  maxVolunteerShare: true,
+}).extend({
   host: z.string().default("127.0.0.1").describe(
     "the address to listen on (every client counts as one address here: workerd does not give the peer's)",
   ),
   data: z.string().default("coordinator-data/edge").describe("the Durable Object's storage (its SQLite files)"),
-  adminToken: z.string().min(16, "the admin token needs at least 16 characters").optional().describe(
-    "the token that creates jobs (env COORDINATOR_ADMIN_TOKEN; printed when generated)",
-  ),
-  leaseMs: z.number().int().min(100).default(60_000).describe("lease length; each heartbeat extends a lease by this"),
-  sweepMs: z.number().int().min(50).default(2000).describe("how often the alarm finishes jobs and re-checks results"),
-  registration: z.enum(["open", "invite"]).default("open").describe(
-    "who may register: anyone, or holders of an invite from POST /v1/invites",
-  ),
-  maxVolunteerShare: z.number().gt(0).max(1).default(1).describe(
-    "share of a job's shards one volunteer may hold or have answered (at least one shard); 1: no cap",
-  ),
   build: z.boolean().default(false).describe(
     "only bundle the worker and the volunteer page into .cache/edge, and exit (wrangler.toml deploys that)",
   ),
@@ -197,11 +193,7 @@ async function main(): Promise<void> {
       console.log(`built ${await buildEdge()}`);
       exit(0);
     }
-    let adminToken = f.adminToken ?? env("COORDINATOR_ADMIN_TOKEN");
-    if (!adminToken) {
-      adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
-      console.log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
-    }
+    const adminToken = adminTokenOf(f.adminToken ?? env("COORDINATOR_ADMIN_TOKEN"), console.log);
     const edge = await startEdge({
       port: f.port,
       host: f.host,

@@ -106,6 +106,14 @@ async function loadKinds(
   return { kinds, routes };
 }
 
+/** The admin token given, or a generated one, printed. */
+export function adminTokenOf(given: string | undefined, log: (s: string) => void): string {
+  if (given) return given;
+  const token = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
+  log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${token}`);
+  return token;
+}
+
 export async function startCoordinator(
   flags: ServeFlags,
   openSqlite: (path: string) => SqlDriver,
@@ -120,11 +128,7 @@ export async function startCoordinator(
   const store = await new SqlStore(driver).init();
   mkdirSync(flags.blobs, { recursive: true });
   const { kinds, routes } = await loadKinds(flags.kinds, flags.datasets);
-  let adminToken = flags.adminToken;
-  if (!adminToken) {
-    adminToken = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
-    log(`admin token (generated; pass --admin-token or COORDINATOR_ADMIN_TOKEN to fix it): ${adminToken}`);
-  }
+  const adminToken = adminTokenOf(flags.adminToken, log);
   const app = createApp({
     store,
     blobs: new DiskBlobStore(flags.blobs),
