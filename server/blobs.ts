@@ -95,11 +95,14 @@ const CHUNK_BYTES = 1 << 20;
  * part of one and a crash leaves none; `list` therefore has no temp entries.
  */
 export class SqlBlobStore implements BlobStore {
-  constructor(private readonly db: SqlDriver) {}
+  /** `table`: another name keeps a second store apart (the edge's datasets, out of the garbage collection's way). */
+  constructor(private readonly db: SqlDriver, private readonly table = "blob_chunks") {
+    if (!/^[a-z_]+$/.test(table)) throw new Error(`blob: bad table name ${table}`);
+  }
 
   async init(): Promise<this> {
     await this.db.migrate([
-      `CREATE TABLE IF NOT EXISTS blob_chunks (hash TEXT NOT NULL, idx INTEGER NOT NULL, bytes BLOB NOT NULL,
+      `CREATE TABLE IF NOT EXISTS ${this.table} (hash TEXT NOT NULL, idx INTEGER NOT NULL, bytes BLOB NOT NULL,
        mtime BIGINT NOT NULL, PRIMARY KEY (hash, idx))`,
     ]);
     return this;
@@ -108,9 +111,9 @@ export class SqlBlobStore implements BlobStore {
   async put(bytes: Uint8Array): Promise<string> {
     const hash = sha256Hex(bytes);
     await this.db.tx(async (q) => {
-      if (await q.run(`UPDATE blob_chunks SET mtime = ? WHERE hash = ?`, [Date.now(), hash])) return;
+      if (await q.run(`UPDATE ${this.table} SET mtime = ? WHERE hash = ?`, [Date.now(), hash])) return;
       for (let i = 0, at = 0; at < bytes.length || i === 0; i++, at += CHUNK_BYTES) {
-        await q.run(`INSERT INTO blob_chunks (hash, idx, bytes, mtime) VALUES (?, ?, ?, ?)`, [
+        await q.run(`INSERT INTO ${this.table} (hash, idx, bytes, mtime) VALUES (?, ?, ?, ?)`, [
           hash,
           i,
           bytes.subarray(at, at + CHUNK_BYTES),
@@ -123,7 +126,7 @@ export class SqlBlobStore implements BlobStore {
 
   async get(hash: string): Promise<Uint8Array> {
     const rows = await this.db.all<{ bytes: ArrayBuffer | Uint8Array }>(
-      `SELECT bytes FROM blob_chunks WHERE hash = ? ORDER BY idx`,
+      `SELECT bytes FROM ${this.table} WHERE hash = ? ORDER BY idx`,
       [hash],
     );
     if (!rows.length) throw new Error(`blob: no blob ${hash}`);
@@ -138,17 +141,17 @@ export class SqlBlobStore implements BlobStore {
   }
 
   async has(hash: string): Promise<boolean> {
-    return (await this.db.all(`SELECT 1 FROM blob_chunks WHERE hash = ? AND idx = 0`, [hash])).length > 0;
+    return (await this.db.all(`SELECT 1 FROM ${this.table} WHERE hash = ? AND idx = 0`, [hash])).length > 0;
   }
 
   async list(): Promise<BlobEntry[]> {
     const rows = await this.db.all<{ hash: string; mtime: number }>(
-      `SELECT hash, MAX(mtime) AS mtime FROM blob_chunks GROUP BY hash`,
+      `SELECT hash, MAX(mtime) AS mtime FROM ${this.table} GROUP BY hash`,
     );
     return rows.map((r) => ({ name: r.hash, hash: r.hash, mtimeMs: Number(r.mtime) }));
   }
 
   async delete(entry: BlobEntry): Promise<void> {
-    await this.db.run(`DELETE FROM blob_chunks WHERE hash = ?`, [entry.hash ?? entry.name]);
+    await this.db.run(`DELETE FROM ${this.table} WHERE hash = ?`, [entry.hash ?? entry.name]);
   }
 }

@@ -1,14 +1,15 @@
 // The coordinator as an edge function: the same app (server/app.ts) in workerd, locally through
 // `npm run serve:edge` (server/serve-edge.ts) or on Cloudflare (wrangler.toml). A stateless front
-// forwards every request to one SQLite-backed Durable Object, which holds the store and the blobs
-// (SqlBlobStore) in its database; its alarm is the sweeper. The volunteer page is static assets
-// (the ASSETS binding). Job kinds: the test kinds; the real ones need the finish step to run as a
-// shard on a volunteer with WebGPU, and their data sets from the blob store (server/README.md).
+// forwards every request to one SQLite-backed Durable Object, which holds the store, the result blobs
+// (SqlBlobStore) and the uploaded datasets (SqlDatasets) in its database; its alarm is the sweeper. The
+// volunteer page is static assets (the ASSETS binding). Every job kind runs here: their finish is a shard
+// that volunteers compute, and without WebGPU the object checks train results on the host, as Node does.
 import { extname } from "node:path";
 import { CONTENT_TYPES, createApp } from "./app.ts";
 import { SqlBlobStore } from "./blobs.ts";
 import { decodeConfig } from "./edge-config.ts";
 import { storeHook, type TestHooks } from "./edge-test-hooks.ts";
+import { datasetRoutes, JOB_KINDS, SqlDatasets, useDatasets } from "./jobs/index.ts";
 import { TEST_KINDS } from "./jobs/test-kinds.ts";
 import { type DoStorage, openSqliteDo } from "./store/sqlite-do.ts";
 import { SqlStore } from "./store/sql.ts";
@@ -62,12 +63,14 @@ export class CoordinatorObject {
     this.app ??= this.ctx.blockConcurrencyWhile(async () => {
       const store = await this.openStore();
       const blobs = await new SqlBlobStore(store.db).init();
+      useDatasets(await new SqlDatasets(store.db).init());
       const { sweepMs: _, ...options } = this.config;
       const app = createApp({
         ...options,
         store,
         blobs,
-        kinds: TEST_KINDS,
+        kinds: new Map([...JOB_KINDS, ...TEST_KINDS]),
+        routes: [(guards) => datasetRoutes(guards)],
         adminToken: this.env.ADMIN_TOKEN,
         random: () => this.hooks.random ?? Math.random(),
         log: (m) => console.log(m),

@@ -3,7 +3,7 @@
 // config there and runs the `workerd` binary from npm. The Durable Object's SQLite files live in --data,
 // so a restart on the same directory carries on where it stopped.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { z } from "zod";
@@ -29,8 +29,22 @@ let built: Promise<string> | undefined;
 export function buildEdge(): Promise<string> {
   built ??= (async () => {
     mkdirSync(BUILD, { recursive: true });
+    // The shaders ride inline (src/gpu/wgsl.ts), set before any kernel module loads: imports run in order.
+    const shaders = Object.fromEntries(
+      readdirSync(`${ROOT}wgsl`).filter((f) => f.endsWith(".wgsl")).map((
+        f,
+      ) => [f, readFileSync(`${ROOT}wgsl/${f}`, "utf8")]),
+    );
+    writeFileSync(`${BUILD}/shaders.js`, `globalThis.__WGSL__ = ${JSON.stringify(shaders)};\n`);
+    const worker = `${ROOT}server/main.worker.ts`;
+    writeFileSync(
+      `${BUILD}/entry.js`,
+      `import "./shaders.js";\nexport * from ${JSON.stringify(worker)};\nexport { default } from ${
+        JSON.stringify(worker)
+      };\n`,
+    );
     await run(`${ROOT}node_modules/.bin/esbuild`, [
-      "server/main.worker.ts",
+      `${BUILD}/entry.js`,
       "--bundle",
       "--format=esm",
       "--platform=browser",
@@ -38,6 +52,8 @@ export function buildEdge(): Promise<string> {
       "--target=es2022",
       "--external:node:*",
       "--external:cloudflare:*",
+      // Modules resolve paths against their own URL when they load; workerd gives them none.
+      `--define:import.meta.url="file:///edge/worker.js"`,
       `--outfile=${BUILD}/worker.js`,
       "--log-level=warning",
     ]);
@@ -172,7 +188,7 @@ export type EdgeFlags = z.output<typeof EdgeFlags>;
 
 export const serveEdgeCommand: CommandSpec<typeof EdgeFlags> = {
   name: "serve:edge",
-  summary: "the coordinator in workerd (the edge build): one Durable Object holds its state; test job kinds only",
+  summary: "the coordinator in workerd (the edge build): one Durable Object holds its state, blobs and datasets",
   flags: EdgeFlags,
   examples: [
     "npm run serve:edge                               # 127.0.0.1:8787, storage in coordinator-data/edge",

@@ -96,7 +96,7 @@ async function loadKinds(
     if (which === "default") {
       const m = await import("./jobs/index.ts");
       for (const [k, v] of m.JOB_KINDS) kinds.set(k, v);
-      m.useDatasetDir(datasets);
+      m.useDatasets(new m.DiskDatasets(datasets));
       routes.push((guards) => m.datasetRoutes(guards));
     } else {
       const m = await import("./jobs/test-kinds.ts");

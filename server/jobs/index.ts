@@ -7,4 +7,4 @@ export const JOB_KINDS: JobKindRegistry = new Map<string, JobKind<unknown>>([[tr
   datamodels.name,
   datamodels,
 ]]);
-export { datasetRoutes, useDatasetDir } from "./datasets.ts";
+export { datasetRoutes, DiskDatasets, SqlDatasets, useDatasets } from "./datasets.ts";

@@ -12,3 +12,7 @@ export const TINY = {
   recipe: { epochs: 1, batchSize: 32, lr: 0.05, cropPad: 0, flip: false },
   model: { kind: "small-cnn", input: [3, 32, 32], classes: 10, widths: [8, 16, 16] },
 } satisfies DetectConfig & { shardSize: number };
+
+/** TINY on an uploaded dataset of 400 training images (its name is the job's `data`): 320 of them, with the
+ *  jobs' default attack (on a user's own data runDetect plants none unless told). */
+export const EDGE_JOB = { ...TINY, train: 320, attack: "badnets" as const };

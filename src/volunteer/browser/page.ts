@@ -58,6 +58,7 @@ async function start(): Promise<void> {
         name: params.get("name") ?? "browser tab",
         agent: navigator.userAgent,
         invite: params.get("invite") ?? undefined,
+        dataset: params.get("dataset") ?? undefined,
       }, Comlink.proxy(show)),
     ]);
     show(final);

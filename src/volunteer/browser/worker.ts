@@ -94,9 +94,13 @@ const api = {
         return out;
       };
     }
-    // Decode the data set before taking a lease: it blocks this thread (and its heartbeats) for seconds.
-    await loadTrainSplit(o.dataset ?? DEFAULT_DATASET);
-    emit("data set ready; asking for work");
+    // Decode the data set before taking a lease: it blocks this thread (and its heartbeats) for seconds. A
+    // coordinator may not serve the default one (the edge keeps uploads only): then the first shard loads its own.
+    const preload = o.dataset ?? DEFAULT_DATASET;
+    await loadTrainSplit(preload).then(
+      () => emit("data set ready; asking for work"),
+      (e: Error) => emit(`no data set preloaded (${preload}: ${e.message}); asking for work`),
+    );
     status.state = "running";
     try {
       await runWorker({
