@@ -1,11 +1,13 @@
 // `npm run serve:edge`: the edge coordinator (server/main.worker.ts) in workerd on this machine. Bundles the
-// worker with esbuild and the volunteer page (server/volunteer-page.ts) into .cache/edge, writes workerd's
-// config there and runs the `workerd` binary from npm. The Durable Object's SQLite files live in --data,
-// so a restart on the same directory carries on where it stopped.
+// worker with esbuild and the volunteer page (server/volunteer-page.ts) into a directory of this process's
+// own (tests start several coordinators at once; `--build` writes .cache/edge for wrangler.toml), writes
+// workerd's config there and runs the `workerd` binary from npm. The Durable Object's SQLite files live in
+// --data, so a restart on the same directory carries on where it stopped.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import { type CommandSpec, parseCommand } from "../src/cli/command.ts";
 import { args, env, exit, isMain, onSignal } from "../src/platform.ts";
@@ -14,7 +16,8 @@ import { adminTokenOf, ServeFlags } from "./serve.ts";
 import { buildVolunteerPage } from "./volunteer-page.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const BUILD = `${ROOT}.cache/edge`;
+/** What wrangler.toml deploys. */
+const DEPLOY_BUILD = `${ROOT}.cache/edge`;
 /** workerd's compatibility date: node:fs, node:os and friends are there without flags from 2026-08. */
 export const COMPATIBILITY_DATE = "2026-11-01";
 
@@ -23,28 +26,28 @@ const run = (cmd: string, argv: string[]) =>
     execFile(cmd, argv, { cwd: ROOT }, (e, _o, err) => (e ? fail(new Error(`${cmd}: ${err || e.message}`)) : ok()))
   );
 
-let built: Promise<string> | undefined;
+const builds = new Map<string, Promise<string>>();
 
-/** Bundle the worker and the volunteer page, once per process; resolves to the build directory. */
-export function buildEdge(): Promise<string> {
-  built ??= (async () => {
-    mkdirSync(BUILD, { recursive: true });
+/** Bundle the worker and the volunteer page into `dir`, once per process; resolves to `dir`. */
+export function buildEdge(dir: string): Promise<string> {
+  let built = builds.get(dir);
+  if (built) return built;
+  built = (async () => {
+    mkdirSync(dir, { recursive: true });
     // The shaders ride inline (src/gpu/wgsl.ts), set before any kernel module loads: imports run in order.
     const shaders = Object.fromEntries(
       readdirSync(`${ROOT}wgsl`).filter((f) => f.endsWith(".wgsl")).map((
         f,
       ) => [f, readFileSync(`${ROOT}wgsl/${f}`, "utf8")]),
     );
-    writeFileSync(`${BUILD}/shaders.js`, `globalThis.__WGSL__ = ${JSON.stringify(shaders)};\n`);
-    const worker = `${ROOT}server/main.worker.ts`;
+    writeFileSync(`${dir}/shaders.js`, `globalThis.__WGSL__ = ${JSON.stringify(shaders)};\n`);
+    const worker = JSON.stringify(`${ROOT}server/main.worker.ts`);
     writeFileSync(
-      `${BUILD}/entry.js`,
-      `import "./shaders.js";\nexport * from ${JSON.stringify(worker)};\nexport { default } from ${
-        JSON.stringify(worker)
-      };\n`,
+      `${dir}/entry.js`,
+      `import "./shaders.js";\nexport * from ${worker};\nexport { default } from ${worker};\n`,
     );
     await run(`${ROOT}node_modules/.bin/esbuild`, [
-      `${BUILD}/entry.js`,
+      `${dir}/entry.js`,
       "--bundle",
       "--format=esm",
       "--platform=browser",
@@ -54,15 +57,20 @@ export function buildEdge(): Promise<string> {
       "--external:cloudflare:*",
       // Modules resolve paths against their own URL when they load; workerd gives them none.
       `--define:import.meta.url="file:///edge/worker.js"`,
-      `--outfile=${BUILD}/worker.js`,
+      `--outfile=${dir}/worker.js`,
       "--log-level=warning",
     ]);
-    await buildVolunteerPage(`${BUILD}/volunteer`);
-    return BUILD;
+    await buildVolunteerPage(`${dir}/volunteer`);
+    return dir;
   })();
-  built.catch(() => (built = undefined));
+  built.catch(() => builds.delete(dir));
+  builds.set(dir, built);
   return built;
 }
+
+let ownBuild: string | undefined;
+/** This process's build directory. */
+const processBuild = () => (ownBuild ??= mkdtempSync(join(tmpdir(), "edge-build-")));
 
 async function workerdBinary(): Promise<string> {
   const m = (await import("workerd")).default;
@@ -84,7 +92,7 @@ export interface EdgeOptions {
 
 const text = (s: string) => JSON.stringify(s);
 
-function capnp(o: EdgeOptions & { host: string }, data: string): string {
+function capnp(o: EdgeOptions & { host: string }, data: string, build: string): string {
   const bindings = [
     `(name = "COORDINATOR", durableObjectNamespace = "CoordinatorObject")`,
     `(name = "ASSETS", service = "assets")`,
@@ -97,7 +105,7 @@ const config :Workerd.Config = (
   services = [
     (name = "main", worker = .coordinator),
     (name = "storage", disk = (path = ${text(data)}, writable = true)),
-    (name = "assets", disk = (path = ${text(`${BUILD}/volunteer`)})),
+    (name = "assets", disk = (path = ${text(`${build}/volunteer`)})),
   ],
   sockets = [(name = "http", address = ${text(`${o.host}:${o.port}`)}, http = (), service = "main")],
 );
@@ -132,11 +140,11 @@ const freePort = (host: string) =>
 export async function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
   const o = { ...opts, host: opts.host ?? "127.0.0.1" };
   o.port ||= await freePort(o.host);
-  const dir = await buildEdge();
+  const dir = await buildEdge(processBuild());
   const data = resolve(o.data);
   mkdirSync(data, { recursive: true });
   const config = `${dir}/config-${o.port}.capnp`;
-  writeFileSync(config, capnp(o, data));
+  writeFileSync(config, capnp(o, data, dir));
   const child = spawn(await workerdBinary(), ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
   const lines: string[] = [];
   for (const stream of [child.stdout!, child.stderr!]) {
@@ -206,7 +214,7 @@ async function main(): Promise<void> {
     }
     const f = parsed.flags;
     if (f.build) {
-      console.log(`built ${await buildEdge()}`);
+      console.log(`built ${await buildEdge(DEPLOY_BUILD)}`);
       exit(0);
     }
     const adminToken = adminTokenOf(f.adminToken ?? env("COORDINATOR_ADMIN_TOKEN"), console.log);

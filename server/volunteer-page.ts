@@ -10,7 +10,7 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const PAGE = `${ROOT}src/volunteer/browser/`;
 export const DEFAULT_PAGE_DIR = `${ROOT}.cache/volunteer-page`;
 
-let built: Promise<string> | undefined;
+const built = new Map<string, Promise<string>>();
 
 async function copyShaders(from: string, to: string): Promise<void> {
   await mkdir(to, { recursive: true });
@@ -20,9 +20,11 @@ async function copyShaders(from: string, to: string): Promise<void> {
   }
 }
 
-/** Bundle once per process (about a second); resolves to the directory to serve. */
+/** Bundle once per process and directory (about a second); resolves to the directory to serve. */
 export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
-  built ??= (async () => {
+  let page = built.get(outDir);
+  if (page) return page;
+  page = (async () => {
     await mkdir(outDir, { recursive: true });
     await copyFile(`${PAGE}index.html`, `${outDir}/index.html`);
     const esbuild = `${ROOT}node_modules/.bin/esbuild`;
@@ -59,8 +61,9 @@ export function buildVolunteerPage(outDir = DEFAULT_PAGE_DIR): Promise<string> {
     await copyShaders(`${ROOT}wgsl`, `${outDir}/wgsl`);
     return outDir;
   })();
-  built.catch(() => (built = undefined));
-  return built;
+  page.catch(() => built.delete(outDir));
+  built.set(outDir, page);
+  return page;
 }
 
 if (isMain(import.meta)) console.log(await buildVolunteerPage(args()[0]));
