@@ -1,10 +1,4 @@
 // Data sets the coordinator serves to volunteers by name (GET /v1/datasets/:name), and where it finds
-// them itself (spot checks, finish). A job names a file here; every worker builds the job's training set
-// from it (src/detect/training-set.ts), so no per-job data moves. Two kinds of name:
-//   - the bundled CIFAR-10 tarball (cifar-10-binary.tar.gz);
-//   - an uploaded dataset (POST /v1/datasets, admin): "<sha256>.npz" or "<sha256>.tar.gz", named by the
-//     hash of its bytes, decoded and validated once on upload; workers check the hash before using it.
-// Data sets the coordinator serves to volunteers by name (GET /v1/datasets/:name), and where it finds
 // them itself (spot checks). A job names one; every worker builds the job's training set from it
 // (src/detect/training-set.ts), so no per-job data moves. Two kinds of name:
 //   - the bundled CIFAR-10 tarball (cifar-10-binary.tar.gz), on a coordinator with a disk;
@@ -147,7 +141,7 @@ export function useDatasets(s: DatasetStore): void {
   splits.clear();
 }
 
-/** A served dataset's sizes (own keys only: "constructor" is no dataset). */
+/** A served dataset's sizes (listed in a Map: "constructor" names no dataset). */
 export function datasetInfo(name: string): DatasetInfo {
   const all = store.list();
   const info = all.get(name);

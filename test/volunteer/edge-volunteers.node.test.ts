@@ -1,6 +1,6 @@
 // Node only (Chromium through playwright-core): the edge coordinator in workerd, a TRAK job on an uploaded
 // dataset, one Deno worker (llvmpipe) and one Chromium volunteer page (SwiftShader). The worker trains the
-// model and sends every featurize shard first; the page then answers them as the second volunteer, so the
+// model and sends the featurize shard first; the page then answers it as the second volunteer, so the
 // accepted features are the worker's, and both compute the finish shard, which must agree. The job's scores
 // must be runDetect's on llvmpipe (test/volunteer/edge-reference.ts) within the finish agreement's 1e-6: the
 // worker's own finish equals runDetect's bitwise, and the accepted one agrees with it.
@@ -70,7 +70,7 @@ describe("edge coordinator with volunteers", () => {
         const admin = new CoordinatorClient(edge.url, ADMIN);
         const jobId = await admin.createJob("trak", { ...EDGE_JOB, data: name, seed });
 
-        // The worker alone first: it trains train/0 and sends all three featurize shards (pending a second).
+        // The worker alone first: it trains train/0 and sends the featurize shard (pending a second volunteer).
         let sent = 0;
         let allSent = () => {};
         const featurized = new Promise<void>((resolve) => (allSent = resolve));
@@ -80,7 +80,7 @@ describe("edge coordinator with volunteers", () => {
           /registered as volunteer/,
           (l) => {
             lines.push(l);
-            if (/submitted featurize\/\S+: pending-quorum/.test(l) && ++sent === 3) allSent();
+            if (/submitted featurize\/\S+: pending-quorum/.test(l) && ++sent === 1) allSent();
           },
           DENO_ENV,
         );
@@ -103,12 +103,11 @@ describe("edge coordinator with volunteers", () => {
         );
         console.log(`page on ${status.adapter}: ${JSON.stringify(status.verdicts)}`);
         expect(done.state).toBe("done");
-        expect(done.shards.accepted).toBe(done.shards.total); // train/0, 3 featurize, finish
-        expect(done.shards.total).toBe(5);
-        // The page answered every featurize shard, in agreement with the worker.
-        for (const key of ["featurize/0/0-128", "featurize/0/128-256", "featurize/0/256-320"]) {
-          expect(`${key}: ${status.verdicts[key]}`).toBe(`${key}: accepted`);
-        }
+        expect(done.shards.accepted).toBe(done.shards.total); // train/0, featurize, finish
+        expect(done.shards.total).toBe(3);
+        // The page answered the featurize shard, in agreement with the worker, and sent a finish that agreed too.
+        expect(status.verdicts["featurize/0/0-256"]).toBe("accepted");
+        expect(status.verdicts.finish).toMatch(/^(accepted|pending-quorum)$/);
         const file = async (f: string) => new TextDecoder().decode(await admin.reportFile(jobId, f));
         const scores = (JSON.parse(await file("scores.json")) as { search: number[] }).search;
         expect(scores.length).toBe(ref.scores.length);
