@@ -485,10 +485,14 @@ export class Coordinator {
    *  from which every instance serves them. */
   private async finishHere(jobId: string) {
     const { kind, spec } = await this.specOf(jobId);
+    if (!kind.finish) {
+      // A job planned before its kind moved its finish to a shard.
+      throw new Error(`job kind ${kind.name} finishes in a shard now, and this job has none: create it again`);
+    }
     const outDir = await mkdtemp(join(tmpdir(), `finish-${jobId}-`));
     try {
       this.log(`job ${jobId}: all shards accepted, finishing`);
-      const summary = await kind.finish!(spec, this.inputs(jobId), outDir, (m) => this.log(`job ${jobId}: ${m}`));
+      const summary = await kind.finish(spec, this.inputs(jobId), outDir, (m) => this.log(`job ${jobId}: ${m}`));
       const files: Record<string, string> = {};
       for (const f of await readdir(outDir, { recursive: true, withFileTypes: true })) {
         if (!f.isFile()) continue;

@@ -5,10 +5,10 @@ import { describe, expect, it } from "vitest";
 import { arrayBytes } from "../../src/protocol/arrays.ts";
 import type { DiskBlobStore } from "../../server/blobs.ts";
 import { CoordinatorClient } from "../../src/protocol/client.ts";
-import { syntheticRows } from "../../server/jobs/test-kinds.ts";
+import { syntheticRows, TEST_KINDS, testExecutors, testMatrix, TestMatrixSpec } from "../../server/jobs/test-kinds.ts";
 import type { SqlStore } from "../../server/store/sql.ts";
 import { runWorker } from "../../src/volunteer/loop.ts";
-import { ADMIN, createJob, register, startCoordinator } from "./support.ts";
+import { ADMIN, createJob, register, startCoordinator, waitForJob } from "./support.ts";
 
 async function snapshot(store: SqlStore, blobs: DiskBlobStore): Promise<string> {
   const tables = ["jobs", "shards", "shard_deps", "volunteers", "leases", "lease_arrays", "results"];
@@ -378,6 +378,28 @@ describe("coordinator API: bad requests", () => {
       expect(old.status).toBe(410);
       expect(((await old.json()) as { error: string }).error).toMatch("will not be extended");
     } finally {
+      await c.close();
+    }
+  });
+
+  it("a job planned before its kind's finish became a shard fails at its end with a clear error", async () => {
+    // The kind as it is now (no finish on the coordinator), and a job an older version planned without a shard.
+    const { finish: _, ...nowAShard } = testMatrix;
+    const c = await startCoordinator("sqlite", { kinds: new Map([...TEST_KINDS, ["test-matrix", nowAShard]]) });
+    const stop = new AbortController();
+    try {
+      const spec = TestMatrixSpec.parse({ n: 8, rowsPerShard: 4, block: 3, seed: 2, scale: false });
+      await c.store.createJob("planned-long-ago", "test-matrix", spec, testMatrix.plan(spec));
+      const workers = [0, 1].map((i) =>
+        runWorker({ server: c.url, executors: testExecutors, name: `w${i}`, signal: stop.signal, idleMs: 20 })
+      );
+      const s = await waitForJob(c.url, "planned-long-ago");
+      stop.abort();
+      await Promise.all(workers);
+      expect(s.state).toBe("failed");
+      expect(s.error).toMatch(/test-matrix finishes in a shard now, and this job has none: create it again/);
+    } finally {
+      stop.abort();
       await c.close();
     }
   });
