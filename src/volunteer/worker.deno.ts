@@ -22,6 +22,9 @@ export const WorkerFlags = z.object({
   data: z.string().optional().describe(
     "a local copy of the data set the jobs name (default ../shared/datasets/ when present, else downloaded once)",
   ),
+  dataset: z.string().optional().describe(
+    "the served data set to decode before asking for work, e.g. an upload's <sha256>.npz (default: CIFAR-10)",
+  ),
   name: z.string().optional().describe("the name this volunteer registers under (default deno@HOSTNAME)"),
   invite: z.string().optional().describe("an invite from the coordinator's admin, where registration needs one"),
 });
@@ -68,9 +71,11 @@ export async function main({ flags }: Parsed<typeof WorkerFlags>): Promise<void>
   );
 
   // Decode the data set before taking a lease (seconds of blocking work: heartbeats would starve).
-  const preload =
-    (await loadTrainSplit(baseName(DEFAULT_DATA)).catch((e) => log(`no data set preloaded: ${(e as Error).message}`)))
-      ?.n;
+  const first = flags.dataset ?? baseName(DEFAULT_DATA);
+  const preload = await loadTrainSplit(first).then(
+    (d) => d.n,
+    (e: Error) => log(`no data set preloaded (${first}): ${e.message}`),
+  );
   if (preload) log(`data set ready (${preload} training images)`);
 
   const all = trakExecutors({ rt, loadTrainSplit, loadTestSplit, log });

@@ -76,7 +76,7 @@ describe("edge coordinator with volunteers", () => {
         const featurized = new Promise<void>((resolve) => (allSent = resolve));
         worker = await spawnUntil(
           DENO,
-          ["run", "-A", "--no-check", "src/cli/run.ts", "worker", "--server", edge.url, "--name", "deno-worker"],
+          ["run", "-A", "--no-check", "src/cli/run.ts", "worker", "--server", edge.url, "--dataset", name],
           /registered as volunteer/,
           (l) => {
             lines.push(l);
