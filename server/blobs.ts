@@ -87,6 +87,17 @@ export class DiskBlobStore implements BlobStore {
   }
 }
 
+/** Chunks as one array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Rows under a Durable Object's 2 MB value limit. */
 const CHUNK_BYTES = 1 << 20;
 
@@ -130,14 +141,7 @@ export class SqlBlobStore implements BlobStore {
       [hash],
     );
     if (!rows.length) throw new Error(`blob: no blob ${hash}`);
-    const parts = rows.map((r) => new Uint8Array(r.bytes));
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatBytes(rows.map((r) => new Uint8Array(r.bytes)));
   }
 
   async has(hash: string): Promise<boolean> {

@@ -17,7 +17,7 @@ import type { Dataset } from "../../src/data/dataset.ts";
 import { loadDataBytes, type LoadedData } from "../../src/data/formats.ts";
 import { UPLOADED_DATASET } from "../../src/protocol/datasets.ts";
 import { env } from "../../src/platform.ts";
-import { SqlBlobStore } from "../blobs.ts";
+import { concatBytes, SqlBlobStore } from "../blobs.ts";
 import { ApiError } from "../errors.ts";
 import { fileResponse } from "../files.ts";
 import type { SqlDriver } from "../store/driver.ts";
@@ -182,9 +182,7 @@ async function receive(body: ReadableStream<Uint8Array>, max: number) {
     hash.update(chunk);
     parts.push(chunk);
   }
-  const bytes = new Uint8Array(size);
-  parts.reduce((at, p) => (bytes.set(p, at), at + p.length), 0);
-  return { bytes, sha256: hash.digest("hex") };
+  return { bytes: concatBytes(parts), sha256: hash.digest("hex") };
 }
 
 /**
