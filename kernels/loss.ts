@@ -1,7 +1,7 @@
 // Softmax cross-entropy (with optional label smoothing) and the margin output function, on class-major
 // logits [K, B]. Both return per-example values and d(value * gradScale)/dlogits.
 // Binding contract: logits (read f32), labels (read u32), value, dlogits, correct (read_write f32);
-// uniform { K, B, eps, grad_scale, offset }; entries `cross_entropy` and `margin`; override WG.
+// uniform { B, eps, grad_scale, offset }; entries `cross_entropy` and `margin`; overrides WG and K (classes).
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, type Variant } from "./registry.ts";
@@ -49,9 +49,9 @@ function run(
     label: `loss.${entry}/${v.name}`,
     code: v.code,
     entryPoint: entry,
-    constants: { WG: 64 },
+    constants: { WG: 64, K },
     buffers: { logits, labels, value, dlogits, correct },
-    uniforms: { K, B, eps: o.eps ?? 0, grad_scale: o.gradScale ?? 1, offset },
+    uniforms: { B, eps: o.eps ?? 0, grad_scale: o.gradScale ?? 1, offset },
     workgroups: [Math.ceil(B / 64)],
   });
   return { value, dlogits, correct };

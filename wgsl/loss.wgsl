@@ -6,7 +6,7 @@
 //                  dlogits[y, i] = 1, dlogits[c, i] = -softmax over c != y.
 // Both also write correct[i] (1 if the prediction is the label).
 // `offset` places results in a longer per-epoch buffer so an epoch needs one readback.
-struct Params { K: u32, B: u32, eps: f32, grad_scale: f32, offset: u32, }
+struct Params { B: u32, eps: f32, grad_scale: f32, offset: u32, }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
@@ -15,10 +15,13 @@ struct Params { K: u32, B: u32, eps: f32, grad_scale: f32, offset: u32, }
 @group(0) @binding(4) var<storage, read_write> correct: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
+// The class count is a pipeline constant: with a uniform bound these loops ran ~15x slower on llvmpipe.
+override K: u32;
+
 // 1 when the first maximal logit is the label's: accuracy without a second pass or readback.
 fn is_correct(i: u32, y: u32) -> f32 {
   var best = 0u;
-  for (var c = 1u; c < params.K; c++) { if (logits[c * params.B + i] > logits[best * params.B + i]) { best = c; } }
+  for (var c = 1u; c < K; c++) { if (logits[c * params.B + i] > logits[best * params.B + i]) { best = c; } }
   return select(0.0, 1.0, best == y);
 }
 
@@ -31,13 +34,13 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3u) {
   let B = params.B;
   let y = labels[i];
   var m = bitcast<f32>(0xff7fffffu);
-  for (var c = 0u; c < params.K; c++) { m = max(m, logits[c * B + i]); }
+  for (var c = 0u; c < K; c++) { m = max(m, logits[c * B + i]); }
   var s = 0.0;
-  for (var c = 0u; c < params.K; c++) { s += exp(logits[c * B + i] - m); }
+  for (var c = 0u; c < K; c++) { s += exp(logits[c * B + i] - m); }
   let lse = m + log(s);
-  let off = params.eps / f32(params.K);
+  let off = params.eps / f32(K);
   var loss = 0.0;
-  for (var c = 0u; c < params.K; c++) {
+  for (var c = 0u; c < K; c++) {
     let z = logits[c * B + i];
     let q = select(off, 1.0 - params.eps + off, c == y);
     loss -= q * (z - lse);
@@ -54,13 +57,13 @@ fn margin(@builtin(global_invocation_id) gid: vec3u) {
   let B = params.B;
   let y = labels[i];
   var m = bitcast<f32>(0xff7fffffu);
-  for (var c = 0u; c < params.K; c++) { if (c != y) { m = max(m, logits[c * B + i]); } }
+  for (var c = 0u; c < K; c++) { if (c != y) { m = max(m, logits[c * B + i]); } }
   var s = 0.0;
-  for (var c = 0u; c < params.K; c++) { if (c != y) { s += exp(logits[c * B + i] - m); } }
+  for (var c = 0u; c < K; c++) { if (c != y) { s += exp(logits[c * B + i] - m); } }
   let lse = m + log(s);
   value[params.offset + i] = logits[y * B + i] - lse;
   correct[params.offset + i] = is_correct(i, y);
-  for (var c = 0u; c < params.K; c++) {
+  for (var c = 0u; c < K; c++) {
     let g = select(-exp(logits[c * B + i] - lse), 1.0, c == y);
     dlogits[c * B + i] = g * params.grad_scale;
   }
