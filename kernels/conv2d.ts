@@ -163,15 +163,37 @@ function weightRows(w: Tensor, C: number, g: ConvGeom): { O: number; w2: Tensor 
 
 /** y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. */
 export function conv2dForward(rt: Runtime, x: Tensor, w: Tensor, bias: Tensor | undefined, g: ConvGeom): Tensor {
+  const { y, cols } = conv2dTrainForward(rt, x, w, bias, g, 0);
+  cols?.release();
+  return y;
+}
+
+/**
+ * conv2dForward that also returns the im2col it computed when the backward's dw reads it (see
+ * conv2dBackward) and it fits `keepBytes`: passed back as `opts.cols`, it saves the backward's own im2col
+ * (about a tenth of a small-CNN step on llvmpipe).
+ */
+export function conv2dTrainForward(
+  rt: Runtime,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | undefined,
+  g: ConvGeom,
+  keepBytes: number,
+): { y: Tensor; cols?: Tensor } {
   const [C, N, H, W] = dims4(x, "conv2d");
   const { OH, OW } = convOutSize(H, W, g);
   const { O, w2 } = weightRows(w, C, g);
   const cols = im2col(rt, x, g);
   const y = matmul(rt, w2, cols); // [O, N*OH*OW]
-  cols.release();
   if (bias) addRowBias(rt, y, bias);
-  return y.reshape([O, N, OH, OW]);
+  const keep = 4 * cols.size <= keepBytes && dwReadsCols(O, cols.shape[0], cols.shape[1]);
+  if (!keep) cols.release();
+  return { y: y.reshape([O, N, OH, OW]), cols: keep ? cols : undefined };
 }
+
+/** Whether dw[O, K] = dy · colsᵀ (split-K over P = N*OH*OW) beats the NN GEMM on im2colT for these sizes. */
+const dwReadsCols = (O: number, K: number, P: number) => splitKWins(matmulProblem([O, P], [K, P], false, true));
 
 export interface ConvGrads {
   dw: Tensor; // [O, C*kh*kw]
@@ -200,7 +222,7 @@ export function conv2dBackward(
   if (dy.size !== O * P) throw new Error(`conv2d backward: dy [${dy.shape}] is not [${O}, ${N}, ${OH}, ${OW}]`);
   const dy2 = dy.reshape([O, P]);
   let dw: Tensor; // [O, C*kh*kw]
-  if (opts.cols || splitKWins(matmulProblem([O, P], [w2.shape[1], P], false, true))) {
+  if (opts.cols || dwReadsCols(O, w2.shape[1], P)) {
     // Few output channels against a long N*OH*OW: split-K spreads the long sum over workgroups, where an
     // NN GEMM on colsT has only a handful of output blocks to share out.
     const cols = opts.cols ?? im2col(rt, x, g);

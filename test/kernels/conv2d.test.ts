@@ -69,10 +69,14 @@ describe("conv2d", () => {
           const y = cv.conv2dForward(rt, x, w, b, g);
           const yNoBias = cv.conv2dForward(rt, x, w, undefined, g);
           const grads = cv.conv2dBackward(rt, x, w, dy, g, { needDx: true });
-          const noDx = cv.conv2dBackward(rt, x, w, dy, g, { needDx: false });
+          // A training forward keeps its im2col for the backward's dw when the split-K dw reads it (few outputs).
+          const kept = cv.conv2dTrainForward(rt, x, w, b, g, Infinity);
+          if (s.O < 256) expect(kept.cols === undefined, `kept cols ${what}`).toBe(false);
+          const noDx = cv.conv2dBackward(rt, x, w, dy, g, { needDx: false, cols: kept.cols });
           expect(noDx.dx).toBe(undefined);
           expect(y.shape).toEqual([s.O, s.N, OH, OW]);
           expect(grads.dw.shape).toEqual([s.O, K]);
+          const [gKeptY, gKeptCols] = await rt.readMany([kept.y, kept.cols ?? cols]);
           const [gCols, gColsT, gDx0, gY, gYnb, gDw, gDb, gDx, gDw2] = await rt.readMany([
             cols,
             colsT,
@@ -87,6 +91,7 @@ describe("conv2d", () => {
 
           const wantCols = cv.im2colRef(xData, s, g);
           assertEqualArrays(gCols, wantCols, `im2col ${what}`); // a copy: exact
+          assertEqualArrays(gKeptCols, wantCols, `kept im2col ${what}`);
           assertEqualArrays(gColsT, transposeRef(wantCols, 1, K, P), `im2colT ${what}`);
           assertClose(gDx0, cv.col2imRef(dcolsData, s, g), { rtol: RTOL, scale: 1 }, `col2im ${what}`);
           const sk = Math.sqrt(K);
@@ -97,15 +102,23 @@ describe("conv2d", () => {
             { rtol: RTOL, scale: sk },
             `forward, no bias ${what}`,
           );
+          assertClose(
+            gKeptY,
+            cv.conv2dRef(xData, wData, bData, s, g),
+            { rtol: RTOL, scale: sk },
+            `train forward ${what}`,
+          );
           const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
           assertClose(gDw, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw ${what}`);
-          assertClose(gDw2, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw (needDx false) ${what}`);
+          assertClose(gDw2, want.dw, { rtol: RTOL, scale: Math.sqrt(P) }, `dw (kept cols, needDx false) ${what}`);
           assertClose(gDb, want.db, { rtol: RTOL, scale: Math.sqrt(P) }, `db ${what}`);
           assertClose(gDx, want.dx, { rtol: RTOL, scale: Math.sqrt(s.O * g.kh * g.kw) }, `dx ${what}`);
 
-          [x, w, b, dy, dcols, cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db].forEach((
-            t,
-          ) => t.release());
+          [x, w, b, dy, dcols, cols, colsT, dx0, y, yNoBias, grads.dw, grads.db, grads.dx!, noDx.dw, noDx.db, kept.y]
+            .forEach((
+              t,
+            ) => t.release());
+          kept.cols?.release();
         }
       }
     });
