@@ -5,8 +5,9 @@
 // Training saves mean and invstd = 1/sqrt(var + eps) per channel for the backward pass.
 // Binding contract of a variant's shader (wgsl/batchnorm.wgsl): x, gamma, beta, dy (read); y,
 // save_mean, save_invstd, run_mean, run_var, dx, dgamma, dbeta (read_write) f32; uniform
-// { C, L, eps, momentum, unbias }; override WG (power of two); entries train_fwd and bwd (one workgroup
-// per channel: y-grid, folded into z past 65535) and eval_fwd (y-grid = channel, x-grid walks the row).
+// { C, L, eps, momentum, unbias }; overrides WG (power of two) and RELU (a fused relu after the
+// normalisation); entries train_fwd and bwd (one workgroup per channel: y-grid, folded into z past 65535)
+// and eval_fwd (y-grid = channel, x-grid walks the row).
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, type Variant } from "./registry.ts";
@@ -36,7 +37,12 @@ export interface BatchNormState {
 export interface BatchNormOptions {
   eps?: number;
   momentum?: number;
+  /** Apply a relu to the output (its backward then takes `relu: { beta }`). */
+  relu?: boolean;
 }
+
+/** Row elements an eval_fwd invocation walks: fewer invocations, each paying the per-channel prologue once. */
+const EVAL_ITEMS_PER_INVOCATION = 8;
 
 export interface BatchNormSaved {
   mean: Tensor; // [C]
@@ -76,7 +82,7 @@ export function batchNormTrain(
     label: `batchnorm.train_fwd/${v.name}`,
     code: v.code,
     entryPoint: "train_fwd",
-    constants: { WG: v.workgroupSize },
+    constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
     buffers: {
       x,
       gamma,
@@ -109,23 +115,31 @@ export function batchNormEval(
     label: `batchnorm.eval_fwd/${v.name}`,
     code: v.code,
     entryPoint: "eval_fwd",
-    constants: { WG: v.workgroupSize },
+    constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
     buffers: { x, gamma, beta, y, run_mean: state.runningMean, run_var: state.runningVar },
     uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: 0, unbias: 1 },
-    workgroups: channelGrid(C, Math.max(1, Math.min(Math.ceil(L / v.workgroupSize), 65535))),
+    workgroups: channelGrid(
+      C,
+      Math.max(1, Math.min(Math.ceil(L / (v.workgroupSize * EVAL_ITEMS_PER_INVOCATION)), 65535)),
+    ),
   });
   return y;
 }
 
-/** Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics. */
+/**
+ * Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics. `relu`:
+ * the forward fused one, and `beta` is the forward's (it recomputes where the output was clamped).
+ */
 export function batchNormBackward(
   rt: Runtime,
   x: Tensor,
   dy: Tensor,
   gamma: Tensor,
   saved: BatchNormSaved,
+  opts: { relu?: { beta: Tensor } } = {},
 ): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
-  const { C, L } = channels(x, gamma, saved.mean, saved.invstd);
+  const beta = opts.relu?.beta;
+  const { C, L } = channels(x, gamma, saved.mean, saved.invstd, ...(beta ? [beta] : []));
   if (dy.size !== x.size) throw new Error(`batchnorm backward: dy [${dy.shape}] does not match x [${x.shape}]`);
   const v = batchNormOp.active;
   const dx = rt.empty(x.shape, "f32");
@@ -135,8 +149,9 @@ export function batchNormBackward(
     label: `batchnorm.bwd/${v.name}`,
     code: v.code,
     entryPoint: "bwd",
-    constants: { WG: v.workgroupSize },
-    buffers: { x, dy, gamma, save_mean: saved.mean, save_invstd: saved.invstd, dx, dgamma, dbeta },
+    constants: { WG: v.workgroupSize, RELU: beta ? 1 : 0 },
+    // Without the relu, beta is not read; gamma stands in for the binding.
+    buffers: { x, dy, gamma, beta: beta ?? gamma, save_mean: saved.mean, save_invstd: saved.invstd, dx, dgamma, dbeta },
     uniforms: { C, L, eps: 0, momentum: 0, unbias: 1 },
     workgroups: channelGrid(C),
   });

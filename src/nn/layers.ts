@@ -11,6 +11,7 @@ import {
   conv2dBackwardRef,
   conv2dForward,
   conv2dRef,
+  conv2dTrainForward,
   type ConvGeom,
   convOutSize,
 } from "../../kernels/conv2d.ts";
@@ -106,8 +107,12 @@ const take = <T>(v: T | undefined, what: string): T => {
 
 // ---------------------------------------------------------------- conv
 
+/** Largest im2col a training forward keeps for its backward; above it the backward recomputes it. */
+const KEEP_COLS_MAX_BYTES = 64 << 20;
+
 export class Conv2d extends Layer {
   #x?: Tensor;
+  #cols?: Tensor;
   #xRef?: HostTensor;
   readonly weight: Param;
   readonly bias?: Param;
@@ -122,15 +127,21 @@ export class Conv2d extends Layer {
     return [this.cout, n, OH, OW];
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
-    if (mode !== "eval") this.#x = x.retain();
-    return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
+    if (mode === "eval") return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
+    this.#x = x.retain();
+    // A training step's backward needs dw, which reads this im2col: keep it rather than recompute it.
+    const keep = mode === "train" ? KEEP_COLS_MAX_BYTES : 0;
+    const { y, cols } = conv2dTrainForward(rt, x, this.weight.value, this.bias?.value, this.geom, keep);
+    this.#cols?.release();
+    this.#cols = cols;
+    return y;
   }
   backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     const x = take(this.#x, "conv2d");
     opts.tap?.(this, x, dy);
     let dx: Tensor | undefined;
     if (opts.paramGrads ?? true) {
-      const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx: opts.needDx });
+      const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx: opts.needDx, cols: this.#cols });
       setGrad(this.weight, g.dw);
       if (this.bias) setGrad(this.bias, g.db);
       else g.db.release();
@@ -139,7 +150,8 @@ export class Conv2d extends Layer {
       dx = conv2dInputGrad(rt, x.shape, this.weight.value, dy, this.geom);
     }
     x.release();
-    this.#x = undefined;
+    this.#cols?.release();
+    this.#x = this.#cols = undefined;
     return dx;
   }
   forwardRef(x: HostTensor, mode: Mode): HostTensor {
@@ -222,10 +234,15 @@ export class Dense extends Layer {
 
 // ---------------------------------------------------------------- batch norm (per channel over N, H, W)
 
+/** Batch norm; with `relu` set (models.ts fuses a relu that follows it) also that relu, in the same passes. */
 export class BatchNorm extends Layer {
+  relu = false;
   #saved?: { x: Tensor; mean: Tensor; invstd: Tensor };
   #gradMode = false;
+  /** Grad mode with relu: the output, whose zeros mask the backward. */
+  #out?: Tensor;
   #xRef?: HostTensor;
+  #outRef?: HostTensor;
   #refMode: Mode = "train";
   constructor(
     readonly channels: number,
@@ -244,15 +261,22 @@ export class BatchNorm extends Layer {
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
-    const opts = { momentum: this.momentum, eps: this.eps };
+    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu };
     this.#gradMode = mode === "grad";
-    if (mode !== "train") return batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
+    if (mode !== "train") {
+      const y = batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
+      if (mode === "grad" && this.relu) this.#out = y.retain();
+      return y;
+    }
     const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
     this.#saved = { x: x.retain(), mean: r.mean, invstd: r.invstd };
     return r.y;
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
     if (this.#gradMode) {
+      const g = this.#out ? reluGrad(rt, dy, this.#out) : dy;
+      this.#out?.release();
+      this.#out = undefined;
       // Running statistics make batch norm a per-channel affine map: dx = dy * gamma / sqrt(var + eps),
       // which is the eval forward applied to dy with zero mean and zero shift. (Its own gamma and beta
       // gradients are not computed in this mode.)
@@ -260,16 +284,18 @@ export class BatchNorm extends Layer {
       // cannot take both usages in a dispatch.
       const zeros = fill(rt, rt.empty([this.channels]), 0);
       const zeroMean = fill(rt, rt.empty([this.channels]), 0);
-      const dx = batchNormEval(rt, dy, this.gamma.value, zeros, {
+      const dx = batchNormEval(rt, g, this.gamma.value, zeros, {
         runningMean: zeroMean,
         runningVar: this.runningVar.value,
       }, { eps: this.eps });
       zeros.release();
       zeroMean.release();
+      if (g !== dy) g.release();
       return dx;
     }
     const s = take(this.#saved, "batchnorm");
-    const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s);
+    const relu = this.relu ? { beta: this.beta.value } : undefined;
+    const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s, { relu });
     setGrad(this.gamma, g.dgamma);
     setGrad(this.beta, g.dbeta);
     s.x.release();
@@ -283,27 +309,34 @@ export class BatchNorm extends Layer {
     const L = x.data.length / C;
     const [g, b, rm, rv] = [this.gamma, this.beta, this.runningMean, this.runningVar].map((p) => p.host!);
     this.#refMode = mode;
-    if (mode === "grad") this.#xRef = x;
-    if (mode !== "train") return { shape: x.shape, data: batchNormEvalRef(x.data, g, b, rm, rv, C, L, this.eps) };
-    const r = batchNormTrainRef(x.data, g, b, rm, rv, C, L, { momentum: this.momentum, eps: this.eps });
-    this.runningMean.host = r.runningMean;
-    this.runningVar.host = r.runningVar;
     this.#xRef = x;
-    return { shape: x.shape, data: r.y };
+    let y: Float64Array;
+    if (mode !== "train") y = batchNormEvalRef(x.data, g, b, rm, rv, C, L, this.eps);
+    else {
+      const r = batchNormTrainRef(x.data, g, b, rm, rv, C, L, { momentum: this.momentum, eps: this.eps });
+      this.runningMean.host = r.runningMean;
+      this.runningVar.host = r.runningVar;
+      y = r.y;
+    }
+    if (this.relu) y = y.map((v) => Math.max(v, 0));
+    this.#outRef = { shape: x.shape, data: y };
+    return this.#outRef;
   }
-  backwardRef(dy: HostTensor): HostTensor {
+  backwardRef(dyIn: HostTensor): HostTensor {
     const x = take(this.#xRef, "batchnorm twin");
+    const out = take(this.#outRef, "batchnorm twin");
+    const dy = this.relu ? dyIn.data.map((v, i) => (out.data[i] > 0 ? v : 0)) : dyIn.data;
     if (this.#refMode === "grad") {
       const L = x.data.length / this.channels;
       const [g, rv] = [this.gamma.host!, this.runningVar.host!];
       return {
         shape: x.shape,
-        data: dy.data.map((v, i) => (v * g[Math.floor(i / L)]) / Math.sqrt(rv[Math.floor(i / L)] + this.eps)),
+        data: dy.map((v, i) => (v * g[Math.floor(i / L)]) / Math.sqrt(rv[Math.floor(i / L)] + this.eps)),
       };
     }
     const g = batchNormBackwardRef(
       x.data,
-      dy.data,
+      dy,
       this.gamma.host!,
       this.channels,
       x.data.length / this.channels,

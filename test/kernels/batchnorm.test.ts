@@ -45,7 +45,8 @@ describe("batchnorm", () => {
       bn.batchNormOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`batchnorm ${v.name}`));
-      const shapes = [[3, 2, 7, 5], [2, 4, 16, 9], [4, 2, 1, 1], [
+      // [2, 3, 40, 30]: rows longer than one eval workgroup's span (256 invocations x 8 elements).
+      const shapes = [[3, 2, 7, 5], [2, 4, 16, 9], [4, 2, 1, 1], [2, 3, 40, 30], [
         randInt(rand, 1, 5),
         randInt(rand, 1, 4),
         randInt(rand, 1, 9),
@@ -113,6 +114,44 @@ describe("batchnorm", () => {
       }
     });
   }
+
+  it("a fused relu clamps the training and eval outputs, and the backward masks dy where they were clamped", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("batchnorm relu"));
+    for (const shape of [[3, 2, 7, 5], [2, 3, 40, 30]]) {
+      const C = shape[0];
+      const L = size(shape) / C;
+      const what = `[${shape}]`;
+      const xData = wellSpread(rand, C, L);
+      const gData = randomF32(rand, C, 0.5, 1.5);
+      const bData = randomF32(rand, C, -0.5, 0.5);
+      const rmData = randomF32(rand, C);
+      const rvData = randomF32(rand, C, 0.5, 1.5);
+      const dyData = randomF32(rand, size(shape));
+      const gamma = rt.upload(gData, [C]);
+      const beta = rt.upload(bData, [C]);
+      const x = rt.upload(xData, shape);
+      const state = { runningMean: rt.upload(rmData, [C]), runningVar: rt.upload(rvData, [C]) };
+      const fwd = bn.batchNormTrain(rt, x, gamma, beta, state, { relu: true });
+      const yEval = bn.batchNormEval(rt, x, gamma, beta, state, { relu: true });
+      const grads = bn.batchNormBackward(rt, x, rt.upload(dyData, shape), gamma, fwd, { relu: { beta } });
+      const [y, ye, dx, dgamma, dbeta] = await rt.readMany([fwd.y, yEval, grads.dx, grads.dgamma, grads.dbeta]);
+
+      const want = bn.batchNormTrainRef(xData, gData, bData, rmData, rvData, C, L);
+      const clamped = want.y.filter((v) => v <= 0).length;
+      expect(clamped, `some outputs clamped, some not ${what}`).toBeGreaterThan(0);
+      expect(clamped).toBeLessThan(want.y.length);
+      const S = Math.max(1, ...Array.from(gData, (g, c) => g * want.invstd[c]));
+      assertClose(y, want.y.map((v) => Math.max(v, 0)), { rtol: RTOL, scale: S }, `train y ${what}`);
+      const wantEval = bn.batchNormEvalRef(xData, gData, bData, want.runningMean, want.runningVar, C, L);
+      assertClose(ye, wantEval.map((v) => Math.max(v, 0)), { rtol: RTOL, scale: 1 }, `eval y ${what}`);
+      const masked = dyData.map((d, i) => (want.y[i] > 0 ? d : 0));
+      const wantGrad = bn.batchNormBackwardRef(xData, masked, gData, C, L);
+      assertClose(dx, wantGrad.dx, { rtol: RTOL, scale: S }, `dx ${what}`);
+      assertClose(dgamma, wantGrad.dgamma, { rtol: RTOL, scale: Math.sqrt(L) }, `dgamma ${what}`);
+      assertClose(dbeta, wantGrad.dbeta, { rtol: RTOL, scale: Math.sqrt(L) }, `dbeta ${what}`);
+    }
+  });
 
   it("running stats follow the momentum rule over several steps", async () => {
     const rt = await testRuntime();

@@ -88,6 +88,21 @@ describe("layer gradients (float64 twins) match finite differences", () => {
         ),
       [3, 2, 3, 3],
     ],
+    [
+      "batch norm with its relu fused",
+      (rt, r) => {
+        const bn = new BatchNorm(
+          3,
+          param(rt, r, "g", [3]),
+          param(rt, r, "b", [3]),
+          param(rt, r, "m", [3], false),
+          param(rt, r, "v", [3], false),
+        );
+        bn.relu = true;
+        return bn;
+      },
+      [3, 2, 3, 3],
+    ],
     ["relu", () => new Relu(), [2, 3, 4, 3]],
     ["scale", () => new Scale(0.125), [4, 5]],
     ["max pool 2x2", () => new MaxPool2(), [2, 3, 5, 6]],
