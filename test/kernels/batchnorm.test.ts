@@ -115,7 +115,7 @@ describe("batchnorm", () => {
     });
   }
 
-  it("a fused relu clamps the training and eval outputs, and the backward masks dy where they were clamped", async () => {
+  it("a fused relu clamps the train and eval outputs, and the backward masks dy where they were clamped", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("batchnorm relu"));
     for (const shape of [[3, 2, 7, 5], [2, 3, 40, 30]]) {
