@@ -1,7 +1,7 @@
 // Our matmul against tfjs-backend-webgpu's matMul, same adapter, same process, square sizes.
 import * as tf from "@tensorflow/tfjs-core";
 import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
-import { autotuneMatmul, chooseVariant, matmul, matmulProblem, tileFor } from "../kernels/matmul.ts";
+import { autotuneMatmul, chooseKernel, matmul, matmulProblem } from "../kernels/matmul.ts";
 import { getRuntime } from "../src/gpu/runtime.ts";
 import { type BenchReport, timeMs } from "./harness.ts";
 
@@ -44,17 +44,16 @@ export async function run(args: { sizes?: number[]; log?: (s: string) => void })
     a.release();
     b.release();
     const gflops = (ms: number) => (2 * n ** 3) / (ms * 1e6);
-    const v = chooseVariant(matmulProblem([n, n], [n, n]));
-    args.log?.(
-      `${n}: ours ${ours.toFixed(2)} ms (${v.name} ${JSON.stringify(tileFor(v))}), tfjs ${peer.toFixed(2)} ms`,
-    );
+    const k = chooseKernel(matmulProblem([n, n], [n, n]));
+    const variant = `${k.variant.name} ${JSON.stringify(k.tile)}`;
+    args.log?.(`${n}: ours ${ours.toFixed(2)} ms (${variant}), tfjs ${peer.toFixed(2)} ms`);
     rows.push({
       size: n,
       ours_gflops: gflops(ours),
       peer: "tfjs-webgpu",
       peer_gflops: gflops(peer),
       ratio: peer / ours,
-      ours_variant: `${v.name} ${JSON.stringify(tileFor(v))}`,
+      ours_variant: variant,
     });
   }
   return { adapter: rt.adapterName, rows };

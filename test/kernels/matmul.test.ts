@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  chooseKernel,
   chooseVariant,
   matmul,
   matmulOp,
@@ -129,6 +130,24 @@ describe("matmul", () => {
     const bData = randomF32(rand, K * N);
     const out = matmul(rt, rt.upload(aData, [M, K]), rt.upload(bData, [K, N]));
     assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K }), { rtol: RTOL, scale: Math.sqrt(K) });
+  });
+
+  it("the default path takes a smaller tile where the tuned one would compute rows past M, and stays exact", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("matmul tile per problem"));
+    // 16 output channels (a small conv): no tile of more than 20 rows; 144 rows: a tile that divides it.
+    for (const [M, K, N] of [[16, 27, 1000], [144, 32, 512], [16, 4099, 27]]) {
+      const transB = K > 4096;
+      const p = matmulProblem([M, K], transB ? [N, K] : [K, N], false, transB);
+      const { variant, tile } = chooseKernel(p);
+      const rows = Math.ceil(M / tile.TM) * tile.TM;
+      expect(rows <= 1.25 * M, `${variant.name} ${JSON.stringify(tile)} for M=${M}`).toBe(true);
+      const aData = randomF32(rand, M * K);
+      const bData = randomF32(rand, K * N);
+      const out = matmul(rt, rt.upload(aData, [M, K]), rt.upload(bData, transB ? [N, K] : [K, N]), { transB });
+      const want = matmulRef(aData, bData, { M, N, K, transB });
+      assertClose(await rt.read(out), want, { rtol: RTOL, scale: Math.sqrt(K) }, `${M}x${K}x${N}`);
+    }
   });
 
   it("A·Bᵀ with a long K (weight gradient) runs split-K on the default path, without a transpose copy", async () => {
