@@ -132,7 +132,7 @@ describe("matmul", () => {
     assertClose(await rt.read(out), matmulRef(aData, bData, { M, N, K }), { rtol: RTOL, scale: Math.sqrt(K) });
   });
 
-  it("the default path takes a smaller tile where the tuned one would compute rows past M, and stays exact", async () => {
+  it("the default path takes a smaller tile where the tuned one computes rows past M, and stays exact", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("matmul tile per problem"));
     // 16 output channels (a small conv): no tile of more than 20 rows; 144 rows: a tile that divides it.
