@@ -197,7 +197,7 @@ const dwReadsCols = (O: number, K: number, P: number) => splitKWins(matmulProble
 
 export interface ConvGrads {
   dw: Tensor; // [O, C*kh*kw]
-  db: Tensor; // [O]
+  db?: Tensor; // [O], unless needDb is false
   dx?: Tensor; // [C, N, H, W], when needDx
 }
 
@@ -205,7 +205,8 @@ export interface ConvGrads {
  * Gradients of conv2dForward given dy[O, N, OH, OW]. Without `opts.cols` the im2col is recomputed: as cols
  * for split-K dw = dy · colsᵀ where that wins (few output channels: 1.3-1.6x faster small-CNN steps on
  * llvmpipe), else in transposed form (im2colT) so dw = dy · colsT is an NN GEMM. `cols` (im2col(x) from the
- * forward pass) may be passed instead; it is not released here. needDx defaults to true.
+ * forward pass) may be passed instead; it is not released here. needDx and needDb (false: a conv without bias)
+ * default to true.
  */
 export function conv2dBackward(
   rt: Runtime,
@@ -213,7 +214,7 @@ export function conv2dBackward(
   w: Tensor,
   dy: Tensor,
   g: ConvGeom,
-  opts: { needDx?: boolean; cols?: Tensor } = {},
+  opts: { needDx?: boolean; needDb?: boolean; cols?: Tensor } = {},
 ): ConvGrads {
   const [C, N, H, W] = dims4(x, "conv2d backward");
   const { OH, OW } = convOutSize(H, W, g);
@@ -234,7 +235,7 @@ export function conv2dBackward(
     dw = matmul(rt, dy2, colsT);
     colsT.release();
   }
-  const db = sum(rt, dy2, 1);
+  const db = (opts.needDb ?? true) ? sum(rt, dy2, 1) : undefined;
   let dx: Tensor | undefined;
   if (opts.needDx ?? true) {
     const dcols = matmul(rt, w2, dy2, { transA: true }); // [C*kh*kw, P]

@@ -141,10 +141,13 @@ export class Conv2d extends Layer {
     opts.tap?.(this, x, dy);
     let dx: Tensor | undefined;
     if (opts.paramGrads ?? true) {
-      const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, { needDx: opts.needDx, cols: this.#cols });
+      const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, {
+        needDx: opts.needDx,
+        needDb: !!this.bias,
+        cols: this.#cols,
+      });
       setGrad(this.weight, g.dw);
-      if (this.bias) setGrad(this.bias, g.db);
-      else g.db.release();
+      if (this.bias) setGrad(this.bias, g.db!);
       dx = g.dx;
     } else if (opts.needDx) {
       dx = conv2dInputGrad(rt, x.shape, this.weight.value, dy, this.geom);
