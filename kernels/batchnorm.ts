@@ -4,10 +4,11 @@
 // running = (1 - m) running + m batch, with the unbiased batch variance for running_var; eps 1e-5.
 // Training saves mean and invstd = 1/sqrt(var + eps) per channel for the backward pass.
 // Binding contract of a variant's shader (wgsl/batchnorm.wgsl): x, gamma, beta, dy (read); y,
-// save_mean, save_invstd, run_mean, run_var, dx, dgamma, dbeta (read_write) f32; uniform
-// { C, L, eps, momentum, unbias }; overrides WG (power of two) and RELU (a fused relu after the
-// normalisation); entries train_fwd and bwd (one workgroup per channel: y-grid, folded into z past 65535)
-// and eval_fwd (y-grid = channel, x-grid walks the row).
+// stats ([mean, invstd], 2C), run_mean, run_var, dx, dgamma, dbeta (read_write) f32, and x4, y4, dy4, dx4
+// (the same buffers as vec4 arrays); uniform { C, L, eps, momentum, unbias }; overrides WG (power of two)
+// and RELU (a fused relu after the normalisation); entries train_fwd and bwd (one workgroup per channel:
+// y-grid, folded into z past 65535) and eval_fwd (y-grid = channel, x-grid walks the row), each also as
+// a *4 entry on vec4 rows, used when L % 4 == 0.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, type Variant } from "./registry.ts";
@@ -41,13 +42,18 @@ export interface BatchNormOptions {
   relu?: boolean;
 }
 
-/** Row elements an eval_fwd invocation walks: fewer invocations, each paying the per-channel prologue once. */
-const EVAL_ITEMS_PER_INVOCATION = 8;
+/** Row units an eval_fwd invocation walks: fewer invocations, each paying the per-channel prologue once. */
+const EVAL_UNITS_PER_INVOCATION = 8;
 
 export interface BatchNormSaved {
-  mean: Tensor; // [C]
-  invstd: Tensor; // [C]
+  /** [2, C]: the batch mean, then invstd. */
+  stats: Tensor;
 }
+
+/** The entry point for rows of length L: its vec4 form when they are whole vec4s. */
+const entry = (name: string, L: number) => (L % 4 === 0 ? `${name}4` : name);
+/** Rows of length L counted in the units the entry for them walks. */
+const units = (L: number) => (L % 4 === 0 ? L / 4 : L);
 
 function channels(x: Tensor, ...perChannel: Tensor[]): { C: number; L: number } {
   const C = x.shape[0];
@@ -76,27 +82,17 @@ export function batchNormTrain(
   if (L < 2) throw new Error(`batchnorm: training needs more than one value per channel, got ${L}`);
   const v = batchNormOp.active;
   const y = rt.empty(x.shape, "f32");
-  const mean = rt.empty([C], "f32");
-  const invstd = rt.empty([C], "f32");
+  const stats = rt.empty([2, C], "f32");
   rt.dispatch({
     label: `batchnorm.train_fwd/${v.name}`,
     code: v.code,
-    entryPoint: "train_fwd",
+    entryPoint: entry("train_fwd", L),
     constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
-    buffers: {
-      x,
-      gamma,
-      beta,
-      y,
-      save_mean: mean,
-      save_invstd: invstd,
-      run_mean: state.runningMean,
-      run_var: state.runningVar,
-    },
+    buffers: { x, x4: x, gamma, beta, y, y4: y, stats, run_mean: state.runningMean, run_var: state.runningVar },
     uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1) },
     workgroups: channelGrid(C),
   });
-  return { y, mean, invstd };
+  return { y, stats };
 }
 
 /** Eval forward with the running statistics. */
@@ -114,13 +110,13 @@ export function batchNormEval(
   rt.dispatch({
     label: `batchnorm.eval_fwd/${v.name}`,
     code: v.code,
-    entryPoint: "eval_fwd",
+    entryPoint: entry("eval_fwd", L),
     constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
-    buffers: { x, gamma, beta, y, run_mean: state.runningMean, run_var: state.runningVar },
+    buffers: { x, x4: x, gamma, beta, y, y4: y, run_mean: state.runningMean, run_var: state.runningVar },
     uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: 0, unbias: 1 },
     workgroups: channelGrid(
       C,
-      Math.max(1, Math.min(Math.ceil(L / (v.workgroupSize * EVAL_ITEMS_PER_INVOCATION)), 65535)),
+      Math.max(1, Math.min(Math.ceil(units(L) / (v.workgroupSize * EVAL_UNITS_PER_INVOCATION)), 65535)),
     ),
   });
   return y;
@@ -139,7 +135,8 @@ export function batchNormBackward(
   opts: { relu?: { beta: Tensor } } = {},
 ): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
   const beta = opts.relu?.beta;
-  const { C, L } = channels(x, gamma, saved.mean, saved.invstd, ...(beta ? [beta] : []));
+  const { C, L } = channels(x, gamma, ...(beta ? [beta] : []));
+  if (saved.stats.size !== 2 * C) throw new Error(`batchnorm backward: stats [${saved.stats.shape}] is not [2, ${C}]`);
   if (dy.size !== x.size) throw new Error(`batchnorm backward: dy [${dy.shape}] does not match x [${x.shape}]`);
   const v = batchNormOp.active;
   const dx = rt.empty(x.shape, "f32");
@@ -148,10 +145,10 @@ export function batchNormBackward(
   rt.dispatch({
     label: `batchnorm.bwd/${v.name}`,
     code: v.code,
-    entryPoint: "bwd",
+    entryPoint: entry("bwd", L),
     constants: { WG: v.workgroupSize, RELU: beta ? 1 : 0 },
     // Without the relu, beta is not read; gamma stands in for the binding.
-    buffers: { x, dy, gamma, beta: beta ?? gamma, save_mean: saved.mean, save_invstd: saved.invstd, dx, dgamma, dbeta },
+    buffers: { x, x4: x, dy, dy4: dy, gamma, beta: beta ?? gamma, stats: saved.stats, dx, dx4: dx, dgamma, dbeta },
     uniforms: { C, L, eps: 0, momentum: 0, unbias: 1 },
     workgroups: channelGrid(C),
   });

@@ -240,7 +240,7 @@ export class Dense extends Layer {
 /** Batch norm; with `relu` set (models.ts fuses a relu that follows it) also that relu, in the same passes. */
 export class BatchNorm extends Layer {
   relu = false;
-  #saved?: { x: Tensor; mean: Tensor; invstd: Tensor };
+  #saved?: { x: Tensor; stats: Tensor };
   #gradMode = false;
   /** Grad mode with relu: the output, whose zeros mask the backward. */
   #out?: Tensor;
@@ -272,7 +272,7 @@ export class BatchNorm extends Layer {
       return y;
     }
     const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
-    this.#saved = { x: x.retain(), mean: r.mean, invstd: r.invstd };
+    this.#saved = { x: x.retain(), stats: r.stats };
     return r.y;
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
@@ -302,8 +302,7 @@ export class BatchNorm extends Layer {
     setGrad(this.gamma, g.dgamma);
     setGrad(this.beta, g.dbeta);
     s.x.release();
-    s.mean.release();
-    s.invstd.release();
+    s.stats.release();
     this.#saved = undefined;
     return g.dx;
   }
