@@ -4,7 +4,8 @@
 // columns ordered (c, ki, kj) (a PyTorch [O, C, KH, KW] weight, flattened, is the same memory).
 // Binding contract of a variant's shader (wgsl/im2col.wgsl): x, dcols, bias (read); cols, dx, y
 // (read_write) f32; uniform { C, N, H, W, OH, OW, rows, P }; overrides WG, KH, KW, STRIDE, PAD;
-// entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW), `im2col_t` (colsT[P, C*KH*KW], flat
+// entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW; `im2col4` the same in vec4s of cols4, the
+// cols buffer, when OW % 4 == 0), `im2col_t` (colsT[P, C*KH*KW], flat
 // grid-stride x-grid; `rows` = C*KH*KW), `col2im` (y-grid = channel, x-grid walks
 // N*H*W; a gather, every dx element written once) and `add_row_bias` (in place on y, y-grid = row).
 // Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
@@ -79,14 +80,15 @@ export function im2col(rt: Runtime, x: Tensor, g: ConvGeom): Tensor {
   const rows = C * g.kh * g.kw;
   const P = N * OH * OW;
   const cols = rt.empty([rows, P], "f32");
+  const vec4 = OW % 4 === 0; // rows of whole vec4s that never straddle an output row
   rt.dispatch({
     label: `conv2d.im2col/${v.name}`,
     code: v.code,
-    entryPoint: "im2col",
+    entryPoint: vec4 ? "im2col4" : "im2col",
     constants: geomConstants(g, v.workgroupSize),
-    buffers: { x, cols },
+    buffers: { x, x4: x, cols, cols4: cols },
     uniforms: { C, N, H, W, OH, OW, rows, P },
-    workgroups: rowGrid(rows, P, v),
+    workgroups: rowGrid(rows, vec4 ? P / 4 : P, v),
   });
   return cols;
 }

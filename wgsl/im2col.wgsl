@@ -23,6 +23,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+@group(0) @binding(7) var<storage, read_write> cols4: array<vec4f>; // cols as vec4s, for im2col4
+@group(0) @binding(8) var<storage, read> x4: array<vec4f>; // x as vec4s, for im2col4 at stride 1
 
 override WG: u32 = 256;
 override KH: u32 = 3;
@@ -76,6 +78,60 @@ fn im2col(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     }
     cols[base + p] = v;
     q = advance(q, step, params.OH, params.OW);
+  }
+}
+
+// Elements s .. s+3 of the eight in lo, hi.
+fn funnel(lo: vec4f, hi: vec4f, s: u32) -> vec4f {
+  var r = select(lo, vec4f(lo.yzw, hi.x), s == 1u);
+  r = select(r, vec4f(lo.zw, hi.xy), s == 2u);
+  return select(r, vec4f(lo.w, hi.xyz), s == 3u);
+}
+
+// im2col for OW % 4 == 0: each step writes four neighbours along ow as one vec4 (llvmpipe pays per storage
+// access, not per byte: 1.4x faster on the small CNN's convs). Positions walk (n, oh, ow / 4).
+@compute @workgroup_size(WG)
+fn im2col4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let row = row_of(wid);
+  if (row >= params.rows) { return; }
+  let c = row / (KH * KW);
+  let k = row - c * (KH * KW);
+  let ki = k / KW;
+  let kj = k - ki * KW;
+  let H = i32(params.H);
+  let W = i32(params.W);
+  let OW4 = params.OW / 4u;
+  let P4 = params.P / 4u;
+  let base = row * P4;
+  let x_base = c * params.N * params.H * params.W;
+  let stride = nwg.x * WG;
+  let step = decompose(stride, params.OH, OW4);
+  var p = wid.x * WG + lid;
+  var q = decompose(p, params.OH, OW4);
+  for (; p < P4; p += stride) {
+    let h = i32(q.a * STRIDE + ki) - i32(PAD);
+    let w0 = i32(4u * q.b * STRIDE + kj) - i32(PAD);
+    var v = vec4f(0.0);
+    if (h >= 0 && h < H) {
+      let x_row = x_base + (q.n * params.H + u32(h)) * params.W;
+      if (STRIDE == 1u) {
+        // Four neighbours: two aligned vec4 loads and a funnel shift; lanes outside the row read as 0.
+        let e = i32(x_row) + w0;
+        let at = e >> 2u; // floor(e / 4), also for e < 0
+        let lo = x4[u32(max(at, 0))];
+        let hi = x4[u32(at + 1)];
+        let w = vec4i(w0) + vec4i(0, 1, 2, 3);
+        let inside = (w >= vec4i(0)) & (w < vec4i(W));
+        v = select(vec4f(0.0), funnel(lo, hi, u32(e & 3)), inside);
+      } else {
+        for (var e = 0; e < 4; e++) {
+          let w = w0 + e * i32(STRIDE);
+          if (w >= 0 && w < W) { v[e] = x[x_row + u32(w)]; }
+        }
+      }
+    }
+    cols4[base + p] = v;
+    q = advance(q, step, params.OH, OW4);
   }
 }
 
