@@ -160,12 +160,50 @@ export function splitKPlan(p: MatmulProblem, t: MatmulTile): { S: number; chunk:
 }
 
 const splitKCode = memo((k) => splitKShader(JSON.parse(k)));
-const splitKTileCode = (t: MatmulTile, p: MatmulProblem) =>
-  splitKCode(JSON.stringify({ TM: t.TM, TN: t.TN, WG: t.WG, ALIGNED: p.K % 4 === 0 ? 1 : 0 }));
+/** Where A's and B's rows lie: batch strides and row strides, in elements. */
+interface SplitKLayout {
+  stride_a: number;
+  stride_b: number;
+  ld_a: number;
+  ld_b: number;
+}
+const splitKTileCode = (t: MatmulTile, p: MatmulProblem, l: SplitKLayout) =>
+  splitKCode(JSON.stringify({
+    TM: t.TM,
+    TN: t.TN,
+    WG: t.WG,
+    ALIGNED: [p.K, l.stride_a, l.stride_b, l.ld_a, l.ld_b].every((v) => v % 4 === 0) ? 1 : 0,
+  }));
 const splitKWorkgroups = (
   p: MatmulProblem,
   t: MatmulTile,
 ): [number, number, number] => [ceilDiv(p.N, t.TN), ceilDiv(p.M, t.TM), p.batch * splitKPlan(p, t).S];
+
+/** Record C = A·Bᵀ by split-K: the partial products, then their sum into `out`. */
+function splitKRun(rt: Runtime, a: Tensor, b: Tensor, out: Tensor, p: MatmulProblem, t: MatmulTile, l: SplitKLayout) {
+  const { S, chunk } = splitKPlan(p, t);
+  const code = splitKTileCode(t, p, l);
+  const uniforms = { M: p.M, N: p.N, K: p.K, ...l, stride_c: p.M * p.N, S, chunk, total: p.batch * p.M * p.N };
+  // One partial block of C per invocation: no workgroup barrier (with a large register tile live across
+  // it, a barrier is slow on llvmpipe: kernels/README.md), then a second pass sums them.
+  const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
+  rt.dispatch({
+    label: "matmul/splitk-nt",
+    code,
+    buffers: { A: a, B: b, P: partial },
+    uniforms,
+    workgroups: splitKWorkgroups(p, t),
+  });
+  rt.dispatch({
+    label: "matmul/splitk-nt.reduce",
+    code,
+    entryPoint: "reduce",
+    buffers: { P: partial, C: out },
+    uniforms,
+    workgroups: grid1d(uniforms.total, 64),
+  });
+  partial.release();
+}
 
 export const splitKVariant = matmulOp.register({
   name: "splitk-nt",
@@ -175,39 +213,45 @@ export const splitKVariant = matmulOp.register({
     "C = A·Bᵀ (transB only), any M, N, K, batch; TM x TN block per invocation, K split over workgroups, vec4 loads " +
     "along K (A's uniform), second pass sums the splits",
   tiles: SPLITK_TILES,
-  shader: (t, p) => ({ code: splitKTileCode(t, p), constants: {} }),
+  shader: (t, p) => ({ code: splitKTileCode(t, p, contiguous(p, p.batch, p.batch)), constants: {} }),
   supports: (p) => p.transB && !p.transA,
   workgroups: splitKWorkgroups,
   run(rt, a, b, out, p, t) {
-    const { S, chunk } = splitKPlan(p, t);
-    const code = splitKTileCode(t, p);
-    const uniforms = {
-      ...contractUniforms(p, a, b),
-      S,
-      chunk,
-      total: p.batch * p.M * p.N,
-    };
-    // One partial block of C per invocation: no workgroup barrier (with a large register tile live across
-    // it, a barrier is slow on llvmpipe: kernels/README.md), then a second pass sums them.
-    const partial = rt.empty([p.batch, S * t.WG, p.M, p.N]);
-    rt.dispatch({
-      label: "matmul/splitk-nt",
-      code,
-      buffers: { A: a, B: b, P: partial },
-      uniforms,
-      workgroups: splitKWorkgroups(p, t),
-    });
-    rt.dispatch({
-      label: "matmul/splitk-nt.reduce",
-      code,
-      entryPoint: "reduce",
-      buffers: { P: partial, C: out },
-      uniforms,
-      workgroups: grid1d(uniforms.total, 64),
-    });
-    partial.release();
+    splitKRun(rt, a, b, out, p, t, contiguous(p, batchOf(a.shape), batchOf(b.shape)));
   },
 });
+
+/** The layout of contiguous operands: batch matrices back to back (stride 0 when broadcast). */
+function contiguous(p: MatmulProblem, batchA: number, batchB: number): SplitKLayout {
+  return {
+    stride_a: batchA === 1 ? 0 : p.M * p.K,
+    stride_b: batchB === 1 ? 0 : p.N * p.K,
+    ld_a: p.K,
+    ld_b: p.K,
+  };
+}
+
+/**
+ * C[i] = A_i · B_iᵀ, [batch, M, N], for blocks A_i [M, K] of `a` starting at element i * strideA with rows
+ * `ldA` apart (likewise B_i of `b`): per-example column blocks of wide [M, batch * K] matrices, multiplied in
+ * place by split-K without copying them out.
+ */
+export function matmulBlocksNT(
+  rt: Runtime,
+  a: Tensor,
+  b: Tensor,
+  o: { M: number; N: number; K: number; batch: number; strideA: number; strideB: number; ldA: number; ldB: number },
+): Tensor {
+  const p: MatmulProblem = { M: o.M, N: o.N, K: o.K, batch: o.batch, transA: false, transB: true };
+  const last = (i: number, stride: number, ld: number, rows: number) => i * stride + (rows - 1) * ld + o.K;
+  if (last(o.batch - 1, o.strideA, o.ldA, o.M) > a.size || last(o.batch - 1, o.strideB, o.ldB, o.N) > b.size) {
+    throw new Error(`matmulBlocksNT: blocks ${JSON.stringify(o)} reach past [${a.shape}] or [${b.shape}]`);
+  }
+  const out = rt.empty([o.batch, o.M, o.N], "f32");
+  const layout = { stride_a: o.strideA, stride_b: o.strideB, ld_a: o.ldA, ld_b: o.ldB };
+  splitKRun(rt, a, b, out, p, tileForProblem(splitKVariant, p)!, layout);
+  return out;
+}
 
 /**
  * Where split-K A·Bᵀ beats copying Bᵀ (O(N K)) and running the faster NN kernel: few rows (M < 256), B much
@@ -233,14 +277,8 @@ function batchOf(shape: readonly number[]): number {
 
 /** The uniform struct every matmul variant shares: sizes and element strides between batch matrices. */
 function contractUniforms(p: MatmulProblem, a: Tensor, b: Tensor) {
-  return {
-    M: p.M,
-    N: p.N,
-    K: p.K,
-    stride_a: batchOf(a.shape) === 1 ? 0 : p.M * p.K,
-    stride_b: batchOf(b.shape) === 1 ? 0 : p.K * p.N,
-    stride_c: p.M * p.N,
-  };
+  const { stride_a, stride_b } = contiguous(p, batchOf(a.shape), batchOf(b.shape));
+  return { M: p.M, N: p.N, K: p.K, stride_a, stride_b, stride_c: p.M * p.N };
 }
 
 /** The matrix problem for tensors a, b (2-D, or batched with equal or broadcast (1) leading sizes). */

@@ -8,14 +8,17 @@
 //   dense     G [N, O, CK] = batched dyT_nᵀ · xT_n, then Phi += G R / sqrt(k), R regenerated on the fly
 //             (kernels/project.ts);
 //   factored  Phi_n += vec((dyT_n R_out)ᵀ (xT_n R_in)) / sqrt(k), R_out [O, kOut], R_in [CK, kIn] +-1:
-//             the projection by R_in ⊗ R_out without a per-example gradient;
+//             the projection by R_in ⊗ R_out without a per-example gradient. The side products are computed
+//             wide, R_outᵀ dy and R_inᵀ im2col(x) ([k, N*T]: as tall [N*T, k] products their 16 columns
+//             filled a sixteenth of each workgroup, 10x slower on llvmpipe), and each example's product
+//             straight from its column block (matmulBlocksNT), without transposes;
 //   baseline  G as in dense, times an explicitly stored R (benchmark only).
 // Biases and batch-norm affine parameters are not featurised (under 1% of the parameters).
 import { assembleBatch, type DeviceDataset } from "../../kernels/batch.ts";
-import { im2colT } from "../../kernels/conv2d.ts";
+import { im2col, im2colT } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { margin } from "../../kernels/loss.ts";
-import { matmul } from "../../kernels/matmul.ts";
+import { matmul, matmulBlocksNT } from "../../kernels/matmul.ts";
 import { accumulateRows, blockCopy, generateR, projectDense } from "../../kernels/project.ts";
 import { random, rngCombine, rngHash, rngSign } from "../../kernels/random.ts";
 import { transpose } from "../../kernels/transpose.ts";
@@ -114,7 +117,8 @@ export class Featurizer {
   readonly k: number;
   readonly kOut: number;
   readonly kIn: number;
-  #sides = new Map<WeightLayer, { rOut: Tensor; rIn: Tensor }>();
+  /** The factored side matrices, transposed: rOutT [kOut, O], rInT [kIn, CK]. */
+  #sides = new Map<WeightLayer, { rOutT: Tensor; rInT: Tensor }>();
   /** Baseline: the layer's explicit R in row chunks [p0, p0 + rows) that fit a storage binding. */
   #explicit = new Map<WeightLayer, { p0: number; R: Tensor }[]>();
 
@@ -133,7 +137,8 @@ export class Featurizer {
           seed: opts.seed,
           stream: factoredStream(opts.modelIndex, wl.index, 1),
         });
-        this.#sides.set(wl, { rOut, rIn });
+        this.#sides.set(wl, { rOutT: transpose(rt, rOut), rInT: transpose(rt, rIn) });
+        [rOut, rIn].forEach((t) => t.release());
       } else if (opts.projection === "baseline") {
         const P = wl.O * wl.CK;
         const maxRows = Math.max(
@@ -177,44 +182,51 @@ export class Featurizer {
     const rt = this.rt;
     const { O, CK } = wl;
     const T = dy.size / (O * B);
+    const dy2 = dy.reshape([O, B * T]);
+    if (this.opts.projection === "factored") {
+      const { rOutT, rInT } = this.#sides.get(wl)!;
+      const cols = wl.layer instanceof Conv2d ? im2col(rt, input, wl.layer.geom) : input; // [CK, B*T]
+      if (cols.size !== CK * B * T) {
+        throw new Error(`featurize: layer input gives [${cols.shape}], expected [${CK}, ${B * T}]`);
+      }
+      const pOutT = matmul(rt, rOutT, dy2); // [kOut, B*T]
+      const pInT = matmul(rt, rInT, cols.reshape([CK, B * T])); // [kIn, B*T]
+      if (cols !== input) cols.release();
+      // f_n = pOutT_n · pInT_nᵀ, [B, kOut, kIn], from example n's columns [n*T, (n+1)*T) of both.
+      const blocks = { batch: B, K: T, strideA: T, strideB: T, ldA: B * T, ldB: B * T };
+      const f = matmulBlocksNT(rt, pOutT, pInT, { M: this.kOut, N: this.kIn, ...blocks });
+      accumulateRows(rt, f.reshape([B, this.k]), phi, row0, 1 / Math.sqrt(this.k));
+      [pOutT, pInT, f].forEach((t) => t.release());
+      return;
+    }
     // dyT [B*T, O], xT [B*T, CK]: one row per (example, position).
-    const dyT = transpose(rt, dy.reshape([O, B * T]));
+    const dyT = transpose(rt, dy2);
     const xT = wl.layer instanceof Conv2d ? im2colT(rt, input, wl.layer.geom) : transpose(rt, input);
     if (xT.size !== B * T * CK) {
       throw new Error(`featurize: layer input gives [${xT.shape}], expected [${B * T}, ${CK}]`);
     }
-    if (this.opts.projection === "factored") {
-      const { rOut, rIn } = this.#sides.get(wl)!;
-      const pOut = matmul(rt, dyT, rOut); // [B*T, kOut]
-      const pIn = matmul(rt, xT, rIn); // [B*T, kIn]
-      // [B, kOut, kIn]
-      const f = matmul(rt, pOut.reshape([B, T, this.kOut]), pIn.reshape([B, T, this.kIn]), { transA: true });
-      accumulateRows(rt, f.reshape([B, this.k]), phi, row0, 1 / Math.sqrt(this.k));
-      [pOut, pIn, f].forEach((t) => t.release());
+    const G = matmul(rt, dyT.reshape([B, T, O]), xT.reshape([B, T, CK]), { transA: true }).reshape([B, O * CK]);
+    if (this.opts.projection === "dense") {
+      projectDense(rt, G, phi, row0, {
+        seed: this.opts.seed,
+        model: this.opts.modelIndex,
+        pOffset: wl.offset,
+        targetWorkgroups: this.opts.targetWorkgroups,
+      });
     } else {
-      const G = matmul(rt, dyT.reshape([B, T, O]), xT.reshape([B, T, CK]), { transA: true }).reshape([B, O * CK]);
-      if (this.opts.projection === "dense") {
-        projectDense(rt, G, phi, row0, {
-          seed: this.opts.seed,
-          model: this.opts.modelIndex,
-          pOffset: wl.offset,
-          targetWorkgroups: this.opts.targetWorkgroups,
-        });
-      } else {
-        const P = O * CK;
-        for (const { p0, R } of this.#explicit.get(wl)!) {
-          const rows = R.shape[0];
-          const Gc = rows === P
-            ? G
-            : blockCopy(rt, G, rt.empty([B, rows]), { rows: B, cols: rows, sc0: p0, sld: P, dld: rows });
-          const prod = matmul(rt, Gc, R); // [B, k]
-          accumulateRows(rt, prod, phi, row0, 1 / Math.sqrt(this.k));
-          prod.release();
-          if (Gc !== G) Gc.release();
-        }
+      const P = O * CK;
+      for (const { p0, R } of this.#explicit.get(wl)!) {
+        const rows = R.shape[0];
+        const Gc = rows === P
+          ? G
+          : blockCopy(rt, G, rt.empty([B, rows]), { rows: B, cols: rows, sc0: p0, sld: P, dld: rows });
+        const prod = matmul(rt, Gc, R); // [B, k]
+        accumulateRows(rt, prod, phi, row0, 1 / Math.sqrt(this.k));
+        prod.release();
+        if (Gc !== G) Gc.release();
       }
-      G.release();
     }
+    G.release();
     dyT.release();
     xT.release();
   }
@@ -259,7 +271,7 @@ export class Featurizer {
   }
 
   release(): void {
-    for (const { rOut, rIn } of this.#sides.values()) [rOut, rIn].forEach((t) => t.release());
+    for (const { rOutT, rInT } of this.#sides.values()) [rOutT, rInT].forEach((t) => t.release());
     for (const chunks of this.#explicit.values()) chunks.forEach((c) => c.R.release());
     this.#sides.clear();
     this.#explicit.clear();

@@ -3,6 +3,7 @@ import {
   chooseKernel,
   chooseVariant,
   matmul,
+  matmulBlocksNT,
   matmulOp,
   matmulProblem,
   matmulRef,
@@ -148,6 +149,36 @@ describe("matmul", () => {
       const want = matmulRef(aData, bData, { M, N, K, transB });
       assertClose(await rt.read(out), want, { rtol: RTOL, scale: Math.sqrt(K) }, `${M}x${K}x${N}`);
     }
+  });
+
+  it("matmulBlocksNT multiplies column blocks of wide matrices in place (aligned and unaligned)", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("matmul blocks NT"));
+    for (const [M, N, T, batch] of [[16, 16, 64, 5], [3, 5, 1, 7], [4, 8, 13, 3], [2, 3, randInt(rand, 1, 40), 4]]) {
+      // a [M, batch*T] and b [N, batch*T]: block i is columns [i*T, (i+1)*T) of each row.
+      const aData = randomF32(rand, M * batch * T);
+      const bData = randomF32(rand, N * batch * T);
+      const out = matmulBlocksNT(rt, rt.upload(aData, [M, batch * T]), rt.upload(bData, [N, batch * T]), {
+        M,
+        N,
+        K: T,
+        batch,
+        strideA: T,
+        strideB: T,
+        ldA: batch * T,
+        ldB: batch * T,
+      });
+      const got = await rt.read(out);
+      for (let i = 0; i < batch; i++) {
+        const block = (d: Float32Array, rows: number) =>
+          Float32Array.from({ length: rows * T }, (_, e) => d[Math.floor(e / T) * batch * T + i * T + (e % T)]);
+        const want = matmulRef(block(aData, M), block(bData, N), { M, N, K: T, transB: true });
+        assertClose(got.subarray(i * M * N, (i + 1) * M * N), want, { rtol: RTOL, scale: Math.sqrt(T) }, `block ${i}`);
+      }
+    }
+    const a = rt.upload(new Float32Array(12), [3, 4]);
+    expect(() => matmulBlocksNT(rt, a, a, { M: 3, N: 3, K: 2, batch: 3, strideA: 2, strideB: 2, ldA: 4, ldB: 4 }))
+      .toThrow(/reach past/);
   });
 
   it("A·Bᵀ with a long K (weight gradient) runs split-K on the default path, without a transpose copy", async () => {
