@@ -163,39 +163,32 @@ function weightRows(w: Tensor, C: number, g: ConvGeom): { O: number; w2: Tensor 
   return { O, w2: w.shape.length === 2 ? w : w.reshape([O, K]) };
 }
 
-/** y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. */
-export function conv2dForward(rt: Runtime, x: Tensor, w: Tensor, bias: Tensor | undefined, g: ConvGeom): Tensor {
-  const { y, cols } = conv2dTrainForward(rt, x, w, bias, g, 0);
-  cols?.release();
-  return y;
-}
-
 /**
- * conv2dForward that also returns the im2col it computed when the backward's dw reads it (see
- * conv2dBackward) and it fits `keepBytes`: passed back as `opts.cols`, it saves the backward's own im2col
- * (about a tenth of a small-CNN step on llvmpipe).
+ * y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. `opts.cols`: im2col(x), already computed
+ * (the caller keeps it, e.g. for the backward); else it is computed and released here.
  */
-export function conv2dTrainForward(
+export function conv2dForward(
   rt: Runtime,
   x: Tensor,
   w: Tensor,
   bias: Tensor | undefined,
   g: ConvGeom,
-  keepBytes: number,
-): { y: Tensor; cols?: Tensor } {
+  opts: { cols?: Tensor } = {},
+): Tensor {
   const [C, N, H, W] = dims4(x, "conv2d");
   const { OH, OW } = convOutSize(H, W, g);
   const { O, w2 } = weightRows(w, C, g);
-  const cols = im2col(rt, x, g);
+  const cols = opts.cols ?? im2col(rt, x, g);
+  if (cols.size !== w2.shape[1] * N * OH * OW) throw new Error(`conv2d: cols [${cols.shape}] is not im2col(x)`);
   const y = matmul(rt, w2, cols); // [O, N*OH*OW]
+  if (!opts.cols) cols.release();
   if (bias) addRowBias(rt, y, bias);
-  const keep = 4 * cols.size <= keepBytes && dwReadsCols(O, cols.shape[0], cols.shape[1]);
-  if (!keep) cols.release();
-  return { y: y.reshape([O, N, OH, OW]), cols: keep ? cols : undefined };
+  return y.reshape([O, N, OH, OW]);
 }
 
-/** Whether dw[O, K] = dy · colsᵀ (split-K over P = N*OH*OW) beats the NN GEMM on im2colT for these sizes. */
-const dwReadsCols = (O: number, K: number, P: number) => splitKWins(matmulProblem([O, P], [K, P], false, true));
+/** Whether conv2dBackward's dw[O, K] reads cols[K, P] (split-K dy · colsᵀ) rather than im2colT. */
+export const dwReadsCols = (O: number, cols: { shape: readonly number[] }) =>
+  splitKWins(matmulProblem([O, cols.shape[1]], [cols.shape[0], cols.shape[1]], false, true));
 
 export interface ConvGrads {
   dw: Tensor; // [O, C*kh*kw]
@@ -225,7 +218,7 @@ export function conv2dBackward(
   if (dy.size !== O * P) throw new Error(`conv2d backward: dy [${dy.shape}] is not [${O}, ${N}, ${OH}, ${OW}]`);
   const dy2 = dy.reshape([O, P]);
   let dw: Tensor; // [O, C*kh*kw]
-  if (opts.cols || dwReadsCols(O, w2.shape[1], P)) {
+  if (opts.cols || dwReadsCols(O, { shape: [w2.shape[1], P] })) {
     // Few output channels against a long N*OH*OW: split-K spreads the long sum over workgroups, where an
     // NN GEMM on colsT has only a handful of output blocks to share out.
     const cols = opts.cols ?? im2col(rt, x, g);

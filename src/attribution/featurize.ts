@@ -169,29 +169,30 @@ export class Featurizer {
     const byLayer = new Map(this.layers.map((wl) => [wl.layer, wl] as const));
     const logits = this.model.net.forward(rt, x, "grad");
     const m = margin(rt, logits, y, { gradScale: 1, into: { value: marginsOut, correct: correctOut, offset: row0 } });
-    const tap = (layer: Conv2d | Dense, input: Tensor, dy: Tensor) => {
+    const tap = (layer: Conv2d | Dense, input: Tensor, dy: Tensor, cols?: Tensor) => {
       const wl = byLayer.get(layer)!;
-      this.#layer(wl, input, dy, B, phi, row0);
+      this.#layer(wl, input, dy, B, phi, row0, cols);
     };
     this.model.net.backward(rt, m.dlogits, { needDx: false, paramGrads: false, tap });
     logits.release();
     m.dlogits.release();
   }
 
-  #layer(wl: WeightLayer, input: Tensor, dy: Tensor, B: number, phi: Tensor, row0: number): void {
+  /** One weight layer's share of the batch's features; `kept`: the forward's im2col of `input`, if kept. */
+  #layer(wl: WeightLayer, input: Tensor, dy: Tensor, B: number, phi: Tensor, row0: number, kept?: Tensor): void {
     const rt = this.rt;
     const { O, CK } = wl;
     const T = dy.size / (O * B);
     const dy2 = dy.reshape([O, B * T]);
     if (this.opts.projection === "factored") {
       const { rOutT, rInT } = this.#sides.get(wl)!;
-      const cols = wl.layer instanceof Conv2d ? im2col(rt, input, wl.layer.geom) : input; // [CK, B*T]
+      const cols = wl.layer instanceof Conv2d ? kept ?? im2col(rt, input, wl.layer.geom) : input; // [CK, B*T]
       if (cols.size !== CK * B * T) {
         throw new Error(`featurize: layer input gives [${cols.shape}], expected [${CK}, ${B * T}]`);
       }
       const pOutT = matmul(rt, rOutT, dy2); // [kOut, B*T]
       const pInT = matmul(rt, rInT, cols.reshape([CK, B * T])); // [kIn, B*T]
-      if (cols !== input) cols.release();
+      if (cols !== input && cols !== kept) cols.release();
       // f_n = pOutT_n · pInT_nᵀ, [B, kOut, kIn], from example n's columns [n*T, (n+1)*T) of both.
       const blocks = { batch: B, K: T, strideA: T, strideB: T, ldA: B * T, ldB: B * T };
       const f = matmulBlocksNT(rt, pOutT, pInT, { M: this.kOut, N: this.kIn, ...blocks });

@@ -11,9 +11,10 @@ import {
   conv2dBackwardRef,
   conv2dForward,
   conv2dRef,
-  conv2dTrainForward,
   type ConvGeom,
   convOutSize,
+  dwReadsCols,
+  im2col,
 } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
@@ -71,8 +72,11 @@ export interface HostTensor {
  */
 export type Mode = "train" | "eval" | "grad";
 
-/** Sees each weight layer's input and output gradient during backward (TRAK featurisation). */
-export type Tap = (layer: Conv2d | Dense, input: Tensor, dy: Tensor) => void;
+/**
+ * Sees each weight layer's input and output gradient during backward (TRAK featurisation), and for a conv
+ * the forward's im2col of its input when it was kept (it is released after the tap).
+ */
+export type Tap = (layer: Conv2d | Dense, input: Tensor, dy: Tensor, cols?: Tensor) => void;
 
 export interface BackwardOptions {
   needDx: boolean;
@@ -129,16 +133,18 @@ export class Conv2d extends Layer {
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (mode === "eval") return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
     this.#x = x.retain();
-    // A training step's backward needs dw, which reads this im2col: keep it rather than recompute it.
-    const keep = mode === "train" ? KEEP_COLS_MAX_BYTES : 0;
-    const { y, cols } = conv2dTrainForward(rt, x, this.weight.value, this.bias?.value, this.geom, keep);
+    const cols = im2col(rt, x, this.geom);
+    const y = conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom, { cols });
+    // The backward reads this im2col again (a grad-mode tap always, a training step's dw when split-K): keep it.
+    const wanted = mode === "grad" || dwReadsCols(this.cout, cols);
     this.#cols?.release();
-    this.#cols = cols;
+    this.#cols = wanted && 4 * cols.size <= KEEP_COLS_MAX_BYTES ? cols : undefined;
+    if (!this.#cols) cols.release();
     return y;
   }
   backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     const x = take(this.#x, "conv2d");
-    opts.tap?.(this, x, dy);
+    opts.tap?.(this, x, dy, this.#cols);
     let dx: Tensor | undefined;
     if (opts.paramGrads ?? true) {
       const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, {
