@@ -10,7 +10,8 @@
 // (read_write f32), idx_out (read_write u32); uniform { planes, H, W, OH, OW, n } where n is the number
 // of invocations (outputs forward and in maxpool2_bwd, dx elements in the global pools' backward);
 // override WG; flat grids fold into y (grid1d); entries maxpool2_fwd/_bwd, global_avg_fwd/_bwd,
-// global_max_fwd/_bwd.
+// global_max_fwd/_bwd, and maxpool2_fwd_pairs/_bwd_pairs (W % 4 == 0: two windows per invocation on
+// x4, y2, idx_out2, dy2, idx2, dx4, the same buffers as vectors; n counts pairs).
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
@@ -55,7 +56,10 @@ export function maxPool2x2(rt: Runtime, x: Tensor): { y: Tensor; idx: Tensor<"u3
   const OW = W >> 1;
   const y = rt.empty([C, N, OH, OW], "f32");
   const idx = rt.empty([C, N, OH, OW], "u32");
-  run(rt, "maxpool2_fwd", { x, y, idx_out: idx }, { planes: C * N, H, W, OH, OW, n: C * N * OH * OW });
+  const n = C * N * OH * OW;
+  if (W % 4 === 0) {
+    run(rt, "maxpool2_fwd_pairs", { x4: x, y2: y, idx_out2: idx }, { planes: C * N, H, W, OH, OW, n: n / 2 });
+  } else run(rt, "maxpool2_fwd", { x, y, idx_out: idx }, { planes: C * N, H, W, OH, OW, n });
   return { y, idx };
 }
 
@@ -67,7 +71,10 @@ export function maxPool2x2Backward(rt: Runtime, dy: Tensor, idx: Tensor, xShape:
     throw new Error(`maxPool2x2Backward: dy [${dy.shape}] / idx [${idx.shape}] do not match x [${xShape}]`);
   }
   const dx = rt.empty([C, N, H, W], "f32");
-  run(rt, "maxpool2_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH, OW, n: C * N * OH * OW });
+  const n = C * N * OH * OW;
+  if (W % 4 === 0) {
+    run(rt, "maxpool2_bwd_pairs", { dy2: dy, idx2: idx, dx4: dx }, { planes: C * N, H, W, OH, OW, n: n / 2 });
+  } else run(rt, "maxpool2_bwd", { dy, idx, dx }, { planes: C * N, H, W, OH, OW, n });
   return dx;
 }
 

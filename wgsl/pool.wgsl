@@ -14,6 +14,13 @@ struct Params { planes: u32, H: u32, W: u32, OH: u32, OW: u32, n: u32, }
 @group(0) @binding(4) var<storage, read> idx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
+// The same buffers in vectors, for the *_pairs entries (W % 4 == 0).
+@group(0) @binding(7) var<storage, read> x4: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> y2: array<vec2f>;
+@group(0) @binding(9) var<storage, read_write> idx_out2: array<vec2u>;
+@group(0) @binding(10) var<storage, read> dy2: array<vec2f>;
+@group(0) @binding(11) var<storage, read> idx2: array<vec2u>;
+@group(0) @binding(12) var<storage, read_write> dx4: array<vec4f>;
 
 override WG: u32 = 256;
 
@@ -73,6 +80,46 @@ fn maxpool2_bwd(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
     dx[i0 + 2u * W + 1u] = 0.0;
     if (last_col) { dx[i0 + 2u * W + 2u] = 0.0; }
   }
+}
+
+// The max pool on pairs of neighbouring windows when W % 4 == 0 (llvmpipe pays per storage access, not
+// per byte): n = planes * OH * OW / 2 pairs; a pair's two rows of four cells are two aligned vec4s.
+@compute @workgroup_size(WG)
+fn maxpool2_fwd_pairs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = flat(gid, nwg);
+  if (o >= params.n) { return; }
+  let i0 = window(2u * o).x; // the pair's top-left cell, a multiple of 4
+  let top = x4[i0 / 4u];
+  let bottom = x4[(i0 + params.W) / 4u];
+  var m = vec2f(top.x, top.z);
+  var at = vec2u(i0, i0 + 2u);
+  // Row-major window order with a strict '>' keeps the first maximum.
+  let cand = array<vec2f, 3>(vec2f(top.y, top.w), vec2f(bottom.x, bottom.z), vec2f(bottom.y, bottom.w));
+  let offsets = array<u32, 3>(1u, params.W, params.W + 1u);
+  for (var k = 0u; k < 3u; k++) {
+    let better = cand[k] > m;
+    m = select(m, cand[k], better);
+    at = select(at, vec2u(i0, i0 + 2u) + offsets[k], better);
+  }
+  y2[o] = m;
+  idx_out2[o] = at;
+}
+
+@compute @workgroup_size(WG)
+fn maxpool2_bwd_pairs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = flat(gid, nwg);
+  if (o >= params.n) { return; }
+  let win = window(2u * o);
+  let i0 = win.x;
+  let W = params.W;
+  let g = dy2[o];
+  let at = idx2[o];
+  let top = vec4u(i0, i0 + 1u, i0 + 2u, i0 + 3u);
+  let gv = vec4f(g.x, g.x, g.y, g.y);
+  let av = vec4u(at.x, at.x, at.y, at.y);
+  dx4[i0 / 4u] = select(vec4f(0.0), gv, av == top);
+  dx4[(i0 + W) / 4u] = select(vec4f(0.0), gv, av == top + W);
+  if ((params.H & 1u) == 1u && win.y + 1u == params.OH) { dx4[(i0 + 2u * W) / 4u] = vec4f(0.0); }
 }
 
 // n = planes outputs; each reads one contiguous plane of H*W.

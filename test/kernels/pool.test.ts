@@ -22,12 +22,22 @@ describe("pool", () => {
       pl.poolOp.use(v.name);
       const rt = await testRuntime();
       const rand = mulberry32(testSeed(`pool ${v.name}`));
-      const shapes = [[3, 2, 7, 5], [2, 3, 4, 6], [1, 1, 2, 2], [1, 1, 3, 3], [4, 2, 1, 1], [
-        randInt(rand, 1, 6),
-        randInt(rand, 1, 4),
-        randInt(rand, 2, 17),
-        randInt(rand, 2, 17),
-      ]];
+      // [2, 3, 5, 8] and [3, 2, 8, 12]: W % 4 == 0 runs the paired kernels (the first with an odd row dropped).
+      const shapes = [
+        [3, 2, 7, 5],
+        [2, 3, 4, 6],
+        [1, 1, 2, 2],
+        [1, 1, 3, 3],
+        [4, 2, 1, 1],
+        [2, 3, 5, 8],
+        [3, 2, 8, 12],
+        [
+          randInt(rand, 1, 6),
+          randInt(rand, 1, 4),
+          randInt(rand, 2, 17),
+          randInt(rand, 2, 17),
+        ],
+      ];
       for (const shape of shapes) {
         const [C, N, H, W] = shape;
         const what = `[${shape}]`;
@@ -88,6 +98,17 @@ describe("pool", () => {
     expect(Array.from(gdx)).toEqual([10, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     expect(Array.from(gy)).toEqual([9]);
     expect(Array.from(gidx)).toEqual([4]);
+    // The same rules on a 3x8 plane (W % 4 == 0: two windows per invocation).
+    const xs8 = [1, 1, 2, 5, 7, 7, 0, 1, 1, 1, 5, 5, 7, 7, 2, 2, 9, 9, 9, 9, 9, 9, 9, 9];
+    const x8 = rt.upload(xs8, [1, 1, 3, 8]);
+    const m8 = pl.maxPool2x2(rt, x8);
+    const dx8 = pl.maxPool2x2Backward(rt, rt.upload([10, 20, 30, 40], [1, 1, 1, 4]), m8.idx, x8.shape);
+    const [y8, idx8, gdx8] = await rt.readMany([m8.y, m8.idx, dx8]);
+    expect(Array.from(y8)).toEqual([1, 5, 7, 2]);
+    expect(Array.from(idx8)).toEqual([0, 3, 4, 14]);
+    expect(Array.from(gdx8)).toEqual(
+      xs8.map((_, i) => ({ 0: 10, 3: 20, 4: 30, 14: 40 } as Record<number, number>)[i] ?? 0),
+    );
   });
 
   it("the backward twins match finite differences of the forward twins", () => {
