@@ -1,7 +1,8 @@
 // Training batches assembled on the device from a dataset kept there (u8 pixels packed in u32), with
 // random crop + flip augmentation and per-channel normalisation. Output images are CNHW [C, B, H, W].
-// Binding contract: pixels, order, labels (read u32), x (read_write f32), y (read_write u32);
-// uniform { mean, inv_std (vec4), B, C, H, W, start, pad, flip, seed, stream }; entries images, targets.
+// Binding contract: pixels, order, labels (read u32), x (read_write f32), x4 (x as vec4s), y (read_write
+// u32); uniform { mean, inv_std (vec4), B, C, H, W, start, pad, flip, seed, stream }; entries images,
+// images4 (W % 4 == 0: four pixels of a row per invocation) and targets.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { RANDOM_LIB, rngBits } from "./random.ts";
@@ -91,15 +92,16 @@ export function assembleBatch(rt: Runtime, ds: DeviceDataset, s: BatchSpec): { x
     seed: s.seed >>> 0,
     stream: s.stream >>> 0,
   };
-  const buffers = { pixels: ds.pixels, order: s.order, labels: ds.labels, x, y };
+  const buffers = { pixels: ds.pixels, order: s.order, labels: ds.labels, x, x4: x, y };
+  const vec4 = ds.w % 4 === 0;
   rt.dispatch({
     label: `batch.images/${v.name}`,
     code: v.code,
-    entryPoint: "images",
+    entryPoint: vec4 ? "images4" : "images",
     constants: { WG: 256 },
     buffers,
     uniforms,
-    workgroups: grid1d(x.size, 256),
+    workgroups: grid1d(vec4 ? x.size / 4 : x.size, 256),
   });
   rt.dispatch({
     label: `batch.targets/${v.name}`,
