@@ -7,7 +7,8 @@
 // entries `im2col` (y-grid = cols row, x-grid walks P = N*OH*OW; `im2col4` the same in vec4s of cols4, the
 // cols buffer, when OW % 4 == 0), `im2col_t` (colsT[P, C*KH*KW], flat
 // grid-stride x-grid; `rows` = C*KH*KW), `col2im` (y-grid = channel, x-grid walks
-// N*H*W; a gather, every dx element written once) and `add_row_bias` (in place on y, y-grid = row).
+// N*H*W; a gather, every dx element written once; `col2im4` the same in vec4s of dcols4 and dx4, the dcols
+// and dx buffers, at stride 1 when W % 4 == 0) and `add_row_bias` (in place on y, y-grid = row).
 // Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
 // are `matmul`, db is reduce's `sum`. Temporaries (cols, colsT, dcols) are released before returning.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
@@ -126,14 +127,15 @@ export function col2im(rt: Runtime, dcols: Tensor, xShape: readonly number[], g:
   const v = conv2dOp.active;
   const dx = rt.empty([C, N, H, W], "f32");
   const P = N * H * W;
+  const vec4 = g.stride === 1 && W % 4 === 0; // a tap's four neighbours along w read neighbours in dcols
   rt.dispatch({
     label: `conv2d.col2im/${v.name}`,
     code: v.code,
-    entryPoint: "col2im",
+    entryPoint: vec4 ? "col2im4" : "col2im",
     constants: geomConstants(g, v.workgroupSize),
-    buffers: { dcols, dx },
+    buffers: { dcols, dcols4: dcols, dx, dx4: dx },
     uniforms: { C, N, H, W, OH, OW, rows: C, P },
-    workgroups: rowGrid(C, P, v),
+    workgroups: rowGrid(C, vec4 ? P / 4 : P, v),
   });
   return dx;
 }

@@ -25,6 +25,8 @@ struct Params {
 @group(0) @binding(6) var<uniform> params: Params;
 @group(0) @binding(7) var<storage, read_write> cols4: array<vec4f>; // cols as vec4s, for im2col4
 @group(0) @binding(8) var<storage, read> x4: array<vec4f>; // x as vec4s, for im2col4 at stride 1
+@group(0) @binding(9) var<storage, read> dcols4: array<vec4f>; // dcols and dx as vec4s, for col2im4
+@group(0) @binding(10) var<storage, read_write> dx4: array<vec4f>;
 
 override WG: u32 = 256;
 override KH: u32 = 3;
@@ -214,6 +216,43 @@ fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     }
     dx[c * params.P + p] = acc;
     q = advance(q, step, params.H, params.W);
+  }
+}
+
+// Four consecutive elements of a flat array seen as vec4s, starting at element e (which may be negative or
+// unaligned: two aligned loads and a funnel shift; lanes outside the array are junk for the caller to mask).
+fn dcols_at(e: i32) -> vec4f {
+  let at = e >> 2u;
+  return funnel(dcols4[u32(max(at, 0))], dcols4[u32(at + 1)], u32(e & 3));
+}
+
+// col2im at stride 1 with W % 4 == 0: four neighbours along w per step, each tap's four dcols entries are
+// neighbours too (ow = w + PAD - kj), read as vec4s; one vec4 store. Positions walk (n, h, w / 4).
+@compute @workgroup_size(WG)
+fn col2im4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let c = row_of(wid);
+  if (c >= params.rows) { return; }
+  let P_out = params.N * params.OH * params.OW;
+  let W4 = params.W / 4u;
+  let P4 = params.P / 4u;
+  let stride = nwg.x * WG;
+  let step = decompose(stride, params.H, W4);
+  var p = wid.x * WG + lid;
+  var q = decompose(p, params.H, W4);
+  for (; p < P4; p += stride) {
+    var acc = vec4f(0.0);
+    for (var ki = 0u; ki < KH; ki++) {
+      let oh = i32(q.a + PAD) - i32(ki);
+      if (oh < 0 || oh >= i32(params.OH)) { continue; }
+      for (var kj = 0u; kj < KW; kj++) {
+        let ow = vec4i(i32(4u * q.b + PAD) - i32(kj)) + vec4i(0, 1, 2, 3);
+        let row = (c * KH + ki) * KW + kj;
+        let e = i32(row * P_out + (q.n * params.OH + u32(oh)) * params.OW) + ow.x;
+        acc += select(vec4f(0.0), dcols_at(e), (ow >= vec4i(0)) & (ow < vec4i(i32(params.OW))));
+      }
+    }
+    dx4[c * P4 + p] = acc;
+    q = advance(q, step, params.H, W4);
   }
 }
 
