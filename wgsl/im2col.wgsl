@@ -55,14 +55,22 @@ fn advance(q: Pos, step: Pos, A: u32, B: u32) -> Pos {
   return r;
 }
 
+// The (channel, kernel row, kernel column) a cols row reads.
+fn tap_of(row: u32) -> vec3u {
+  let c = row / (KH * KW);
+  let k = row - c * (KH * KW);
+  let ki = k / KW;
+  return vec3u(c, ki, k - ki * KW);
+}
+
 @compute @workgroup_size(WG)
 fn im2col(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
   let row = row_of(wid);
   if (row >= params.rows) { return; }
-  let c = row / (KH * KW);
-  let k = row - c * (KH * KW);
-  let ki = k / KW;
-  let kj = k - ki * KW;
+  let tap = tap_of(row);
+  let c = tap.x;
+  let ki = tap.y;
+  let kj = tap.z;
   let H = i32(params.H);
   let W = i32(params.W);
   let base = row * params.P;
@@ -96,10 +104,10 @@ fn funnel(lo: vec4f, hi: vec4f, s: u32) -> vec4f {
 fn im2col4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
   let row = row_of(wid);
   if (row >= params.rows) { return; }
-  let c = row / (KH * KW);
-  let k = row - c * (KH * KW);
-  let ki = k / KW;
-  let kj = k - ki * KW;
+  let tap = tap_of(row);
+  let c = tap.x;
+  let ki = tap.y;
+  let kj = tap.z;
   let H = i32(params.H);
   let W = i32(params.W);
   let OW4 = params.OW / 4u;
