@@ -317,9 +317,8 @@ const MAX_ROW_WASTE = 0.25;
 
 /**
  * The tile for a problem: the tuned one (timed at 1024²), unless it does not fit the shape or more than a
- * quarter of its rows lie past M; then the largest smaller tile of the variant that fits without that waste
- * (a 16-channel conv ran 1.4x faster on 16-row tiles than on the tuned 32-row one, llvmpipe), else the tuned
- * one if it fits. Undefined when none fits.
+ * quarter of its rows lie past M (rows computed from junk and never stored); then the largest smaller tile of
+ * the variant that fits without that waste, else the tuned one if it fits. Undefined when none fits.
  */
 function tileForProblem(v: MatmulVariant, p: MatmulProblem): MatmulTile | undefined {
   const tuned = tileFor(v);

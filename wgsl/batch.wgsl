@@ -69,7 +69,7 @@ fn images(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 }
 
 // images for W % 4 == 0: four neighbours along w per invocation and one vec4 store, a quarter of the
-// index arithmetic (integer division by runtime values is slow on CPUs: 2.5x faster on llvmpipe).
+// index arithmetic (integer division by runtime values is slow on CPUs).
 @compute @workgroup_size(WG)
 fn images4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i4 = gid.x + gid.y * nwg.x * WG;

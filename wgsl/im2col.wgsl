@@ -99,7 +99,7 @@ fn funnel(lo: vec4f, hi: vec4f, s: u32) -> vec4f {
 }
 
 // im2col for OW % 4 == 0: each step writes four neighbours along ow as one vec4 (llvmpipe pays per storage
-// access, not per byte: 1.4x faster on the small CNN's convs). Positions walk (n, oh, ow / 4).
+// access, not per byte). Positions walk (n, oh, ow / 4).
 @compute @workgroup_size(WG)
 fn im2col4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
   let row = row_of(wid);

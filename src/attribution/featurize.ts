@@ -10,7 +10,7 @@
 //   factored  Phi_n += vec((dyT_n R_out)ᵀ (xT_n R_in)) / sqrt(k), R_out [O, kOut], R_in [CK, kIn] +-1:
 //             the projection by R_in ⊗ R_out without a per-example gradient. The side products are computed
 //             wide, R_outᵀ dy and R_inᵀ im2col(x) ([k, N*T]: as tall [N*T, k] products their 16 columns
-//             filled a sixteenth of each workgroup, 10x slower on llvmpipe), and each example's product
+//             filled a sixteenth of each workgroup), and each example's product
 //             straight from its column block (matmulBlocksNT), without transposes;
 //   baseline  G as in dense, times an explicitly stored R (benchmark only).
 // Biases and batch-norm affine parameters are not featurised (under 1% of the parameters).

@@ -111,7 +111,7 @@ const take = <T>(v: T | undefined, what: string): T => {
 
 // ---------------------------------------------------------------- conv
 
-/** Largest im2col a training forward keeps for its backward; above it the backward recomputes it. */
+/** Largest im2col a conv keeps from its forward for its backward; above it the backward recomputes it. */
 const KEEP_COLS_MAX_BYTES = 64 << 20;
 
 export class Conv2d extends Layer {
@@ -274,7 +274,8 @@ export class BatchNorm extends Layer {
     this.#gradMode = mode === "grad";
     if (mode !== "train") {
       const y = batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
-      if (mode === "grad" && this.relu) this.#out = y.retain();
+      this.#out?.release();
+      this.#out = mode === "grad" && this.relu ? y.retain() : undefined;
       return y;
     }
     const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
