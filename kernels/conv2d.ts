@@ -189,8 +189,7 @@ export function conv2dForward(
 }
 
 /** Whether conv2dBackward's dw[O, K] reads cols[K, P] (split-K dy · colsᵀ) rather than im2colT. */
-export const dwReadsCols = (O: number, cols: { shape: readonly number[] }) =>
-  splitKWins(matmulProblem([O, cols.shape[1]], [cols.shape[0], cols.shape[1]], false, true));
+export const dwReadsCols = (O: number, K: number, P: number) => splitKWins(matmulProblem([O, P], [K, P], false, true));
 
 export interface ConvGrads {
   dw: Tensor; // [O, C*kh*kw]
@@ -220,7 +219,7 @@ export function conv2dBackward(
   if (dy.size !== O * P) throw new Error(`conv2d backward: dy [${dy.shape}] is not [${O}, ${N}, ${OH}, ${OW}]`);
   const dy2 = dy.reshape([O, P]);
   let dw: Tensor; // [O, C*kh*kw]
-  if (opts.cols || dwReadsCols(O, { shape: [w2.shape[1], P] })) {
+  if (opts.cols || dwReadsCols(O, w2.shape[1], P)) {
     // Few output channels against a long N*OH*OW: split-K spreads the long sum over workgroups, where an
     // NN GEMM on colsT has only a handful of output blocks to share out.
     const cols = opts.cols ?? im2col(rt, x, g);

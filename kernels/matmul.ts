@@ -349,10 +349,10 @@ const TRANSPOSE_COPY_FROM = 1 << 18;
 
 export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const p = matmulProblem(a.shape, b.shape, opts.transA, opts.transB);
-  if (!opts.variant && (p.transA || p.transB) && p.M * p.N * p.K >= TRANSPOSE_COPY_FROM) {
+  const chosen = opts.variant ? undefined : chooseKernel(p);
+  if (chosen && (p.transA || p.transB) && p.M * p.N * p.K >= TRANSPOSE_COPY_FROM) {
     const nn = { ...p, transA: false, transB: false };
-    const v = chooseVariant(p);
-    if (v !== splitKVariant && v !== chooseVariant(nn)) {
+    if (chosen.variant !== splitKVariant && chosen.variant !== chooseVariant(nn)) {
       // Transposes cost O(size) against the product's O(M N K): copy, then run the fast kernel.
       const at = p.transA ? transpose(rt, a) : a;
       const bt = p.transB ? transpose(rt, b) : b;
@@ -362,7 +362,6 @@ export function matmul(rt: Runtime, a: Tensor, b: Tensor, opts: MatmulOptions = 
       return out;
     }
   }
-  const chosen = opts.variant ? undefined : chooseKernel(p);
   const v = opts.variant ?? chosen!.variant;
   const tile = opts.tile ?? chosen?.tile ?? tileFor(v);
   if (!v.supports(p, tile)) {

@@ -136,7 +136,7 @@ export class Conv2d extends Layer {
     const cols = im2col(rt, x, this.geom);
     const y = conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom, { cols });
     // The backward reads this im2col again (a grad-mode tap always, a training step's dw when split-K): keep it.
-    const wanted = mode === "grad" || dwReadsCols(this.cout, cols);
+    const wanted = mode === "grad" || dwReadsCols(this.cout, cols.shape[0], cols.shape[1]);
     this.#cols?.release();
     this.#cols = wanted && 4 * cols.size <= KEEP_COLS_MAX_BYTES ? cols : undefined;
     if (!this.#cols) cols.release();

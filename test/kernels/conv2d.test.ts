@@ -70,7 +70,7 @@ describe("conv2d", () => {
           const yNoBias = cv.conv2dForward(rt, x, w, undefined, g);
           const grads = cv.conv2dBackward(rt, x, w, dy, g, { needDx: true });
           // The forward and the backward can share one im2col (the split-K dw reads it for few outputs).
-          if (s.O < 256) expect(cv.dwReadsCols(s.O, cols), `dw reads cols ${what}`).toBe(true);
+          if (s.O < 256) expect(cv.dwReadsCols(s.O, K, P), `dw reads cols ${what}`).toBe(true);
           const keptY = cv.conv2dForward(rt, x, w, b, g, { cols });
           const noDx = cv.conv2dBackward(rt, x, w, dy, g, { needDx: false, needDb: false, cols });
           expect(noDx.dx).toBe(undefined);
