@@ -61,7 +61,8 @@ export const DetectConfig = TrainingSetSpec.extend({
   ),
   // Poisons left behind keep a backdoor alive, a few clean examples cost little (metrics.ts frequencyBudget).
   budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto").describe(
-    "examples to remove: auto takes every example scored at least 1/4 of the top score, at most n/5",
+    "examples to remove: auto counts every example the search selected at least 1/4 as often as its most selected, " +
+      "at most n/5, and removes that many of the highest-ranked",
   ),
   retrainBaselines: z.boolean().default(false).describe("also remove and retrain for each baseline"),
   cache: z.string().default(".cache/detect").describe("directory of cached stages (a rerun redoes only what changed)"),

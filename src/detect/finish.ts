@@ -21,22 +21,23 @@ import { type DetectResult, summarize } from "./summary.ts";
  * Examples removed: see DetectConfig.budget. The auto budget removes nothing unless the strongest block
  * stands out from the classes' natural ones (standout.ts); --budget N overrides the rule.
  */
-export function removalBudget(cfg: Pick<Cfg, "budget">, scores: Float64Array, standout: Standout): number {
-  if (cfg.budget !== "auto") return Math.min(cfg.budget, scores.length);
-  return standsOut(standout) ? frequencyBudget(scores) : 0;
+export function removalBudget(cfg: Pick<Cfg, "budget">, frequency: ArrayLike<number>, standout: Standout): number {
+  if (cfg.budget !== "auto") return Math.min(cfg.budget, frequency.length);
+  return standsOut(standout) ? frequencyBudget(frequency) : 0;
 }
 
 /**
- * The flagged examples: the top `budget` scores; under the auto budget only those of the class that stands
- * out, since a backdoor's poisons all carry its label (the rest are clean examples of natural blocks).
+ * The flagged examples: the top `budget` scores (the search's ranking; the auto budget counts the plateaus of
+ * its selection frequencies); under the auto budget only those of the class that stands out, since a
+ * backdoor's poisons all carry its label (the rest are clean examples of natural blocks).
  */
 export function flaggedExamples(
   cfg: Pick<Cfg, "budget">,
-  scores: Float64Array,
+  scored: Pick<Scored, "search" | "frequency" | "standout">,
   labels: ArrayLike<number>,
-  standout: Standout,
 ): number[] {
-  const top = topK(scores, removalBudget(cfg, scores, standout));
+  const { standout } = scored;
+  const top = topK(scored.search, removalBudget(cfg, scored.frequency, standout));
   return cfg.budget === "auto" ? top.filter((i) => labels[i] === standout.cls) : top;
 }
 
@@ -71,7 +72,7 @@ export async function finishDetection(a: FinishInput): Promise<DetectResult> {
   const { cfg, scored, train, poisoned, rt, clock } = a;
   const scores = Float64Array.from(scored.search);
   const spectral = Float64Array.from(scored.spectral);
-  const flagged = flaggedExamples(cfg, scores, train.labels, scored.standout);
+  const flagged = flaggedExamples(cfg, scored, train.labels);
   const trigger: Trigger = a.data
     ? a.data.trigger
     : cfg.attack && cfg.attack !== "none"

@@ -144,6 +144,7 @@ export async function runDetect(
       qWeight: cfg.qWeight,
       search: cfg.searchBackend,
       rule: "class-blocks",
+      ranking: "frequency+support",
       ...ldsKey,
     })
     : keyOf({
@@ -156,6 +157,7 @@ export async function runDetect(
       dmPenalty: cfg.dmPenalty,
       restarts: cfg.restarts,
       rule: "class-blocks",
+      ranking: "frequency+support",
       ...ldsKey,
     });
   const { value: scored } = await cachedJson(cfg.cache, `scores-${scoreKey}`, async () => {

@@ -2,7 +2,7 @@
 // dataset, one Deno worker (llvmpipe) and one Chromium volunteer page (SwiftShader). The worker trains the
 // model and sends the featurize shard first; the page then answers it as the second volunteer, so the
 // accepted features are the worker's, and both compute the finish shard, which must agree. The job's scores
-// must be runDetect's on llvmpipe (test/volunteer/edge-reference.ts) within the finish agreement's 1e-6: the
+// must be runDetect's on llvmpipe (test/volunteer/edge-reference.ts) within the finish agreement's tolerance: the
 // worker's own finish equals runDetect's bitwise, and the accepted one agrees with it.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
