@@ -9,11 +9,17 @@
 // grid-stride x-grid; `rows` = C*KH*KW), `col2im` (y-grid = channel, x-grid walks
 // N*H*W; a gather, every dx element written once; `col2im4` the same in vec4s of dcols4 and dx4, the dcols
 // and dx buffers, at stride 1 when W % 4 == 0) and `add_row_bias` (in place on y, y-grid = row).
+// A forward that is not handed cols skips them where it can: at stride 1, on rows of whole vec4s, when the GEMM
+// would take the exact register-blocked kernel (the CPU adapter's), it runs `implicitConvShader`
+// (matmul-codegen.ts), the same GEMM reading x in place of cols.
 // Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
 // are `matmul`, db is reduce's `sum`. Temporaries (cols, colsT, dcols) are released before returning.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
-import { matmul, matmulProblem, splitKWins } from "./matmul.ts";
+import { chooseKernel, matmul, matmulProblem, type MatmulTile, splitKWins } from "./matmul.ts";
+import { implicitConvShader } from "./matmul-codegen.ts";
+import { full } from "./fill.ts";
+import { blockCopy } from "./project.ts";
 import { sum } from "./reduce.ts";
 import { defineOp, type Variant } from "./registry.ts";
 
@@ -180,12 +186,52 @@ export function conv2dForward(
   const [C, N, H, W] = dims4(x, "conv2d");
   const { OH, OW } = convOutSize(H, W, g);
   const { O, w2 } = weightRows(w, C, g);
-  const cols = opts.cols ?? im2col(rt, x, g);
-  if (cols.size !== w2.shape[1] * N * OH * OW) throw new Error(`conv2d: cols [${cols.shape}] is not im2col(x)`);
-  const y = matmul(rt, w2, cols); // [O, N*OH*OW]
-  if (!opts.cols) cols.release();
+  const K = w2.shape[1];
+  const P = N * OH * OW;
+  const implicit = !opts.cols && implicitTile({ C, N, H, W, O }, g);
+  let y: Tensor;
+  if (implicit) {
+    // The kernel reads W's rows as vec4s: pad them with zeros to a multiple of 4 (a first conv's C*9 = 27).
+    const K4 = Math.ceil(K / 4) * 4;
+    const wRows = K4 === K ? w2 : blockCopy(rt, w2, full(rt, [O, K4], 0), { rows: O, cols: K, sld: K, dld: K4 });
+    y = rt.empty([O, P], "f32");
+    rt.dispatch({
+      label: `conv2d.implicit ${O}x${K}x${P}`,
+      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV })),
+      constants: { WG_X: implicit.WG_X, KH: g.kh, KW: g.kw, PAD: g.pad },
+      buffers: { A: wRows, X: x, C: y },
+      uniforms: { M: O, N: P, K: K4, C, NB: N, H, W, OH, OW, KR: K },
+      workgroups: [P / (4 * implicit.TV * implicit.WG_X), O / implicit.TM, 1],
+    });
+    if (wRows !== w2) wRows.release();
+  } else {
+    const cols = opts.cols ?? im2col(rt, x, g);
+    if (cols.size !== K * P) throw new Error(`conv2d: cols [${cols.shape}] is not im2col(x)`);
+    y = matmul(rt, w2, cols); // [O, N*OH*OW]
+    if (!opts.cols) cols.release();
+  }
   if (bias) addRowBias(rt, y, bias);
   return y.reshape([O, N, OH, OW]);
+}
+
+const implicitShaders = new Map<string, string>();
+const implicitCode = (key: string) => {
+  let code = implicitShaders.get(key);
+  if (!code) implicitShaders.set(key, code = implicitConvShader(JSON.parse(key)));
+  return code;
+};
+
+/**
+ * The register-blocked tile for a forward without an im2col buffer (matmul-codegen.ts implicitConvShader), or
+ * undefined: only where the GEMM on cols (K padded to a multiple of 4) would take the exact regblock kernel (the CPU
+ * adapter's choice; a GPU's tiled kernel keeps im2col), at stride 1 on rows of whole vec4s (W, OW multiples of 4).
+ */
+export function implicitTile(s: ConvShapes, g: ConvGeom): MatmulTile | undefined {
+  const { OH, OW } = convOutSize(s.H, s.W, g);
+  const K = Math.ceil((s.C * g.kh * g.kw) / 4) * 4;
+  if (g.stride !== 1 || s.W % 4 !== 0 || OW % 4 !== 0) return undefined;
+  const { variant, tile } = chooseKernel(matmulProblem([s.O, K], [K, s.N * OH * OW]));
+  return variant.name === "regblock" ? tile : undefined;
 }
 
 /** Whether conv2dBackward's dw[O, K] reads cols[K, P] (split-K dy · colsᵀ) rather than im2colT. */

@@ -121,6 +121,38 @@ describe("conv2d", () => {
     });
   }
 
+  // Where the GEMM on cols would take the exact register-blocked kernel, the forward reads x directly
+  // (matmul-codegen.ts implicitConvShader): image borders, taps that straddle vec4s, several channels, K not a
+  // multiple of 4.
+  it("the forward without an im2col buffer (implicit GEMM, stride 1) matches the float64 twin", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("conv2d implicit"));
+    const cases: [cv.ConvShapes, cv.ConvGeom][] = [
+      [{ C: 4, N: 2, H: 8, W: 16, O: 32 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
+      [{ C: 8, N: 1, H: 8, W: 32, O: 16 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
+      [{ C: 4, N: 4, H: 8, W: 8, O: 64 }, { kh: 5, kw: 5, stride: 1, pad: 2 }],
+      [{ C: 12, N: 2, H: 8, W: 8, O: 16 }, { kh: 1, kw: 1, stride: 1, pad: 0 }],
+      // K = 27: W's rows padded to 28, the padded row of cols masked
+      [{ C: 3, N: 2, H: 8, W: 32, O: 16 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
+      [{ C: 5, N: 2, H: 4, W: 16, O: 32 }, { kh: 1, kw: 1, stride: 1, pad: 0 }],
+    ];
+    for (const [s, g] of cases) {
+      const what = `[C=${s.C} N=${s.N} H=${s.H} W=${s.W} O=${s.O}] ${show(g)}`;
+      const K = s.C * g.kh * g.kw;
+      const xData = randomF32(rand, s.C * s.N * s.H * s.W);
+      const wData = randomF32(rand, s.O * K);
+      const bData = randomF32(rand, s.O);
+      const x = rt.upload(xData, [s.C, s.N, s.H, s.W]);
+      const w = rt.upload(wData, [s.O, K]);
+      const b = rt.upload(bData, [s.O]);
+      expect(cv.implicitTile(s, g), `implicit GEMM ${what}`).not.toBe(undefined);
+      const y = cv.conv2dForward(rt, x, w, b, g);
+      const want = cv.conv2dRef(xData, wData, bData, s, g);
+      assertClose(await rt.read(y), want, { rtol: RTOL, scale: Math.sqrt(K) }, `implicit forward ${what}`);
+      [x, w, b, y].forEach((t) => t.release());
+    }
+  });
+
   it("backward can reuse the forward's cols", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("conv2d reuse cols"));
