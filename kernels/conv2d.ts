@@ -13,7 +13,9 @@
 // would take the exact register-blocked kernel (the CPU adapter's), it runs `implicitConvShader`
 // (matmul-codegen.ts), the same GEMM reading x in place of cols.
 // Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
-// are `matmul`, db is reduce's `sum`. Temporaries (cols, colsT, dcols) are released before returning.
+// are `matmul`, db is reduce's `sum`. Where the forward would run implicitly, dx at stride 1 is the forward of dy
+// with the weights' channels swapped and taps mirrored (`flipTaps`, entry `flip_taps`). Temporaries (cols, colsT,
+// dcols) are released before returning.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
 import { chooseKernel, matmul, matmulProblem, type MatmulTile, splitKWins } from "./matmul.ts";
@@ -280,11 +282,52 @@ export function conv2dBackward(
   const db = (opts.needDb ?? true) ? sum(rt, dy2, 1) : undefined;
   let dx: Tensor | undefined;
   if (opts.needDx ?? true) {
-    const dcols = matmul(rt, w2, dy2, { transA: true }); // [C*kh*kw, P]
-    dx = col2im(rt, dcols, [C, N, H, W], g);
-    dcols.release();
+    const mirrored = dxAsConv(g);
+    if (mirrored && dxIsForward({ C, N, H, W, O }, g)) {
+      // At stride 1, dx is the forward of a convolution of dy: no dcols, no col2im.
+      const wf = flipTaps(rt, w2, C, g);
+      dx = conv2dForward(rt, dy, wf, undefined, mirrored);
+      wf.release();
+    } else {
+      const dcols = matmul(rt, w2, dy2, { transA: true }); // [C*kh*kw, P]
+      dx = col2im(rt, dcols, [C, N, H, W], g);
+      dcols.release();
+    }
   }
   return { dw, db, dx };
+}
+
+/** Whether conv2dBackward computes dx as the implicit forward of dy (flipTaps), not with dcols and col2im. */
+export function dxIsForward(s: ConvShapes, g: ConvGeom): boolean {
+  const mirrored = dxAsConv(g);
+  if (!mirrored) return false;
+  const { OH, OW } = convOutSize(s.H, s.W, g);
+  return implicitTile({ C: s.O, N: s.N, H: OH, W: OW, O: s.C }, mirrored) !== undefined;
+}
+
+/** The geometry of the convolution of dy that gives dx (stride 1, square kernels, pad < kernel), else undefined. */
+function dxAsConv(g: ConvGeom): ConvGeom | undefined {
+  if (g.stride !== 1 || g.kh !== g.kw || g.pad > g.kh - 1) return undefined;
+  return { kh: g.kh, kw: g.kw, stride: 1, pad: g.kh - 1 - g.pad };
+}
+
+/** wf[C, O*kh*kw]: w[O, C*kh*kw] with input and output channels swapped and each kernel mirrored. */
+export function flipTaps(rt: Runtime, w: Tensor, C: number, g: ConvGeom): Tensor {
+  const O = w.shape[0];
+  const taps = g.kh * g.kw;
+  if (w.size !== O * C * taps) throw new Error(`flipTaps: weight [${w.shape}] is not [O, ${C}*${g.kh}*${g.kw}]`);
+  const v = conv2dOp.active;
+  const wf = rt.empty([C, O * taps], "f32");
+  rt.dispatch({
+    label: `conv2d.flip_taps/${v.name}`,
+    code: v.code,
+    entryPoint: "flip_taps",
+    constants: geomConstants(g, v.workgroupSize),
+    buffers: { x: w, cols: wf },
+    uniforms: { C, N: 0, H: 0, W: 0, OH: 0, OW: 0, rows: O, P: 0 },
+    workgroups: [Math.max(1, Math.min(Math.ceil(wf.size / v.workgroupSize), 65535)), 1, 1],
+  });
+  return wf;
 }
 
 // ---------------------------------------------------------------- CPU twins (float64), from the definition
@@ -314,6 +357,21 @@ export function im2colRef(x: Arr, s: Omit<ConvShapes, "O">, g: ConvGeom): Float6
     }
   }
   return out;
+}
+
+export function flipTapsRef(w: Arr, O: number, C: number, g: ConvGeom): Float64Array {
+  const taps = g.kh * g.kw;
+  const wf = new Float64Array(C * O * taps);
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      for (let a = 0; a < g.kh; a++) {
+        for (let b = 0; b < g.kw; b++) {
+          wf[(c * O + o) * taps + a * g.kw + b] = w[(o * C + c) * taps + (g.kh - 1 - a) * g.kw + (g.kw - 1 - b)];
+        }
+      }
+    }
+  }
+  return wf;
 }
 
 /** The adjoint of im2colRef (a scatter-add, the opposite formulation to the GPU's gather). */

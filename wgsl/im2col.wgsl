@@ -275,3 +275,19 @@ fn add_row_bias(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_ind
     y[base + p] = y[base + p] + b;
   }
 }
+
+// The weights of the convolution whose forward is conv2d's dx at stride 1: wf[c, (o*KH + a)*KW + b] =
+// w[o, (c*KH + KH-1-a)*KW + KW-1-b] (input and output channels swapped, taps mirrored); `rows` = O. One
+// invocation per element of wf, flat grid.
+@compute @workgroup_size(WG)
+fn flip_taps(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let taps = KH * KW;
+  let total = params.C * params.rows * taps;
+  for (var i = wid.x * WG + lid; i < total; i += nwg.x * WG) {
+    let c = i / (params.rows * taps);
+    let r = i - c * params.rows * taps;
+    let o = r / taps;
+    let t = r - o * taps;
+    cols[i] = x[(o * params.C + c) * taps + (taps - 1u - t)];
+  }
+}

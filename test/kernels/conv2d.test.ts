@@ -153,6 +153,36 @@ describe("conv2d", () => {
     }
   });
 
+  // At stride 1 the backward's dx is the implicit forward of dy with the taps mirrored and the channels swapped.
+  it("dx as the forward of dy (flipTaps) matches the float64 twin", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("conv2d dx as forward"));
+    const cases: [cv.ConvShapes, cv.ConvGeom][] = [
+      [{ C: 16, N: 2, H: 8, W: 16, O: 32 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
+      [{ C: 32, N: 1, H: 8, W: 32, O: 12 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
+      [{ C: 16, N: 4, H: 8, W: 8, O: 8 }, { kh: 5, kw: 5, stride: 1, pad: 2 }],
+      [{ C: 16, N: 2, H: 8, W: 8, O: 12 }, { kh: 1, kw: 1, stride: 1, pad: 0 }],
+    ];
+    for (const [s, g] of cases) {
+      const what = `[C=${s.C} N=${s.N} H=${s.H} W=${s.W} O=${s.O}] ${show(g)}`;
+      expect(cv.dxIsForward(s, g), `dx as a forward ${what}`).toBe(true);
+      const K = s.C * g.kh * g.kw;
+      const { OH, OW } = cv.convOutSize(s.H, s.W, g);
+      const xData = randomF32(rand, s.C * s.N * s.H * s.W);
+      const wData = randomF32(rand, s.O * K);
+      const dyData = randomF32(rand, s.O * s.N * OH * OW);
+      const [x, w] = [rt.upload(xData, [s.C, s.N, s.H, s.W]), rt.upload(wData, [s.O, K])];
+      const dy = rt.upload(dyData, [s.O, s.N, OH, OW]);
+      const wf = cv.flipTaps(rt, w, s.C, g);
+      const grads = cv.conv2dBackward(rt, x, w, dy, g, { needDb: false });
+      const [gWf, gDx] = await rt.readMany([wf, grads.dx!]);
+      assertEqualArrays(gWf, cv.flipTapsRef(wData, s.O, s.C, g), `flipTaps ${what}`); // a copy: exact
+      const want = cv.conv2dBackwardRef(xData, wData, dyData, s, g);
+      assertClose(gDx, want.dx, { rtol: RTOL, scale: Math.sqrt(s.O * g.kh * g.kw) }, `dx ${what}`);
+      [x, w, dy, wf, grads.dw, grads.dx!].forEach((t) => t.release());
+    }
+  });
+
   it("backward can reuse the forward's cols", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("conv2d reuse cols"));
