@@ -175,7 +175,8 @@ function weightRows(w: Tensor, C: number, g: ConvGeom): { O: number; w2: Tensor 
 
 /**
  * y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. `opts.cols`: im2col(x), already computed
- * (the caller keeps it, e.g. for the backward); else it is computed and released here.
+ * (the caller keeps it, e.g. for the backward); else it is computed and released here. `opts.bn`: an eval batch
+ * norm applied to y in the same kernel (only where `implicitTile` gives a tile, and without bias).
  */
 export function conv2dForward(
   rt: Runtime,
@@ -183,7 +184,7 @@ export function conv2dForward(
   w: Tensor,
   bias: Tensor | undefined,
   g: ConvGeom,
-  opts: { cols?: Tensor } = {},
+  opts: { cols?: Tensor; bn?: FoldedBatchNorm } = {},
 ): Tensor {
   const [C, N, H, W] = dims4(x, "conv2d");
   const { OH, OW } = convOutSize(H, W, g);
@@ -191,6 +192,10 @@ export function conv2dForward(
   const K = w2.shape[1];
   const P = N * OH * OW;
   const implicit = !opts.cols && implicitTile({ C, N, H, W, O }, g);
+  const bn = opts.bn;
+  if (bn && (!implicit || bias)) {
+    throw new Error("conv2d: a batch norm folds only into an implicit forward without bias");
+  }
   let y: Tensor;
   if (implicit) {
     // The kernel reads W's rows as vec4s: pad them with zeros to a multiple of 4 (a first conv's C*9 = 27).
@@ -198,11 +203,16 @@ export function conv2dForward(
     const wRows = K4 === K ? w2 : blockCopy(rt, w2, full(rt, [O, K4], 0), { rows: O, cols: K, sld: K, dld: K4 });
     y = rt.empty([O, P], "f32");
     rt.dispatch({
-      label: `conv2d.implicit ${O}x${K}x${P}`,
-      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV })),
-      constants: { WG_X: implicit.WG_X, KH: g.kh, KW: g.kw, PAD: g.pad },
-      buffers: { A: wRows, X: x, C: y },
-      uniforms: { M: O, N: P, K: K4, C, NB: N, H, W, OH, OW, KR: K },
+      label: `conv2d.implicit${bn ? "+bn" : ""} ${O}x${K}x${P}`,
+      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV, BN: bn ? 1 : 0 })),
+      constants: { WG_X: implicit.WG_X, KH: g.kh, KW: g.kw, PAD: g.pad, ...(bn && { RELU: bn.relu ? 1 : 0 }) },
+      buffers: {
+        A: wRows,
+        X: x,
+        C: y,
+        ...(bn && { gamma: bn.gamma, beta: bn.beta, run_mean: bn.runningMean, run_var: bn.runningVar }),
+      },
+      uniforms: { M: O, N: P, K: K4, C, NB: N, H, W, OH, OW, KR: K, eps: bn?.eps ?? 0 },
       workgroups: [P / (4 * implicit.TV * implicit.WG_X), O / implicit.TM, 1],
     });
     if (wRows !== w2) wRows.release();
@@ -214,6 +224,16 @@ export function conv2dForward(
   }
   if (bias) addRowBias(rt, y, bias);
   return y.reshape([O, N, OH, OW]);
+}
+
+/** An eval batch norm on a convolution's output channels: y = gamma (y - mean) / sqrt(var + eps) + beta, then relu. */
+export interface FoldedBatchNorm {
+  gamma: Tensor;
+  beta: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  eps: number;
+  relu: boolean;
 }
 
 const implicitShaders = new Map<string, string>();

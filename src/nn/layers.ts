@@ -14,7 +14,9 @@ import {
   type ConvGeom,
   convOutSize,
   dwReadsCols,
+  type FoldedBatchNorm,
   im2col,
+  implicitTile,
 } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
@@ -129,6 +131,12 @@ export class Conv2d extends Layer {
   outShape([, n, h, w]: readonly number[]): number[] {
     const { OH, OW } = convOutSize(h, w, this.geom);
     return [this.cout, n, OH, OW];
+  }
+  /** The eval forward with the batch norm that follows folded into the kernel, where the implicit kernel runs. */
+  forwardFolded(rt: Runtime, x: Tensor, bn: BatchNorm): Tensor | undefined {
+    const [C, N, H, W] = x.shape;
+    if (this.bias || !implicitTile({ C, N, H, W, O: this.cout }, this.geom)) return undefined;
+    return conv2dForward(rt, x, this.weight.value, undefined, this.geom, { bn: bn.folded() });
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (mode === "eval") return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
@@ -267,6 +275,12 @@ export class BatchNorm extends Layer {
   }
   outShape(s: readonly number[]): number[] {
     return [...s];
+  }
+  /** Its eval forward, for a convolution's kernel to apply (Conv2d.forwardFolded). */
+  folded(): FoldedBatchNorm {
+    const [gamma, beta] = [this.gamma.value, this.beta.value];
+    const [runningMean, runningVar] = [this.runningMean.value, this.runningVar.value];
+    return { gamma, beta, runningMean, runningVar, eps: this.eps, relu: this.relu };
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
@@ -524,8 +538,14 @@ export class Sequential extends Layer {
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     let h = x;
-    for (const layer of this.layers) {
-      const out = layer.forward(rt, h, mode);
+    for (let i = 0; i < this.layers.length; i++) {
+      const [layer, next] = [this.layers[i], this.layers[i + 1]];
+      // Eval: a convolution and the batch norm after it in one kernel where it can (one pass over y fewer).
+      const folded = mode === "eval" && layer instanceof Conv2d && next instanceof BatchNorm
+        ? layer.forwardFolded(rt, h, next)
+        : undefined;
+      if (folded) i++;
+      const out = folded ?? layer.forward(rt, h, mode);
       if (h !== x) h.release();
       h = out;
     }

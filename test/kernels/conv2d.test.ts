@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { batchNormEvalRef } from "../../kernels/batchnorm.ts";
 import * as cv from "../../kernels/conv2d.ts";
 import { transposeRef } from "../../kernels/transpose.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
@@ -149,7 +150,28 @@ describe("conv2d", () => {
       const y = cv.conv2dForward(rt, x, w, b, g);
       const want = cv.conv2dRef(xData, wData, bData, s, g);
       assertClose(await rt.read(y), want, { rtol: RTOL, scale: Math.sqrt(K) }, `implicit forward ${what}`);
-      [x, w, b, y].forEach((t) => t.release());
+      y.release();
+      // An eval batch norm (and relu) folded in: the twins composed. (Not on the 64-row tile, whose unrolled
+      // shader takes llvmpipe most of a minute to compile.)
+      if (s.O >= 64) {
+        [x, w, b].forEach((t) => t.release());
+        continue;
+      }
+      const [gamma, beta, mean] = [1, 2, 3].map(() => randomF32(rand, s.O));
+      const variance = Float32Array.from(randomF32(rand, s.O), (v) => 0.5 + Math.abs(v));
+      const bnT = [gamma, beta, mean, variance].map((d) => rt.upload(d, [s.O]));
+      const relu = s.C % 2 === 0;
+      const bn = { gamma: bnT[0], beta: bnT[1], runningMean: bnT[2], runningVar: bnT[3], eps: 1e-5, relu };
+      const yBn = cv.conv2dForward(rt, x, w, undefined, g, { bn });
+      const conv = cv.conv2dRef(xData, wData, undefined, s, g);
+      const L = conv.length / s.O;
+      const wantBn = batchNormEvalRef(conv, gamma, beta, mean, variance, s.O, L).map((
+        v,
+      ) => (relu ? Math.max(v, 0) : v));
+      // |gamma| / sqrt(var) <= 1.5 scales the conv's rounding.
+      assertClose(await rt.read(yBn), wantBn, { rtol: RTOL, scale: 1.5 * Math.sqrt(K) }, `implicit + bn ${what}`);
+      expect(() => cv.conv2dForward(rt, x, w, b, g, { bn })).toThrow(/folds only/);
+      [x, w, b, yBn, ...bnT].forEach((t) => t.release());
     }
   });
 

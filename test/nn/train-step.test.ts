@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { crossEntropy, crossEntropyRef } from "../../kernels/loss.ts";
 import { sgdStep, sgdStepRef } from "../../kernels/sgd.ts";
+import { implicitTile } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { buildModel, type ModelConfig } from "../../src/nn/models.ts";
 import { assertClose } from "../support/check.ts";
@@ -40,6 +41,33 @@ describe("one training step matches the CPU twin", () => {
       }
     });
   }
+});
+
+// Eval: where the implicit convolution runs (stride 1, vec4 rows, exact register-blocked tiles), each
+// convolution's batch norm and relu are folded into its kernel (Sequential.forward).
+describe("the eval forward matches the CPU twin", () => {
+  it("small-cnn with every batch norm folded into its convolution", async () => {
+    const rt = await testRuntime();
+    const seed = testSeed("eval forward folded");
+    const rand = mulberry32(seed);
+    const n = 8;
+    const model = buildModel(rt, { kind: "small-cnn", input: [3, 16, 16], classes: 10, widths: [16, 32, 16] }, seed);
+    const geom = { kh: 3, kw: 3, stride: 1, pad: 1 };
+    for (const [C, H, O] of [[3, 16, 16], [16, 8, 32], [32, 4, 16]]) {
+      expect(implicitTile({ C, N: n, H, W: H, O }, geom), `implicit conv ${C}->${O} at ${H}x${H}`).not.toBe(undefined);
+    }
+    // Batch-norm parameters and running statistics away from their initial values.
+    for (const p of model.params.filter((q) => q.name.includes(".bn."))) {
+      const v = randomF32(rand, p.value.size).map((x) => (p.name.endsWith("running_var") ? 0.5 + Math.abs(x) : x));
+      p.value.release();
+      p.value = rt.upload(v, p.shape);
+      p.host = Float64Array.from(v);
+    }
+    const xData = randomF32(rand, 3 * n * 16 * 16, -2, 2);
+    const logits = model.net.forward(rt, rt.upload(xData, [3, n, 16, 16]), "eval");
+    const want = model.net.forwardRef({ shape: [3, n, 16, 16], data: Float64Array.from(xData) }, "eval");
+    assertClose(await rt.read(logits), want.data, { rtol: RTOL }, "eval logits");
+  });
 });
 
 async function oneStep(
