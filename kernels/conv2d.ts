@@ -176,7 +176,8 @@ function weightRows(w: Tensor, C: number, g: ConvGeom): { O: number; w2: Tensor 
 /**
  * y[O, N, OH, OW] = conv(x[C, N, H, W], w[O, C*kh*kw]) + bias[O]. `opts.cols`: im2col(x), already computed
  * (the caller keeps it, e.g. for the backward); else it is computed and released here. `opts.bn`: an eval batch
- * norm applied to y in the same kernel (only where `implicitTile` gives a tile, and without bias).
+ * norm applied to y in the same kernel (only where `implicitTile` gives a tile, and without bias); `opts.pool`: then a
+ * 2x2 max pool too (where `poolFolds`), y [O, N, OH/2, OW/2].
  */
 export function conv2dForward(
   rt: Runtime,
@@ -184,7 +185,7 @@ export function conv2dForward(
   w: Tensor,
   bias: Tensor | undefined,
   g: ConvGeom,
-  opts: { cols?: Tensor; bn?: FoldedBatchNorm } = {},
+  opts: { cols?: Tensor; bn?: FoldedBatchNorm; pool?: boolean } = {},
 ): Tensor {
   const [C, N, H, W] = dims4(x, "conv2d");
   const { OH, OW } = convOutSize(H, W, g);
@@ -196,15 +197,17 @@ export function conv2dForward(
   if (bn && (!implicit || bias)) {
     throw new Error("conv2d: a batch norm folds only into an implicit forward without bias");
   }
+  const pool = !!opts.pool;
+  if (pool && !(implicit && foldsPool(implicit, OH, OW))) throw new Error("conv2d: this forward cannot pool");
   let y: Tensor;
   if (implicit) {
     // The kernel reads W's rows as vec4s: pad them with zeros to a multiple of 4 (a first conv's C*9 = 27).
     const K4 = Math.ceil(K / 4) * 4;
     const wRows = K4 === K ? w2 : blockCopy(rt, w2, full(rt, [O, K4], 0), { rows: O, cols: K, sld: K, dld: K4 });
-    y = rt.empty([O, P], "f32");
+    y = rt.empty(pool ? [O, N, OH / 2, OW / 2] : [O, P], "f32");
     rt.dispatch({
-      label: `conv2d.implicit${bn ? "+bn" : ""} ${O}x${K}x${P}`,
-      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV, BN: bn ? 1 : 0 })),
+      label: `conv2d.implicit${bn ? "+bn" : ""}${pool ? "+pool" : ""} ${O}x${K}x${P}`,
+      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV, BN: bn ? 1 : 0, POOL: pool ? 1 : 0 })),
       constants: { WG_X: implicit.WG_X, KH: g.kh, KW: g.kw, PAD: g.pad, ...(bn && { RELU: bn.relu ? 1 : 0 }) },
       buffers: {
         A: wRows,
@@ -223,7 +226,17 @@ export function conv2dForward(
     if (!opts.cols) cols.release();
   }
   if (bias) addRowBias(rt, y, bias);
-  return y.reshape([O, N, OH, OW]);
+  return pool ? y : y.reshape([O, N, OH, OW]);
+}
+
+/** Whether an implicit tile can also take a 2x2 max pool (whole windows in one invocation, vec4 stores). */
+const foldsPool = (t: MatmulTile, OH: number, OW: number) => t.TV % 4 === 0 && OH % 2 === 0 && OW % (2 * t.TV) === 0;
+
+/** Whether conv2dForward can run a 2x2 max pool of its output in the same kernel (`opts.pool`). */
+export function poolFolds(s: ConvShapes, g: ConvGeom): boolean {
+  const tile = implicitTile(s, g);
+  const { OH, OW } = convOutSize(s.H, s.W, g);
+  return tile !== undefined && foldsPool(tile, OH, OW);
 }
 
 /** An eval batch norm on a convolution's output channels: y = gamma (y - mean) / sqrt(var + eps) + beta, then relu. */

@@ -17,6 +17,7 @@ import {
   type FoldedBatchNorm,
   im2col,
   implicitTile,
+  poolFolds,
 } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
@@ -132,11 +133,19 @@ export class Conv2d extends Layer {
     const { OH, OW } = convOutSize(h, w, this.geom);
     return [this.cout, n, OH, OW];
   }
-  /** The eval forward with the batch norm that follows folded into the kernel, where the implicit kernel runs. */
-  forwardFolded(rt: Runtime, x: Tensor, bn: BatchNorm): Tensor | undefined {
+  /**
+   * The eval forward with the batch norm that follows (and a 2x2 max pool after it, when `pool` and the kernel can)
+   * folded into the kernel, where the implicit kernel runs; undefined elsewhere.
+   */
+  forwardFolded(rt: Runtime, x: Tensor, bn: BatchNorm, pool: boolean): { y: Tensor; pooled: boolean } | undefined {
     const [C, N, H, W] = x.shape;
-    if (this.bias || !implicitTile({ C, N, H, W, O: this.cout }, this.geom)) return undefined;
-    return conv2dForward(rt, x, this.weight.value, undefined, this.geom, { bn: bn.folded() });
+    const s = { C, N, H, W, O: this.cout };
+    if (this.bias || !implicitTile(s, this.geom)) return undefined;
+    const pooled = pool && poolFolds(s, this.geom);
+    return {
+      y: conv2dForward(rt, x, this.weight.value, undefined, this.geom, { bn: bn.folded(), pool: pooled }),
+      pooled,
+    };
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (mode === "eval") return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
@@ -539,13 +548,13 @@ export class Sequential extends Layer {
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     let h = x;
     for (let i = 0; i < this.layers.length; i++) {
-      const [layer, next] = [this.layers[i], this.layers[i + 1]];
-      // Eval: a convolution and the batch norm after it in one kernel where it can (one pass over y fewer).
+      const [layer, next, after] = [this.layers[i], this.layers[i + 1], this.layers[i + 2]];
+      // Eval: a convolution, the batch norm after it and a max pool after that in one kernel where it can.
       const folded = mode === "eval" && layer instanceof Conv2d && next instanceof BatchNorm
-        ? layer.forwardFolded(rt, h, next)
+        ? layer.forwardFolded(rt, h, next, after instanceof MaxPool2)
         : undefined;
-      if (folded) i++;
-      const out = folded ?? layer.forward(rt, h, mode);
+      if (folded) i += folded.pooled ? 2 : 1;
+      const out = folded?.y ?? layer.forward(rt, h, mode);
       if (h !== x) h.release();
       h = out;
     }

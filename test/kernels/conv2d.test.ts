@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { batchNormEvalRef } from "../../kernels/batchnorm.ts";
 import * as cv from "../../kernels/conv2d.ts";
+import { maxPool2x2Ref } from "../../kernels/pool.ts";
 import { transposeRef } from "../../kernels/transpose.ts";
 import { assertClose, assertEqualArrays } from "../support/check.ts";
 import { dot, fdCheck } from "../support/fd.ts";
@@ -136,7 +137,10 @@ describe("conv2d", () => {
       // K = 27: W's rows padded to 28, the padded row of cols masked
       [{ C: 3, N: 2, H: 8, W: 32, O: 16 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
       [{ C: 5, N: 2, H: 4, W: 16, O: 32 }, { kh: 1, kw: 1, stride: 1, pad: 0 }],
+      // odd OH: no pooled kernel
+      [{ C: 8, N: 8, H: 7, W: 16, O: 16 }, { kh: 3, kw: 3, stride: 1, pad: 1 }],
     ];
+    let pooledCases = 0;
     for (const [s, g] of cases) {
       const what = `[C=${s.C} N=${s.N} H=${s.H} W=${s.W} O=${s.O}] ${show(g)}`;
       const K = s.C * g.kh * g.kw;
@@ -171,8 +175,19 @@ describe("conv2d", () => {
       // |gamma| / sqrt(var) <= 1.5 scales the conv's rounding.
       assertClose(await rt.read(yBn), wantBn, { rtol: RTOL, scale: 1.5 * Math.sqrt(K) }, `implicit + bn ${what}`);
       expect(() => cv.conv2dForward(rt, x, w, b, g, { bn })).toThrow(/folds only/);
+      // And a 2x2 max pool of that, where the tile takes whole windows.
+      const { OH, OW } = cv.convOutSize(s.H, s.W, g);
+      if (cv.poolFolds(s, g)) {
+        pooledCases++;
+        const yPool = cv.conv2dForward(rt, x, w, undefined, g, { bn, pool: true });
+        expect(yPool.shape).toEqual([s.O, s.N, OH / 2, OW / 2]);
+        const wantPool = maxPool2x2Ref(wantBn, [s.O, s.N, OH, OW]).y;
+        assertClose(await rt.read(yPool), wantPool, { rtol: RTOL, scale: 1.5 * Math.sqrt(K) }, `+ pool ${what}`);
+        yPool.release();
+      } else expect(() => cv.conv2dForward(rt, x, w, undefined, g, { bn, pool: true })).toThrow(/cannot pool/);
       [x, w, b, yBn, ...bnT].forEach((t) => t.release());
     }
+    expect(pooledCases).toBe(5);
   });
 
   // At stride 1 the backward's dx is the implicit forward of dy with the taps mirrored and the channels swapped.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { crossEntropy, crossEntropyRef } from "../../kernels/loss.ts";
 import { sgdStep, sgdStepRef } from "../../kernels/sgd.ts";
-import { implicitTile } from "../../kernels/conv2d.ts";
+import { implicitTile, poolFolds } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
 import { buildModel, type ModelConfig } from "../../src/nn/models.ts";
 import { assertClose } from "../support/check.ts";
@@ -44,9 +44,10 @@ describe("one training step matches the CPU twin", () => {
 });
 
 // Eval: where the implicit convolution runs (stride 1, vec4 rows, exact register-blocked tiles), each
-// convolution's batch norm and relu are folded into its kernel (Sequential.forward).
+// convolution's batch norm and relu, and a max pool after them where the tile allows, are folded into its kernel
+// (Sequential.forward).
 describe("the eval forward matches the CPU twin", () => {
-  it("small-cnn with every batch norm folded into its convolution", async () => {
+  it("small-cnn with every batch norm (and one max pool) folded into its convolution", async () => {
     const rt = await testRuntime();
     const seed = testSeed("eval forward folded");
     const rand = mulberry32(seed);
@@ -56,6 +57,9 @@ describe("the eval forward matches the CPU twin", () => {
     for (const [C, H, O] of [[3, 16, 16], [16, 8, 32], [32, 4, 16]]) {
       expect(implicitTile({ C, N: n, H, W: H, O }, geom), `implicit conv ${C}->${O} at ${H}x${H}`).not.toBe(undefined);
     }
+    // The first convolution's max pool folds too; the second's (32 channels, 8x8) does not.
+    expect([poolFolds({ C: 3, N: n, H: 16, W: 16, O: 16 }, geom), poolFolds({ C: 16, N: n, H: 8, W: 8, O: 32 }, geom)])
+      .toEqual([true, false]);
     // Batch-norm parameters and running statistics away from their initial values.
     for (const p of model.params.filter((q) => q.name.includes(".bn."))) {
       const v = randomF32(rand, p.value.size).map((x) => (p.name.endsWith("running_var") ? 0.5 + Math.abs(x) : x));
