@@ -1,7 +1,7 @@
 // The outcome of a model on the clean test set: clean accuracy, and the attack success rate (ASR), the
 // fraction of test images of the attacked classes (asrClasses) that the model classifies as the target once
 // the trigger is applied.
-import { type DeviceDataset, uploadDataset } from "../../kernels/batch.ts";
+import { type DeviceDataset, releaseDataset, uploadDataset } from "../../kernels/batch.ts";
 import { applyTrigger, asrClasses, type AttackName } from "../attacks/index.ts";
 import { loadCifar10 } from "../data/cifar.ts";
 import { detectFormat, loadData } from "../data/formats.ts";
@@ -54,6 +54,10 @@ export async function attackSuccess(
   const others = Array.from({ length: test.n }, (_, i) => i).filter((i) => attacked.has(test.labels[i]));
   const triggered = applyTrigger(trigger.attack, trigger.attackConfig as never, subset(test, others));
   triggered.labels.fill(target); // "correct" now means "classified as the target"
-  const ev = await evaluate(rt, model, uploadDataset(rt, triggered));
-  return ev.accuracy;
+  const device = uploadDataset(rt, triggered);
+  try {
+    return (await evaluate(rt, model, device)).accuracy;
+  } finally {
+    releaseDataset(device);
+  }
 }
