@@ -11,15 +11,15 @@
 // and dx buffers, at stride 1 when W % 4 == 0) and `add_row_bias` (in place on y, y-grid = row).
 // A forward that is not handed cols skips them where it can: at stride 1, on rows of whole vec4s, when the GEMM
 // would take the exact register-blocked kernel (the CPU adapter's), it runs `implicitConvShader`
-// (matmul-codegen.ts), the same GEMM reading x in place of cols.
+// (matmul-codegen.ts), the same GEMM reading x in place of cols; in eval it can also apply the batch norm, relu and
+// 2x2 max pool that follow (src/nn/layers.ts Sequential).
 // Backward: dw = dy · colsᵀ (= dy · im2colT(x)), db = row sums of dy, dx = col2im(wᵀ · dy); the GEMMs
 // are `matmul`, db is reduce's `sum`. Where the forward would run implicitly, dx at stride 1 is the forward of dy
 // with the weights' channels swapped and taps mirrored (`flipTaps`, entry `flip_taps`). Temporaries (cols, colsT,
 // dcols) are released before returning.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
-import { chooseKernel, matmul, matmulProblem, type MatmulTile, splitKWins } from "./matmul.ts";
-import { implicitConvShader } from "./matmul-codegen.ts";
+import { chooseKernel, implicitConvCode, matmul, matmulProblem, type MatmulTile, splitKWins } from "./matmul.ts";
 import { full } from "./fill.ts";
 import { blockCopy } from "./project.ts";
 import { sum } from "./reduce.ts";
@@ -207,7 +207,7 @@ export function conv2dForward(
     y = rt.empty(pool ? [O, N, OH / 2, OW / 2] : [O, P], "f32");
     rt.dispatch({
       label: `conv2d.implicit${bn ? "+bn" : ""}${pool ? "+pool" : ""} ${O}x${K}x${P}`,
-      code: implicitCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV, BN: bn ? 1 : 0, POOL: pool ? 1 : 0 })),
+      code: implicitConvCode(JSON.stringify({ TM: implicit.TM, TV: implicit.TV, BN: bn ? 1 : 0, POOL: pool ? 1 : 0 })),
       constants: { WG_X: implicit.WG_X, KH: g.kh, KW: g.kw, PAD: g.pad, ...(bn && { RELU: bn.relu ? 1 : 0 }) },
       buffers: {
         A: wRows,
@@ -248,13 +248,6 @@ export interface FoldedBatchNorm {
   eps: number;
   relu: boolean;
 }
-
-const implicitShaders = new Map<string, string>();
-const implicitCode = (key: string) => {
-  let code = implicitShaders.get(key);
-  if (!code) implicitShaders.set(key, code = implicitConvShader(JSON.parse(key)));
-  return code;
-};
 
 /**
  * The register-blocked tile for a forward without an im2col buffer (matmul-codegen.ts implicitConvShader), or
@@ -315,8 +308,8 @@ export function conv2dBackward(
   const db = (opts.needDb ?? true) ? sum(rt, dy2, 1) : undefined;
   let dx: Tensor | undefined;
   if (opts.needDx ?? true) {
-    const mirrored = dxAsConv(g);
-    if (mirrored && dxIsForward({ C, N, H, W, O }, g)) {
+    const mirrored = dxAsForward({ C, N, H, W, O }, g);
+    if (mirrored) {
       // At stride 1, dx is the forward of a convolution of dy: no dcols, no col2im.
       const wf = flipTaps(rt, w2, C, g);
       dx = conv2dForward(rt, dy, wf, undefined, mirrored);
@@ -330,18 +323,15 @@ export function conv2dBackward(
   return { dw, db, dx };
 }
 
-/** Whether conv2dBackward computes dx as the implicit forward of dy (flipTaps), not with dcols and col2im. */
-export function dxIsForward(s: ConvShapes, g: ConvGeom): boolean {
-  const mirrored = dxAsConv(g);
-  if (!mirrored) return false;
-  const { OH, OW } = convOutSize(s.H, s.W, g);
-  return implicitTile({ C: s.O, N: s.N, H: OH, W: OW, O: s.C }, mirrored) !== undefined;
-}
-
-/** The geometry of the convolution of dy that gives dx (stride 1, square kernels, pad < kernel), else undefined. */
-function dxAsConv(g: ConvGeom): ConvGeom | undefined {
+/**
+ * The geometry of the convolution of dy (weights `flipTaps`) that gives dx, where conv2dBackward computes dx that way:
+ * stride 1, square kernels, pad < kernel, and an implicit forward for it; else undefined (dcols and col2im).
+ */
+export function dxAsForward(s: ConvShapes, g: ConvGeom): ConvGeom | undefined {
   if (g.stride !== 1 || g.kh !== g.kw || g.pad > g.kh - 1) return undefined;
-  return { kh: g.kh, kw: g.kw, stride: 1, pad: g.kh - 1 - g.pad };
+  const mirrored = { kh: g.kh, kw: g.kw, stride: 1, pad: g.kh - 1 - g.pad };
+  const { OH, OW } = convOutSize(s.H, s.W, g);
+  return implicitTile({ C: s.O, N: s.N, H: OH, W: OW, O: s.C }, mirrored) ? mirrored : undefined;
 }
 
 /** wf[C, O*kh*kw]: w[O, C*kh*kw] with input and output channels swapped and each kernel mirrored. */

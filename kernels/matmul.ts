@@ -9,7 +9,7 @@ import { specialise } from "../src/gpu/specialise.ts";
 import { fnv1a } from "../src/math.ts";
 import { getTuned, putTuned } from "../src/gpu/tune-cache.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
-import { checkedShader, exactShader, type RegblockTile, splitKShader } from "./matmul-codegen.ts";
+import { checkedShader, exactShader, implicitConvShader, type RegblockTile, splitKShader } from "./matmul-codegen.ts";
 import { defineOp, grid1d, type Variant } from "./registry.ts";
 import { transpose } from "./transpose.ts";
 
@@ -54,6 +54,8 @@ const memo = <T>(f: (key: string) => T) => {
 };
 const regblockTile = (t: MatmulTile): RegblockTile => ({ TM: t.TM, TV: t.TV, WG_X: t.WG_X });
 const exactCode = memo((k) => exactShader(JSON.parse(k)));
+/** conv2d.ts's implicit-GEMM convolutions, by their JSON key (tile, BN, POOL). */
+export const implicitConvCode = memo((k) => implicitConvShader(JSON.parse(k)));
 const checkedCode = memo((k) => checkedShader(JSON.parse(k)));
 const plainNN = (p: MatmulProblem) => !p.transA && !p.transB;
 
