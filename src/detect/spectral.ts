@@ -61,41 +61,105 @@ function finish(v: Float64Array, eigenvalue: number, iterations: number): Spectr
   return { scores: Float64Array.from(v, Math.abs), vector: v, eigenvalue, iterations };
 }
 
-/** Dense float64 version (tests, small n): A row-major n x n. */
+/**
+ * Dense float64 version, A row-major n x n (the pipeline's for n <= 4,096, and the factor version's twin). Lanczos
+ * with full reorthogonalisation from the same start vector, not power iteration: the same leading algebraic
+ * eigenpair, in tens of matrix-vector products where power iteration took up to 300 (19 s at n = 4,000 on the host).
+ * Stops when the Ritz pair's residual |M v - theta v| falls below tol * max(|theta|, 1); `iterations` counts the
+ * products.
+ */
 export function spectralDense(A: ArrayLike<number>, n: number, opts: SpectralOptions = {}): SpectralResult {
-  const maxIter = opts.maxIter ?? 300;
+  const maxIter = Math.min(opts.maxIter ?? 300, n);
   const tol = opts.tol ?? 1e-5;
   const S = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) if (i !== j) S[i * n + j] = 0.5 * (A[i * n + j] + A[j * n + i]);
   }
-  const run = (shift: number) => {
-    let x = startVector(n, opts.seed ?? 1);
-    let lambda = 0;
-    let it = 0;
-    for (; it < maxIter; it++) {
-      const y = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        let acc = shift * x[i];
-        for (let j = 0; j < n; j++) acc += S[i * n + j] * x[j];
-        y[i] = acc;
-      }
-      centre(y);
-      lambda = y.reduce((a, v, i) => a + v * x[i], 0);
-      normalise(y);
-      let d = 0;
-      for (let i = 0; i < n; i++) d += (y[i] - x[i]) ** 2;
-      x = y;
-      if (Math.sqrt(d) < tol) {
-        it++;
-        break;
+  const apply = (x: Float64Array) => {
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      const row = i * n;
+      for (let j = 0; j < n; j++) acc += S[row + j] * x[j];
+      y[i] = acc;
+    }
+    return centre(y);
+  };
+  const Q: Float64Array[] = [startVector(n, opts.seed ?? 1)];
+  const alpha: number[] = [];
+  const beta: number[] = [];
+  let ritz = { theta: 0, s: [1] };
+  for (let j = 0; j < maxIter; j++) {
+    const w = apply(Q[j]);
+    alpha.push(dot(w, Q[j]));
+    // Full reorthogonalisation, twice: the basis stays orthogonal to rounding, so no ghost eigenvalues.
+    for (let pass = 0; pass < 2; pass++) {
+      for (const q of Q) {
+        const c = dot(w, q);
+        for (let i = 0; i < n; i++) w[i] -= c * q[i];
       }
     }
-    return { x, lambda: lambda - shift, it };
-  };
-  let r = run(0);
-  if (r.lambda < 0) r = run(-r.lambda);
-  return finish(r.x, r.lambda, r.it);
+    const b = Math.sqrt(dot(w, w));
+    const last = b === 0 || j === maxIter - 1;
+    // The Ritz pair every 5 steps (an O(j^3) eigensolve), and at the end.
+    if (j % 5 === 4 || last) {
+      ritz = largestRitz(alpha, beta);
+      if (last || b * Math.abs(ritz.s[j]) < tol * Math.max(Math.abs(ritz.theta), 1)) break;
+    }
+    beta.push(b);
+    Q.push(w.map((v) => v / b));
+  }
+  const v = new Float64Array(n);
+  Q.forEach((q, k) => {
+    for (let i = 0; i < n; i++) v[i] += ritz.s[k] * q[i];
+  });
+  return finish(normalise(v), ritz.theta, Q.length);
+}
+
+function dot(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** The largest eigenvalue of the symmetric tridiagonal (alpha, beta) and its unit eigenvector, by Jacobi rotations. */
+function largestRitz(alpha: number[], beta: number[]): { theta: number; s: number[] } {
+  const m = alpha.length;
+  const T = Array.from({ length: m }, (_, i) => Array.from({ length: m }, (_, j) => (i === j ? alpha[i] : 0)));
+  for (let i = 0; i + 1 < m; i++) T[i][i + 1] = T[i + 1][i] = beta[i];
+  const V = Array.from({ length: m }, (_, i) => Array.from({ length: m }, (_, j): number => (i === j ? 1 : 0)));
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < m; p++) for (let q = p + 1; q < m; q++) off += T[p][q] ** 2;
+    if (off < 1e-30 * alpha.reduce((a, x) => a + x * x, 1)) break;
+    for (let p = 0; p < m; p++) {
+      for (let q = p + 1; q < m; q++) {
+        if (T[p][q] === 0) continue;
+        const theta = (T[q][q] - T[p][p]) / (2 * T[p][q]);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const sn = t * c;
+        for (let k = 0; k < m; k++) {
+          const [tkp, tkq] = [T[k][p], T[k][q]];
+          T[k][p] = c * tkp - sn * tkq;
+          T[k][q] = sn * tkp + c * tkq;
+        }
+        for (let k = 0; k < m; k++) {
+          const [tpk, tqk] = [T[p][k], T[q][k]];
+          T[p][k] = c * tpk - sn * tqk;
+          T[q][k] = sn * tpk + c * tqk;
+        }
+        for (let k = 0; k < m; k++) {
+          const [vkp, vkq] = [V[k][p], V[k][q]];
+          V[k][p] = c * vkp - sn * vkq;
+          V[k][q] = sn * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  let best = 0;
+  for (let i = 1; i < m; i++) if (T[i][i] > T[best][best]) best = i;
+  return { theta: T[best][best], s: V.map((row) => row[best]) };
 }
 
 /** Factor version on the device: power iteration with A = U V^T, O(n r) per step, never n x n. */

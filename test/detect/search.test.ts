@@ -213,6 +213,43 @@ describe("max-sum submatrix search (float64 CPU twin)", () => {
     expect(precision(topK(res.vector, 20), p.block)).toBeGreaterThanOrEqual(0.9);
   });
 
+  // Lanczos against plain shifted power iteration run to convergence: the largest algebraic eigenvalue of the
+  // double-centred symmetrised matrix, here with a stronger negative block beside the positive one.
+  it("spectral score (dense): the largest algebraic eigenpair, as shifted power iteration finds it", () => {
+    const seed = testSeed("spectral lanczos");
+    const rand = mulberry32(seed);
+    const n = 120;
+    const A = randomDense(seed, n);
+    for (let i = 0; i < 10; i++) for (let j = 0; j < 10; j++) A[i * n + j] += 2; // positive block 0..9
+    for (let i = 20; i < 40; i++) for (let j = 20; j < 40; j++) A[i * n + j] -= 3; // stronger negative block
+    const res = spectralDense(A, n, { seed: 1 + Math.floor(rand() * 100) });
+    // Reference: x <- H S H x + 100 x until it stops moving (float64, thousands of steps).
+    const S = Array.from({ length: n * n }, (_, k) => {
+      const [i, j] = [Math.floor(k / n), k % n];
+      return i === j ? 0 : 0.5 * (A[i * n + j] + A[j * n + i]);
+    });
+    const centre = (v: number[]) => {
+      const m = v.reduce((a, b) => a + b, 0) / n;
+      return v.map((x) => x - m);
+    };
+    let x = centre(Array.from({ length: n }, () => rand() - 0.5));
+    let lambda = 0;
+    for (let it = 0; it < 20000; it++) {
+      const y = centre(x.map((_, i) => x.reduce((a, xj, j) => a + S[i * n + j] * xj, 0)));
+      lambda = y.reduce((a, v, i) => a + v * x[i], 0) / x.reduce((a, v) => a + v * v, 0);
+      const nrm = Math.hypot(...y.map((v, i) => v + 100 * x[i]));
+      x = y.map((v, i) => (v + 100 * x[i]) / nrm);
+    }
+    const cos = Math.abs(x.reduce((a, v, i) => a + v * res.vector[i], 0));
+    console.log(
+      `[spectral lanczos] eigenvalue ${res.eigenvalue} (power ${lambda}), ${res.iterations} products, |cos| ${cos}`,
+    );
+    expect(res.eigenvalue).toBeGreaterThan(0);
+    expect(Math.abs(res.eigenvalue - lambda)).toBeLessThan(1e-6 * lambda);
+    expect(cos).toBeGreaterThan(1 - 1e-6);
+    expect(precision(topK(res.vector, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])).toBe(1);
+  });
+
   it("default sizes double from a small size to n/10", () => {
     expect(defaultSizes(300)).toEqual([3, 6, 12, 24, 30]);
     expect(defaultSizes(5000)).toEqual([50, 100, 200, 400, 500]);
