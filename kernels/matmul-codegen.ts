@@ -25,6 +25,14 @@ const HEADER = `struct Params { M: u32, N: u32, K: u32, stride_a: u32, stride_b:
 override WG_X: u32 = 8u;
 `;
 
+/** Elements s .. s+3 of the eight in lo, hi: a vec4 at an element offset, from two aligned loads. */
+const FSH = `fn fsh(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
+  var r = select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u);
+  r = select(r, vec4<f32>(lo.zw, hi.xy), s == 2u);
+  return select(r, vec4<f32>(lo.w, hi.xyz), s == 3u);
+}
+`;
+
 function fmaChain(acc: string, a: string, b: (j: number) => string): string {
   let e = acc;
   for (let j = 0; j < 4; j++) e = `fma(vec4<f32>(${a}.${COMP[j]}), ${b(j)}, ${e})`;
@@ -81,12 +89,7 @@ export function checkedShader({ TM, TV }: RegblockTile): string {
   } outputs per invocation.
 ${HEADER}@group(0) @binding(2) var<storage, read_write> C: array<f32>;
 
-fn fsh(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
-  var r = select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u);
-  r = select(r, vec4<f32>(lo.zw, hi.xy), s == 2u);
-  return select(r, vec4<f32>(lo.w, hi.xyz), s == 3u);
-}
-
+${FSH}
 @compute @workgroup_size(WG_X, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let M = params.M;
@@ -171,12 +174,7 @@ struct Params {
 
 ${
       al ? "" : `
-fn fsh(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
-  var r = select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u);
-  r = select(r, vec4<f32>(lo.zw, hi.xy), s == 2u);
-  return select(r, vec4<f32>(lo.w, hi.xyz), s == 3u);
-}
-`
+${FSH}`
     }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -305,12 +303,7 @@ override KH: u32 = 3u;
 override KW: u32 = 3u;
 override PAD: u32 = 1u;
 
-fn funnel(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {
-  var r = select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u);
-  r = select(r, vec4<f32>(lo.zw, hi.xy), s == 2u);
-  return select(r, vec4<f32>(lo.w, hi.xyz), s == 3u);
-}
-
+${FSH}
 @compute @workgroup_size(WG_X, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let K4 = params.K / 4u;
@@ -351,7 +344,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       s += `    let h${j}_${c} = vec4<i32>(oh${c} + di${j}); let w${j}_${c} = vec4<i32>(ow${c} + dj${j}) + lanes;\n`;
       s += `    let ok${j}_${c} = (w${j}_${c} >= vec4<i32>(0)) & (w${j}_${c} < vec4<i32>(W)) &` +
         ` (h${j}_${c} >= vec4<i32>(0)) & (h${j}_${c} < vec4<i32>(H));\n`;
-      s += `    let b${j}_${c} = select(vec4<f32>(0.0), funnel(X[u32(max(q${j}_${c}, 0))],` +
+      s += `    let b${j}_${c} = select(vec4<f32>(0.0), fsh(X[u32(max(q${j}_${c}, 0))],` +
         ` X[u32(max(q${j}_${c} + 1, 0))], sh${j}), ok${j}_${c});\n`;
     }
   }
