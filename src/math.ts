@@ -62,3 +62,44 @@ export function fnv1a(s: string): string {
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return (h >>> 0).toString(16);
 }
+
+/** Eigenvalues (ascending) and unit eigenvectors (rows) of a symmetric d x d matrix, by cyclic Jacobi. */
+export function symmetricEigen(S: Float64Array, d: number): { values: Float64Array; vectors: Float64Array[] } {
+  const a = S.slice();
+  const v = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) v[i * d + i] = 1;
+  for (let sweep = 0; sweep < 60; sweep++) {
+    let off = 0;
+    for (let p = 0; p < d; p++) for (let q = p + 1; q < d; q++) off += a[p * d + q] ** 2;
+    if (off < 1e-22 * (1 + Math.abs(a[0]))) break;
+    for (let p = 0; p < d; p++) {
+      for (let q = p + 1; q < d; q++) {
+        const apq = a[p * d + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1), sn = t * c;
+        for (let k = 0; k < d; k++) { // columns p, q
+          const akp = a[k * d + p], akq = a[k * d + q];
+          a[k * d + p] = c * akp - sn * akq;
+          a[k * d + q] = sn * akp + c * akq;
+        }
+        for (let k = 0; k < d; k++) { // rows p, q
+          const apk = a[p * d + k], aqk = a[q * d + k];
+          a[p * d + k] = c * apk - sn * aqk;
+          a[q * d + k] = sn * apk + c * aqk;
+        }
+        for (let k = 0; k < d; k++) {
+          const vkp = v[k * d + p], vkq = v[k * d + q];
+          v[k * d + p] = c * vkp - sn * vkq;
+          v[k * d + q] = sn * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  const order = Array.from({ length: d }, (_, i) => i).sort((x, y) => a[x * d + x] - a[y * d + y]);
+  return {
+    values: Float64Array.from(order, (i) => a[i * d + i]),
+    vectors: order.map((i) => Float64Array.from({ length: d }, (_, k) => v[k * d + i])),
+  };
+}

@@ -10,6 +10,7 @@
 import { scale } from "../../kernels/elementwise.ts";
 import { searchKernel } from "../../kernels/search.ts";
 import type { Runtime, Tensor } from "../gpu/runtime.ts";
+import { symmetricEigen } from "../math.ts";
 import { Factors } from "./factors.ts";
 
 export interface SpectralOptions {
@@ -88,7 +89,7 @@ export function spectralDense(A: ArrayLike<number>, n: number, opts: SpectralOpt
   const Q: Float64Array[] = [startVector(n, opts.seed ?? 1)];
   const alpha: number[] = [];
   const beta: number[] = [];
-  let ritz = { theta: 0, s: [1] };
+  let ritz: { theta: number; s: ArrayLike<number> } = { theta: 0, s: [1] };
   for (let j = 0; j < maxIter; j++) {
     const w = apply(Q[j]);
     alpha.push(dot(w, Q[j]));
@@ -122,44 +123,14 @@ function dot(a: Float64Array, b: Float64Array): number {
   return s;
 }
 
-/** The largest eigenvalue of the symmetric tridiagonal (alpha, beta) and its unit eigenvector, by Jacobi rotations. */
-function largestRitz(alpha: number[], beta: number[]): { theta: number; s: number[] } {
+/** The largest eigenvalue of the symmetric tridiagonal (alpha, beta) and its unit eigenvector. */
+function largestRitz(alpha: number[], beta: number[]): { theta: number; s: ArrayLike<number> } {
   const m = alpha.length;
-  const T = Array.from({ length: m }, (_, i) => Array.from({ length: m }, (_, j) => (i === j ? alpha[i] : 0)));
-  for (let i = 0; i + 1 < m; i++) T[i][i + 1] = T[i + 1][i] = beta[i];
-  const V = Array.from({ length: m }, (_, i) => Array.from({ length: m }, (_, j): number => (i === j ? 1 : 0)));
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < m; p++) for (let q = p + 1; q < m; q++) off += T[p][q] ** 2;
-    if (off < 1e-30 * alpha.reduce((a, x) => a + x * x, 1)) break;
-    for (let p = 0; p < m; p++) {
-      for (let q = p + 1; q < m; q++) {
-        if (T[p][q] === 0) continue;
-        const theta = (T[q][q] - T[p][p]) / (2 * T[p][q]);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const sn = t * c;
-        for (let k = 0; k < m; k++) {
-          const [tkp, tkq] = [T[k][p], T[k][q]];
-          T[k][p] = c * tkp - sn * tkq;
-          T[k][q] = sn * tkp + c * tkq;
-        }
-        for (let k = 0; k < m; k++) {
-          const [tpk, tqk] = [T[p][k], T[q][k]];
-          T[p][k] = c * tpk - sn * tqk;
-          T[q][k] = sn * tpk + c * tqk;
-        }
-        for (let k = 0; k < m; k++) {
-          const [vkp, vkq] = [V[k][p], V[k][q]];
-          V[k][p] = c * vkp - sn * vkq;
-          V[k][q] = sn * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  let best = 0;
-  for (let i = 1; i < m; i++) if (T[i][i] > T[best][best]) best = i;
-  return { theta: T[best][best], s: V.map((row) => row[best]) };
+  const T = new Float64Array(m * m);
+  alpha.forEach((a, i) => (T[i * m + i] = a));
+  for (let i = 0; i + 1 < m; i++) T[i * m + i + 1] = T[(i + 1) * m + i] = beta[i];
+  const { values, vectors } = symmetricEigen(T, m);
+  return { theta: values[m - 1], s: vectors[m - 1] };
 }
 
 /** Factor version on the device: power iteration with A = U V^T, O(n r) per step, never n x n. */

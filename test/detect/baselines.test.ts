@@ -4,14 +4,8 @@
 // variance, 1 + 0.09 x 36, clears the sample noise's top eigenvalue, about 1.64 at 200 points). Every
 // feature-space baseline must rank them on top and flag them; SCAn must flag class 0 alone.
 import { describe, expect, it } from "vitest";
-import {
-  activationClustering,
-  lossIsolation,
-  scan,
-  spectralSignatures,
-  spectre,
-  symmetricEigen,
-} from "../../src/detect/baselines.ts";
+import { activationClustering, lossIsolation, scan, spectralSignatures, spectre } from "../../src/detect/baselines.ts";
+import { symmetricEigen } from "../../src/math.ts";
 import { auroc } from "../../src/detect/metrics.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
 
