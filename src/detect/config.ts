@@ -59,10 +59,10 @@ export const DetectConfig = TrainingSetSpec.extend({
   searchBackend: z.enum(["auto", "factors", "dense"]).default("auto").describe(
     "auto: a dense A on the host while n <= 4096 (faster on CPU adapters), else A's low-rank factors",
   ),
-  // Poisons left behind keep a backdoor alive, a few clean examples cost little (metrics.ts frequencyBudget).
+  // Poisons left behind keep a backdoor alive, a few clean examples cost little (metrics.ts standoutRemoval).
   budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto").describe(
-    "examples to remove: auto counts every example the search selected at least 1/4 as often as its most selected, " +
-      "at most n/5, and removes that many of the highest-ranked",
+    "examples to remove: auto removes nothing unless a block stands out, then the examples of its class scoring at " +
+      "least 1/8 of the class's top score, at most n/5; N removes the N highest-ranked",
   ),
   retrainBaselines: z.boolean().default(false).describe("also remove and retrain for each baseline"),
   cache: z.string().default(".cache/detect").describe("directory of cached stages (a rerun redoes only what changed)"),

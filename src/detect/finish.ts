@@ -8,7 +8,7 @@ import type { Runtime } from "../gpu/runtime.ts";
 import type { Model } from "../nn/models.ts";
 import { type BaselineResults, runBaselines } from "./baselines.ts";
 import type { Cfg } from "./config.ts";
-import { frequencyBudget, topK } from "./metrics.ts";
+import { standoutRemoval, topK } from "./metrics.ts";
 import type { DetectData } from "./data.ts";
 import { evaluateOutcome, loadTestSet, type Outcome, type Trigger } from "./outcome.ts";
 import { writeReport } from "./report.ts";
@@ -18,27 +18,17 @@ import { type Standout, STANDOUT_RATIO } from "./standout.ts";
 import { type DetectResult, summarize } from "./summary.ts";
 
 /**
- * Examples removed: see DetectConfig.budget. The auto budget removes nothing unless the strongest block
- * stands out from the classes' natural ones (standout.ts); --budget N overrides the rule.
- */
-export function removalBudget(cfg: Pick<Cfg, "budget">, frequency: ArrayLike<number>, standout: Standout): number {
-  if (cfg.budget !== "auto") return Math.min(cfg.budget, frequency.length);
-  return standsOut(standout) ? frequencyBudget(frequency) : 0;
-}
-
-/**
- * The flagged examples: the top `budget` scores (the search's ranking; the auto budget counts the plateaus of
- * its selection frequencies); under the auto budget only those of the class that stands out, since a
- * backdoor's poisons all carry its label (the rest are clean examples of natural blocks).
+ * The flagged examples. `--budget N`: the top N of the search's ranking. The auto budget removes nothing
+ * unless the strongest block stands out from the classes' natural ones (standout.ts), and then only examples
+ * of the class that stands out, since a backdoor's poisons all carry its label (metrics.ts standoutRemoval).
  */
 export function flaggedExamples(
   cfg: Pick<Cfg, "budget">,
-  scored: Pick<Scored, "search" | "frequency" | "standout">,
+  scored: Pick<Scored, "search" | "standout">,
   labels: ArrayLike<number>,
 ): number[] {
-  const { standout } = scored;
-  const top = topK(scored.search, removalBudget(cfg, scored.frequency, standout));
-  return cfg.budget === "auto" ? top.filter((i) => labels[i] === standout.cls) : top;
+  if (cfg.budget !== "auto") return topK(scored.search, Math.min(cfg.budget, labels.length));
+  return standsOut(scored.standout) ? standoutRemoval(scored.search, labels, scored.standout.cls) : [];
 }
 
 /** The rule's decision at today's threshold (a cached ratio stays valid when the threshold moves). */

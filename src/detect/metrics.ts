@@ -68,21 +68,25 @@ export function detectionMetrics(
 }
 
 /**
- * The default budget: every example the search selected at least `fraction` (default 1/4) as often as its
- * most-selected one, i.e. whose score is at least that fraction of the top score, at most `max` (default
- * n/5). The search's scores come in plateaus, one per block its restarts settle on, and the poisons often
- * sit on several of them, with tight clean blocks (near-duplicates, a class's easy core) in between; a cut
- * at the largest drop stopped after the first plateau and left half the poisons in (recall 0.38-0.76 on
- * BadNets, Blended and SIG runs where this rule recalls 0.80-0.98; see README "Budget").
+ * The auto budget's removal: the examples of class `cls` (the class that stands out) whose score is at least
+ * `fraction` (default 1/8) of the class's top score, highest first, at most `max` (default n/5). The
+ * ranking (search.ts rankScores) puts the poisons the restarts settle on in plateaus near the top, and the
+ * rest of them in a tail that mixes with the class's clean examples; a cut deep into that tail leaves few
+ * poisons to keep the backdoor alive, at the cost of some clean examples of one class (README "Budget").
  */
-export function frequencyBudget(scores: ArrayLike<number>, opts: { fraction?: number; max?: number } = {}): number {
+export function standoutRemoval(
+  scores: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  cls: number,
+  opts: { fraction?: number; max?: number } = {},
+): number[] {
   const n = scores.length;
-  const fraction = opts.fraction ?? 0.25;
-  const max = Math.min(n, opts.max ?? Math.ceil(n / 5));
-  let top = -Infinity;
-  for (let i = 0; i < n; i++) top = Math.max(top, scores[i]);
-  if (!(top > 0)) return 0; // nothing was ever selected
-  let count = 0;
-  for (let i = 0; i < n; i++) if (scores[i] >= fraction * top) count++;
-  return Math.min(count, max);
+  const fraction = opts.fraction ?? 1 / 8;
+  const members = Array.from({ length: n }, (_, i) => i).filter((i) => labels[i] === cls);
+  const top = Math.max(...members.map((i) => scores[i]));
+  if (!(top > 0)) return []; // no example of the class was ever selected
+  return members
+    .filter((i) => scores[i] >= fraction * top)
+    .sort((a, b) => scores[b] - scores[a])
+    .slice(0, Math.min(n, opts.max ?? Math.ceil(n / 5)));
 }

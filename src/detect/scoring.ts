@@ -80,7 +80,6 @@ export async function scoreAttribution(
   }, { seed: cfg.seed });
   return {
     search: Array.from(result.scores),
-    frequency: Array.from(result.frequency),
     spectral: Array.from(spectral.scores),
     backend: "factors (device)",
     standout,
@@ -91,8 +90,6 @@ export async function scoreAttribution(
 export interface Scored {
   /** The search's ranking (search.ts rankScores). */
   search: number[];
-  /** The search's selection frequencies, for the removal budget. */
-  frequency: number[];
   spectral: number[];
   backend: string;
   /** LDS on the held-out subset models, when there are some. */
@@ -116,7 +113,6 @@ export async function scoreDense(
   const lds = heldOut && (await heldOutLds(async (r0, r1) => A.subarray(r0 * n, r1 * n), n, heldOut)).lds;
   return {
     search: Array.from(result.scores),
-    frequency: Array.from(result.frequency),
     spectral: Array.from(spectral.scores),
     backend: "dense (host)",
     standout: await classStandout(cfg.labels, (idx) => denseBlock(A, n, idx), { seed: cfg.seed }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { auroc, detectionMetrics, frequencyBudget, rocCurve, tprAtFpr } from "../../src/detect/metrics.ts";
+import { auroc, detectionMetrics, rocCurve, standoutRemoval, tprAtFpr } from "../../src/detect/metrics.ts";
 import { mulberry32, testSeed } from "../support/rng.ts";
 
 describe("detection metrics", () => {
@@ -38,18 +38,24 @@ describe("detection metrics", () => {
     expect(Math.abs(m.recall_at_budget - 2 / 3)).toBeLessThan(1e-12);
   });
 
-  it("the frequency budget takes every plateau at or above a quarter of the top score, at most n/5", () => {
-    const rand = mulberry32(testSeed("frequency budget"));
-    // Plateaus as the search leaves them: two poison groups around a clean block, then the noise floor.
-    const scores = Array.from(
-      { length: 1000 },
-      (_, i) => (i < 20 ? 1 : i < 60 ? 0.6 : i < 90 ? 0.3 + 0.01 * rand() : 0.2 * rand()),
-    );
-    const shuffled = scores.map((v, i) => [v, i] as const).sort(() => rand() - 0.5).map(([v]) => v);
-    expect(frequencyBudget(shuffled)).toBe(90);
-    expect(frequencyBudget(shuffled, { fraction: 0.5 })).toBe(60);
-    expect(frequencyBudget(shuffled, { max: 50 })).toBe(50);
-    expect(frequencyBudget(Array.from({ length: 1000 }, () => 1))).toBe(200); // no structure: the n/5 cap
-    expect(frequencyBudget(new Float64Array(10))).toBe(0); // nothing selected
+  it("the auto removal takes the standout class's examples at or above 1/8 of its top score, highest first, at most n/5", () => {
+    const rand = mulberry32(testSeed("standout removal"));
+    // Class 3 as the ranking leaves it: a plateau of poisons, a tail above 1/8 of the top, then its clean
+    // examples; class 5 holds a natural block scoring higher than anything in class 3, which must stay.
+    const n = 1000;
+    const labels = Array.from({ length: n }, (_, i) => i % 10);
+    const scores = labels.map((c, i) => {
+      if (c === 5 && i < 300) return 3 + rand();
+      if (c !== 3) return 0.2 * rand();
+      return i < 200 ? 2 - 0.001 * i : i < 400 ? 0.3 + 0.1 * rand() : 0.2 * rand();
+    });
+    const want = labels.map((_, i) => i).filter((i) => labels[i] === 3 && i < 400)
+      .sort((a, b) => scores[b] - scores[a]);
+    expect(standoutRemoval(scores, labels, 3)).toEqual(want);
+    expect(standoutRemoval(scores, labels, 3, { fraction: 0.5 })).toEqual(want.filter((i) => i < 200));
+    expect(standoutRemoval(scores, labels, 3, { max: 25 })).toEqual(want.slice(0, 25));
+    const flat = labels.map(() => 1); // no structure: the n/5 cap applies
+    expect(standoutRemoval(flat, labels.map(() => 0), 0)).toHaveLength(200);
+    expect(standoutRemoval(new Float64Array(n), labels, 3)).toEqual([]); // nothing selected
   });
 });
