@@ -1,7 +1,8 @@
 // Batch norm over CNHW activations: channel c is the contiguous row x[c*L .. (c+1)*L), L = N*H*W.
 // train_fwd and bwd: one workgroup per channel (y-grid, folded into z past 65535), each invocation
 // accumulating a strided slice of the row sequentially, then a tree over the workgroup. Statistics
-// are two-pass (mean, then the mean of squared deviations) so a large mean costs no f32 accuracy.
+// take one pass over x, shifted by the row's first element so that a large mean costs no f32 accuracy
+// (the cancellation in E[d^2] - E[d]^2 is then that of the spread, not of the mean).
 // eval_fwd is elementwise: y-grid = channel, x-grid walks the row, several elements per invocation (the
 // per-channel prologue is paid once per invocation).
 // RELU fuses a following relu: y = max(y, 0) forward, and bwd masks dy where that output was 0 (recomputed
@@ -74,15 +75,17 @@ fn train_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   if (c >= params.C) { return; } // uniform across the workgroup: barriers stay uniform
   let L = params.L;
   let base = c * L;
+  let shift = x[base];
   var s = 0.0;
-  for (var j = lid; j < L; j += WG) { s += x[base + j]; }
-  let mean = reduce2(lid, vec2f(s, 0.0)).x / f32(L);
   var q = 0.0;
   for (var j = lid; j < L; j += WG) {
-    let d = x[base + j] - mean;
+    let d = x[base + j] - shift;
+    s += d;
     q += d * d;
   }
-  let variance = reduce2(lid, vec2f(q, 0.0)).x / f32(L);
+  let sums = reduce2(lid, vec2f(s, q)) / f32(L);
+  let mean = shift + sums.x;
+  let variance = max(sums.y - sums.x * sums.x, 0.0);
   let invstd = inverseSqrt(variance + params.eps);
   let a = gamma[c] * invstd;
   let b = beta[c];
@@ -96,15 +99,17 @@ fn train_fwd4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   if (c >= params.C) { return; }
   let L4 = params.L / 4u;
   let base = c * L4;
+  let shift = x4[base].x;
   var s = vec4f(0.0);
-  for (var j = lid; j < L4; j += WG) { s += x4[base + j]; }
-  let mean = reduce2(lid, vec2f(hsum(s), 0.0)).x / f32(params.L);
   var q = vec4f(0.0);
   for (var j = lid; j < L4; j += WG) {
-    let d = x4[base + j] - mean;
+    let d = x4[base + j] - shift;
+    s += d;
     q += d * d;
   }
-  let variance = reduce2(lid, vec2f(hsum(q), 0.0)).x / f32(params.L);
+  let sums = reduce2(lid, vec2f(hsum(s), hsum(q))) / f32(params.L);
+  let mean = shift + sums.x;
+  let variance = max(sums.y - sums.x * sums.x, 0.0);
   let invstd = inverseSqrt(variance + params.eps);
   let a = gamma[c] * invstd;
   let b = beta[c];
