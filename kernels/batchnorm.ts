@@ -8,9 +8,11 @@
 // (the same buffers as vec4 arrays); uniform { C, L, eps, momentum, unbias }; overrides WG (power of two)
 // and RELU (a fused relu after the normalisation); entries train_fwd and bwd (one workgroup per channel:
 // y-grid, folded into z past 65535) and eval_fwd (y-grid = channel, x-grid walks the row), each also as
-// a *4 entry on vec4 rows, used when L % 4 == 0.
+// a *4 entry on vec4 rows, used when L % 4 == 0; train_fwd_pool4 and bwd_pool4 (y2, dy2: the pooled output
+// and its gradient as vec2 arrays; uniform W4 = W / 4) add a 2x2 max pool after the output.
 import { type Runtime, Tensor } from "../src/gpu/runtime.ts";
 import { wgsl } from "../src/gpu/wgsl.ts";
+import { maxPool2x2BackwardRef, maxPool2x2Ref } from "./pool.ts";
 import { defineOp, type Variant } from "./registry.ts";
 
 export interface BatchNormVariant extends Variant {
@@ -155,6 +157,78 @@ export function batchNormBackward(
   return { dx, dgamma, dbeta };
 }
 
+/**
+ * Whether batchNormTrainPooled takes x of this shape: [C, N, H, W] with H even and W % 4 == 0 (two whole
+ * windows per vec4 of a row).
+ */
+export const poolsFused = (shape: readonly number[]): boolean =>
+  shape.length === 4 && shape[2] % 2 === 0 && shape[2] > 0 && shape[3] % 4 === 0 && shape[3] > 0;
+
+function pooledShape(x: Tensor, what: string): { C: number; L: number; W: number; pooled: number[] } {
+  if (!poolsFused(x.shape)) throw new Error(`${what}: expected [C, N, H, W] with H even, W % 4 == 0, got [${x.shape}]`);
+  const [C, N, H, W] = x.shape;
+  return { C, L: x.size / C, W, pooled: [C, N, H / 2, W / 2] };
+}
+
+/**
+ * batchNormTrain followed by a 2x2 max pool, in one pass over x: y is the pooled output; the full-size output
+ * and the pool's argmax are never stored (batchNormBackwardPooled finds them again).
+ */
+export function batchNormTrainPooled(
+  rt: Runtime,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  state: BatchNormState,
+  opts: BatchNormOptions = {},
+): { y: Tensor } & BatchNormSaved {
+  const { C, L, W, pooled } = pooledShape(x, "batchnorm+maxpool");
+  channels(x, gamma, beta, state.runningMean, state.runningVar);
+  const v = batchNormOp.active;
+  const y = rt.empty(pooled, "f32");
+  const stats = rt.empty([2, C], "f32");
+  rt.dispatch({
+    label: `batchnorm.train_fwd_pool/${v.name}`,
+    code: v.code,
+    entryPoint: "train_fwd_pool4",
+    constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
+    buffers: { x4: x, gamma, beta, y2: y, stats, run_mean: state.runningMean, run_var: state.runningVar },
+    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1), W4: W / 4 },
+    workgroups: channelGrid(C),
+  });
+  return { y, stats };
+}
+
+/** Gradients of batchNormTrainPooled's y with respect to x, gamma and beta; `relu` as that forward's. */
+export function batchNormBackwardPooled(
+  rt: Runtime,
+  x: Tensor,
+  dy: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  saved: BatchNormSaved,
+  opts: { relu?: boolean } = {},
+): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const { C, L, W, pooled } = pooledShape(x, "batchnorm+maxpool backward");
+  channels(x, gamma, beta);
+  if (saved.stats.size !== 2 * C) throw new Error(`batchnorm backward: stats [${saved.stats.shape}] is not [2, ${C}]`);
+  if (dy.size !== x.size / 4) throw new Error(`batchnorm+maxpool backward: dy [${dy.shape}] is not [${pooled}]`);
+  const v = batchNormOp.active;
+  const dx = rt.empty(x.shape, "f32");
+  const dgamma = rt.empty([C], "f32");
+  const dbeta = rt.empty([C], "f32");
+  rt.dispatch({
+    label: `batchnorm.bwd_pool/${v.name}`,
+    code: v.code,
+    entryPoint: "bwd_pool4",
+    constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
+    buffers: { x4: x, dy2: dy, gamma, beta, stats: saved.stats, dx4: dx, dgamma, dbeta },
+    uniforms: { C, L, eps: 0, momentum: 0, unbias: 1, W4: W / 4 },
+    workgroups: channelGrid(C),
+  });
+  return { dx, dgamma, dbeta };
+}
+
 // ---------------------------------------------------------------- CPU twins (float64)
 
 type Arr = ArrayLike<number>;
@@ -246,4 +320,36 @@ export function batchNormBackwardRef(
     }
   }
   return { dx, dgamma, dbeta };
+}
+
+/** batchNormTrainRef, the relu when `relu`, then maxPool2x2Ref: the pooled output. */
+export function batchNormTrainPooledRef(
+  x: Arr,
+  shape: readonly number[],
+  gamma: Arr,
+  beta: Arr,
+  opts: { eps?: number; relu?: boolean } = {},
+): Float64Array {
+  const C = shape[0];
+  const { y } = batchNormTrainRef(x, gamma, beta, new Float64Array(C), new Float64Array(C), C, x.length / C, opts);
+  return maxPool2x2Ref(opts.relu ? y.map((v) => Math.max(v, 0)) : y, shape).y;
+}
+
+/** Gradients of batchNormTrainPooledRef: the pool's, the relu's mask, then batchNormBackwardRef. */
+export function batchNormBackwardPooledRef(
+  x: Arr,
+  shape: readonly number[],
+  dy: Arr,
+  gamma: Arr,
+  beta: Arr,
+  opts: { eps?: number; relu?: boolean } = {},
+): { dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array } {
+  const C = shape[0];
+  const L = x.length / C;
+  const eps = opts.eps ?? 1e-5;
+  const { y } = batchNormTrainRef(x, gamma, beta, new Float64Array(C), new Float64Array(C), C, L, { eps });
+  const out = opts.relu ? y.map((v) => Math.max(v, 0)) : y;
+  const dOut = maxPool2x2BackwardRef(out, dy, shape);
+  const dz = opts.relu ? dOut.map((v, i) => (y[i] > 0 ? v : 0)) : dOut;
+  return batchNormBackwardRef(x, dz, gamma, C, L, eps);
 }

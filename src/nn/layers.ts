@@ -38,11 +38,14 @@ import {
 } from "../../kernels/pool.ts";
 import {
   batchNormBackward,
+  batchNormBackwardPooled,
   batchNormBackwardRef,
   batchNormEval,
   batchNormEvalRef,
   batchNormTrain,
+  batchNormTrainPooled,
   batchNormTrainRef,
+  poolsFused,
 } from "../../kernels/batchnorm.ts";
 import { sum } from "../../kernels/reduce.ts";
 import { transpose, transposeRef } from "../../kernels/transpose.ts";
@@ -263,7 +266,8 @@ export class Dense extends Layer {
 /** Batch norm; with `relu` set (models.ts fuses a relu that follows it) also that relu, in the same passes. */
 export class BatchNorm extends Layer {
   relu = false;
-  #saved?: { x: Tensor; stats: Tensor };
+  /** pooled: the training forward took the max pool after it (forwardPooled). */
+  #saved?: { x: Tensor; stats: Tensor; pooled: boolean };
   #gradMode = false;
   /** Grad mode with relu: the output, whose zeros mask the backward. */
   #out?: Tensor;
@@ -302,7 +306,16 @@ export class BatchNorm extends Layer {
       return y;
     }
     const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
-    this.#saved = { x: x.retain(), stats: r.stats };
+    this.#saved = { x: x.retain(), stats: r.stats, pooled: false };
+    return r.y;
+  }
+  /** The training forward and the 2x2 max pool after it in one pass (Sequential fuses them where poolsFused). */
+  forwardPooled(rt: Runtime, x: Tensor): Tensor {
+    const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
+    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu };
+    this.#gradMode = false;
+    const r = batchNormTrainPooled(rt, x, this.gamma.value, this.beta.value, state, opts);
+    this.#saved = { x: x.retain(), stats: r.stats, pooled: true };
     return r.y;
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
@@ -328,7 +341,9 @@ export class BatchNorm extends Layer {
     }
     const s = take(this.#saved, "batchnorm");
     const relu = this.relu ? { beta: this.beta.value } : undefined;
-    const g = batchNormBackward(rt, s.x, dy, this.gamma.value, s, { relu });
+    const g = s.pooled
+      ? batchNormBackwardPooled(rt, s.x, dy, this.gamma.value, this.beta.value, s, { relu: this.relu })
+      : batchNormBackward(rt, s.x, dy, this.gamma.value, s, { relu });
     setGrad(this.gamma, g.dgamma);
     setGrad(this.beta, g.dbeta);
     s.x.release();
@@ -536,6 +551,8 @@ export class Flatten extends Layer {
 // ---------------------------------------------------------------- composition
 
 export class Sequential extends Layer {
+  /** The max pools the last training forward ran inside the batch norm before them (their backward too). */
+  #fusedPools = new Set<number>();
   constructor(readonly layers: Layer[]) {
     super();
   }
@@ -547,8 +564,17 @@ export class Sequential extends Layer {
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     let h = x;
+    this.#fusedPools.clear();
     for (let i = 0; i < this.layers.length; i++) {
       const [layer, next, after] = [this.layers[i], this.layers[i + 1], this.layers[i + 2]];
+      // Training: a batch norm and the max pool after it in one pass over the activations.
+      if (mode === "train" && layer instanceof BatchNorm && next instanceof MaxPool2 && poolsFused(h.shape)) {
+        const out = layer.forwardPooled(rt, h);
+        this.#fusedPools.add(++i);
+        if (h !== x) h.release();
+        h = out;
+        continue;
+      }
       // Eval: a convolution, the batch norm after it and a max pool after that in one kernel where it can.
       const folded = mode === "eval" && layer instanceof Conv2d && next instanceof BatchNorm
         ? layer.forwardFolded(rt, h, next, after instanceof MaxPool2)
@@ -563,6 +589,7 @@ export class Sequential extends Layer {
   backward(rt: Runtime, dy: Tensor, opts: BackwardOptions): Tensor | undefined {
     let g: Tensor | undefined = dy;
     for (let i = this.layers.length - 1; i >= 0; i--) {
+      if (this.#fusedPools.has(i)) continue; // its batch norm's backward takes the pooled gradient
       const gi: Tensor | undefined = this.layers[i].backward(rt, g!, { ...opts, needDx: i > 0 || opts.needDx });
       if (g !== dy) g!.release();
       g = gi;

@@ -151,6 +151,83 @@ describe("batchnorm", () => {
     }
   });
 
+  it("train forward and backward with a fused 2x2 max pool match the twins of batch norm, relu and pool", async () => {
+    const rt = await testRuntime();
+    const rand = mulberry32(testSeed("batchnorm pool"));
+    const shapes = [[3, 2, 4, 8], [2, 3, 6, 4], [
+      randInt(rand, 1, 5),
+      randInt(rand, 1, 4),
+      2 * randInt(rand, 1, 6),
+      4 * randInt(rand, 1, 5),
+    ]];
+    for (const shape of shapes) {
+      for (const relu of [false, true]) {
+        const C = shape[0];
+        const L = size(shape) / C;
+        const what = `[${shape}] relu ${relu}`;
+        const xData = wellSpread(rand, C, L);
+        const gData = randomF32(rand, C, 0.5, 1.5);
+        const bData = randomF32(rand, C, -0.5, 0.5);
+        const rmData = randomF32(rand, C);
+        const rvData = randomF32(rand, C, 0.5, 1.5);
+        const dyData = randomF32(rand, size(shape) / 4);
+        const [x, gamma, beta] = [rt.upload(xData, shape), rt.upload(gData, [C]), rt.upload(bData, [C])];
+        const state = { runningMean: rt.upload(rmData, [C]), runningVar: rt.upload(rvData, [C]) };
+        const fwd = bn.batchNormTrainPooled(rt, x, gamma, beta, state, { relu });
+        expect(fwd.y.shape).toEqual([shape[0], shape[1], shape[2] / 2, shape[3] / 2]);
+        const grads = bn.batchNormBackwardPooled(rt, x, rt.upload(dyData, fwd.y.shape), gamma, beta, fwd, { relu });
+        const [y, stats, rm, rv, dx, dgamma, dbeta] = await rt.readMany([
+          fwd.y,
+          fwd.stats,
+          state.runningMean,
+          state.runningVar,
+          grads.dx,
+          grads.dgamma,
+          grads.dbeta,
+        ]);
+        const want = bn.batchNormTrainRef(xData, gData, bData, rmData, rvData, C, L);
+        const S = Math.max(1, ...Array.from(gData, (g, c) => g * want.invstd[c]));
+        assertClose(
+          y,
+          bn.batchNormTrainPooledRef(xData, shape, gData, bData, { relu }),
+          { rtol: RTOL, scale: S },
+          `y ${what}`,
+        );
+        assertClose(stats.subarray(0, C), want.mean, { rtol: RTOL, scale: 1 }, `saved mean ${what}`);
+        assertClose(stats.subarray(C), want.invstd, { rtol: RTOL, scale: 1 }, `saved invstd ${what}`);
+        assertClose(rm, want.runningMean, { rtol: RTOL, scale: 1 }, `running mean ${what}`);
+        assertClose(rv, want.runningVar, { rtol: RTOL, scale: 1 }, `running var ${what}`);
+        const wantGrad = bn.batchNormBackwardPooledRef(xData, shape, dyData, gData, bData, { relu });
+        assertClose(dx, wantGrad.dx, { rtol: RTOL, scale: S }, `dx ${what}`);
+        assertClose(dgamma, wantGrad.dgamma, { rtol: RTOL, scale: Math.sqrt(L) }, `dgamma ${what}`);
+        assertClose(dbeta, wantGrad.dbeta, { rtol: RTOL, scale: Math.sqrt(L) }, `dbeta ${what}`);
+      }
+    }
+    const one = rt.upload([1], [1]);
+    const state = { runningMean: rt.upload([0], [1]), runningVar: rt.upload([1], [1]) };
+    expect(() => bn.batchNormTrainPooled(rt, rt.upload(new Float32Array(12), [1, 1, 3, 4]), one, one, state)).toThrow(
+      /H even/,
+    );
+  });
+
+  it("the pooled backward twin matches finite differences of the pooled forward twin", () => {
+    const rand = mulberry32(testSeed("batchnorm pool finite differences"));
+    const shape = [2, 2, 4, 4];
+    const C = 2;
+    const x = Float64Array.from(randomF32(rand, size(shape), 2, 4));
+    const gamma = Float64Array.from(randomF32(rand, C, 0.5, 1.5));
+    const beta = Float64Array.from(randomF32(rand, C, -0.5, 0.5));
+    const r = Float64Array.from(randomF32(rand, size(shape) / 4));
+    for (const relu of [false, true]) {
+      const loss = () => dot(r, bn.batchNormTrainPooledRef(x, shape, gamma, beta, { relu }));
+      const an = bn.batchNormBackwardPooledRef(x, shape, r, gamma, beta, { relu });
+      fdCheck(rand, loss, [["x", x, an.dx], ["gamma", gamma, an.dgamma], ["beta", beta, an.dbeta]], `relu ${relu}`, {
+        h: FD_H,
+        rtol: FD_RTOL,
+      });
+    }
+  });
+
   it("running stats follow the momentum rule over several steps", async () => {
     const rt = await testRuntime();
     const rand = mulberry32(testSeed("batchnorm momentum"));
