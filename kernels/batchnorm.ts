@@ -40,8 +40,25 @@ export interface BatchNormState {
 export interface BatchNormOptions {
   eps?: number;
   momentum?: number;
-  /** Apply a relu to the output (its backward then takes `relu: { beta }`). */
+  /** Apply a relu to the output. */
   relu?: boolean;
+  /** Then a 2x2 max pool (x as poolsFused takes it): y is the pooled output, and neither the full-size output nor
+   *  the pool's argmax is stored (the backward finds them again from x and the saved statistics). */
+  pool?: boolean;
+}
+
+/** Whether `pool` takes x of this shape: [C, N, H, W] with H even and W % 4 == 0 (two windows per vec4 of a row). */
+export const poolsFused = (shape: readonly number[]): boolean =>
+  shape.length === 4 && shape[2] % 2 === 0 && shape[2] > 0 && shape[3] % 4 === 0 && shape[3] > 0;
+
+/** With `pool`: the pooled shape and the uniform W4, checked. */
+function pooling(x: Tensor, pool: boolean | undefined, what: string): { shape: number[]; W4: number } | undefined {
+  if (!pool) return undefined;
+  if (!poolsFused(x.shape)) {
+    throw new Error(`${what}: a fused pool needs [C, N, H, W] with H even, W % 4 == 0, got [${x.shape}]`);
+  }
+  const [C, N, H, W] = x.shape;
+  return { shape: [C, N, H / 2, W / 2], W4: W / 4 };
 }
 
 /** Row units an eval_fwd invocation walks: fewer invocations, each paying the per-channel prologue once. */
@@ -71,7 +88,7 @@ const channelGrid = (
   x = 1,
 ): [number, number, number] => (C <= 65535 ? [x, C, 1] : [x, 65535, Math.ceil(C / 65535)]);
 
-/** Training forward: y, plus the saved batch statistics; running stats updated in place. */
+/** Training forward: y (pooled with `pool`), plus the saved batch statistics; running stats updated in place. */
 export function batchNormTrain(
   rt: Runtime,
   x: Tensor,
@@ -82,16 +99,17 @@ export function batchNormTrain(
 ): { y: Tensor } & BatchNormSaved {
   const { C, L } = channels(x, gamma, beta, state.runningMean, state.runningVar);
   if (L < 2) throw new Error(`batchnorm: training needs more than one value per channel, got ${L}`);
+  const pool = pooling(x, opts.pool, "batchnorm");
   const v = batchNormOp.active;
-  const y = rt.empty(x.shape, "f32");
+  const y = rt.empty(pool?.shape ?? x.shape, "f32");
   const stats = rt.empty([2, C], "f32");
   rt.dispatch({
-    label: `batchnorm.train_fwd/${v.name}`,
+    label: `batchnorm.train_fwd${pool ? "_pool" : ""}/${v.name}`,
     code: v.code,
-    entryPoint: entry("train_fwd", L),
+    entryPoint: pool ? "train_fwd_pool4" : entry("train_fwd", L),
     constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
-    buffers: { x, x4: x, gamma, beta, y, y4: y, stats, run_mean: state.runningMean, run_var: state.runningVar },
-    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1) },
+    buffers: { x, x4: x, gamma, beta, y, y4: y, y2: y, stats, run_mean: state.runningMean, run_var: state.runningVar },
+    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1), W4: pool?.W4 ?? 0 },
     workgroups: channelGrid(C),
   });
   return { y, stats };
@@ -125,105 +143,35 @@ export function batchNormEval(
 }
 
 /**
- * Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics. `relu`:
- * the forward fused one, and `beta` is the forward's (it recomputes where the output was clamped).
+ * Gradients of batchNormTrain's y with respect to x, gamma and beta, from its saved statistics; `gamma`, `beta`
+ * and `opts` as the forward's (where a relu or pool is fused, the outputs are recomputed from beta).
  */
 export function batchNormBackward(
   rt: Runtime,
   x: Tensor,
   dy: Tensor,
   gamma: Tensor,
+  beta: Tensor,
   saved: BatchNormSaved,
-  opts: { relu?: { beta: Tensor } } = {},
+  opts: Pick<BatchNormOptions, "relu" | "pool"> = {},
 ): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
-  const beta = opts.relu?.beta;
-  const { C, L } = channels(x, gamma, ...(beta ? [beta] : []));
+  const { C, L } = channels(x, gamma, beta);
   if (saved.stats.size !== 2 * C) throw new Error(`batchnorm backward: stats [${saved.stats.shape}] is not [2, ${C}]`);
-  if (dy.size !== x.size) throw new Error(`batchnorm backward: dy [${dy.shape}] does not match x [${x.shape}]`);
+  const pool = pooling(x, opts.pool, "batchnorm backward");
+  if (dy.size !== (pool ? x.size / 4 : x.size)) {
+    throw new Error(`batchnorm backward: dy [${dy.shape}] does not match the output of x [${x.shape}]`);
+  }
   const v = batchNormOp.active;
   const dx = rt.empty(x.shape, "f32");
   const dgamma = rt.empty([C], "f32");
   const dbeta = rt.empty([C], "f32");
   rt.dispatch({
-    label: `batchnorm.bwd/${v.name}`,
+    label: `batchnorm.bwd${pool ? "_pool" : ""}/${v.name}`,
     code: v.code,
-    entryPoint: entry("bwd", L),
-    constants: { WG: v.workgroupSize, RELU: beta ? 1 : 0 },
-    // Without the relu, beta is not read; gamma stands in for the binding.
-    buffers: { x, x4: x, dy, dy4: dy, gamma, beta: beta ?? gamma, stats: saved.stats, dx, dx4: dx, dgamma, dbeta },
-    uniforms: { C, L, eps: 0, momentum: 0, unbias: 1 },
-    workgroups: channelGrid(C),
-  });
-  return { dx, dgamma, dbeta };
-}
-
-/**
- * Whether batchNormTrainPooled takes x of this shape: [C, N, H, W] with H even and W % 4 == 0 (two whole
- * windows per vec4 of a row).
- */
-export const poolsFused = (shape: readonly number[]): boolean =>
-  shape.length === 4 && shape[2] % 2 === 0 && shape[2] > 0 && shape[3] % 4 === 0 && shape[3] > 0;
-
-function pooledShape(x: Tensor, what: string): { C: number; L: number; W: number; pooled: number[] } {
-  if (!poolsFused(x.shape)) throw new Error(`${what}: expected [C, N, H, W] with H even, W % 4 == 0, got [${x.shape}]`);
-  const [C, N, H, W] = x.shape;
-  return { C, L: x.size / C, W, pooled: [C, N, H / 2, W / 2] };
-}
-
-/**
- * batchNormTrain followed by a 2x2 max pool, in one pass over x: y is the pooled output; the full-size output
- * and the pool's argmax are never stored (batchNormBackwardPooled finds them again).
- */
-export function batchNormTrainPooled(
-  rt: Runtime,
-  x: Tensor,
-  gamma: Tensor,
-  beta: Tensor,
-  state: BatchNormState,
-  opts: BatchNormOptions = {},
-): { y: Tensor } & BatchNormSaved {
-  const { C, L, W, pooled } = pooledShape(x, "batchnorm+maxpool");
-  channels(x, gamma, beta, state.runningMean, state.runningVar);
-  const v = batchNormOp.active;
-  const y = rt.empty(pooled, "f32");
-  const stats = rt.empty([2, C], "f32");
-  rt.dispatch({
-    label: `batchnorm.train_fwd_pool/${v.name}`,
-    code: v.code,
-    entryPoint: "train_fwd_pool4",
+    entryPoint: pool ? "bwd_pool4" : entry("bwd", L),
     constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
-    buffers: { x4: x, gamma, beta, y2: y, stats, run_mean: state.runningMean, run_var: state.runningVar },
-    uniforms: { C, L, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, unbias: L / (L - 1), W4: W / 4 },
-    workgroups: channelGrid(C),
-  });
-  return { y, stats };
-}
-
-/** Gradients of batchNormTrainPooled's y with respect to x, gamma and beta; `relu` as that forward's. */
-export function batchNormBackwardPooled(
-  rt: Runtime,
-  x: Tensor,
-  dy: Tensor,
-  gamma: Tensor,
-  beta: Tensor,
-  saved: BatchNormSaved,
-  opts: { relu?: boolean } = {},
-): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
-  const { C, L, W, pooled } = pooledShape(x, "batchnorm+maxpool backward");
-  channels(x, gamma, beta);
-  if (saved.stats.size !== 2 * C) throw new Error(`batchnorm backward: stats [${saved.stats.shape}] is not [2, ${C}]`);
-  if (dy.size !== x.size / 4) throw new Error(`batchnorm+maxpool backward: dy [${dy.shape}] is not [${pooled}]`);
-  const v = batchNormOp.active;
-  const dx = rt.empty(x.shape, "f32");
-  const dgamma = rt.empty([C], "f32");
-  const dbeta = rt.empty([C], "f32");
-  rt.dispatch({
-    label: `batchnorm.bwd_pool/${v.name}`,
-    code: v.code,
-    entryPoint: "bwd_pool4",
-    constants: { WG: v.workgroupSize, RELU: opts.relu ? 1 : 0 },
-    buffers: { x4: x, dy2: dy, gamma, beta, stats: saved.stats, dx4: dx, dgamma, dbeta },
-    uniforms: { C, L, eps: 0, momentum: 0, unbias: 1, W4: W / 4 },
+    buffers: { x, x4: x, dy, dy4: dy, dy2: dy, gamma, beta, stats: saved.stats, dx, dx4: dx, dgamma, dbeta },
+    uniforms: { C, L, eps: 0, momentum: 0, unbias: 1, W4: pool?.W4 ?? 0 },
     workgroups: channelGrid(C),
   });
   return { dx, dgamma, dbeta };

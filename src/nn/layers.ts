@@ -38,12 +38,10 @@ import {
 } from "../../kernels/pool.ts";
 import {
   batchNormBackward,
-  batchNormBackwardPooled,
   batchNormBackwardRef,
   batchNormEval,
   batchNormEvalRef,
   batchNormTrain,
-  batchNormTrainPooled,
   batchNormTrainRef,
   poolsFused,
 } from "../../kernels/batchnorm.ts";
@@ -312,9 +310,9 @@ export class BatchNorm extends Layer {
   /** The training forward and the 2x2 max pool after it in one pass (Sequential fuses them where poolsFused). */
   forwardPooled(rt: Runtime, x: Tensor): Tensor {
     const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
-    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu };
+    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu, pool: true };
     this.#gradMode = false;
-    const r = batchNormTrainPooled(rt, x, this.gamma.value, this.beta.value, state, opts);
+    const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
     this.#saved = { x: x.retain(), stats: r.stats, pooled: true };
     return r.y;
   }
@@ -340,10 +338,8 @@ export class BatchNorm extends Layer {
       return dx;
     }
     const s = take(this.#saved, "batchnorm");
-    const relu = this.relu ? { beta: this.beta.value } : undefined;
-    const g = s.pooled
-      ? batchNormBackwardPooled(rt, s.x, dy, this.gamma.value, this.beta.value, s, { relu: this.relu })
-      : batchNormBackward(rt, s.x, dy, this.gamma.value, s, { relu });
+    const opts = { relu: this.relu, pool: s.pooled };
+    const g = batchNormBackward(rt, s.x, dy, this.gamma.value, this.beta.value, s, opts);
     setGrad(this.gamma, g.dgamma);
     setGrad(this.beta, g.dbeta);
     s.x.release();

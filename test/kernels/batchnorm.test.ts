@@ -70,7 +70,7 @@ describe("batchnorm", () => {
 
         const fwd = bn.batchNormTrain(rt, x, gamma, beta, state);
         const yEval = bn.batchNormEval(rt, x, gamma, beta, state); // after the update: uses the new running stats
-        const grads = bn.batchNormBackward(rt, x, dy, gamma, fwd);
+        const grads = bn.batchNormBackward(rt, x, dy, gamma, beta, fwd);
         const [y, stats, rm, rv, ye, dx, dgamma, dbeta] = await rt.readMany([
           fwd.y,
           fwd.stats,
@@ -132,7 +132,7 @@ describe("batchnorm", () => {
       const state = { runningMean: rt.upload(rmData, [C]), runningVar: rt.upload(rvData, [C]) };
       const fwd = bn.batchNormTrain(rt, x, gamma, beta, state, { relu: true });
       const yEval = bn.batchNormEval(rt, x, gamma, beta, state, { relu: true });
-      const grads = bn.batchNormBackward(rt, x, rt.upload(dyData, shape), gamma, fwd, { relu: { beta } });
+      const grads = bn.batchNormBackward(rt, x, rt.upload(dyData, shape), gamma, beta, fwd, { relu: true });
       const [y, ye, dx, dgamma, dbeta] = await rt.readMany([fwd.y, yEval, grads.dx, grads.dgamma, grads.dbeta]);
 
       const want = bn.batchNormTrainRef(xData, gData, bData, rmData, rvData, C, L);
@@ -173,9 +173,12 @@ describe("batchnorm", () => {
         const dyData = randomF32(rand, size(shape) / 4);
         const [x, gamma, beta] = [rt.upload(xData, shape), rt.upload(gData, [C]), rt.upload(bData, [C])];
         const state = { runningMean: rt.upload(rmData, [C]), runningVar: rt.upload(rvData, [C]) };
-        const fwd = bn.batchNormTrainPooled(rt, x, gamma, beta, state, { relu });
+        const fwd = bn.batchNormTrain(rt, x, gamma, beta, state, { relu, pool: true });
         expect(fwd.y.shape).toEqual([shape[0], shape[1], shape[2] / 2, shape[3] / 2]);
-        const grads = bn.batchNormBackwardPooled(rt, x, rt.upload(dyData, fwd.y.shape), gamma, beta, fwd, { relu });
+        const grads = bn.batchNormBackward(rt, x, rt.upload(dyData, fwd.y.shape), gamma, beta, fwd, {
+          relu,
+          pool: true,
+        });
         const [y, stats, rm, rv, dx, dgamma, dbeta] = await rt.readMany([
           fwd.y,
           fwd.stats,
@@ -205,9 +208,10 @@ describe("batchnorm", () => {
     }
     const one = rt.upload([1], [1]);
     const state = { runningMean: rt.upload([0], [1]), runningVar: rt.upload([1], [1]) };
-    expect(() => bn.batchNormTrainPooled(rt, rt.upload(new Float32Array(12), [1, 1, 3, 4]), one, one, state)).toThrow(
-      /H even/,
-    );
+    expect(() => bn.batchNormTrain(rt, rt.upload(new Float32Array(12), [1, 1, 3, 4]), one, one, state, { pool: true }))
+      .toThrow(
+        /H even/,
+      );
   });
 
   it("the pooled backward twin matches finite differences of the pooled forward twin", () => {
