@@ -6,6 +6,7 @@ import { READ_FORMATS } from "../data/formats.ts";
 import { ModelConfig } from "../nn/models.ts";
 import { Recipe } from "../nn/train.ts";
 import { TrainingSetSpec } from "./training-set.ts";
+import { REMOVAL_FRACTION } from "./metrics.ts";
 
 /** A detect run's settings: the training set's (training-set.ts, shared with the volunteer jobs) and the rest. */
 export const DetectConfig = TrainingSetSpec.extend({
@@ -62,7 +63,7 @@ export const DetectConfig = TrainingSetSpec.extend({
   // Poisons left behind keep a backdoor alive, a few clean examples cost little (metrics.ts standoutRemoval).
   budget: z.union([z.literal("auto"), z.number().int().min(0)]).default("auto").describe(
     "examples to remove: auto removes nothing unless a block stands out, then the examples of its class scoring at " +
-      "least 1/8 of the class's top score, at most n/5; N removes the N highest-ranked",
+      `least ${REMOVAL_FRACTION} of the class's top score, at most n/5; N removes the N highest-ranked`,
   ),
   retrainBaselines: z.boolean().default(false).describe("also remove and retrain for each baseline"),
   cache: z.string().default(".cache/detect").describe("directory of cached stages (a rerun redoes only what changed)"),

@@ -67,9 +67,12 @@ export function detectionMetrics(
   };
 }
 
+/** The share of the standout class's top score an example needs for the auto budget (standoutRemoval). */
+export const REMOVAL_FRACTION = 1 / 8;
+
 /**
  * The auto budget's removal: the examples of class `cls` (the class that stands out) whose score is at least
- * `fraction` (default 1/8) of the class's top score, highest first, at most `max` (default n/5). The
+ * `fraction` (default REMOVAL_FRACTION) of the class's top score, highest first, at most `max` (default n/5). The
  * ranking (search.ts rankScores) puts the poisons the restarts settle on in plateaus near the top, and the
  * rest of them in a tail that mixes with the class's clean examples; a cut deep into that tail leaves few
  * poisons to keep the backdoor alive, at the cost of some clean examples of one class (README "Budget").
@@ -81,7 +84,7 @@ export function standoutRemoval(
   opts: { fraction?: number; max?: number } = {},
 ): number[] {
   const n = scores.length;
-  const fraction = opts.fraction ?? 1 / 8;
+  const fraction = opts.fraction ?? REMOVAL_FRACTION;
   const members = Array.from({ length: n }, (_, i) => i).filter((i) => labels[i] === cls);
   const top = Math.max(...members.map((i) => scores[i]));
   if (!(top > 0)) return []; // no example of the class was ever selected

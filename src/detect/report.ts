@@ -2,7 +2,7 @@
 import { chwToRgb, encodePng } from "../data/png-folder.ts";
 import { joinPath, makeDir, writeFilesAtomic } from "../data/io.ts";
 import type { DetectResult, Summary } from "./summary.ts";
-import { rocCurve, topK } from "./metrics.ts";
+import { REMOVAL_FRACTION, rocCurve, topK } from "./metrics.ts";
 import { exportFiles } from "./exports.ts";
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
@@ -253,7 +253,9 @@ export function decision(s: Summary): string {
     return `--budget ${s.config.budget} set: ${s.flagged.length} flagged. For reference, ${where}.`;
   }
   return o.standsOut
-    ? `Something stands out: ${where}. The ${s.flagged.length} highest-scored examples are flagged.`
+    ? `Something stands out: ${where}. The ${s.flagged.length} examples of class ${
+      esc(String(o.cls))
+    } that score at least ${REMOVAL_FRACTION} of its top score are flagged (a backdoor's poisons all carry its label).`
     : `Nothing stands out: ${where}. Clean data make blocks like this in every class, so nothing was flagged and ` +
       `the model is left as it is (set <code>--budget N</code> to remove the N highest-scored examples anyway).`;
 }
