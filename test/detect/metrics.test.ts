@@ -38,7 +38,7 @@ describe("detection metrics", () => {
     expect(Math.abs(m.recall_at_budget - 2 / 3)).toBeLessThan(1e-12);
   });
 
-  it("the auto removal takes the standout class's examples at or above 1/8 of its top score, highest first, at most n/5", () => {
+  it("auto removal: the standout class's examples from 1/8 of its top score, highest first, at most n/5", () => {
     const rand = mulberry32(testSeed("standout removal"));
     // Class 3 as the ranking leaves it: a plateau of poisons, a tail above 1/8 of the top, then its clean
     // examples; class 5 holds a natural block scoring higher than anything in class 3, which must stay.

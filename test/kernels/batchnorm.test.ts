@@ -6,11 +6,11 @@ import { testRuntime } from "../support/gpu.ts";
 import { mulberry32, randInt, randomF32, testSeed } from "../support/rng.ts";
 
 // Inputs sit on an offset (x in [2, 4)) so an unshifted one-pass E[x^2] - E[x]^2 variance would lose digits
-// (and fails here); shifted by a sample of the row, f32 errors of the statistics stay ~1e-6 of max(|want|, 1). y and dx scale with
-// gamma * invstd (and rounding x - mean by ulp(x) moves them by that factor times ulp(x) * invstd), so
-// they are measured against max(|want|, S), S = max(1, max_c gamma_c invstd_c), on channels whose std
-// is at least 0.05 (see wellSpread). Channel sums (dgamma, dbeta) of L terms are
-// measured against max(|want|, sqrt(L)).
+// (and fails here); shifted by a sample of the row, f32 errors of the statistics stay ~1e-6 of max(|want|, 1).
+// y and dx scale with gamma * invstd (and rounding x - mean by ulp(x) moves them by that factor times
+// ulp(x) * invstd), so they are measured against max(|want|, S), S = max(1, max_c gamma_c invstd_c), on
+// channels whose std is at least 0.05 (see wellSpread). Channel sums (dgamma, dbeta) of L terms are measured
+// against max(|want|, sqrt(L)).
 const RTOL = 1e-5;
 // Finite differences of the float64 twins, central, h = 1e-6: truncation ~h^2 and rounding ~1e-16/h of
 // the O(10) loss stay under 1e-5 of max(|analytic|, 1e-3).
