@@ -98,7 +98,9 @@ describe("browser volunteer", () => {
       await tab.close({ runBeforeUnload: true });
       const closedAt = Date.now();
       while ((await job(url, jobId)).shards.leased > 0) {
-        expect(Date.now() - closedAt).toBeLessThan(5_000);
+        // Half the lease: an expired lease would free it only at 30 s. (Usually a few ms; once 5.1 s in CI,
+        // with other test files sharing the two cores.)
+        expect(Date.now() - closedAt).toBeLessThan(leaseMs / 2);
         await new Promise((r) => setTimeout(r, 200));
       }
       console.log(`closed tab's lease freed ${Date.now() - closedAt} ms after close (lease ${leaseMs} ms)`);
