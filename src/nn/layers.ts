@@ -294,26 +294,26 @@ export class BatchNorm extends Layer {
     return { gamma, beta, runningMean, runningVar, eps: this.eps, relu: this.relu };
   }
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
-    const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
-    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu };
     this.#gradMode = mode === "grad";
-    if (mode !== "train") {
-      const y = batchNormEval(rt, x, this.gamma.value, this.beta.value, state, opts);
-      this.#out?.release();
-      this.#out = mode === "grad" && this.relu ? y.retain() : undefined;
-      return y;
-    }
-    const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
-    this.#saved = { x: x.retain(), stats: r.stats, pooled: false };
-    return r.y;
+    if (mode === "train") return this.#train(rt, x, false);
+    const opts = { eps: this.eps, relu: this.relu };
+    const y = batchNormEval(rt, x, this.gamma.value, this.beta.value, this.#state(), opts);
+    this.#out?.release();
+    this.#out = mode === "grad" && this.relu ? y.retain() : undefined;
+    return y;
   }
   /** The training forward and the 2x2 max pool after it in one pass (Sequential fuses them where poolsFused). */
   forwardPooled(rt: Runtime, x: Tensor): Tensor {
-    const state = { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
-    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu, pool: true };
     this.#gradMode = false;
-    const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, state, opts);
-    this.#saved = { x: x.retain(), stats: r.stats, pooled: true };
+    return this.#train(rt, x, true);
+  }
+  #state() {
+    return { runningMean: this.runningMean.value, runningVar: this.runningVar.value };
+  }
+  #train(rt: Runtime, x: Tensor, pool: boolean): Tensor {
+    const opts = { momentum: this.momentum, eps: this.eps, relu: this.relu, pool };
+    const r = batchNormTrain(rt, x, this.gamma.value, this.beta.value, this.#state(), opts);
+    this.#saved = { x: x.retain(), stats: r.stats, pooled: pool };
     return r.y;
   }
   backward(rt: Runtime, dy: Tensor): Tensor {
@@ -563,20 +563,19 @@ export class Sequential extends Layer {
     this.#fusedPools.clear();
     for (let i = 0; i < this.layers.length; i++) {
       const [layer, next, after] = [this.layers[i], this.layers[i + 1], this.layers[i + 2]];
-      // Training: a batch norm and the max pool after it in one pass over the activations.
+      let out: Tensor;
       if (mode === "train" && layer instanceof BatchNorm && next instanceof MaxPool2 && poolsFused(h.shape)) {
-        const out = layer.forwardPooled(rt, h);
+        // Training: a batch norm and the max pool after it in one pass over the activations.
+        out = layer.forwardPooled(rt, h);
         this.#fusedPools.add(++i);
-        if (h !== x) h.release();
-        h = out;
-        continue;
+      } else {
+        // Eval: a convolution, the batch norm after it and a max pool after that in one kernel where it can.
+        const folded = mode === "eval" && layer instanceof Conv2d && next instanceof BatchNorm
+          ? layer.forwardFolded(rt, h, next, after instanceof MaxPool2)
+          : undefined;
+        if (folded) i += folded.pooled ? 2 : 1;
+        out = folded?.y ?? layer.forward(rt, h, mode);
       }
-      // Eval: a convolution, the batch norm after it and a max pool after that in one kernel where it can.
-      const folded = mode === "eval" && layer instanceof Conv2d && next instanceof BatchNorm
-        ? layer.forwardFolded(rt, h, next, after instanceof MaxPool2)
-        : undefined;
-      if (folded) i += folded.pooled ? 2 : 1;
-      const out = folded?.y ?? layer.forward(rt, h, mode);
       if (h !== x) h.release();
       h = out;
     }
