@@ -22,6 +22,7 @@ import {
 import { fill } from "../../kernels/fill.ts";
 import { axpy, relu, reluGrad, scale } from "../../kernels/elementwise.ts";
 import { matmul, matmulRef } from "../../kernels/matmul.ts";
+import { winogradBackward, winogradForward, winogradWins } from "../../kernels/winograd.ts";
 import {
   globalAvgPool,
   globalAvgPoolBackward,
@@ -121,6 +122,8 @@ const KEEP_COLS_MAX_BYTES = 64 << 20;
 export class Conv2d extends Layer {
   #x?: Tensor;
   #cols?: Tensor;
+  /** The Winograd forward's transformed input, for its backward (training steps of 3x3 / pad 1 convs). */
+  #v?: Tensor;
   #xRef?: HostTensor;
   readonly weight: Param;
   readonly bias?: Param;
@@ -151,11 +154,20 @@ export class Conv2d extends Layer {
   forward(rt: Runtime, x: Tensor, mode: Mode): Tensor {
     if (mode === "eval") return conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom);
     this.#x = x.retain();
+    this.#cols?.release();
+    this.#v?.release();
+    this.#cols = this.#v = undefined;
+    const [C, N, H, W] = x.shape;
+    if (mode === "train" && !this.bias && winogradWins({ C, N, H, W }, this.geom)) {
+      // 4/9 of the multiply-adds and no im2col buffer: kernels/README.md "Winograd".
+      const { y, v } = winogradForward(rt, x, this.weight.value, true);
+      this.#v = v;
+      return y;
+    }
     const cols = im2col(rt, x, this.geom);
     const y = conv2dForward(rt, x, this.weight.value, this.bias?.value, this.geom, { cols });
     // The backward reads this im2col again (a grad-mode tap always, a training step's dw when split-K): keep it.
     const wanted = mode === "grad" || dwReadsCols(this.cout, cols.shape[0], cols.shape[1]);
-    this.#cols?.release();
     this.#cols = wanted && 4 * cols.size <= KEEP_COLS_MAX_BYTES ? cols : undefined;
     if (!this.#cols) cols.release();
     return y;
@@ -164,7 +176,11 @@ export class Conv2d extends Layer {
     const x = take(this.#x, "conv2d");
     opts.tap?.(this, x, dy, this.#cols);
     let dx: Tensor | undefined;
-    if (opts.paramGrads ?? true) {
+    if (this.#v && (opts.paramGrads ?? true)) {
+      const g = winogradBackward(rt, this.#v, this.weight.value, dy, opts.needDx ?? true);
+      setGrad(this.weight, g.dw);
+      dx = g.dx;
+    } else if (opts.paramGrads ?? true) {
       const g = conv2dBackward(rt, x, this.weight.value, dy, this.geom, {
         needDx: opts.needDx,
         needDb: !!this.bias,
@@ -178,7 +194,8 @@ export class Conv2d extends Layer {
     }
     x.release();
     this.#cols?.release();
-    this.#x = this.#cols = undefined;
+    this.#v?.release();
+    this.#x = this.#cols = this.#v = undefined;
     return dx;
   }
   forwardRef(x: HostTensor, mode: Mode): HostTensor {

@@ -3,6 +3,7 @@ import { crossEntropy, crossEntropyRef } from "../../kernels/loss.ts";
 import { sgdStep, sgdStepRef } from "../../kernels/sgd.ts";
 import { implicitTile, poolFolds } from "../../kernels/conv2d.ts";
 import { fill } from "../../kernels/fill.ts";
+import { winogradWins } from "../../kernels/winograd.ts";
 import { buildModel, type ModelConfig } from "../../src/nn/models.ts";
 import { assertClose } from "../support/check.ts";
 import { testRuntime } from "../support/gpu.ts";
@@ -23,9 +24,20 @@ const MODELS: [string, ModelConfig, number][] = [
     batchNorm: false,
   }, 4],
   ["resnet9", { kind: "resnet9", input: [3, 16, 16], classes: 10, widths: [4, 6, 8, 5] }, 3],
+  // The second convolution (16 channels, 8x8) trains through the Winograd kernels.
+  [
+    "small-cnn with a Winograd convolution",
+    { kind: "small-cnn", input: [3, 16, 16], classes: 10, widths: [16, 16, 8] },
+    2,
+  ],
 ];
 
 describe("one training step matches the CPU twin", () => {
+  it("takes the Winograd convolution where it should", () => {
+    const geom = { kh: 3, kw: 3, stride: 1, pad: 1 };
+    expect([winogradWins({ C: 3, N: 2, H: 16, W: 16 }, geom), winogradWins({ C: 16, N: 2, H: 8, W: 8 }, geom)])
+      .toEqual([false, true]);
+  });
   for (const [name, config, B] of MODELS) {
     it(name, async () => {
       const rt = await testRuntime();
