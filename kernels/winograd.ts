@@ -69,23 +69,28 @@ function weights(rt: Runtime, w: Tensor, R: number, S: number): Tensor {
   return run(rt, "weights", w, rt.empty([16, R, S]), d, grid1d(R * S, winogradOp.active.workgroupSize));
 }
 
+const GEOM: ConvGeom = { kh: 3, kw: 3, stride: 1, pad: 1 };
+
 function dims4(x: Tensor, what: string): [number, number, number, number] {
   const [C, N, H, W] = x.shape;
-  if (x.shape.length !== 4 || !winogradApplies({ C, N, H, W }, { kh: 3, kw: 3, stride: 1, pad: 1 })) {
+  if (x.shape.length !== 4 || !winogradApplies({ C, N, H, W }, GEOM)) {
     throw new Error(`winograd ${what}: [${x.shape}] is not [C, N, H, W] with H even and W a multiple of 8`);
   }
   return [C, N, H, W];
 }
 
-/** y[R, N, H, W] = conv3x3(x[S, N, H, W], w[R, S*9]), pad 1, via U, V and their 16 products. */
-function convolve(rt: Runtime, x: Tensor, w: Tensor, R: number, v?: Tensor): Tensor {
-  const [S, N, H, W] = dims4(x, "forward");
+/** V[16, S, T] = Bᵀ d B for the tiles of x[S, N, H, W]. */
+function transformInput(rt: Runtime, x: Tensor): Tensor {
+  const [S, N, H, W] = dims4(x, "input");
+  return overTiles(rt, "input", x, rt.empty([16, S, (N * H * W) / 4]), { R: 0, S, N, H, W }, S);
+}
+
+/** y[R, N, H, W] = the convolution of x[S, N, H, W] with w[R, S*9], from V = transformInput(x): Aᵀ [U · V] A. */
+function convolve(rt: Runtime, v: Tensor, w: Tensor, R: number, [S, N, H, W]: readonly number[]): Tensor {
   const d = { R, S, N, H, W };
   const u = weights(rt, w, R, S);
-  const vt = v ?? overTiles(rt, "input", x, rt.empty([16, S, (N * H * W) / 4]), d, S);
-  const m = matmul(rt, u, vt); // [16, R, T]
+  const m = matmul(rt, u, v); // [16, R, T]
   u.release();
-  if (vt !== v) vt.release();
   const y = overTiles(rt, "output", m, rt.empty([R, N, H, W]), d, R);
   m.release();
   return y;
@@ -96,12 +101,14 @@ function convolve(rt: Runtime, x: Tensor, w: Tensor, R: number, v?: Tensor): Ten
  * that `winogradBackward` reads (the caller releases it).
  */
 export function winogradForward(rt: Runtime, x: Tensor, w: Tensor, keep = false): { y: Tensor; v?: Tensor } {
-  const [C, N, H, W] = dims4(x, "forward");
+  const [C] = dims4(x, "forward");
   const O = w.shape[0];
   if (w.size !== O * C * 9) throw new Error(`winograd forward: weight [${w.shape}] is not [O, ${C}*9]`);
-  if (!keep) return { y: convolve(rt, x, w, O) };
-  const v = overTiles(rt, "input", x, rt.empty([16, C, (N * H * W) / 4]), { R: O, S: C, N, H, W }, C);
-  return { y: convolve(rt, x, w, O, v), v };
+  const v = transformInput(rt, x);
+  const y = convolve(rt, v, w, O, x.shape);
+  if (keep) return { y, v };
+  v.release();
+  return { y };
 }
 
 /** dw[O, C*9] and (with needDx) dx[C, N, H, W] of winogradForward, from its V[16, C, T] and dy[O, N, H, W]. */
@@ -124,8 +131,9 @@ export function winogradBackward(
   const dw = run(rt, "weight_grad", du, rt.empty([O, C * 9]), d, grid1d(O * C, winogradOp.active.workgroupSize));
   du.release();
   if (!needDx) return { dw };
-  const wf = flipTaps(rt, w.reshape([O, C * 9]), C, { kh: 3, kw: 3, stride: 1, pad: 1 });
-  const dx = convolve(rt, dy, wf, C);
-  wf.release();
+  const wf = flipTaps(rt, w.reshape([O, C * 9]), C, GEOM);
+  const vdy = transformInput(rt, dy);
+  const dx = convolve(rt, vdy, wf, C, dy.shape);
+  [wf, vdy].forEach((t) => t.release());
   return { dw, dx };
 }
