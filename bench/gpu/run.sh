@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU run, on an NVIDIA machine with no Node, no Deno and no internet: unpacks what bench/gpu/pack.sh
-# left in .gpu/ and .gl/, then runs the matmul, train and attribute benches, one ResNet-9 epoch of
+# left in .gpu/ and .gl/, then runs the matmul, train, attribute and winograd benches, one ResNet-9 epoch of
 # CIFAR-10's size (50,000 images) and a detect on the carried CIFAR-10 subset. Every step has its share of
 # the time budget; each writes its JSON (stdout) to OUT_DIR/NAME.json and its progress to OUT_DIR/run.log.
 # The PyTorch peer rows use CUDA where the machine's python3 has it.
@@ -53,7 +53,8 @@ if [ -n "${QUICK:-}" ]; then
   step matmul 20 bench matmul --sizes 256 --json
   step train 25 bench train --json
   step attribute 25 bench attribute --model trak-cnn --sizes 64 --json
-  step detect 30 detect --data .gpu/cifar-subset.npz --attack badnets --train 400 --test-size 200 \
+  step winograd 5 bench winograd --sizes 8 --json
+  step detect 25 detect --data .gpu/cifar-subset.npz --attack badnets --train 400 --test-size 200 \
     --epochs 1 --json --quiet --out /tmp/gpu-run/detect
   exit 0
 fi
@@ -61,5 +62,7 @@ step matmul 17 bench matmul --sizes 1024,2048,4096,8192 --json
 step train-resnet9 28 bench train --model resnet9 --sizes 50000 --json
 step train 16 bench train --json
 step attribute 16 bench attribute --model trak-cnn --json
+# Whether Winograd wins there too (kernels/winograd.ts winogradWins decides for every adapter).
+step winograd 5 bench winograd --sizes 512 --json
 step detect 18 detect --data .gpu/cifar-subset.npz --attack badnets --json --quiet --out /tmp/gpu-run/detect
 log "done"
