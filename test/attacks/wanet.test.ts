@@ -22,6 +22,19 @@ function maxStep(f: Float64Array, h: number, w: number, free: (p: number) => boo
   return m;
 }
 
+/** Mean absolute difference between horizontally or vertically neighbouring pixels of an h x w field. */
+function meanStep(f: Float64Array, h: number, w: number): number {
+  let sum = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = y * w + x;
+      if (x + 1 < w) sum += Math.abs(f[p + 1] - f[p]);
+      if (y + 1 < h) sum += Math.abs(f[p + w] - f[p]);
+    }
+  }
+  return sum / (2 * h * w - h - w);
+}
+
 describe("WaNet warp field", () => {
   for (const upsampleMode of ["bilinear", "bicubic"] as const) {
     it(`${upsampleMode}: bounded by s * max|control| (pixels) and smooth`, () => {
@@ -56,9 +69,10 @@ describe("WaNet warp field", () => {
       expect(clamped).toBeLessThan(4 * W);
       expect(maxStep(f.dx, H, W, free)).toBeLessThanOrEqual(stepBound);
       expect(maxStep(f.dy, H, W, free)).toBeLessThanOrEqual(stepBound);
-      // ... and much smoother than the per-pixel noise of noise mode.
+      // ... and much smoother than the per-pixel noise of noise mode: its mean step is 6.5-fold or more over 3,000
+      // seeds of each mode (the largest steps are not: 2-fold failed about 1 seed in 60, CI seed 45926657).
       const nf = noiseField(f, H, W, mulberry32(seed));
-      expect(maxStep(nf.dx, H, W)).toBeGreaterThan(2 * maxStep(f.dx, H, W));
+      expect(meanStep(nf.dx, H, W)).toBeGreaterThan(4 * meanStep(f.dx, H, W));
       expect(maxAbs(nf.dx.map((v, p) => v - f.dx[p]))).toBeLessThanOrEqual((W - 1) / (2 * H) + 1e-9);
     });
   }
