@@ -121,11 +121,12 @@ export function winogradBackward(
 ): { dw: Tensor; dx?: Tensor } {
   const [O, N, H, W] = dims4(dy, "backward");
   const C = v.shape[1];
-  if (v.shape.length !== 3 || v.shape[0] !== 16 || v.shape[2] !== (N * H * W) / 4 || w.size !== O * C * 9) {
+  const T = (N * H * W) / 4;
+  if (v.shape.length !== 3 || v.shape[0] !== 16 || v.shape[2] !== T || w.size !== O * C * 9) {
     throw new Error(`winograd backward: V [${v.shape}], w [${w.shape}] and dy [${dy.shape}] do not match`);
   }
   const d = { R: O, S: C, N, H, W };
-  const dm = overTiles(rt, "output_grad", dy, rt.empty([16, O, (N * H * W) / 4]), d, O);
+  const dm = overTiles(rt, "output_grad", dy, rt.empty([16, O, T]), d, O);
   const du = matmul(rt, dm, v, { transB: true }); // [16, O, C]
   dm.release();
   const dw = run(rt, "weight_grad", du, rt.empty([O, C * 9]), d, grid1d(O * C, winogradOp.active.workgroupSize));
